@@ -1,0 +1,54 @@
+# acestream-orchestrator: the two commands a newcomer needs are `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install docker images lint types unit integration test run demo bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+docker:
+	bash scripts/ensure-docker.sh
+
+images: docker
+	bash testbed/build-images.sh
+
+lint: install
+	$(BIN)/ruff check orchestrator reconcilers tests $(wildcard bench)
+
+types: install
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/pytest -q tests/unit
+
+integration: install images
+	$(BIN)/pytest -q tests/integration
+
+# Everything CI runs, from a fresh machine: Docker engine, stand-in images, venv, lint, types, tests.
+test: install images
+	$(BIN)/ruff check orchestrator reconcilers tests $(wildcard bench)
+	$(BIN)/mypy
+	$(BIN)/pytest -q -p no:cacheprovider tests
+
+run: install
+	$(BIN)/acestream-orchestrator --config $(or $(CONFIG),config.example.yaml)
+
+# The daemon on the local Docker engine with stand-in engines and VPNs: no VPN account needed.
+demo: install images
+	bash scripts/demo.sh $(or $(MODE),none)
+
+bench: install images
+	$(BIN)/python bench/hide_latency.py
+
+clean:
+	bash testbed/cleanup.sh acestream-orchestrator-demo=1 || true
+	bash testbed/cleanup.sh || true
+	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,328 @@
+"""The operator's desired state: YAML file plus the seed's environment variables, validated.
+
+Every key has a type, a default and a check; a bad value is reported as one `ConfigError` that
+names the file, the line and the dotted key, so an operator editing the file in place sees at
+once what to fix. The environment variables of the original implementation keep working and
+override the file (they are reported as `env VAR` when invalid). `SCHEMA` is the single list of
+keys: `config.example.yaml` is checked against it by the tests.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from orchestrator.errors import ConfigError
+from reconcilers.model import Desired, EngineSpec, PortRange, VpnSpec
+
+Checker = Callable[[Any], Any]
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+DEFAULT_IMAGE = "ghcr.io/krinkuto11/acestream-http-proxy:latest"
+
+
+def _int(minimum: int, maximum: int = 2**31) -> Checker:
+    def check(v: Any) -> int:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ValueError(f"expected an integer, got {v!r}")
+        if not minimum <= v <= maximum:
+            raise ValueError(f"must be between {minimum} and {maximum}, got {v}")
+        return v
+    return check
+
+
+def _number(minimum: float) -> Checker:
+    def check(v: Any) -> float:
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise ValueError(f"expected a number, got {v!r}")
+        if v < minimum:
+            raise ValueError(f"must be at least {minimum:g}, got {v}")
+        return float(v)
+    return check
+
+
+def _bool(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ValueError(f"expected true or false, got {v!r}")
+    return v
+
+
+def _str(v: Any) -> str:
+    if not isinstance(v, str) or not v.strip():
+        raise ValueError(f"expected a non-empty string, got {v!r}")
+    return v
+
+
+def _optional_str(v: Any) -> str | None:
+    return None if v is None else _str(v)
+
+
+def _choice(*options: str) -> Checker:
+    def check(v: Any) -> str:
+        if v not in options:
+            raise ValueError(f"must be one of {', '.join(options)}, got {v!r}")
+        return str(v)
+    return check
+
+
+def _port_range(v: Any) -> PortRange:
+    match = re.fullmatch(r"\s*(\d+)\s*-\s*(\d+)\s*", str(v)) if isinstance(v, str) else None
+    if not match:
+        raise ValueError(f"expected a port range like 19000-19999, got {v!r}")
+    start, end = int(match[1]), int(match[2])
+    if not 1 <= start <= end <= 65535:
+        raise ValueError(f"port range {v!r} must satisfy 1 <= start <= end <= 65535")
+    return PortRange(start=start, end=end)
+
+
+def _str_map(v: Any) -> dict[str, str]:
+    if v is None:
+        return {}
+    if not isinstance(v, dict):
+        raise ValueError(f"expected a mapping of names to values, got {v!r}")
+    out = {}
+    for key, value in v.items():
+        if not isinstance(key, str) or isinstance(value, dict | list) or value is None:
+            raise ValueError(f"entry {key!r}: expected a string name and a scalar value")
+        out[key] = str(value).lower() if isinstance(value, bool) else str(value)
+    return out
+
+
+def _names(v: Any) -> tuple[str, ...]:
+    if not isinstance(v, list) or not all(isinstance(n, str) and n for n in v):
+        raise ValueError(f"expected a list of container names, got {v!r}")
+    if len(set(v)) != len(v):
+        raise ValueError(f"container names must be distinct, got {v!r}")
+    return tuple(v)
+
+
+# section -> key -> (default, checker). The single source of truth for the YAML keys.
+SCHEMA: dict[str, dict[str, tuple[Any, Checker]]] = {
+    "engines": {
+        "image": (DEFAULT_IMAGE, _str),
+        "min_replicas": (3, _int(0, 1000)),
+        "min_free": (1, _int(0, 1000)),
+        "max_replicas": (20, _int(1, 1000)),
+        "address": ("name", _choice("name", "ip")),
+        "host_port_range": ("19000-19999", _port_range),
+        "idle_ttl_s": (600, _number(0)),
+        "env": ({}, _str_map),
+        "labels": ({}, _str_map),
+    },
+    "vpn": {
+        "mode": ("none", _choice("none", "single", "redundant")),
+        "containers": ([], _names),
+        "api_port": (8000, _int(1, 65535)),
+        "api_key": (None, _optional_str),
+        "port_range": ("19000-19999", _port_range),
+        "restart_engines_on_reconnect": (True, _bool),
+        "unhealthy_restart_timeout_s": (60, _number(1)),
+        "wait_healthy_s": (30, _number(0)),
+        "health_check_interval_s": (5, _number(0.5)),
+    },
+    "api": {
+        "host": ("0.0.0.0", _str),
+        "port": (8000, _int(1, 65535)),
+        "api_key": (None, _optional_str),
+    },
+    "log_level": {"": ("INFO", _choice(*LOG_LEVELS))},
+}
+
+# Seed variable -> (dotted key, parser of the raw string).
+ENV_OVERRIDES: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "VPN_MODE": ("vpn.mode", str.lower),
+    "GLUETUN_API_PORT": ("vpn.api_port", int),
+    "GLUETUN_HEALTH_CHECK_INTERVAL_S": ("vpn.health_check_interval_s", float),
+    "VPN_RESTART_ENGINES_ON_RECONNECT": (
+        "vpn.restart_engines_on_reconnect",
+        lambda s: {"true": True, "1": True, "yes": True, "false": False, "0": False,
+                   "no": False}.get(s.strip().lower(), s),
+    ),
+    "VPN_UNHEALTHY_RESTART_TIMEOUT_S": ("vpn.unhealthy_restart_timeout_s", float),
+    "MAX_ACTIVE_REPLICAS": ("engines.max_replicas", int),
+    "LOG_LEVEL": ("log_level", str.upper),
+}
+CONTAINER_NAME_VARS = ("GLUETUN_CONTAINER_NAME", "GLUETUN_CONTAINER_NAME_2")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApiConfig:
+    host: str = "0.0.0.0"
+    port: int = 8000
+    api_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    desired: Desired
+    address: Literal["name", "ip"] = "name"
+    vpn_api_port: int = 8000
+    vpn_api_key: str | None = None
+    vpn_poll_interval_s: float = 5.0
+    api: ApiConfig = ApiConfig()
+    log_level: str = "INFO"
+
+
+def _lines_of(node: yaml.Node, prefix: str, out: dict[str, int]) -> None:
+    """Record the line of every mapping key, by dotted path."""
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            path = f"{prefix}.{key_node.value}" if prefix else str(key_node.value)
+            out[path] = key_node.start_mark.line + 1
+            _lines_of(value_node, path, out)
+
+
+def _parse_yaml(text: str, source: str) -> tuple[dict[str, Any], dict[str, int]]:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else None
+        raise ConfigError(f"invalid YAML: {exc.problem}", source=source, line=line) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"invalid YAML: {exc}", source=source) from exc
+    if data is None:
+        return {}, {}
+    if not isinstance(data, dict):
+        raise ConfigError("the top level must be a mapping of sections", source=source, line=1)
+    lines: dict[str, int] = {}
+    if node is not None:
+        _lines_of(node, "", lines)
+    return data, lines
+
+
+def _env_layer(env: Mapping[str, str]) -> dict[str, tuple[Any, str]]:
+    """Dotted key -> (value, source) for every seed variable that is set."""
+    layer: dict[str, tuple[Any, str]] = {}
+    for var, (key, parse) in ENV_OVERRIDES.items():
+        raw = env.get(var)
+        if raw is None or raw == "":
+            continue
+        try:
+            layer[key] = (parse(raw), f"env {var}")
+        except ValueError as exc:
+            raise ConfigError(f"cannot parse {raw!r}", source=f"env {var}", key=key) from exc
+    names = [env[v] for v in CONTAINER_NAME_VARS if env.get(v)]
+    if names:
+        layer["vpn.containers"] = (names, "env " + "/".join(CONTAINER_NAME_VARS))
+        if "vpn.mode" not in layer:
+            layer["vpn.mode"] = ("single" if len(names) == 1 else "redundant", "env GLUETUN_CONTAINER_NAME")
+    return layer
+
+
+def _given(data: dict[str, Any], lines: dict[str, int], source: str) -> dict[str, Any]:
+    """Dotted key -> value for every key the file sets; unknown sections and keys are errors."""
+    given: dict[str, Any] = {}
+    for section, raw in data.items():
+        keys = SCHEMA.get(section)
+        if keys is None:
+            raise ConfigError(f"unknown section (known: {', '.join(SCHEMA)})", source=source,
+                              line=lines.get(section), key=str(section))
+        if "" in keys:
+            if raw is not None:
+                given[section] = raw
+            continue
+        if raw is None:
+            continue
+        if not isinstance(raw, dict):
+            raise ConfigError("expected a mapping", source=source, line=lines.get(section),
+                              key=section)
+        for key, value in raw.items():
+            if key not in keys:
+                raise ConfigError(f"unknown key (known: {', '.join(keys)})", source=source,
+                                  line=lines.get(f"{section}.{key}"), key=f"{section}.{key}")
+            given[f"{section}.{key}"] = value
+    return given
+
+
+def _validated(data: dict[str, Any], lines: dict[str, int], source: str,
+               env: Mapping[str, str]) -> dict[str, Any]:
+    given = _given(data, lines, source)
+    overrides = _env_layer(env)
+    values: dict[str, Any] = {}
+    for section, keys in SCHEMA.items():
+        for key, (default, check) in keys.items():
+            dotted = f"{section}.{key}" if key else section
+            value, where, line = given.get(dotted, default), source, lines.get(dotted)
+            if dotted in overrides:
+                (value, where), line = overrides[dotted], None
+            try:
+                values[dotted] = check(value)
+            except ValueError as exc:
+                raise ConfigError(str(exc), source=where, line=line, key=dotted) from exc
+    return values
+
+
+def _cross_check(v: dict[str, Any], lines: dict[str, int], source: str) -> None:
+    def fail(msg: str, key: str) -> ConfigError:
+        return ConfigError(msg, source=source, line=lines.get(key), key=key)
+
+    if v["engines.min_replicas"] > v["engines.max_replicas"]:
+        raise fail(f"min_replicas ({v['engines.min_replicas']}) is above max_replicas "
+                   f"({v['engines.max_replicas']})", "engines.min_replicas")
+    mode, names = v["vpn.mode"], v["vpn.containers"]
+    if mode == "single" and len(names) != 1:
+        raise fail(f"mode single needs exactly one container, got {len(names)}", "vpn.containers")
+    if mode == "redundant" and len(names) < 2:
+        raise fail(f"mode redundant needs two or more containers, got {len(names)}",
+                   "vpn.containers")
+    if mode == "none":
+        if v["engines.host_port_range"].size < v["engines.max_replicas"]:
+            raise fail(f"{v['engines.host_port_range']} has fewer ports than max_replicas "
+                       f"({v['engines.max_replicas']})", "engines.host_port_range")
+        return
+    per_vpn = v["vpn.port_range"].size // len(names) // 3
+    if per_vpn * len(names) < v["engines.max_replicas"]:
+        raise fail(f"{v['vpn.port_range']} is too small for max_replicas="
+                   f"{v['engines.max_replicas']}: each engine needs 3 ports (HTTP, API, P2P) "
+                   f"in its VPN's share, so it fits {per_vpn * len(names)}", "vpn.port_range")
+
+
+def parse_config(text: str, *, source: str, env: Mapping[str, str] | None = None) -> Config:
+    data, lines = _parse_yaml(text, source)
+    v = _validated(data, lines, source, os.environ if env is None else env)
+    _cross_check(v, lines, source)
+    desired = Desired(
+        engines=EngineSpec(
+            image=v["engines.image"],
+            min_replicas=v["engines.min_replicas"],
+            min_free=v["engines.min_free"],
+            max_replicas=v["engines.max_replicas"],
+            idle_ttl_s=v["engines.idle_ttl_s"],
+            host_port_range=v["engines.host_port_range"],
+            env=v["engines.env"],
+            labels=v["engines.labels"],
+        ),
+        vpn=VpnSpec(
+            mode=v["vpn.mode"],
+            containers=v["vpn.containers"] if v["vpn.mode"] != "none" else (),
+            port_range=v["vpn.port_range"],
+            restart_engines_on_reconnect=v["vpn.restart_engines_on_reconnect"],
+            unhealthy_restart_timeout_s=v["vpn.unhealthy_restart_timeout_s"],
+            wait_healthy_s=v["vpn.wait_healthy_s"],
+        ),
+    )
+    return Config(
+        desired=desired,
+        address=v["engines.address"],
+        vpn_api_port=v["vpn.api_port"],
+        vpn_api_key=v["vpn.api_key"],
+        vpn_poll_interval_s=v["vpn.health_check_interval_s"],
+        api=ApiConfig(host=v["api.host"], port=v["api.port"], api_key=v["api.api_key"]),
+        log_level=v["log_level"],
+    )
+
+
+def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read the file: {exc.strerror}", source=str(path)) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError("the file is not UTF-8 text", source=str(path)) from exc
+    return parse_config(text, source=str(path), env=env)

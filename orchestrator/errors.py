@@ -1,0 +1,59 @@
+"""The project's one error tree, so callers catch our types and never a third party's.
+
+    OrchestratorError
+    ├── ConfigError               bad YAML or environment: file, line and key in the message
+    ├── DockerError               anything the Docker API did not do
+    │   ├── DockerUnavailable     socket unreachable / connection lost (transient: retry)
+    │   ├── ImageNotFound         engine image missing locally and not pullable (permanent)
+    │   └── DockerConflict        name or port already in use (transient: pick again)
+    └── ControlApiError           Gluetun control server did not answer usefully
+        └── ControlApiAuthError   it answered 401: the API key is wrong or missing
+
+Third-party errors are wrapped at the boundary (`raise ... from exc`) by the one module that
+talks to each service: docker_gateway for Docker, gluetun_control for Gluetun.
+"""
+
+from __future__ import annotations
+
+
+class OrchestratorError(Exception):
+    """Root of every error this project raises on purpose."""
+
+
+class ConfigError(OrchestratorError):
+    def __init__(self, message: str, *, source: str, line: int | None = None,
+                 key: str | None = None) -> None:
+        self.source = source
+        self.line = line
+        self.key = key
+        self.detail = message
+        where = source if line is None else f"{source}:{line}"
+        super().__init__(f"{where}: {key}: {message}" if key else f"{where}: {message}")
+
+
+class DockerError(OrchestratorError):
+    transient = False
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+class DockerUnavailable(DockerError):
+    transient = True
+
+
+class ImageNotFound(DockerError):
+    pass
+
+
+class DockerConflict(DockerError):
+    transient = True
+
+
+class ControlApiError(OrchestratorError):
+    pass
+
+
+class ControlApiAuthError(ControlApiError):
+    pass

@@ -1,0 +1,76 @@
+"""The reconcile loop: whenever the observed or desired state changes, plan and act.
+
+Changes arriving close together are coalesced for a few tens of milliseconds (actions may be;
+visibility never is, the store recomputes that itself). The planner also names the next time
+it wants to look again (an idle TTL, a VPN restart timeout, a back-off), and the loop wakes then
+even when nothing happened. One summary log line per pass that did something.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import structlog
+
+from orchestrator.executor import Executor
+from orchestrator.state import StateStore
+from reconcilers import plan
+from reconcilers.model import Desired, Plan
+
+log = structlog.get_logger()
+
+COALESCE_S = 0.02
+
+
+class ReconcileLoop:
+    def __init__(self, store: StateStore, executor: Executor,
+                 desired: Callable[[], Desired | None]) -> None:
+        self._store = store
+        self._executor = executor
+        self._desired = desired
+        self.passes = 0
+        self.last_duration_s = 0.0
+
+    async def run(self) -> None:
+        wake = self._store.watch()
+        wake_at: float | None = None
+        while True:
+            timeout = None if wake_at is None else max(0.0, wake_at - time.time())
+            try:
+                async with asyncio.timeout(timeout):
+                    await wake.wait()
+            except TimeoutError:
+                pass
+            await asyncio.sleep(COALESCE_S)
+            wake.clear()
+            wake_at = self.run_once()
+
+    def run_once(self) -> float | None:
+        desired = self._desired()
+        if desired is None or not self._store.docker_connected:
+            return None
+        started = time.perf_counter()
+        now = time.time()
+        result = plan(desired, self._store.observed(now), now)
+        self._executor.submit(result.actions)
+        self.passes += 1
+        self.last_duration_s = time.perf_counter() - started
+        self._log_pass(result)
+        self._store.last_plan = result
+        self._store.last_reconcile_at = now
+        return result.wake_at
+
+    def _log_pass(self, result: Plan) -> None:
+        previous = self._store.last_plan
+        problems = sorted(p.code for p in result.problems)
+        changed = previous is None or problems != sorted(p.code for p in previous.problems)
+        if not result.actions and not changed:
+            return
+        counts: dict[str, int] = {}
+        for action in result.actions:
+            counts[type(action).__name__] = counts.get(type(action).__name__, 0) + 1
+        log.info("reconcile_pass", target=result.target, engines=len(self._store.engines),
+                 visible=len(self._store.visible), actions=counts, problems=problems,
+                 pending=len(self._store.pending_creates), busy=len(self._store.busy))

@@ -1,0 +1,262 @@
+"""The observed state, and the visible engine set derived from it on every change.
+
+All writers (event source, resync, executor, readiness prober, control-API poller) call the
+methods here from the one event loop, so no locks are needed. Each mutation recomputes the
+visible set at once (no debounce: a VPN turning unhealthy hides its engines within the same
+call that applied Docker's event) and sets `dirty` so the reconcile loop plans again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import structlog
+
+from orchestrator.docker_gateway import ContainerInfo
+from orchestrator.engine_containers import engine_observation
+from orchestrator.streams import StreamRegistry
+from reconcilers import visible_engines
+from reconcilers.model import EngineObs, Observed, PendingCreate, Plan, VpnObs, VpnState
+
+log = structlog.get_logger()
+
+
+def vpn_state_of(info: ContainerInfo | None) -> VpnState:
+    if info is None:
+        return "missing"
+    if info.status == "restarting":
+        return "starting"
+    if info.status != "running":
+        return "stopped"
+    if info.health in ("unhealthy", "starting"):
+        return info.health  # type: ignore[return-value]
+    return "healthy"  # "healthy", or no HEALTHCHECK at all
+
+
+@dataclass(slots=True, kw_only=True)
+class VpnRecord:
+    obs: VpnObs
+    ip: str | None = None
+    public_ip: str | None = None
+    control_status: str | None = None
+    control_error: str | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class EngineExtra:
+    """What /engines shows beyond the planner's view."""
+
+    ip: str | None
+    labels: dict[str, str]
+    first_seen: float
+    last_seen: float
+    last_health_check: float | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class StateStore:
+    restart_on_reconnect: bool = True
+    engines: dict[str, EngineObs] = field(default_factory=dict)
+    extras: dict[str, EngineExtra] = field(default_factory=dict)
+    vpns: dict[str, VpnRecord] = field(default_factory=dict)
+    pending_creates: dict[int, PendingCreate] = field(default_factory=dict)
+    busy: set[str] = field(default_factory=set)
+    create_blocked_until: float | None = None
+    streams: StreamRegistry = field(default_factory=StreamRegistry)
+    demand_until: float | None = None
+    visible: tuple[EngineObs, ...] = ()
+    last_plan: Plan | None = None
+    last_reconcile_at: float | None = None
+    docker_connected: bool = False
+    docker_error: str | None = None
+    watchers: list[asyncio.Event] = field(default_factory=list)
+    on_visibility: list[Callable[[tuple[EngineObs, ...], tuple[EngineObs, ...]], None]] = field(
+        default_factory=list)
+    _pending_seq: int = 0
+
+    # -- engines -------------------------------------------------------------------------------
+    def upsert_engine(self, info: ContainerInfo) -> None:
+        old = self.engines.get(info.id)
+        same_run = old is not None and old.started_at == info.started_at
+        self.engines[info.id] = engine_observation(
+            info, ready=bool(old and same_run and old.ready and info.status == "running"))
+        now = time.time()
+        extra = self.extras.get(info.id)
+        self.extras[info.id] = EngineExtra(
+            ip=info.ip, labels=dict(info.labels),
+            first_seen=extra.first_seen if extra else (info.created_at or now), last_seen=now,
+            last_health_check=extra.last_health_check if extra and same_run else None,
+        )
+        self.changed()
+
+    def drop_engine(self, container_id: str) -> None:
+        if self.engines.pop(container_id, None) is not None:
+            self.extras.pop(container_id, None)
+            self.changed()
+
+    def set_engine_status(self, container_id: str, status: str) -> None:
+        """Apply a status carried by an event before the follow-up inspect confirms it."""
+        engine = self.engines.get(container_id)
+        if engine is not None and status not in (engine.status, "running"):
+            self.engines[container_id] = dataclasses.replace(engine, status=status, ready=False)  # type: ignore[arg-type]
+            self.changed()
+
+    def mark_ready(self, container_id: str, started_at: float | None) -> None:
+        engine = self.engines.get(container_id)
+        if engine is None or engine.started_at != started_at or engine.ready:
+            return
+        self.engines[container_id] = dataclasses.replace(engine, ready=True)
+        self.extras[container_id].last_health_check = time.time()
+        log.info("engine_ready", container=engine.name, container_id=container_id[:12])
+        self.changed()
+
+    def replace_engines(self, infos: list[ContainerInfo]) -> None:
+        """Full resync: the listed containers are the whole truth about engines."""
+        seen = {info.id for info in infos}
+        for gone in [cid for cid in self.engines if cid not in seen]:
+            self.engines.pop(gone)
+            self.extras.pop(gone, None)
+        for info in infos:
+            self.upsert_engine(info)
+        self.changed()
+
+    # -- VPNs ----------------------------------------------------------------------------------
+    def set_vpn(self, name: str, info: ContainerInfo | None, at: float) -> None:
+        self._set_vpn_state(name, vpn_state_of(info), at, info)
+
+    def set_vpn_state(self, name: str, state: VpnState, at: float) -> None:
+        """Apply a state carried by an event (health status, death) before any inspect."""
+        record = self.vpns.get(name)
+        if record is None or record.obs.container_id is None:
+            return
+        self._set_vpn_state(name, state, at, None)
+
+    def _set_vpn_state(self, name: str, state: VpnState, at: float,
+                       info: ContainerInfo | None) -> None:
+        record = self.vpns.get(name)
+        old = record.obs if record else None
+        container_id = info.id if info else (old.container_id if old and state != "missing" else None)
+        started_at = info.started_at if info else (old.started_at if old else None)
+        same = old is not None and old.state == state and old.container_id == container_id
+        reconnected_at = old.reconnected_at if old else None
+        if old is not None and not same:
+            if old.state == "unhealthy" and state == "healthy" and old.container_id == container_id:
+                reconnected_at = at
+                log.info("Gluetun VPN recovered and is now healthy", vpn=name)
+                if self.restart_on_reconnect:
+                    log.info("VPN reconnected - triggering AceStream engine restart", vpn=name)
+            elif state == "unhealthy":
+                log.warning("Gluetun VPN became unhealthy", vpn=name)
+            else:
+                log.info("vpn_state_changed", vpn=name, state=state, previous=old.state)
+        obs = VpnObs(
+            name=name,
+            container_id=container_id,
+            state=state,
+            state_since=old.state_since if same and old else at,
+            started_at=started_at,
+            reconnected_at=reconnected_at,
+            forwarded_port=old.forwarded_port if old else None,
+            last_forced_restart=old.last_forced_restart if old else None,
+        )
+        if record is None:
+            self.vpns[name] = VpnRecord(obs=obs, ip=info.ip if info else None)
+        else:
+            record.obs = obs
+            if info is not None:
+                record.ip = info.ip
+        self.changed()
+
+    def set_vpn_control(self, name: str, *, forwarded_port: int | None, public_ip: str | None,
+                        status: str | None, error: str | None) -> None:
+        record = self.vpns.get(name)
+        if record is None:
+            return
+        record.public_ip, record.control_status, record.control_error = public_ip, status, error
+        if record.obs.forwarded_port != forwarded_port:
+            log.info("vpn_forwarded_port", vpn=name, port=forwarded_port,
+                     previous=record.obs.forwarded_port)
+            record.obs = dataclasses.replace(record.obs, forwarded_port=forwarded_port)
+            self.changed()
+
+    def note_vpn_restart(self, name: str, at: float) -> None:
+        record = self.vpns.get(name)
+        if record is not None:
+            record.obs = dataclasses.replace(record.obs, last_forced_restart=at)
+            self.changed()
+
+    def vpn_name_of(self, container_id: str) -> str | None:
+        return next((n for n, r in self.vpns.items() if r.obs.container_id == container_id), None)
+
+    # -- work under way ------------------------------------------------------------------------
+    def begin_create(self, pending: PendingCreate) -> int:
+        self._pending_seq += 1
+        self.pending_creates[self._pending_seq] = pending
+        return self._pending_seq
+
+    def end_create(self, token: int) -> None:
+        self.pending_creates.pop(token, None)
+        self.changed()
+
+    # -- derived -------------------------------------------------------------------------------
+    def engine_with_streams(self, engine: EngineObs) -> EngineObs:
+        return dataclasses.replace(
+            engine, streams=self.streams.count(engine.container_id),
+            last_stream_usage=self.streams.last_usage.get(engine.container_id))
+
+    def want_free_engine(self, until: float) -> None:
+        """A proxy asked for an engine and none was free: keep one more free until `until`."""
+        self.demand_until = until
+        self.changed()
+
+    def observed(self, now: float | None = None) -> Observed:
+        now = time.time() if now is None else now
+        demand = 1 if self.demand_until is not None and self.demand_until > now else 0
+        return Observed(
+            engines=tuple(self.engine_with_streams(e) for e in self.engines.values()),
+            extra_demand=demand,
+            vpns={name: r.obs for name, r in self.vpns.items()},
+            pending_creates=tuple(self.pending_creates.values()),
+            busy_containers=frozenset(self.busy),
+            create_blocked_until=self.create_blocked_until,
+        )
+
+    def changed(self) -> None:
+        visible = visible_engines(
+            tuple(self.engines.values()),
+            {name: r.obs for name, r in self.vpns.items()},
+            restart_on_reconnect=self.restart_on_reconnect,
+        )
+        if visible != self.visible:
+            before, self.visible = self.visible, visible
+            self._end_streams_of_lost(before, visible)
+            for listener in self.on_visibility:
+                listener(before, visible)
+        for event in self.watchers:
+            event.set()
+
+    def _end_streams_of_lost(self, before: tuple[EngineObs, ...],
+                             after: tuple[EngineObs, ...]) -> None:
+        still = {e.container_id for e in after}
+        now = time.time()
+        for engine in before:
+            if engine.container_id in still:
+                continue
+            reason = "engine_hidden" if engine.container_id in self.engines else "engine_gone"
+            ended = self.streams.end_for_engine(engine.container_id, reason, now)
+            if ended:
+                log.warning("streams_ended", container=engine.name, reason=reason,
+                            streams=[s.id for s in ended])
+        for gone in [c for c in self.streams.last_usage if c not in self.engines]:
+            self.streams.forget_engine(gone)
+
+    def watch(self) -> asyncio.Event:
+        """An event set on every change from now on; the watcher clears it when it looks."""
+        event = asyncio.Event()
+        event.set()
+        self.watchers.append(event)
+        return event

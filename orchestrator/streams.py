@@ -1,0 +1,75 @@
+"""Streams the proxy reports, per engine: what makes an engine busy and keeps it from scale-down.
+
+The proxy says when a stream starts and ends; the registry keeps the active ones and a bounded
+history of ended ones. A stream ends only by its own ID (an unknown ID ends nothing), or when
+its engine dies, is removed or is hidden by a VPN failure, always with a reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import deque
+from dataclasses import dataclass
+from typing import Literal
+
+HISTORY = 1000
+StreamStatus = Literal["started", "ended"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Stream:
+    id: str
+    container_id: str
+    key_type: str
+    key: str
+    playback_session_id: str = ""
+    stat_url: str = ""
+    command_url: str = ""
+    is_live: bool = True
+    started_at: float
+    status: StreamStatus = "started"
+    ended_at: float | None = None
+    end_reason: str | None = None
+
+
+class StreamRegistry:
+    def __init__(self) -> None:
+        self.active: dict[str, Stream] = {}
+        self.ended: deque[Stream] = deque(maxlen=HISTORY)
+        self.last_usage: dict[str, float] = {}
+        self.total_started = 0
+
+    def start(self, stream: Stream) -> Stream:
+        """Record a stream; the same ID reported again replaces the earlier record."""
+        self.active[stream.id] = stream
+        self.last_usage[stream.container_id] = stream.started_at
+        self.total_started += 1
+        return stream
+
+    def end(self, stream_id: str, reason: str, at: float) -> Stream | None:
+        stream = self.active.pop(stream_id, None)
+        if stream is None:
+            return None
+        done = dataclasses.replace(stream, status="ended", ended_at=at, end_reason=reason)
+        self.ended.append(done)
+        self.last_usage[stream.container_id] = at
+        return done
+
+    def end_for_engine(self, container_id: str, reason: str, at: float) -> list[Stream]:
+        ids = [s.id for s in self.active.values() if s.container_id == container_id]
+        return [s for s in (self.end(i, reason, at) for i in ids) if s is not None]
+
+    def forget_engine(self, container_id: str) -> None:
+        self.last_usage.pop(container_id, None)
+
+    def count(self, container_id: str) -> int:
+        return sum(1 for s in self.active.values() if s.container_id == container_id)
+
+    def listing(self, container_id: str | None = None,
+                status: StreamStatus | None = None) -> list[Stream]:
+        found: list[Stream] = []
+        if status in (None, "started"):
+            found += self.active.values()
+        if status in (None, "ended"):
+            found += self.ended
+        return [s for s in found if container_id is None or s.container_id == container_id]

@@ -1,0 +1,190 @@
+"""The vocabulary shared by the planner and the daemon: desired state, observed state, actions.
+
+Everything here is plain frozen data. The daemon converts Docker's JSON and the operator's
+YAML into these types once, at its edges; the planner only ever sees these. Times are POSIX
+seconds (floats) taken from Docker's own clock where Docker reports them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+VpnMode = Literal["none", "single", "redundant"]
+VpnState = Literal["healthy", "unhealthy", "starting", "stopped", "missing"]
+EngineStatus = Literal["created", "running", "paused", "restarting", "removing", "exited", "dead"]
+
+# Ports an engine listens on inside its own network namespace when it is not behind a VPN.
+DEFAULT_HTTP_PORT = 6878
+DEFAULT_API_PORT = 62062
+DEFAULT_P2P_PORT = 8621
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PortRange:
+    """An inclusive range of TCP ports, e.g. 19000-19999."""
+
+    start: int
+    end: int
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start + 1
+
+    def __str__(self) -> str:
+        return f"{self.start}-{self.end}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EngineSpec:
+    """What every engine looks like and how many the operator wants."""
+
+    image: str
+    min_replicas: int = 3
+    min_free: int = 1
+    max_replicas: int = 20
+    idle_ttl_s: float = 600.0
+    host_port_range: PortRange = PortRange(start=19000, end=19999)
+    env: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VpnSpec:
+    """Which Gluetun containers the engines are routed through, and how failures are handled."""
+
+    mode: VpnMode = "none"
+    containers: tuple[str, ...] = ()
+    port_range: PortRange = PortRange(start=19000, end=19999)
+    restart_engines_on_reconnect: bool = True
+    unhealthy_restart_timeout_s: float = 60.0
+    wait_healthy_s: float = 30.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Desired:
+    engines: EngineSpec
+    vpn: VpnSpec
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EnginePorts:
+    """The ports one engine uses. `host_http` is set only for engines published on the host."""
+
+    http: int
+    api: int
+    p2p: int
+    host_http: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EngineObs:
+    """One managed engine container as the daemon last saw it (labels included)."""
+
+    container_id: str
+    name: str
+    status: EngineStatus
+    started_at: float | None
+    slot: int
+    ports: EnginePorts
+    spec_hash: str
+    vpn: str | None = None
+    vpn_id: str | None = None
+    forwarded: bool = False
+    ready: bool = False
+    streams: int = 0
+    last_stream_usage: float | None = None
+    created_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VpnObs:
+    """One Gluetun container as the daemon last saw it."""
+
+    name: str
+    container_id: str | None
+    state: VpnState
+    state_since: float
+    started_at: float | None = None
+    reconnected_at: float | None = None
+    forwarded_port: int | None = None
+    last_forced_restart: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PendingCreate:
+    """An engine creation that is under way; it holds its slot until it lands or fails."""
+
+    vpn: str | None
+    slot: int
+    forwarded: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Observed:
+    engines: tuple[EngineObs, ...] = ()
+    vpns: Mapping[str, VpnObs] = field(default_factory=dict)
+    pending_creates: tuple[PendingCreate, ...] = ()
+    busy_containers: frozenset[str] = frozenset()
+    create_blocked_until: float | None = None
+    extra_demand: int = 0  # free engines a proxy asked for right now, beyond min_free
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CreateEngine:
+    vpn: str | None
+    vpn_id: str | None
+    slot: int
+    ports: EnginePorts
+    forwarded: bool
+    spec_hash: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RemoveEngine:
+    container_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RestartEngine:
+    container_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecreateEngine:
+    """Remove an engine and create its replacement in the same slot, as one step."""
+
+    container_id: str
+    create: CreateEngine
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RestartVpn:
+    name: str
+    container_id: str
+    reason: str
+
+
+Action = CreateEngine | RemoveEngine | RestartEngine | RecreateEngine | RestartVpn
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Problem:
+    """A reason the world cannot reach the desired state right now, shown on /status."""
+
+    code: str
+    message: str
+    vpn: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Plan:
+    actions: tuple[Action, ...] = ()
+    wake_at: float | None = None
+    problems: tuple[Problem, ...] = ()
+    target: int = 0

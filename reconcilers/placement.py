@@ -1,0 +1,101 @@
+"""Where a new engine goes: which VPN, which slot, which ports, and whether it is the forwarded one.
+
+Engines are spread least-loaded first over the VPNs that are healthy right now (ties go to the
+VPN listed first), so redundant mode fills both VPNs evenly and a VPN that is down receives
+nothing. Exactly one engine per VPN carries the VPN's forwarded port: the first engine placed on
+a VPN that has none gets it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from reconcilers.model import CreateEngine, Desired, EnginePorts, VpnObs
+from reconcilers.ports import (
+    host_slot_ports,
+    lowest_free_slot,
+    slots_in_share,
+    vpn_share,
+    vpn_slot_ports,
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Occupant:
+    """Something that holds a slot: an engine container or a creation under way."""
+
+    vpn: str | None
+    slot: int
+    forwarded: bool
+
+
+def slot_capacity(desired: Desired, vpn: str | None) -> int:
+    if vpn is None:
+        return desired.engines.host_port_range.size
+    count = len(desired.vpn.containers)
+    index = desired.vpn.containers.index(vpn)
+    return slots_in_share(vpn_share(desired.vpn.port_range, index, count))
+
+
+def ports_for(desired: Desired, vpn: str | None, slot: int, forwarded_port: int | None) -> EnginePorts:
+    if vpn is None:
+        return host_slot_ports(desired.engines.host_port_range, slot)
+    count = len(desired.vpn.containers)
+    share = vpn_share(desired.vpn.port_range, desired.vpn.containers.index(vpn), count)
+    return vpn_slot_ports(share, slot, forwarded_port)
+
+
+def healthy_vpns(desired: Desired, vpns: Mapping[str, VpnObs]) -> tuple[VpnObs, ...]:
+    return tuple(
+        vpns[name]
+        for name in desired.vpn.containers
+        if name in vpns and vpns[name].state == "healthy" and vpns[name].container_id
+    )
+
+
+def place_new_engines(
+    desired: Desired,
+    vpns: Mapping[str, VpnObs],
+    occupants: Iterable[Occupant],
+    *,
+    count: int,
+    spec_hash: str,
+    reason: str,
+) -> tuple[CreateEngine, ...]:
+    """Up to `count` creations, fewer when the healthy VPNs (or the host range) run out of slots."""
+    held = list(occupants)
+    creates: list[CreateEngine] = []
+    targets: tuple[VpnObs | None, ...] = (
+        (None,) if desired.vpn.mode == "none" else healthy_vpns(desired, vpns)
+    )
+    for _ in range(count):
+        load = Counter(o.vpn for o in held)
+        candidates = []
+        for vpn in targets:
+            name = vpn.name if vpn else None
+            slot = lowest_free_slot(
+                (o.slot for o in held if o.vpn == name), slot_capacity(desired, name)
+            )
+            if slot is not None:
+                candidates.append((load[name], vpn, slot))
+        if not candidates:
+            break
+        _, vpn, slot = min(candidates, key=lambda c: c[0])
+        name = vpn.name if vpn else None
+        fwd_port = vpn.forwarded_port if vpn else None
+        forwarded = bool(fwd_port) and not any(o.forwarded for o in held if o.vpn == name)
+        creates.append(
+            CreateEngine(
+                vpn=name,
+                vpn_id=vpn.container_id if vpn else None,
+                slot=slot,
+                ports=ports_for(desired, name, slot, fwd_port if forwarded else None),
+                forwarded=forwarded,
+                spec_hash=spec_hash,
+                reason=reason,
+            )
+        )
+        held.append(Occupant(vpn=name, slot=slot, forwarded=forwarded))
+    return tuple(creates)

@@ -1,0 +1,325 @@
+"""The planner: from (desired, observed, now) to the actions that move the world towards desired.
+
+`plan()` is the single entry point the daemon calls after every observed change. It is pure
+and idempotent: called twice on the same input it returns the same plan, and an action whose
+effect has landed is not planned again, so a missed or duplicated event is harmless. Work that
+is already under way (`Observed.busy_containers`, `Observed.pending_creates`) is never planned
+twice.
+
+Order of concerns in one pass: VPN force-restarts, repair of broken or stale engines, pool
+size (create / scale down / rebalance), the forwarded engine of each VPN, and finally a rolling
+recreate of engines whose spec changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+
+from reconcilers.health import staleness
+from reconcilers.model import (
+    Action,
+    CreateEngine,
+    Desired,
+    EngineObs,
+    Observed,
+    Plan,
+    Problem,
+    RecreateEngine,
+    RemoveEngine,
+    RestartEngine,
+    RestartVpn,
+    VpnObs,
+)
+from reconcilers.placement import (
+    Occupant,
+    healthy_vpns,
+    place_new_engines,
+    ports_for,
+)
+
+
+def engine_spec_hash(desired: Desired) -> str:
+    """A short digest of everything that, when changed in the YAML, calls for new containers."""
+    spec = desired.engines
+    doc = {
+        "image": spec.image,
+        "env": dict(sorted(spec.env.items())),
+        "labels": dict(sorted(spec.labels.items())),
+        "vpn_mode": desired.vpn.mode,
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass(slots=True)
+class _Pass:
+    """Scratch state of one planning pass."""
+
+    desired: Desired
+    observed: Observed
+    now: float
+    spec_hash: str
+    actions: list[Action] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    wakes: list[float] = field(default_factory=list)
+    kept: list[EngineObs] = field(default_factory=list)
+    touched: set[str] = field(default_factory=set)
+
+    def act(self, action: Action) -> None:
+        self.actions.append(action)
+        if isinstance(action, RemoveEngine | RestartEngine | RecreateEngine):
+            self.touched.add(action.container_id)
+
+    def free(self, engine: EngineObs) -> bool:
+        """Not busy with an operation and not already acted upon in this pass."""
+        return (
+            engine.container_id not in self.observed.busy_containers
+            and engine.container_id not in self.touched
+        )
+
+    def vpn(self, name: str | None) -> VpnObs | None:
+        return self.observed.vpns.get(name) if name else None
+
+
+def plan(desired: Desired, observed: Observed, now: float) -> Plan:
+    p = _Pass(desired=desired, observed=observed, now=now, spec_hash=engine_spec_hash(desired))
+    _check_vpns(p)
+    _repair_engines(p)
+    target = _size_pool(p)
+    _keep_forwarded_engines(p)
+    _roll_changed_spec(p)
+    future = [w for w in p.wakes if w > now]
+    return Plan(
+        actions=tuple(p.actions),
+        wake_at=min(future) if future else None,
+        problems=tuple(p.problems),
+        target=target,
+    )
+
+
+def _check_vpns(p: _Pass) -> None:
+    """Report VPNs that are not healthy; restart one stuck unhealthy past the timeout."""
+    if p.desired.vpn.mode == "none":
+        return
+    timeout = p.desired.vpn.unhealthy_restart_timeout_s
+    for name in p.desired.vpn.containers:
+        vpn = p.observed.vpns.get(name)
+        if vpn is None or vpn.state == "missing":
+            p.problems.append(Problem(code="vpn_missing", vpn=name,
+                                      message=f"VPN container '{name}' does not exist"))
+            continue
+        if vpn.state == "stopped":
+            p.problems.append(Problem(code="vpn_stopped", vpn=name,
+                                      message=f"VPN container '{name}' is stopped; not restarting "
+                                      "a container stopped on purpose"))
+            continue
+        if vpn.state != "unhealthy" or vpn.container_id is None:
+            continue
+        since = max(vpn.state_since, vpn.last_forced_restart or vpn.state_since)
+        due = since + timeout
+        p.problems.append(Problem(code="vpn_unhealthy", vpn=name,
+                                  message=f"VPN '{name}' unhealthy since {vpn.state_since:.0f}"))
+        if p.now >= due and vpn.container_id not in p.observed.busy_containers:
+            p.act(RestartVpn(name=name, container_id=vpn.container_id,
+                             reason=f"unhealthy for more than {timeout:g}s"))
+        else:
+            p.wakes.append(due)
+
+
+def _repair_engines(p: _Pass) -> None:
+    """Remove engines that cannot come back, restart those stuck in a dead namespace."""
+    configured = set(p.desired.vpn.containers) if p.desired.vpn.mode != "none" else set()
+    reconnect = p.desired.vpn.restart_engines_on_reconnect
+    for engine in p.observed.engines:
+        if not p.free(engine):
+            p.kept.append(engine)
+            continue
+        if engine.vpn is None and configured:
+            p.act(RemoveEngine(container_id=engine.container_id, reason="engine is not behind a VPN"))
+            continue
+        if engine.vpn is not None and engine.vpn not in configured:
+            p.act(RemoveEngine(container_id=engine.container_id,
+                               reason=f"VPN '{engine.vpn}' is no longer configured"))
+            continue
+        if engine.status in ("exited", "dead", "created"):
+            p.act(RemoveEngine(container_id=engine.container_id, reason=f"engine {engine.status}"))
+            continue
+        vpn = p.vpn(engine.vpn)
+        state = staleness(engine, vpn, restart_on_reconnect=reconnect)
+        if state == "recreate":
+            p.act(RemoveEngine(container_id=engine.container_id,
+                               reason="VPN container was recreated"))
+            continue
+        if state == "restart" and vpn is not None and vpn.state == "healthy":
+            p.act(RestartEngine(container_id=engine.container_id,
+                                reason="VPN restarted or reconnected after the engine started"))
+        p.kept.append(engine)
+
+
+def _counts_for_pool(p: _Pass, engine: EngineObs) -> bool:
+    """Engines behind a VPN that is down do not count: replacements go to a healthy VPN."""
+    if engine.vpn is None:
+        return True
+    vpn = p.vpn(engine.vpn)
+    return vpn is not None and vpn.state == "healthy"
+
+
+def _occupants(p: _Pass, planned: tuple[CreateEngine, ...] = ()) -> list[Occupant]:
+    held = [Occupant(vpn=e.vpn, slot=e.slot, forwarded=e.forwarded) for e in p.observed.engines]
+    held += [Occupant(vpn=c.vpn, slot=c.slot, forwarded=c.forwarded)
+             for c in p.observed.pending_creates]
+    held += [Occupant(vpn=c.vpn, slot=c.slot, forwarded=c.forwarded) for c in planned]
+    return held
+
+
+def _size_pool(p: _Pass) -> int:
+    spec = p.desired.engines
+    busy = sum(1 for e in p.kept if e.streams > 0)
+    free_wanted = max(spec.min_free, p.observed.extra_demand)
+    target = min(spec.max_replicas, max(spec.min_replicas, busy + free_wanted))
+    pending = p.observed.pending_creates
+    counting = [e for e in p.kept if _counts_for_pool(p, e)]
+    have = len(counting) + len(pending)
+    if have < target:
+        _grow(p, target - have, room=spec.max_replicas - len(p.kept) - len(pending))
+    elif have > target:
+        _shrink(p, counting, have - target)
+    elif not pending:
+        _rebalance(p, counting)
+    return target
+
+
+def _grow(p: _Pass, deficit: int, room: int) -> None:
+    if room <= 0:
+        p.problems.append(Problem(code="max_capacity",
+                                  message=f"at max_replicas={p.desired.engines.max_replicas}"))
+        return
+    blocked = p.observed.create_blocked_until
+    if blocked is not None and blocked > p.now:
+        p.wakes.append(blocked)
+        p.problems.append(Problem(code="circuit_breaker",
+                                  message="engine creation keeps failing; retrying later"))
+        return
+    if p.desired.vpn.mode != "none" and not healthy_vpns(p.desired, p.observed.vpns):
+        _report_no_healthy_vpn(p)
+        return
+    creates = place_new_engines(p.desired, p.observed.vpns, _occupants(p), count=min(deficit, room),
+                                spec_hash=p.spec_hash, reason="pool below target")
+    if len(creates) < min(deficit, room):
+        p.problems.append(Problem(code="ports_exhausted",
+                                  message="no free port slot left for another engine"))
+    for create in creates:
+        p.act(create)
+
+
+def _report_no_healthy_vpn(p: _Pass) -> None:
+    wait = p.desired.vpn.wait_healthy_s
+    since = min((v.state_since for n, v in p.observed.vpns.items()
+                 if n in p.desired.vpn.containers), default=p.now)
+    if p.now - since >= wait:
+        p.problems.append(Problem(code="vpn_wait_timeout",
+                                  message=f"no healthy VPN after waiting {wait:g}s; engines will "
+                                  "be provisioned once a VPN recovers"))
+    else:
+        p.wakes.append(since + wait)
+        p.problems.append(Problem(code="vpn_disconnected",
+                                  message="waiting for a healthy VPN before starting engines"))
+
+
+def _idle_expired(p: _Pass, engine: EngineObs) -> bool:
+    if engine.streams > 0:
+        return False
+    if engine.last_stream_usage is None:
+        return True
+    expires = engine.last_stream_usage + p.desired.engines.idle_ttl_s
+    if expires > p.now:
+        p.wakes.append(expires)
+        return False
+    return True
+
+
+def _shrink(p: _Pass, counting: list[EngineObs], surplus: int) -> None:
+    """Remove idle engines, from the most loaded VPN first, unready and unforwarded first."""
+    load = Counter(e.vpn for e in counting)
+    candidates = [e for e in counting if p.free(e) and _idle_expired(p, e)]
+    for _ in range(surplus):
+        if not candidates:
+            return
+        victim = min(candidates, key=lambda e: (-load[e.vpn], e.ready, e.forwarded, -e.created_at))
+        candidates.remove(victim)
+        load[victim.vpn] -= 1
+        p.act(RemoveEngine(container_id=victim.container_id, reason="pool above target"))
+
+
+def _rebalance(p: _Pass, counting: list[EngineObs]) -> None:
+    """With every VPN healthy, move one idle engine off a VPN holding two more than another."""
+    if p.desired.vpn.mode != "redundant" or p.observed.busy_containers:
+        return
+    healthy = healthy_vpns(p.desired, p.observed.vpns)
+    if len(healthy) != len(p.desired.vpn.containers):
+        return
+    load = Counter({v.name: 0 for v in healthy})
+    load.update(e.vpn for e in counting if e.vpn is not None)
+    most, high = max(load.items(), key=lambda kv: kv[1])
+    if high - min(load.values()) < 2:
+        return
+    idle = [e for e in counting if e.vpn == most and p.free(e) and e.streams == 0 and not e.forwarded]
+    if idle:
+        victim = max(idle, key=lambda e: e.created_at)
+        p.act(RemoveEngine(container_id=victim.container_id, reason="rebalancing across VPNs"))
+
+
+def _recreate(p: _Pass, engine: EngineObs, *, forwarded: bool, port: int | None, reason: str) -> None:
+    vpn = p.vpn(engine.vpn)
+    create = CreateEngine(
+        vpn=engine.vpn,
+        vpn_id=vpn.container_id if vpn else None,
+        slot=engine.slot,
+        ports=ports_for(p.desired, engine.vpn, engine.slot, port if forwarded else None),
+        forwarded=forwarded,
+        spec_hash=p.spec_hash,
+        reason=reason,
+    )
+    p.act(RecreateEngine(container_id=engine.container_id, create=create, reason=reason))
+
+
+def _keep_forwarded_engines(p: _Pass) -> None:
+    """One engine per VPN runs with the VPN's forwarded port as its P2P port."""
+    planned = {a.vpn for a in p.actions if isinstance(a, CreateEngine) and a.forwarded}
+    pending = {c.vpn for c in p.observed.pending_creates if c.forwarded}
+    for vpn in healthy_vpns(p.desired, p.observed.vpns):
+        port = vpn.forwarded_port
+        if not port or vpn.name in planned or vpn.name in pending:
+            continue
+        mine = [e for e in p.kept if e.vpn == vpn.name and e.container_id not in p.touched]
+        forwarded = [e for e in mine if e.forwarded]
+        if forwarded:
+            engine = forwarded[0]
+            if engine.ports.p2p != port and p.free(engine):
+                _recreate(p, engine, forwarded=True, port=port,
+                          reason=f"forwarded port changed to {port}")
+            continue
+        idle = sorted((e for e in mine if p.free(e) and e.streams == 0),
+                      key=lambda e: (e.ready, e.slot))
+        if idle:
+            _recreate(p, idle[0], forwarded=True, port=port,
+                      reason="VPN has no forwarded engine")
+
+
+def _roll_changed_spec(p: _Pass) -> None:
+    """Recreate one idle engine at a time whose image, env or labels differ from the YAML."""
+    if p.observed.pending_creates or any(
+        isinstance(a, CreateEngine | RecreateEngine) for a in p.actions
+    ):
+        return
+    for engine in p.kept:
+        if engine.spec_hash != p.spec_hash and p.free(engine) and engine.streams == 0:
+            vpn = p.vpn(engine.vpn)
+            if engine.vpn is not None and (vpn is None or vpn.state != "healthy"):
+                continue
+            port = vpn.forwarded_port if vpn else None
+            _recreate(p, engine, forwarded=engine.forwarded and bool(port), port=port,
+                      reason="engine spec changed")
+            return

@@ -1,0 +1,67 @@
+"""Port allocation, derived from the slots recorded on containers' labels.
+
+Each engine holds a *slot* in its network namespace. Behind a VPN all engines share the VPN's
+namespace, so the VPN's share of `vpn.port_range` is cut into three equal bands (HTTP, API,
+P2P) and slot `s` takes the `s`-th port of each band: HTTP ports run from the start of the share
+upwards, and no two engines of one VPN ever get the same port. Without a VPN every engine has
+its own namespace and keeps the engine's default ports; only the host port published for its
+HTTP port comes from `engines.host_port_range`. Because slots live on labels, the allocation is
+rebuilt from the containers after a restart and a slot is free again once its engine is gone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from reconcilers.model import (
+    DEFAULT_API_PORT,
+    DEFAULT_HTTP_PORT,
+    DEFAULT_P2P_PORT,
+    EnginePorts,
+    PortRange,
+)
+
+BANDS = 3
+
+
+def vpn_share(port_range: PortRange, index: int, count: int) -> PortRange:
+    """The part of `port_range` owned by the `index`-th of `count` VPNs (even split)."""
+    width = port_range.size // count
+    start = port_range.start + index * width
+    return PortRange(start=start, end=start + width - 1)
+
+
+def slots_in_share(share: PortRange) -> int:
+    """How many engines fit in one VPN's share of ports."""
+    return share.size // BANDS
+
+
+def vpn_slot_ports(share: PortRange, slot: int, forwarded_port: int | None = None) -> EnginePorts:
+    band = slots_in_share(share)
+    if not 0 <= slot < band:
+        raise ValueError(f"slot {slot} outside 0..{band - 1} of share {share}")
+    return EnginePorts(
+        http=share.start + slot,
+        api=share.start + band + slot,
+        p2p=forwarded_port if forwarded_port else share.start + 2 * band + slot,
+    )
+
+
+def host_slot_ports(host_range: PortRange, slot: int) -> EnginePorts:
+    if not 0 <= slot < host_range.size:
+        raise ValueError(f"slot {slot} outside host port range {host_range}")
+    return EnginePorts(
+        http=DEFAULT_HTTP_PORT,
+        api=DEFAULT_API_PORT,
+        p2p=DEFAULT_P2P_PORT,
+        host_http=host_range.start + slot,
+    )
+
+
+def lowest_free_slot(used: Iterable[int], capacity: int) -> int | None:
+    """The smallest slot in 0..capacity-1 not in `used`, or None when all are taken."""
+    taken = set(used)
+    for slot in range(capacity):
+        if slot not in taken:
+            return slot
+    return None

@@ -1,0 +1,75 @@
+"""Fixtures for tests against the real Docker engine (`make test` starts it and builds images)."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.harness import (
+    ENGINE_IMAGE,
+    GLUETUN_IMAGE,
+    TEST_LABEL,
+    Daemon,
+    docker,
+    remove_test_containers,
+)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def docker_engine() -> Iterator[None]:
+    try:
+        docker("info", timeout=20)
+    except (AssertionError, OSError, subprocess.TimeoutExpired) as exc:
+        pytest.fail(f"no Docker engine answers ({exc}); run `make test`, which starts one")
+    for image in (ENGINE_IMAGE, GLUETUN_IMAGE):
+        if not docker("images", "-q", image):
+            pytest.fail(f"stand-in image {image} missing; run `make images`")
+    remove_test_containers()  # leftovers of an earlier, killed run
+    yield
+    remove_test_containers()
+
+
+@pytest.fixture
+def make_daemon(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., Daemon]]:
+    """Build daemons whose engines carry this test's run label; all removed at teardown."""
+    made: list[Daemon] = []
+
+    def factory(start: bool = True, env: dict[str, str] | None = None, **sections: Any) -> Daemon:
+        run_id = uuid.uuid4().hex[:8]
+        workdir = tmp_path / f"daemon{len(made)}"
+        workdir.mkdir()
+        base: dict[str, Any] = {
+            "engines": {
+                "image": ENGINE_IMAGE,
+                "min_replicas": 2,
+                "min_free": 0,
+                "address": "ip",
+                "labels": {TEST_LABEL: "1", f"{TEST_LABEL}.run": run_id},
+            },
+            "log_level": "DEBUG",
+        }
+        daemon = Daemon(workdir=workdir, config=base, run_id=run_id, env=env or {})
+        daemon.write_config(**sections)
+        made.append(daemon)
+        return daemon.start() if start else daemon
+
+    yield factory
+    for daemon in made:
+        if daemon.process is not None and daemon.process.poll() is None:
+            daemon.process.kill()
+            daemon.process.wait(timeout=10)
+        if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
+            print(f"--- daemon log ({daemon.workdir}) ---\n{daemon.log()[-20000:]}")
+    remove_test_containers()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report

@@ -1,0 +1,219 @@
+"""Test harness for the real Docker engine: the daemon as a subprocess, stand-in containers.
+
+Tests drive the daemon the way an operator does (a YAML file, `docker` commands) and assert on
+what results: the containers Docker reports and what `GET /engines` lists. Everything a test
+creates carries the label `acestream-orchestrator-test=1` and is removed afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+TEST_LABEL = "acestream-orchestrator-test"
+ENGINE_IMAGE = "acestream-orchestrator-test/engine:latest"
+GLUETUN_IMAGE = "acestream-orchestrator-test/gluetun:latest"
+
+T = TypeVar("T")
+
+
+def docker(*args: str, check: bool = True, timeout: float = 60) -> str:
+    done = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout,
+                          check=False)
+    if check and done.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args)} failed: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+def inspect(ref: str) -> dict[str, Any] | None:
+    found = json.loads(docker("inspect", ref, check=False) or "[]")
+    return found[0] if found else None
+
+
+def containers(*filters: str, all_states: bool = True) -> list[str]:
+    args = ["ps", "-q", "--no-trunc", *(f"--filter={f}" for f in filters)]
+    if all_states:
+        args.insert(1, "-a")
+    return [c for c in docker(*args).splitlines() if c]
+
+
+def remove_test_containers() -> None:
+    leftovers = containers(f"label={TEST_LABEL}")
+    if leftovers:
+        docker("rm", "-f", *leftovers, check=False)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 30.0,
+             interval: float = 0.1) -> T:
+    """Poll `probe` until it returns something truthy; fail naming `what` and the last value."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
+
+
+def http_json(url: str, method: str = "GET", body: Any = None,
+              headers: dict[str, str] | None = None, timeout: float = 5) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method, headers={
+        "Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+def run_gluetun(name: str, *, forwarded_port: int = 0, unhealthy: bool = False,
+                api_key: str | None = None) -> str:
+    args = ["run", "-d", "--name", name, "--label", f"{TEST_LABEL}=1",
+            "-e", f"STANDIN_FORWARDED_PORT={forwarded_port}"]
+    if unhealthy:
+        args += ["-e", "STANDIN_START_UNHEALTHY=1"]
+    if api_key:
+        args += ["-e", f"STANDIN_API_KEY={api_key}"]
+    return docker(*args, GLUETUN_IMAGE)
+
+
+def set_vpn_health(name: str, healthy: bool) -> None:
+    docker("exec", name, "standin-health", "on" if healthy else "off")
+
+
+def wait_vpn_health(name: str, status: str, timeout: float = 15) -> None:
+    wait_for(f"{name} health {status}",
+             lambda: (inspect(name) or {}).get("State", {}).get("Health", {}).get("Status") == status,
+             timeout=timeout)
+
+
+def engine_info(host: str, port: int) -> dict[str, Any] | None:
+    """The engine stand-in's /standin/info, or None when it does not answer."""
+    try:
+        status, body = http_json(f"http://{host}:{port}/standin/info", timeout=2)
+    except (OSError, ValueError):
+        return None
+    return body if status == 200 else None
+
+
+@dataclass
+class Daemon:
+    """One `python -m orchestrator` process with its own YAML file, API port and log."""
+
+    workdir: Path
+    config: dict[str, Any]
+    run_id: str
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def config_path(self) -> Path:
+        return self.workdir / "config.yaml"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "daemon.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def write_config(self, **sections: Any) -> None:
+        for key, value in sections.items():
+            if isinstance(value, dict):
+                self.config.setdefault(key, {}).update(value)
+            else:
+                self.config[key] = value
+        self.config.setdefault("api", {})["port"] = self.port
+        self.config_path.write_text(yaml.safe_dump(self.config))
+
+    def write_raw(self, text: str) -> None:
+        self.config_path.write_text(text)
+
+    def start(self) -> Daemon:
+        if not self.config_path.exists():
+            self.write_config()
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
+        for var in ("VPN_MODE", "GLUETUN_CONTAINER_NAME", "GLUETUN_CONTAINER_NAME_2",
+                    "MAX_ACTIVE_REPLICAS", "LOG_LEVEL"):
+            if var not in self.env:
+                env.pop(var, None)
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "orchestrator", "--config", str(self.config_path)],
+            cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env)
+        wait_for("daemon /health", self._healthy, timeout=20)
+        return self
+
+    def _healthy(self) -> bool:
+        if self.process is not None and self.process.poll() is not None:
+            raise AssertionError(f"daemon exited with {self.process.returncode}:\n{self.log()}")
+        try:
+            return self.get("/health")[0] == 200
+        except OSError:
+            return False
+
+    def get(self, path: str) -> tuple[int, Any]:
+        return http_json(self.url + path)
+
+    def engines(self) -> list[dict[str, Any]]:
+        status, body = self.get("/engines")
+        assert status == 200, body
+        return list(body)
+
+    def status(self) -> dict[str, Any]:
+        return dict(self.get("/status")[1])
+
+    def wait_engines(self, count: int, timeout: float = 30,
+                     where: Callable[[dict[str, Any]], bool] = lambda e: True) -> list[dict[str, Any]]:
+        def probe() -> list[dict[str, Any]] | None:
+            listed = [e for e in self.engines() if where(e)]
+            return listed if len(listed) == count else None
+        return wait_for(f"{count} engines listed", probe, timeout=timeout)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> float:
+        """Send `sig`, wait for exit; returns seconds it took."""
+        assert self.process is not None
+        started = time.monotonic()
+        self.process.send_signal(sig)
+        self.process.wait(timeout=timeout)
+        return time.monotonic() - started
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_events(self) -> list[dict[str, Any]]:
+        out = []
+        for line in self.log().splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+        return out
+
+    def managed(self, running_only: bool = False) -> list[str]:
+        return containers("label=orchestrator.managed=acestream", f"label={TEST_LABEL}.run={self.run_id}",
+                          all_states=not running_only)

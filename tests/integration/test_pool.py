@@ -1,0 +1,147 @@
+"""The engine pool without a VPN, end to end on the real Docker engine."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.integration.harness import REPO, Daemon, docker, engine_info, inspect, wait_for
+
+MakeDaemon = Callable[..., Daemon]
+
+
+def test_engines_appear_ready_and_reachable(make_daemon: MakeDaemon) -> None:
+    daemon = make_daemon(engines={"min_replicas": 3})
+    listed = daemon.wait_engines(3)
+    assert len({e["container_id"] for e in listed}) == 3
+    ports = {e["host_http_port"] for e in listed}
+    assert len(ports) == 3 and all(19000 <= p <= 19999 for p in ports)
+    for engine in listed:
+        info = engine_info(engine["host"], engine["port"])
+        assert info is not None and info["CONTAINER_ID"] == engine["container_id"]
+        assert engine["labels"]["orchestrator.managed"] == "acestream"
+        assert engine["health_status"] == "healthy" and engine["vpn_container"] is None
+        assert engine["first_seen"].endswith("+00:00") and engine["forwarded"] is False
+        # the published host port reaches the same container
+        assert engine_info("127.0.0.1", engine["host_http_port"])["CONTAINER_ID"] == engine["container_id"]
+    assert sorted(daemon.managed()) == sorted(e["container_id"] for e in listed)
+    status, body = daemon.get(f"/engines/{listed[0]['container_id']}")
+    assert status == 200 and body["container_id"] == listed[0]["container_id"]
+    status, body = daemon.get("/engines/does-not-exist")
+    assert status == 404 and body["error"] == "engine_not_found"
+    status, body = daemon.get("/no/such/route")
+    assert status == 404 and body["error"] == "not_found"
+
+
+def test_removed_engine_is_replaced(make_daemon: MakeDaemon) -> None:
+    daemon = make_daemon(engines={"min_replicas": 2})
+    first = {e["container_id"] for e in daemon.wait_engines(2)}
+    victim = sorted(first)[0]
+    docker("rm", "-f", victim)
+    after = wait_for("a replacement engine", lambda: (
+        ids if len(ids := {e["container_id"] for e in daemon.engines()}) == 2 and victim not in ids
+        else None))
+    assert victim not in after and len(after & first) == 1
+    assert len(daemon.managed()) == 2
+
+
+def test_exited_engine_is_replaced(make_daemon: MakeDaemon) -> None:
+    daemon = make_daemon(engines={"min_replicas": 2})
+    victim = daemon.wait_engines(2)[0]["container_id"]
+    docker("kill", victim)
+    wait_for("the exited engine replaced and removed", lambda: (
+        len(daemon.engines()) == 2 and inspect(victim) is None and len(daemon.managed()) == 2))
+
+
+def test_yaml_edit_scales_up_and_down(make_daemon: MakeDaemon) -> None:
+    daemon = make_daemon(engines={"min_replicas": 1})
+    daemon.wait_engines(1)
+    daemon.write_config(engines={"min_replicas": 4})
+    daemon.wait_engines(4, timeout=20)
+    daemon.write_config(engines={"min_replicas": 2})
+    daemon.wait_engines(2, timeout=20)
+    wait_for("containers removed", lambda: len(daemon.managed()) == 2)
+
+
+def test_invalid_edit_changes_nothing(make_daemon: MakeDaemon) -> None:
+    daemon = make_daemon(engines={"min_replicas": 2})
+    before = {e["container_id"] for e in daemon.wait_engines(2)}
+    good = daemon.config_path.read_text()
+    daemon.write_raw(good.replace("min_replicas: 2", "min_replicas: lots"))
+    error = wait_for("config error on /status", lambda: daemon.status()["config"]["last_error"])
+    assert error["key"] == "engines.min_replicas" and error["line"] is not None
+    assert str(daemon.config_path) in error["message"]
+    daemon.write_raw("engines: [unclosed\n")
+    wait_for("YAML syntax error on /status", lambda: "invalid YAML" in (
+        (daemon.status()["config"]["last_error"] or {}).get("message", "")))
+    assert {e["container_id"] for e in daemon.engines()} == before
+    assert sorted(daemon.managed()) == sorted(before)
+    assert any(ev.get("event") == "config_rejected" for ev in daemon.log_events())
+    daemon.write_raw(good.replace("min_replicas: 2", "min_replicas: 3"))
+    daemon.wait_engines(3)
+    assert daemon.status()["config"]["last_error"] is None
+
+
+def test_sigkill_and_restart_adopts_without_duplicates(make_daemon: MakeDaemon) -> None:
+    daemon = make_daemon(engines={"min_replicas": 3})
+    before = {e["container_id"] for e in daemon.wait_engines(3)}
+    daemon.stop(signal.SIGKILL)
+    seen = len(daemon.log_events())
+    daemon.start()
+    after = {e["container_id"] for e in daemon.wait_engines(3)}
+    assert after == before
+    assert sorted(daemon.managed()) == sorted(before)
+    new_events = [ev.get("event") for ev in daemon.log_events()[seen:]]
+    assert "daemon_starting" in new_events
+    assert "engine_created" not in new_events and "engine_removed" not in new_events
+
+
+def test_sigterm_is_quick_and_leaves_engines_running(make_daemon: MakeDaemon) -> None:
+    daemon = make_daemon(engines={"min_replicas": 2})
+    ids = {e["container_id"] for e in daemon.wait_engines(2)}
+    took = daemon.stop(signal.SIGTERM)
+    assert daemon.process is not None and daemon.process.returncode == 0
+    assert took < 3.0, f"SIGTERM took {took:.2f}s"
+    assert set(daemon.managed(running_only=True)) == ids
+
+
+def test_unknown_image_is_reported_and_leaks_nothing(make_daemon: MakeDaemon) -> None:
+    daemon = make_daemon(engines={"min_replicas": 1, "image": "acestream-orchestrator-test/nope:missing"})
+    status = wait_for("a provisioning error on /status", lambda: (
+        s if (s := daemon.status())["provisioning"]["recent_errors"] else None))
+    error = status["provisioning"]["recent_errors"][-1]
+    assert "nope:missing" in error["message"] and error["action"] == "CreateEngine"
+    wait_for("breaker open", lambda: daemon.status()["provisioning"]["circuit_breaker_state"] != "closed",
+             timeout=20)
+    assert daemon.managed() == [] and daemon.engines() == []
+    assert daemon.process is not None and daemon.process.poll() is None
+
+
+def test_bad_config_at_startup_exits_nonzero(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("engines:\n  min_replicas: 5\n  max_replicas: 2\n")
+    done = subprocess.run([sys.executable, "-m", "orchestrator", "--config", str(path)], cwd=REPO,
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 2
+    assert f"{path}:2: engines.min_replicas" in done.stderr
+
+
+@pytest.mark.skipif(not Path("/var/run/acestream-orchestrator-dockerd.pid").exists(),
+                    reason="needs the dockerd started by scripts/ensure-docker.sh")
+def test_survives_dockerd_restart(make_daemon: MakeDaemon) -> None:
+    daemon = make_daemon(engines={"min_replicas": 2})
+    daemon.wait_engines(2)
+    subprocess.run(["bash", str(REPO / "scripts/ensure-docker.sh"), "restart"], check=True,
+                   timeout=120)
+    # dockerd stopped the engines on the way down (no restart policy): the daemon notices,
+    # reconnects its event stream, removes the dead engines and provisions new ones.
+    wait_for("2 running engines after dockerd restart", lambda: (
+        len(daemon.engines()) == 2 and len(daemon.managed(running_only=True)) == 2), timeout=60)
+    wait_for("dead engines cleaned up", lambda: len(daemon.managed()) == 2, timeout=30)
+    assert daemon.status()["docker"]["connected"] is True
+    assert daemon.process is not None and daemon.process.poll() is None
