@@ -9,6 +9,7 @@ keys: `config.example.yaml` is checked against it by the tests.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -38,8 +39,8 @@ def _int(minimum: int, maximum: int = 2**31) -> Checker:
 
 def _number(minimum: float) -> Checker:
     def check(v: Any) -> float:
-        if isinstance(v, bool) or not isinstance(v, int | float):
-            raise ValueError(f"expected a number, got {v!r}")
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            raise ValueError(f"expected a finite number, got {v!r}")
         if v < minimum:
             raise ValueError(f"must be at least {minimum:g}, got {v}")
         return float(v)
@@ -173,6 +174,8 @@ def _lines_of(node: yaml.Node, prefix: str, out: dict[str, int]) -> None:
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             path = f"{prefix}.{key_node.value}" if prefix else str(key_node.value)
+            if path in out:
+                raise ValueError(path, key_node.start_mark.line + 1)
             out[path] = key_node.start_mark.line + 1
             _lines_of(value_node, path, out)
 
@@ -192,7 +195,12 @@ def _parse_yaml(text: str, source: str) -> tuple[dict[str, Any], dict[str, int]]
         raise ConfigError("the top level must be a mapping of sections", source=source, line=1)
     lines: dict[str, int] = {}
     if node is not None:
-        _lines_of(node, "", lines)
+        try:
+            _lines_of(node, "", lines)
+        except ValueError as exc:
+            key, line = exc.args
+            raise ConfigError("duplicate key (it is given twice)", source=source, line=line,
+                              key=key) from exc
     return data, lines
 
 
@@ -241,10 +249,12 @@ def _given(data: dict[str, Any], lines: dict[str, int], source: str) -> dict[str
 
 
 def _validated(data: dict[str, Any], lines: dict[str, int], source: str,
-               env: Mapping[str, str]) -> dict[str, Any]:
+               env: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Checked values by dotted key, and where each came from (the file or `env VAR`)."""
     given = _given(data, lines, source)
     overrides = _env_layer(env)
     values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
     for section, keys in SCHEMA.items():
         for key, (default, check) in keys.items():
             dotted = f"{section}.{key}" if key else section
@@ -255,38 +265,49 @@ def _validated(data: dict[str, Any], lines: dict[str, int], source: str,
                 values[dotted] = check(value)
             except ValueError as exc:
                 raise ConfigError(str(exc), source=where, line=line, key=dotted) from exc
-    return values
+            sources[dotted] = where
+    return values, sources
 
 
-def _cross_check(v: dict[str, Any], lines: dict[str, int], source: str) -> None:
-    def fail(msg: str, key: str) -> ConfigError:
-        return ConfigError(msg, source=source, line=lines.get(key), key=key)
+def _cross_check(v: dict[str, Any], lines: dict[str, int], sources: dict[str, str]) -> None:
+    def fail(msg: str, key: str, *related: str) -> ConfigError:
+        """Blame `key`; if the file does not write it, the first related key it does write
+        (or that an environment variable set), else the section."""
+        for candidate in (key, *related):
+            if sources[candidate].startswith("env "):
+                return ConfigError(msg, source=sources[candidate], key=candidate)
+            if candidate in lines:
+                return ConfigError(msg, source=sources[candidate], line=lines[candidate], key=key)
+        return ConfigError(msg, source=sources[key], line=lines.get(key.partition(".")[0]), key=key)
 
     if v["engines.min_replicas"] > v["engines.max_replicas"]:
         raise fail(f"min_replicas ({v['engines.min_replicas']}) is above max_replicas "
-                   f"({v['engines.max_replicas']})", "engines.min_replicas")
+                   f"({v['engines.max_replicas']})", "engines.min_replicas", "engines.max_replicas")
     mode, names = v["vpn.mode"], v["vpn.containers"]
     if mode == "single" and len(names) != 1:
-        raise fail(f"mode single needs exactly one container, got {len(names)}", "vpn.containers")
+        raise fail(f"mode single needs exactly one container, got {len(names)}", "vpn.containers",
+                   "vpn.mode")
     if mode == "redundant" and len(names) < 2:
         raise fail(f"mode redundant needs two or more containers, got {len(names)}",
-                   "vpn.containers")
+                   "vpn.containers", "vpn.mode")
     if mode == "none":
         if v["engines.host_port_range"].size < v["engines.max_replicas"]:
             raise fail(f"{v['engines.host_port_range']} has fewer ports than max_replicas "
-                       f"({v['engines.max_replicas']})", "engines.host_port_range")
+                       f"({v['engines.max_replicas']})", "engines.host_port_range",
+                       "engines.max_replicas")
         return
     per_vpn = v["vpn.port_range"].size // len(names) // 3
     if per_vpn * len(names) < v["engines.max_replicas"]:
         raise fail(f"{v['vpn.port_range']} is too small for max_replicas="
                    f"{v['engines.max_replicas']}: each engine needs 3 ports (HTTP, API, P2P) "
-                   f"in its VPN's share, so it fits {per_vpn * len(names)}", "vpn.port_range")
+                   f"in its VPN's share, so it fits {per_vpn * len(names)}", "vpn.port_range",
+                   "engines.max_replicas")
 
 
 def parse_config(text: str, *, source: str, env: Mapping[str, str] | None = None) -> Config:
     data, lines = _parse_yaml(text, source)
-    v = _validated(data, lines, source, os.environ if env is None else env)
-    _cross_check(v, lines, source)
+    v, sources = _validated(data, lines, source, os.environ if env is None else env)
+    _cross_check(v, lines, sources)
     desired = Desired(
         engines=EngineSpec(
             image=v["engines.image"],

@@ -66,11 +66,14 @@ class _Pass:
     wakes: list[float] = field(default_factory=list)
     kept: list[EngineObs] = field(default_factory=list)
     touched: set[str] = field(default_factory=set)
+    removed: set[str] = field(default_factory=set)
 
     def act(self, action: Action) -> None:
         self.actions.append(action)
         if isinstance(action, RemoveEngine | RestartEngine | RecreateEngine):
             self.touched.add(action.container_id)
+        if isinstance(action, RemoveEngine | RecreateEngine):
+            self.removed.add(action.container_id)
 
     def free(self, engine: EngineObs) -> bool:
         """Not busy with an operation and not already acted upon in this pass."""
@@ -167,7 +170,11 @@ def _counts_for_pool(p: _Pass, engine: EngineObs) -> bool:
 
 
 def _occupants(p: _Pass, planned: tuple[CreateEngine, ...] = ()) -> list[Occupant]:
-    held = [Occupant(vpn=e.vpn, slot=e.slot, forwarded=e.forwarded) for e in p.observed.engines]
+    """Everything holding a slot. An engine removed in this pass keeps its slot until it is
+    gone, but no longer holds its VPN's forwarded port, so its replacement can take it."""
+    held = [Occupant(vpn=e.vpn, slot=e.slot,
+                     forwarded=e.forwarded and e.container_id not in p.removed)
+            for e in p.observed.engines]
     held += [Occupant(vpn=c.vpn, slot=c.slot, forwarded=c.forwarded)
              for c in p.observed.pending_creates]
     held += [Occupant(vpn=c.vpn, slot=c.slot, forwarded=c.forwarded) for c in planned]
@@ -178,7 +185,12 @@ def _size_pool(p: _Pass) -> int:
     spec = p.desired.engines
     busy = sum(1 for e in p.kept if e.streams > 0)
     free_wanted = max(spec.min_free, p.observed.extra_demand)
-    target = min(spec.max_replicas, max(spec.min_replicas, busy + free_wanted))
+    wanted = max(spec.min_replicas, busy + free_wanted)
+    target = min(spec.max_replicas, wanted)
+    if wanted > spec.max_replicas:
+        p.problems.append(Problem(code="max_capacity",
+                                  message=f"{busy} busy engines + {free_wanted} free wanted is above "
+                                  f"max_replicas={spec.max_replicas}"))
     pending = p.observed.pending_creates
     counting = [e for e in p.kept if _counts_for_pool(p, e)]
     have = len(counting) + len(pending)
@@ -193,8 +205,9 @@ def _size_pool(p: _Pass) -> int:
 
 def _grow(p: _Pass, deficit: int, room: int) -> None:
     if room <= 0:
-        p.problems.append(Problem(code="max_capacity",
-                                  message=f"at max_replicas={p.desired.engines.max_replicas}"))
+        if not any(pr.code == "max_capacity" for pr in p.problems):
+            p.problems.append(Problem(code="max_capacity",
+                                      message=f"at max_replicas={p.desired.engines.max_replicas}"))
         return
     blocked = p.observed.create_blocked_until
     if blocked is not None and blocked > p.now:
@@ -293,7 +306,7 @@ def _keep_forwarded_engines(p: _Pass) -> None:
         port = vpn.forwarded_port
         if not port or vpn.name in planned or vpn.name in pending:
             continue
-        mine = [e for e in p.kept if e.vpn == vpn.name and e.container_id not in p.touched]
+        mine = [e for e in p.kept if e.vpn == vpn.name and e.container_id not in p.removed]
         forwarded = [e for e in mine if e.forwarded]
         if forwarded:
             engine = forwarded[0]

@@ -1,0 +1,338 @@
+"""The desired-state YAML and the seed's environment variables (orchestrator/config.py).
+
+Every bad input must give one ConfigError whose text names where (file and line, or `env VAR`)
+and which dotted key, so an operator can fix it without reading code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from orchestrator.config import DEFAULT_IMAGE, ApiConfig, Config, load_config, parse_config
+from orchestrator.errors import ConfigError
+from reconcilers.model import Desired, EngineSpec, PortRange, VpnSpec
+
+SRC = "conf/orchestrator.yaml"
+
+
+def parse(text: str, **env: str) -> Config:
+    return parse_config(text, source=SRC, env=env)
+
+
+def test_empty_text_gives_all_defaults() -> None:
+    assert parse("") == Config(
+        desired=Desired(engines=EngineSpec(image=DEFAULT_IMAGE), vpn=VpnSpec()),
+        address="name",
+        vpn_api_port=8000,
+        vpn_api_key=None,
+        vpn_poll_interval_s=5.0,
+        api=ApiConfig(host="0.0.0.0", port=8000, api_key=None),
+        log_level="INFO",
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["# only a comment\n", "engines:\nvpn:\napi:\n", "engines: {}\nvpn: {}\n"],
+    ids=["comment_only", "null_sections", "empty_sections"],
+)
+def test_empty_sections_give_defaults(text: str) -> None:
+    assert parse(text) == parse("")
+
+
+def test_every_key_is_read() -> None:
+    cfg = parse(
+        "engines:\n"
+        "  image: my/engine:2\n"
+        "  min_replicas: 2\n"
+        "  min_free: 0\n"
+        "  max_replicas: 6\n"
+        "  address: ip\n"
+        "  host_port_range: 25000-25009\n"
+        "  idle_ttl_s: 30\n"
+        "  env: {CONF: '--x', BIND_ALL: true, N: 3}\n"
+        "  labels: {team: media}\n"
+        "vpn:\n"
+        "  mode: redundant\n"
+        "  containers: [gluetun, gluetun2]\n"
+        "  api_port: 8001\n"
+        "  api_key: vpnkey\n"
+        "  port_range: 20000-20599\n"
+        "  restart_engines_on_reconnect: false\n"
+        "  unhealthy_restart_timeout_s: 90\n"
+        "  wait_healthy_s: 10.5\n"
+        "  health_check_interval_s: 2\n"
+        "api:\n"
+        "  host: 127.0.0.1\n"
+        "  port: 9000\n"
+        "  api_key: secret\n"
+        "log_level: DEBUG\n"
+    )
+    assert cfg == Config(
+        desired=Desired(
+            engines=EngineSpec(
+                image="my/engine:2", min_replicas=2, min_free=0, max_replicas=6, idle_ttl_s=30.0,
+                host_port_range=PortRange(start=25000, end=25009),
+                env={"CONF": "--x", "BIND_ALL": "true", "N": "3"}, labels={"team": "media"},
+            ),
+            vpn=VpnSpec(
+                mode="redundant", containers=("gluetun", "gluetun2"),
+                port_range=PortRange(start=20000, end=20599), restart_engines_on_reconnect=False,
+                unhealthy_restart_timeout_s=90.0, wait_healthy_s=10.5,
+            ),
+        ),
+        address="ip",
+        vpn_api_port=8001,
+        vpn_api_key="vpnkey",
+        vpn_poll_interval_s=2.0,
+        api=ApiConfig(host="127.0.0.1", port=9000, api_key="secret"),
+        log_level="DEBUG",
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Bad:
+    id: str
+    text: str
+    line: int
+    key: str | None
+    says: str  # a fragment of the message
+
+
+SINGLE_G = "vpn:\n  mode: single\n  containers: [gluetun]\n"
+
+BAD_FILES = [
+    Bad(id="yaml_unclosed_flow_list",
+        text="engines:\n  min_replicas: 3\n  max_replicas: [1, 2\nvpn:\n  mode: none\n",
+        line=4, key=None, says="invalid YAML"),
+    Bad(id="yaml_bad_indentation", text="engines:\n  image: foo\n bad: 1\n", line=3, key=None,
+        says="invalid YAML"),
+    Bad(id="yaml_tab_indent", text="engines:\n\tmin_replicas: 3\n", line=2, key=None,
+        says="invalid YAML"),
+    Bad(id="top_level_not_a_mapping", text="- engines\n- vpn\n", line=1, key=None,
+        says="top level must be a mapping"),
+    Bad(id="unknown_section", text="engines:\n  min_replicas: 3\nproxy:\n  port: 1\n", line=3,
+        key="proxy", says="unknown section"),
+    Bad(id="duplicate_key", text="engines:\n  min_replicas: 3\n  min_replicas: 4\n", line=3,
+        key="engines.min_replicas", says="duplicate key"),
+    Bad(id="unknown_key", text="engines:\n  min_replicas: 3\n  replicas: 4\n", line=3,
+        key="engines.replicas", says="unknown key"),
+    Bad(id="unknown_key_in_later_section", text="engines:\n  min_free: 1\nvpn:\n  mod: single\n",
+        line=4, key="vpn.mod", says="unknown key"),
+    Bad(id="section_not_a_mapping", text="log_level: INFO\nengines: 3\n", line=2, key="engines",
+        says="expected a mapping"),
+    Bad(id="int_given_text", text="engines:\n  min_replicas: three\n", line=2,
+        key="engines.min_replicas", says="expected an integer"),
+    Bad(id="int_given_bool", text="engines:\n  max_replicas: true\n", line=2,
+        key="engines.max_replicas", says="expected an integer"),
+    Bad(id="int_negative", text="engines:\n  min_free: -1\n", line=2, key="engines.min_free",
+        says="between 0"),
+    Bad(id="number_given_text", text="engines:\n  idle_ttl_s: soon\n", line=2,
+        key="engines.idle_ttl_s", says="expected a finite number"),
+    Bad(id="bool_given_text", text="vpn:\n  restart_engines_on_reconnect: sometimes\n", line=2,
+        key="vpn.restart_engines_on_reconnect", says="true or false"),
+    Bad(id="empty_image", text="engines:\n  image: ''\n", line=2, key="engines.image",
+        says="non-empty string"),
+    Bad(id="bad_choice", text="vpn:\n  mode: double\n", line=2, key="vpn.mode",
+        says="one of none, single, redundant"),
+    Bad(id="bad_address", text="engines:\n  address: dns\n", line=2, key="engines.address",
+        says="one of name, ip"),
+    Bad(id="bad_log_level", text="log_level: verbose\n", line=1, key="log_level",
+        says="one of DEBUG"),
+    Bad(id="env_not_a_mapping", text="engines:\n  env: [A, B]\n", line=2, key="engines.env",
+        says="mapping"),
+    Bad(id="env_nested_value", text="engines:\n  env:\n    A: {b: c}\n", line=2, key="engines.env",
+        says="scalar value"),
+    Bad(id="containers_not_a_list", text="vpn:\n  mode: single\n  containers: gluetun\n", line=3,
+        key="vpn.containers", says="list of container names"),
+    Bad(id="containers_repeated", text="vpn:\n  mode: redundant\n  containers: [g, g]\n", line=3,
+        key="vpn.containers", says="distinct"),
+    Bad(id="min_above_max", text="engines:\n  min_replicas: 5\n  max_replicas: 4\n", line=2,
+        key="engines.min_replicas", says="above max_replicas"),
+    *[
+        Bad(id=f"malformed_port_range_{name}", text=f"vpn:\n  port_range: {value}\n", line=2,
+            key="vpn.port_range", says="port range")
+        for name, value in [("colon", "19000:19999"), ("reversed", "19999-19000"),
+                            ("zero_start", "0-100"), ("above_65535", "19000-70000"),
+                            ("word", "lots"), ("single_int", "19000"), ("list", "[19000, 19999]")]
+    ],
+    Bad(id="malformed_host_port_range", text="engines:\n  host_port_range: 19000-\n", line=2,
+        key="engines.host_port_range", says="port range"),
+    Bad(id="vpn_port_range_too_small_for_max_replicas",
+        text="engines:\n  max_replicas: 20\n" + SINGLE_G + "  port_range: 19000-19050\n",
+        line=6, key="vpn.port_range", says="too small for max_replicas=20"),
+    Bad(id="redundant_shares_too_small",
+        text="vpn:\n  mode: redundant\n  containers: [g1, g2]\n  port_range: 19000-19053\n",
+        line=4, key="vpn.port_range", says="fits 18"),
+    Bad(id="host_port_range_too_small", text="engines:\n  host_port_range: 19000-19009\n",
+        line=2, key="engines.host_port_range", says="fewer ports than max_replicas"),
+    Bad(id="single_with_no_container", text="vpn:\n  mode: single\n  containers: []\n", line=3,
+        key="vpn.containers", says="exactly one container, got 0"),
+    Bad(id="single_with_two_containers", text="vpn:\n  mode: single\n  containers: [a, b]\n",
+        line=3, key="vpn.containers", says="exactly one container, got 2"),
+    Bad(id="redundant_with_one_container", text="vpn:\n  mode: redundant\n  containers: [a]\n",
+        line=3, key="vpn.containers", says="two or more"),
+]
+
+
+@pytest.mark.parametrize("bad", BAD_FILES, ids=lambda b: b.id)
+def test_bad_file_names_file_line_and_key(bad: Bad) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse(bad.text)
+    err = caught.value
+    where = f"{SRC}:{bad.line}: "
+    assert str(err).startswith(where + (f"{bad.key}: " if bad.key else "")), str(err)
+    assert (err.source, err.line, err.key) == (SRC, bad.line, bad.key)
+    assert bad.says in str(err)
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "line"),
+    [
+        ("engines:\n  max_replicas: 2\n", {}, 2),
+        ("log_level: INFO\nvpn:\n  mode: single\n", {}, 3),
+    ],
+    ids=["max_below_default_min", "single_without_containers_key"],
+)
+def test_cross_check_error_points_at_a_line_the_file_has(text: str, env: dict[str, str],
+                                                         line: int) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, source=SRC, env=env)
+    assert caught.value.line == line, str(caught.value)
+
+
+def test_cross_check_failure_caused_by_env_names_the_variable() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse("", MAX_ACTIVE_REPLICAS="2")
+    assert "env MAX_ACTIVE_REPLICAS" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "env"),
+    [
+        ("vpn:\n  wait_healthy_s: .nan\n", {}),
+        ("engines:\n  idle_ttl_s: .nan\n", {}),
+        ("", {"GLUETUN_HEALTH_CHECK_INTERVAL_S": "nan"}),
+        ("", {"VPN_UNHEALTHY_RESTART_TIMEOUT_S": "nan"}),
+    ],
+    ids=["yaml_wait_healthy", "yaml_idle_ttl", "env_poll_interval", "env_restart_timeout"],
+)
+def test_nan_is_rejected(text: str, env: dict[str, str]) -> None:
+    with pytest.raises(ConfigError):
+        parse_config(text, source=SRC, env=env)
+
+
+@pytest.mark.parametrize(
+    ("env", "check"),
+    [
+        ({"VPN_MODE": "single", "GLUETUN_CONTAINER_NAME": "gluetun"},
+         lambda c: (c.desired.vpn.mode, c.desired.vpn.containers) == ("single", ("gluetun",))),
+        ({"GLUETUN_CONTAINER_NAME": "gluetun"},
+         lambda c: (c.desired.vpn.mode, c.desired.vpn.containers) == ("single", ("gluetun",))),
+        ({"GLUETUN_CONTAINER_NAME": "ga", "GLUETUN_CONTAINER_NAME_2": "gb"},
+         lambda c: (c.desired.vpn.mode, c.desired.vpn.containers) == ("redundant", ("ga", "gb"))),
+        ({"VPN_MODE": "REDUNDANT", "GLUETUN_CONTAINER_NAME": "ga", "GLUETUN_CONTAINER_NAME_2": "gb"},
+         lambda c: c.desired.vpn.mode == "redundant"),
+        ({"MAX_ACTIVE_REPLICAS": "7"}, lambda c: c.desired.engines.max_replicas == 7),
+        ({"MAX_ACTIVE_REPLICAS": ""}, lambda c: c.desired.engines.max_replicas == 20),
+        ({"LOG_LEVEL": "debug"}, lambda c: c.log_level == "DEBUG"),
+        ({"VPN_RESTART_ENGINES_ON_RECONNECT": "false"},
+         lambda c: c.desired.vpn.restart_engines_on_reconnect is False),
+        ({"VPN_RESTART_ENGINES_ON_RECONNECT": "0"},
+         lambda c: c.desired.vpn.restart_engines_on_reconnect is False),
+        ({"VPN_RESTART_ENGINES_ON_RECONNECT": "TRUE"},
+         lambda c: c.desired.vpn.restart_engines_on_reconnect is True),
+        ({"GLUETUN_API_PORT": "8001"}, lambda c: c.vpn_api_port == 8001),
+        ({"GLUETUN_HEALTH_CHECK_INTERVAL_S": "2.5"}, lambda c: c.vpn_poll_interval_s == 2.5),
+        ({"VPN_UNHEALTHY_RESTART_TIMEOUT_S": "120"},
+         lambda c: c.desired.vpn.unhealthy_restart_timeout_s == 120.0),
+        ({"UNRELATED": "x"}, lambda c: c == parse("")),
+    ],
+    ids=["mode_and_name", "name_implies_single", "two_names_imply_redundant", "mode_upper_case",
+         "max_active_replicas", "empty_value_ignored", "log_level_lower_case", "reconnect_false",
+         "reconnect_zero", "reconnect_upper_true", "gluetun_api_port", "health_check_interval",
+         "unhealthy_restart_timeout", "unrelated_variable"],
+)
+def test_env_overrides(env: dict[str, str], check: Callable[[Config], bool]) -> None:
+    assert check(parse_config("", source=SRC, env=env))
+
+
+def test_env_overrides_win_over_the_file() -> None:
+    text = (
+        "engines:\n  max_replicas: 5\n"
+        "vpn:\n  mode: single\n  containers: [old]\n  restart_engines_on_reconnect: true\n"
+        "log_level: ERROR\n"
+    )
+    cfg = parse(text, GLUETUN_CONTAINER_NAME="new", MAX_ACTIVE_REPLICAS="7",
+                VPN_RESTART_ENGINES_ON_RECONNECT="false", LOG_LEVEL="warning")
+    assert cfg.desired.vpn.containers == ("new",)
+    assert cfg.desired.engines.max_replicas == 7
+    assert cfg.desired.vpn.restart_engines_on_reconnect is False
+    assert cfg.log_level == "WARNING"
+
+
+def test_env_defaults_to_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOG_LEVEL", "error")
+    assert parse_config("", source=SRC).log_level == "ERROR"
+
+
+@pytest.mark.parametrize(
+    ("env", "var", "key"),
+    [
+        ({"MAX_ACTIVE_REPLICAS": "many"}, "MAX_ACTIVE_REPLICAS", "engines.max_replicas"),
+        ({"MAX_ACTIVE_REPLICAS": "0"}, "MAX_ACTIVE_REPLICAS", "engines.max_replicas"),
+        ({"VPN_MODE": "bogus"}, "VPN_MODE", "vpn.mode"),
+        ({"VPN_RESTART_ENGINES_ON_RECONNECT": "maybe"}, "VPN_RESTART_ENGINES_ON_RECONNECT",
+         "vpn.restart_engines_on_reconnect"),
+        ({"LOG_LEVEL": "loud"}, "LOG_LEVEL", "log_level"),
+        ({"GLUETUN_API_PORT": "x"}, "GLUETUN_API_PORT", "vpn.api_port"),
+        ({"GLUETUN_API_PORT": "70000"}, "GLUETUN_API_PORT", "vpn.api_port"),
+        ({"GLUETUN_HEALTH_CHECK_INTERVAL_S": "fast"}, "GLUETUN_HEALTH_CHECK_INTERVAL_S",
+         "vpn.health_check_interval_s"),
+        ({"VPN_UNHEALTHY_RESTART_TIMEOUT_S": "0"}, "VPN_UNHEALTHY_RESTART_TIMEOUT_S",
+         "vpn.unhealthy_restart_timeout_s"),
+        ({"GLUETUN_CONTAINER_NAME": "g", "GLUETUN_CONTAINER_NAME_2": "g"}, "GLUETUN_CONTAINER_NAME",
+         "vpn.containers"),
+    ],
+    ids=["max_not_int", "max_zero", "mode", "reconnect", "log_level", "api_port_not_int",
+         "api_port_range", "interval_not_number", "timeout_below_minimum", "same_container_twice"],
+)
+def test_bad_env_value_names_the_variable(env: dict[str, str], var: str, key: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse("engines:\n  min_replicas: 1\n", **env)
+    assert str(caught.value).startswith(f"env {var}"), str(caught.value)
+    assert f"{key}: " in str(caught.value)
+    assert caught.value.line is None
+
+
+def test_load_config_reads_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "orchestrator.yaml"
+    path.write_text("engines:\n  min_replicas: 2\n", encoding="utf-8")
+    assert load_config(path, env={}) == parse("engines:\n  min_replicas: 2\n")
+
+
+def test_load_config_errors_name_the_path(tmp_path: Path) -> None:
+    path = tmp_path / "orchestrator.yaml"
+    path.write_text("engines:\n  min_replicas: 2\n  colour: blue\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={})
+    assert str(caught.value).startswith(f"{path}:3: engines.colour: ")
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [(None, "cannot read the file"), (b"engines:\n  image: \xff\xfe\n", "not UTF-8")],
+    ids=["missing", "not_utf8"],
+)
+def test_load_config_unreadable_file(tmp_path: Path, content: bytes | None, says: str) -> None:
+    path = tmp_path / "orchestrator.yaml"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={})
+    assert str(caught.value).startswith(f"{path}: ")
+    assert says in str(caught.value)

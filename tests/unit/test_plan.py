@@ -1,0 +1,433 @@
+"""The rules of design.md section 4, as tables of `plan(desired, observed, now)` cases.
+
+Each row names a situation and states the exact outcome: the actions (as short strings, see
+`factories.describe`), the problem codes, the wake-up time and, where it matters, the target.
+On top of that every row is checked against the invariants no plan may break (nothing done to a
+busy container, no port handed out twice in one namespace, at most one forwarded engine per VPN,
+creates only behind a healthy VPN's current container, `plan` deterministic, ...).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import pytest
+
+from reconcilers import engine_spec_hash, plan
+from reconcilers.model import (
+    DEFAULT_API_PORT,
+    DEFAULT_HTTP_PORT,
+    DEFAULT_P2P_PORT,
+    CreateEngine,
+    Desired,
+    EngineObs,
+    EnginePorts,
+    Observed,
+    PendingCreate,
+    Plan,
+    RecreateEngine,
+    RemoveEngine,
+    VpnObs,
+)
+from reconcilers.ports import vpn_share
+from tests.unit.factories import (
+    NOW,
+    action_summary,
+    creates,
+    desired,
+    engine,
+    observed,
+    pending,
+    port_range,
+    problem_codes,
+    vpn,
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Case:
+    id: str
+    desired: Desired
+    engines: tuple[EngineObs, ...] = ()
+    vpns: tuple[VpnObs, ...] = ()
+    pending: tuple[PendingCreate, ...] = ()
+    busy: tuple[str, ...] = ()
+    blocked_until: float | None = None
+    now: float = NOW
+    # expectations
+    actions: tuple[str, ...] = ()
+    problems: tuple[str, ...] = ()
+    wake_at: float | None = None
+    target: int | None = None
+    bug: str | None = None
+
+    def world(self) -> Observed:
+        return observed(self.desired, self.engines, self.vpns, pending_creates=self.pending,
+                        busy=self.busy, create_blocked_until=self.blocked_until)
+
+
+NONE = desired()
+SINGLE = desired("single")
+RED4 = desired("redundant", min_replicas=4)
+QUIET_SINGLE = desired("single", min_replicas=0, min_free=0)  # target 0: isolates VPN rules
+G1 = vpn("g1")
+G2 = vpn("g2")
+G1_ENGINES = (engine("a", 0, "g1"), engine("b", 1, "g1"), engine("c", 2, "g1"))
+
+
+POOL_CASES = [
+    Case(id="pool-scale_up_from_empty", desired=NONE,
+         actions=("create host#0", "create host#1", "create host#2"), target=3),
+    Case(id="pool-at_target_adopts_existing", desired=NONE,
+         engines=(engine("a", 0), engine("b", 1), engine("c", 2)), target=3),
+    Case(id="pool-at_target_slots_with_gaps", desired=NONE,
+         engines=(engine("a", 0), engine("b", 5), engine("c", 7))),
+    Case(id="pool-streams_raise_target_to_busy_plus_min_free", desired=desired(min_replicas=2),
+         engines=(engine("a", 0, streams=1), engine("b", 1, streams=2)),
+         actions=("create host#2",), target=3),
+    Case(id="pool-scale_down_removes_only_idle", desired=desired(min_replicas=1, min_free=0),
+         engines=(engine("a", 0, streams=1, created_at=30), engine("b", 1, created_at=10),
+                  engine("c", 2, created_at=20)),
+         actions=("remove b", "remove c"), target=1),
+    Case(id="pool-scale_down_target_is_busy_count", desired=desired(min_replicas=1, min_free=0),
+         engines=(engine("a", 0, streams=1, created_at=30), engine("b", 1, streams=3, created_at=20),
+                  engine("c", 2, created_at=10)),
+         actions=("remove c",), target=2),
+    Case(id="pool-idle_ttl_keeps_recent_removes_expired",
+         desired=desired(min_replicas=1, min_free=0, idle_ttl_s=600),
+         engines=(engine("a", 0, last_stream_usage=NOW - 100),
+                  engine("b", 1, last_stream_usage=NOW - 700)),
+         actions=("remove b",), wake_at=NOW + 500),
+    Case(id="pool-idle_ttl_all_recent_wake_at_earliest_expiry",
+         desired=desired(min_replicas=1, min_free=0, idle_ttl_s=600),
+         engines=(engine("a", 0, last_stream_usage=NOW - 100),
+                  engine("b", 1, last_stream_usage=NOW - 300)),
+         wake_at=NOW + 300),
+    Case(id="pool-idle_ttl_expiring_now_is_removed",
+         desired=desired(min_replicas=1, min_free=0, idle_ttl_s=600),
+         engines=(engine("a", 0, streams=1), engine("b", 1, last_stream_usage=NOW - 600)),
+         actions=("remove b",)),
+    *[
+        Case(id=f"pool-replace_{status}_engine", desired=NONE,
+             engines=(engine("a", 0, status=status), engine("b", 1), engine("c", 2)),
+             actions=("remove a", "create host#3"), target=3)
+        for status in ("exited", "dead", "created")
+    ],
+    Case(id="pool-restarting_engine_left_alone", desired=NONE,
+         engines=(engine("a", 0, status="restarting"), engine("b", 1), engine("c", 2))),
+    Case(id="pool-target_capped_at_max_replicas", desired=desired(min_replicas=5, max_replicas=3),
+         actions=("create host#0", "create host#1", "create host#2"), problems=("max_capacity",),
+         target=3),
+    Case(id="pool-pending_create_counts_and_holds_slot", desired=NONE,
+         engines=(engine("a", 0),), pending=(pending(1),),
+         actions=("create host#2",)),
+    Case(id="pool-pending_creates_fill_target", desired=NONE,
+         pending=(pending(0), pending(1), pending(2))),
+    Case(id="pool-busy_dead_engine_not_acted_on", desired=NONE,
+         engines=(engine("a", 0, status="exited"), engine("b", 1), engine("c", 2)), busy=("a",)),
+    Case(id="pool-busy_engines_not_scaled_down", desired=desired(min_replicas=1, min_free=0),
+         engines=(engine("a", 0), engine("b", 1), engine("c", 2)), busy=("a", "b"),
+         actions=("remove c",)),
+    Case(id="pool-circuit_breaker_blocks_creates", desired=NONE, blocked_until=NOW + 30,
+         problems=("circuit_breaker",), wake_at=NOW + 30),
+    Case(id="pool-circuit_breaker_over_at_its_time", desired=NONE, blocked_until=NOW,
+         actions=("create host#0", "create host#1", "create host#2")),
+    Case(id="pool-spec_changed_one_recreate_per_pass", desired=NONE,
+         engines=(engine("a", 0, spec_hash="old"), engine("b", 1, spec_hash="old"),
+                  engine("c", 2, spec_hash="old")),
+         actions=("recreate a -> host#0",)),
+    Case(id="pool-spec_changed_skips_streaming_engine", desired=NONE,
+         engines=(engine("a", 0, spec_hash="old", streams=1), engine("b", 1, spec_hash="old"),
+                  engine("c", 2)),
+         actions=("recreate b -> host#1",)),
+    Case(id="pool-spec_changed_only_streaming_stale", desired=NONE,
+         engines=(engine("a", 0, spec_hash="old", streams=1), engine("b", 1), engine("c", 2))),
+    Case(id="pool-spec_changed_busy_engine_left_alone", desired=NONE,
+         engines=(engine("a", 0, spec_hash="old"), engine("b", 1), engine("c", 2)), busy=("a",)),
+    Case(id="pool-spec_changed_waits_for_pending_create", desired=NONE,
+         engines=(engine("a", 0, spec_hash="old"), engine("b", 1)), pending=(pending(2),)),
+    Case(id="pool-spec_changed_waits_while_growing", desired=NONE,
+         engines=(engine("a", 0, spec_hash="old"), engine("b", 1)),
+         actions=("create host#2",)),
+]
+
+SINGLE_CASES = [
+    Case(id="single-scale_up_behind_healthy_vpn", desired=SINGLE, vpns=(G1,),
+         actions=("create g1#0", "create g1#1", "create g1#2"), target=3),
+    Case(id="single-forwarded_port_exactly_one_forwarded_create", desired=SINGLE,
+         vpns=(vpn("g1", forwarded_port=40000),),
+         actions=("create g1#0 fwd p2p=40000", "create g1#1", "create g1#2")),
+    Case(id="single-adopts_forwarded_engine", desired=SINGLE,
+         vpns=(vpn("g1", forwarded_port=40000),),
+         engines=(engine("a", 0, "g1", forwarded=True, p2p=40000), *G1_ENGINES[1:])),
+    Case(id="single-unhealthy_vpn_no_creates_waits", desired=SINGLE,
+         vpns=(vpn("g1", "unhealthy", state_since=NOW - 10),),
+         problems=("vpn_disconnected", "vpn_unhealthy@g1"), wake_at=NOW + 20),
+    Case(id="single-starting_vpn_no_creates_waits", desired=SINGLE,
+         vpns=(vpn("g1", "starting", state_since=NOW - 10),),
+         problems=("vpn_disconnected",), wake_at=NOW + 20),
+    Case(id="single-unhealthy_vpn_past_wait_healthy", desired=SINGLE,
+         vpns=(vpn("g1", "unhealthy", state_since=NOW - 40),),
+         problems=("vpn_unhealthy@g1", "vpn_wait_timeout"), wake_at=NOW + 20),
+    Case(id="single-starting_vpn_wait_healthy_elapsed_exactly", desired=SINGLE,
+         vpns=(vpn("g1", "starting", state_since=NOW - 30),),
+         problems=("vpn_wait_timeout",)),
+    Case(id="single-forwarded_port_changed_recreates_forwarded", desired=SINGLE,
+         vpns=(vpn("g1", forwarded_port=40001),),
+         engines=(engine("a", 0, "g1", forwarded=True, p2p=40000), *G1_ENGINES[1:]),
+         actions=("recreate a -> g1#0 fwd p2p=40001",)),
+    Case(id="single-no_forwarded_engine_pool_full_recreates_one", desired=SINGLE,
+         vpns=(vpn("g1", forwarded_port=40000),), engines=G1_ENGINES,
+         actions=("recreate a -> g1#0 fwd p2p=40000",)),
+    Case(id="single-no_forwarded_engine_skips_streaming", desired=SINGLE,
+         vpns=(vpn("g1", forwarded_port=40000),),
+         engines=(engine("a", 0, "g1", streams=1), *G1_ENGINES[1:]),
+         actions=("recreate b -> g1#1 fwd p2p=40000",)),
+    Case(id="single-forwarded_create_pending_no_recreate", desired=SINGLE,
+         vpns=(vpn("g1", forwarded_port=40000),), engines=G1_ENGINES[:2],
+         pending=(pending(2, "g1", forwarded=True),)),
+    Case(id="single-pending_create_holds_vpn_slot", desired=SINGLE, vpns=(G1,),
+         pending=(pending(0, "g1"),), actions=("create g1#1", "create g1#2")),
+    Case(id="single-vpn_restarted_same_id_restarts_engines", desired=SINGLE,
+         vpns=(vpn("g1", started_at=NOW - 50, state_since=NOW - 40),), engines=G1_ENGINES,
+         actions=("restart a", "restart b", "restart c")),
+    Case(id="single-vpn_started_same_instant_as_engine_is_stale", desired=SINGLE,
+         vpns=(vpn("g1", started_at=100.0),),
+         engines=(engine("a", 0, "g1", started_at=100.0), engine("b", 1, "g1", started_at=101.0),
+                  engine("c", 2, "g1", started_at=200.0)),
+         actions=("restart a",)),
+    Case(id="single-vpn_restarted_but_unhealthy_no_restart", desired=SINGLE,
+         vpns=(vpn("g1", "unhealthy", started_at=NOW - 50, state_since=NOW - 5),),
+         engines=G1_ENGINES,
+         problems=("vpn_disconnected", "vpn_unhealthy@g1"), wake_at=NOW + 25),
+    Case(id="single-vpn_recreated_new_id_removes_engines", desired=SINGLE, vpns=(G1,),
+         engines=tuple(engine(i, s, "g1", vpn_id="old-id") for s, i in enumerate("abc")),
+         actions=("remove a", "remove b", "remove c", "create g1#3", "create g1#4", "create g1#5")),
+    Case(id="single-vpn_missing_keeps_engines", desired=SINGLE,
+         vpns=(vpn("g1", "missing", state_since=NOW - 10),), engines=G1_ENGINES[:2],
+         problems=("vpn_disconnected", "vpn_missing@g1"), wake_at=NOW + 20),
+    Case(id="single-vpn_never_seen_keeps_engine", desired=QUIET_SINGLE,
+         engines=(engine("a", 0, "g1"),), problems=("vpn_missing@g1",)),
+    Case(id="single-reconnect_restarts_engines", desired=SINGLE,
+         vpns=(vpn("g1", reconnected_at=NOW - 20),), engines=G1_ENGINES,
+         actions=("restart a", "restart b", "restart c")),
+    Case(id="single-reconnect_with_restart_disabled_does_nothing",
+         desired=desired("single", restart_on_reconnect=False),
+         vpns=(vpn("g1", reconnected_at=NOW - 20),), engines=G1_ENGINES),
+    Case(id="single-reconnect_before_engine_started_does_nothing", desired=SINGLE,
+         vpns=(vpn("g1", reconnected_at=90.0),), engines=G1_ENGINES),
+    Case(id="single-force_restart_waits_for_timeout", desired=QUIET_SINGLE,
+         vpns=(vpn("g1", "unhealthy", state_since=NOW - 30),),
+         problems=("vpn_unhealthy@g1",), wake_at=NOW + 30),
+    Case(id="single-force_restart_at_timeout", desired=QUIET_SINGLE,
+         vpns=(vpn("g1", "unhealthy", state_since=NOW - 60),),
+         actions=("restart_vpn g1",), problems=("vpn_unhealthy@g1",)),
+    Case(id="single-force_restart_clock_reset_by_last_restart", desired=QUIET_SINGLE,
+         vpns=(vpn("g1", "unhealthy", state_since=NOW - 500, last_forced_restart=NOW - 10),),
+         problems=("vpn_unhealthy@g1",), wake_at=NOW + 50),
+    Case(id="single-force_restart_again_after_next_timeout", desired=QUIET_SINGLE,
+         vpns=(vpn("g1", "unhealthy", state_since=NOW - 500, last_forced_restart=NOW - 60),),
+         actions=("restart_vpn g1",), problems=("vpn_unhealthy@g1",)),
+    Case(id="single-force_restart_not_while_vpn_busy", desired=QUIET_SINGLE,
+         vpns=(vpn("g1", "unhealthy", state_since=NOW - 500),), busy=("g1-id",),
+         problems=("vpn_unhealthy@g1",)),
+    Case(id="single-stopped_vpn_never_restarted", desired=QUIET_SINGLE,
+         vpns=(vpn("g1", "stopped", state_since=NOW - 1000),),
+         problems=("vpn_stopped@g1",)),
+    Case(id="single-stopped_vpn_with_pool_to_fill", desired=SINGLE,
+         vpns=(vpn("g1", "stopped", state_since=NOW - 1000),),
+         problems=("vpn_stopped@g1", "vpn_wait_timeout")),
+    Case(id="single-engine_without_vpn_removed", desired=SINGLE, vpns=(G1,),
+         engines=(engine("a", 0),),
+         actions=("remove a", "create g1#0", "create g1#1", "create g1#2")),
+    Case(id="single-engine_on_unconfigured_vpn_removed", desired=SINGLE, vpns=(G1,),
+         engines=(engine("a", 0, "old"), engine("b", 0, "g1"), engine("c", 1, "g1")),
+         actions=("remove a", "create g1#2")),
+]
+
+REDUNDANT_CASES = [
+    Case(id="redundant-from_empty_2_2_one_forwarded_per_vpn", desired=RED4,
+         vpns=(vpn("g1", forwarded_port=40000), vpn("g2", forwarded_port=41000)),
+         actions=("create g1#0 fwd p2p=40000", "create g1#1", "create g2#0 fwd p2p=41000",
+                  "create g2#1"), target=4),
+    Case(id="redundant-from_empty_only_forwarding_vpn_gets_forwarded", desired=RED4,
+         vpns=(vpn("g1", forwarded_port=40000), G2),
+         actions=("create g1#0 fwd p2p=40000", "create g1#1", "create g2#0", "create g2#1")),
+    Case(id="redundant-g1_unhealthy_new_engines_on_g2", desired=RED4,
+         vpns=(vpn("g1", "unhealthy", state_since=NOW - 5), G2),
+         engines=(engine("a", 0, "g1"), engine("b", 1, "g1"), engine("c", 0, "g2"),
+                  engine("d", 1, "g2")),
+         actions=("create g2#2", "create g2#3"), problems=("vpn_unhealthy@g1",), wake_at=NOW + 55),
+    Case(id="redundant-g1_unhealthy_max_replicas_caps_total",
+         desired=desired("redundant", min_replicas=4, max_replicas=5),
+         vpns=(vpn("g1", "unhealthy", state_since=NOW - 5), G2),
+         engines=(engine("a", 0, "g1"), engine("b", 1, "g1"), engine("c", 0, "g2"),
+                  engine("d", 1, "g2")),
+         actions=("create g2#2",), problems=("vpn_unhealthy@g1",), wake_at=NOW + 55),
+    Case(id="redundant-g1_unhealthy_at_max_replicas",
+         desired=desired("redundant", min_replicas=4, max_replicas=4),
+         vpns=(vpn("g1", "unhealthy", state_since=NOW - 5), G2),
+         engines=(engine("a", 0, "g1"), engine("b", 1, "g1"), engine("c", 0, "g2"),
+                  engine("d", 1, "g2")),
+         problems=("max_capacity", "vpn_unhealthy@g1"), wake_at=NOW + 55),
+    Case(id="redundant-both_down_no_creates", desired=RED4,
+         vpns=(vpn("g1", "unhealthy", state_since=NOW - 5),
+               vpn("g2", "unhealthy", state_since=NOW - 5)),
+         problems=("vpn_disconnected", "vpn_unhealthy@g1", "vpn_unhealthy@g2"), wake_at=NOW + 25),
+    Case(id="redundant-rebalance_3_1_removes_idle_unforwarded_on_heavier", desired=RED4,
+         vpns=(vpn("g1", forwarded_port=40000), G2),
+         engines=(engine("a", 0, "g1", forwarded=True, p2p=40000, created_at=40),
+                  engine("b", 1, "g1", streams=1, created_at=30),
+                  engine("c", 2, "g1", created_at=20), engine("d", 0, "g2", created_at=10)),
+         actions=("remove c",), target=4),
+    Case(id="redundant-rebalance_prefers_newest_idle", desired=RED4, vpns=(G1, G2),
+         engines=(engine("a", 0, "g1", created_at=10), engine("b", 1, "g1", created_at=30),
+                  engine("c", 2, "g1", created_at=20), engine("d", 0, "g2")),
+         actions=("remove b",)),
+    Case(id="redundant-rebalance_never_moves_streaming", desired=RED4, vpns=(G1, G2),
+         engines=(engine("a", 0, "g1", streams=1), engine("b", 1, "g1", streams=1),
+                  engine("c", 2, "g1", streams=1), engine("d", 0, "g2")), target=4),
+    Case(id="redundant-balanced_2_2_no_actions", desired=RED4, vpns=(G1, G2),
+         engines=(engine("a", 0, "g1"), engine("b", 1, "g1"), engine("c", 0, "g2"),
+                  engine("d", 1, "g2"))),
+    Case(id="redundant-3_2_is_balanced_enough", desired=desired("redundant", min_replicas=5),
+         vpns=(G1, G2),
+         engines=(engine("a", 0, "g1"), engine("b", 1, "g1"), engine("c", 2, "g1"),
+                  engine("d", 0, "g2"), engine("e", 1, "g2"))),
+    Case(id="redundant-engines_per_vpn_capped_by_port_share",
+         desired=desired("redundant", min_replicas=6, max_replicas=6, vpn_port_range="19000-19011"),
+         vpns=(G1, G2),
+         actions=("create g1#0", "create g1#1", "create g2#0", "create g2#1"),
+         problems=("ports_exhausted",)),
+]
+
+REGRESSION_CASES = [
+    Case(id="single-restarting_forwarded_engine_keeps_the_only_forwarded_slot", desired=SINGLE,
+         vpns=(vpn("g1", reconnected_at=300.0, forwarded_port=40000),),
+         engines=(engine("a", 0, "g1", forwarded=True, p2p=40000, started_at=100.0),
+                  engine("b", 1, "g1", started_at=400.0), engine("c", 2, "g1", started_at=400.0)),
+         actions=("restart a",)),
+    Case(id="single-dead_forwarded_engine_replacement_takes_the_forwarded_port", desired=SINGLE,
+         vpns=(vpn("g1", forwarded_port=40000),),
+         engines=(engine("a", 0, "g1", forwarded=True, p2p=40000, status="exited"),
+                  engine("b", 1, "g1"), engine("c", 2, "g1")),
+         actions=("remove a", "create g1#3 fwd p2p=40000")),
+    Case(id="pool-demand_above_max_replicas_reports_max_capacity",
+         desired=desired(min_replicas=2, max_replicas=3),
+         engines=(engine("a", 0, streams=1), engine("b", 1, streams=1), engine("c", 2, streams=1)),
+         problems=("max_capacity",), target=3),
+]
+
+ALL_CASES = POOL_CASES + SINGLE_CASES + REDUNDANT_CASES + REGRESSION_CASES
+
+
+def _param(case: Case) -> object:
+    marks = [pytest.mark.xfail(reason=case.bug, strict=True)] if case.bug else []
+    return pytest.param(case, id=case.id, marks=marks)
+
+
+def _after(observed_: Observed, result: Plan) -> list[tuple[str | None, EnginePorts, bool]]:
+    """(vpn, ports, forwarded) of every engine once the plan has landed (pending creates aside)."""
+    removed = {a.container_id for a in result.actions if isinstance(a, RemoveEngine)}
+    recreated = {a.container_id: a.create for a in result.actions if isinstance(a, RecreateEngine)}
+    out = []
+    for e in observed_.engines:
+        if e.container_id in removed:
+            continue
+        new = recreated.get(e.container_id)
+        out.append((new.vpn, new.ports, new.forwarded) if new else (e.vpn, e.ports, e.forwarded))
+    out += [(c.vpn, c.ports, c.forwarded) for c in creates(result)]
+    return out
+
+
+def check_invariants(d: Desired, o: Observed, now: float, result: Plan) -> None:
+    assert plan(d, o, now) == result, "plan() is not deterministic"
+    assert result.wake_at is None or result.wake_at > now, "wake_at must lie in the future"
+    touched = [getattr(a, "container_id", None) for a in result.actions
+               if not isinstance(a, CreateEngine)]
+    assert len(touched) == len(set(touched)), f"a container is acted on twice: {touched}"
+    assert not set(touched) & o.busy_containers, "acted on a busy container"
+
+    new = creates(result) + [a.create for a in result.actions if isinstance(a, RecreateEngine)]
+    for c in new:
+        assert c.spec_hash == engine_spec_hash(d)
+        if d.vpn.mode == "none":
+            assert c.vpn is None and c.vpn_id is None and c.ports.host_http is not None
+        else:
+            v = o.vpns[c.vpn or ""]
+            assert v.state == "healthy" and c.vpn_id == v.container_id, f"bad VPN for {c}"
+
+    held = [(e.vpn, e.slot) for e in o.engines] + [(p.vpn, p.slot) for p in o.pending_creates]
+    placed = [(c.vpn, c.slot) for c in creates(result)]
+    assert len(set(placed)) == len(placed), f"two creates share a slot: {placed}"
+    assert not set(placed) & set(held), f"a create takes a held slot: {placed} vs {held}"
+
+    after = _after(o, result)
+    if creates(result):
+        assert len(after) + len(o.pending_creates) <= d.engines.max_replicas
+    host_ports = [ports.host_http for v, ports, _ in after if v is None]
+    assert len(host_ports) == len(set(host_ports)), f"host port used twice: {host_ports}"
+    for name in {v for v, _, _ in after if v is not None}:
+        members = [(ports, fwd) for v, ports, fwd in after if v == name]
+        used = [p for ports, _ in members for p in (ports.http, ports.api, ports.p2p)]
+        dupes = sorted(p for p, n in Counter(used).items() if n > 1)
+        assert not dupes, f"port(s) {dupes} used twice behind VPN {name}"
+        assert sum(fwd for _, fwd in members) <= 1, f"more than one forwarded engine on {name}"
+
+
+@pytest.mark.parametrize("case", [_param(c) for c in ALL_CASES])
+def test_plan(case: Case) -> None:
+    world = case.world()
+    result = plan(case.desired, world, case.now)
+
+    assert action_summary(result) == sorted(case.actions)
+    assert problem_codes(result) == sorted(case.problems)
+    assert result.wake_at == case.wake_at
+    if case.target is not None:
+        assert result.target == case.target
+    check_invariants(case.desired, world, case.now, result)
+
+
+@pytest.mark.parametrize(
+    ("host_range", "count"),
+    [("19000-19999", 3), ("25000-25004", 5)],
+    ids=["default_range", "custom_range_filled_exactly"],
+)
+def test_scale_up_without_vpn_publishes_host_ports_from_range(host_range: str, count: int) -> None:
+    d = desired(min_replicas=count, host_port_range=host_range)
+    new = creates(plan(d, observed(d), NOW))
+
+    start = port_range(host_range).start
+    assert [c.slot for c in new] == list(range(count))
+    assert [c.ports.host_http for c in new] == [start + i for i in range(count)]
+    assert all(c.vpn is None and c.vpn_id is None and not c.forwarded for c in new)
+    assert {(c.ports.http, c.ports.api, c.ports.p2p) for c in new} == {
+        (DEFAULT_HTTP_PORT, DEFAULT_API_PORT, DEFAULT_P2P_PORT)
+    }
+
+
+@pytest.mark.parametrize(
+    ("mode", "vpn_range", "healthy", "index"),
+    [
+        ("single", "19000-19999", "g1", 0),
+        ("single", "30000-30299", "g1", 0),
+        ("redundant", "19000-19999", "g1", 0),
+        ("redundant", "19000-19999", "g2", 1),
+    ],
+    ids=["single_default", "single_custom_range", "redundant_first_share", "redundant_second_share"],
+)
+def test_creates_behind_vpn_use_its_share(mode: str, vpn_range: str, healthy: str, index: int) -> None:
+    d = desired(mode, min_replicas=3, vpn_port_range=vpn_range)  # type: ignore[arg-type]
+    vpns = [vpn(n, "healthy" if n == healthy else "unhealthy", state_since=NOW - 1)
+            for n in d.vpn.containers]
+    new = creates(plan(d, observed(d, vpns=vpns), NOW))
+
+    share = vpn_share(d.vpn.port_range, index, len(d.vpn.containers))
+    assert len(new) == 3
+    assert {(c.vpn, c.vpn_id) for c in new} == {(healthy, f"{healthy}-id")}
+    assert sorted(c.ports.http for c in new) == [share.start, share.start + 1, share.start + 2]
+    ports = [p for c in new for p in (c.ports.http, c.ports.api, c.ports.p2p)]
+    assert len(set(ports)) == len(ports), "HTTP, API and P2P ports must all differ"
+    assert all(share.start <= p <= share.end for p in ports)
+    assert all(c.ports.host_http is None for c in new)
