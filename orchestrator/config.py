@@ -59,6 +59,12 @@ def _str(v: Any) -> str:
     return v
 
 
+def _label_value(v: Any) -> str:
+    if not isinstance(v, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", v):
+        raise ValueError(f"expected a name of letters, digits, '.', '_' or '-', got {v!r}")
+    return v
+
+
 def _optional_str(v: Any) -> str | None:
     return None if v is None else _str(v)
 
@@ -106,12 +112,14 @@ def _names(v: Any) -> tuple[str, ...]:
 SCHEMA: dict[str, dict[str, tuple[Any, Checker]]] = {
     "engines": {
         "image": (DEFAULT_IMAGE, _str),
+        "pool": ("default", _label_value),
         "min_replicas": (3, _int(0, 1000)),
         "min_free": (1, _int(0, 1000)),
         "max_replicas": (20, _int(1, 1000)),
         "address": ("name", _choice("name", "ip")),
         "host_port_range": ("19000-19999", _port_range),
         "idle_ttl_s": (600, _number(0)),
+        "health_check_interval_s": (30, _number(0.5)),
         "env": ({}, _str_map),
         "labels": ({}, _str_map),
     },
@@ -165,6 +173,7 @@ class Config:
     vpn_api_port: int = 8000
     vpn_api_key: str | None = None
     vpn_poll_interval_s: float = 5.0
+    engine_check_interval_s: float = 30.0
     api: ApiConfig = ApiConfig()
     log_level: str = "INFO"
 
@@ -311,6 +320,7 @@ def parse_config(text: str, *, source: str, env: Mapping[str, str] | None = None
     desired = Desired(
         engines=EngineSpec(
             image=v["engines.image"],
+            pool=v["engines.pool"],
             min_replicas=v["engines.min_replicas"],
             min_free=v["engines.min_free"],
             max_replicas=v["engines.max_replicas"],
@@ -334,6 +344,7 @@ def parse_config(text: str, *, source: str, env: Mapping[str, str] | None = None
         vpn_api_port=v["vpn.api_port"],
         vpn_api_key=v["vpn.api_key"],
         vpn_poll_interval_s=v["vpn.health_check_interval_s"],
+        engine_check_interval_s=v["engines.health_check_interval_s"],
         api=ApiConfig(host=v["api.host"], port=v["api.port"], api_key=v["api.api_key"]),
         log_level=v["log_level"],
     )

@@ -9,6 +9,7 @@ the engines running for the next daemon to adopt.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import signal
 import time
 from pathlib import Path
@@ -27,6 +28,7 @@ from orchestrator.executor import Executor
 from orchestrator.gluetun_control import ControlPoller, GluetunControl
 from orchestrator.http_api import make_app
 from orchestrator.logs import configure_logging
+from orchestrator.metrics import observe_hide_latency
 from orchestrator.readiness import ReadinessProber
 from orchestrator.reconcile_loop import ReconcileLoop
 from orchestrator.state import StateStore
@@ -46,7 +48,8 @@ class Daemon:
         self.store = StateStore(restart_on_reconnect=config.desired.vpn.restart_engines_on_reconnect)
         self.gateway = DockerGateway(docker_url)
         self.watcher = ConfigWatcher(config_path, config, self._config_changed) if config_path else None
-        self.events = EventSource(self.gateway, self.store, self.vpn_names)
+        self.events = EventSource(self.gateway, self.store, self.vpn_names,
+                                  lambda: self.config.desired.engines.pool, observe_hide_latency)
         self.executor: Executor | None = None
         self.loop: ReconcileLoop | None = None
         self.prober: ReadinessProber | None = None
@@ -59,6 +62,13 @@ class Daemon:
         return self.config.desired.vpn.containers
 
     def _config_changed(self, previous: Config, config: Config) -> None:
+        old_pool = previous.desired.engines.pool
+        if config.desired.engines.pool != old_pool:
+            log.warning("config_needs_restart", keys="engines.pool", kept=old_pool,
+                        hint="a new pool name orphans the running engines; restart to apply")
+            engines = dataclasses.replace(config.desired.engines, pool=old_pool)
+            config = dataclasses.replace(config, desired=dataclasses.replace(config.desired,
+                                                                             engines=engines))
         self.config = config
         self.store.restart_on_reconnect = config.desired.vpn.restart_engines_on_reconnect
         if config.log_level != previous.log_level:
@@ -110,11 +120,13 @@ class Daemon:
             async with asyncio.TaskGroup() as tasks:
                 self.executor = Executor(self.gateway, self.store, lambda: self.desired, tasks)
                 self.loop = ReconcileLoop(self.store, self.executor, lambda: self.desired)
-                self.prober = ReadinessProber(self.store, session, self.config.address)
+                self.prober = ReadinessProber(self.store, session, self.config.address,
+                                              lambda: self.config.engine_check_interval_s)
                 tasks.create_task(self.events.run(), name="event-source")
                 tasks.create_task(self.events.run_periodic_resync(), name="resync")
                 tasks.create_task(self.loop.run(), name="reconcile")
                 tasks.create_task(self.prober.run(), name="readiness")
+                tasks.create_task(self.prober.run_liveness(), name="liveness")
                 control = GluetunControl(session, api_key=lambda: self.config.vpn_api_key)
                 poller = ControlPoller(control, self.store, self._control_url, self.vpn_names,
                                        lambda: self.config.vpn_poll_interval_s)

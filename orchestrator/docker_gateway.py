@@ -116,10 +116,10 @@ class DockerGateway:
             raise _wrap(exc, f"inspect {ref}") from exc
         return container_info(raw)
 
-    async def list_ids(self, label: str) -> list[str]:
-        """IDs of every container, running or not, carrying `label` (`key=value`)."""
+    async def list_ids(self, labels: list[str]) -> list[str]:
+        """IDs of every container, running or not, carrying all `labels` (`key=value`)."""
         try:
-            found = await self._docker.containers.list(all=True, filters=json.dumps({"label": [label]}))
+            found = await self._docker.containers.list(all=True, filters=json.dumps({"label": labels}))
         except _CONNECTION_ERRORS as exc:
             raise _wrap(exc, "list containers") from exc
         return [c.id for c in found]

@@ -17,6 +17,7 @@ from reconcilers.model import CreateEngine, EngineObs, EnginePorts, EngineSpec
 MANAGED = "orchestrator.managed"
 MANAGED_VALUE = "acestream"
 MANAGED_FILTER = f"{MANAGED}={MANAGED_VALUE}"
+POOL = "orchestrator.pool"
 ROLE = "orchestrator.role"
 SLOT = "orchestrator.slot"
 VPN = "orchestrator.vpn"
@@ -34,14 +35,22 @@ SEED_FORWARDED = "acestream.forwarded"
 KNOWN_STATUSES = ("created", "running", "paused", "restarting", "removing", "exited", "dead")
 
 
-def is_engine(labels: Mapping[str, str]) -> bool:
-    return labels.get(MANAGED) == MANAGED_VALUE and labels.get(ROLE, "engine") == "engine"
+def is_engine(labels: Mapping[str, str], pool: str) -> bool:
+    """One of this daemon's engines: managed, and in this daemon's pool (engines of another
+    pool on the same Docker host belong to another daemon and are left alone)."""
+    return (labels.get(MANAGED) == MANAGED_VALUE and labels.get(ROLE, "engine") == "engine"
+            and labels.get(POOL) == pool)
+
+
+def pool_filters(pool: str) -> list[str]:
+    return [MANAGED_FILTER, f"{POOL}={pool}"]
 
 
 def engine_labels(create: CreateEngine, spec: EngineSpec) -> dict[str, str]:
     labels = dict(spec.labels)
     labels.update({
         MANAGED: MANAGED_VALUE,
+        POOL: spec.pool,
         ROLE: "engine",
         SLOT: str(create.slot),
         FORWARDED: "true" if create.forwarded else "false",

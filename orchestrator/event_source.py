@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 
 from orchestrator.docker_gateway import DockerGateway
-from orchestrator.engine_containers import MANAGED_FILTER, is_engine
+from orchestrator.engine_containers import is_engine, pool_filters
 from orchestrator.errors import DockerError
 from orchestrator.state import StateStore
 from reconcilers.model import VpnState
@@ -36,10 +36,13 @@ STOPPED_ACTIONS = {"die": "exited", "stop": "exited", "pause": "paused"}
 
 class EventSource:
     def __init__(self, gateway: DockerGateway, store: StateStore,
-                 vpn_names: Callable[[], tuple[str, ...]]) -> None:
+                 vpn_names: Callable[[], tuple[str, ...]], pool: Callable[[], str],
+                 on_hidden: Callable[[float], None] = lambda seconds: None) -> None:
+        self._on_hidden = on_hidden
         self._gateway = gateway
         self._store = store
         self._vpn_names = vpn_names
+        self._pool = pool
         self.last_time_nano: int | None = None
         self.events_received = 0
         self.resyncs = 0
@@ -78,9 +81,9 @@ class EventSource:
         """List every engine and look up every VPN: the result replaces what the store knew."""
         async with self._resync_lock:
             self._resync_floor_nano = time.time_ns()
-            ids = await self._gateway.list_ids(MANAGED_FILTER)
+            ids = await self._gateway.list_ids(pool_filters(self._pool()))
             infos = [info for info in await asyncio.gather(*(self._gateway.inspect(i) for i in ids))
-                     if info is not None and is_engine(info.labels)]
+                     if info is not None and is_engine(info.labels, self._pool())]
             now = time.time()
             vpns = {name: await self._gateway.inspect(name) for name in self._vpn_names()}
             self._store.replace_engines(infos)
@@ -105,7 +108,7 @@ class EventSource:
         vpn = name if name in self._vpn_names() else self._store.vpn_name_of(container_id)
         if vpn is not None:
             await self._apply_vpn(vpn, container_id, action, at, time_nano)
-        elif is_engine(attributes) or container_id in self._store.engines:
+        elif is_engine(attributes, self._pool()) or container_id in self._store.engines:
             await self._apply_engine(container_id, action)
 
     async def _apply_vpn(self, vpn: str, container_id: str, action: str, at: float,
@@ -115,7 +118,11 @@ class EventSource:
         if action.startswith("health_status"):
             health = action.partition(":")[2].strip()
             if is_current and time_nano >= self._resync_floor_nano and health in HEALTH_STATES:
+                visible = len(self._store.visible)
                 self._store.set_vpn_state(vpn, HEALTH_STATES[health], at)
+                if len(self._store.visible) < visible:
+                    # from Docker's own event time to the visible set no longer listing them
+                    self._on_hidden((time.time_ns() - time_nano) / 1e9)
             return
         if action in STOPPED_ACTIONS and is_current:
             self._store.set_vpn_state(vpn, "stopped", at)
@@ -132,5 +139,5 @@ class EventSource:
         info = await self._gateway.inspect(container_id)
         if info is None:
             self._store.drop_engine(container_id)
-        elif is_engine(info.labels):
+        elif is_engine(info.labels, self._pool()):
             self._store.upsert_engine(info)

@@ -75,12 +75,12 @@ class Executor:
     def submit(self, actions: tuple[Action, ...]) -> None:
         for action in actions:
             if isinstance(action, CreateEngine):
-                token = self._hold_slot(action)
-                self._tasks.create_task(self._guard(action, self._create(action, token)))
+                name, token = self._hold_slot(action)
+                self._tasks.create_task(self._guard(action, self._create(action, name, token)))
             elif isinstance(action, RecreateEngine):
-                token = self._hold_slot(action.create)
+                name, token = self._hold_slot(action.create)
                 self._store.busy.add(action.container_id)
-                self._tasks.create_task(self._guard(action, self._recreate(action, token)))
+                self._tasks.create_task(self._guard(action, self._recreate(action, name, token)))
             elif isinstance(action, RestartVpn):
                 self._store.busy.add(action.container_id)
                 self._tasks.create_task(self._guard(action, self._restart_vpn(action)))
@@ -89,9 +89,10 @@ class Executor:
                 runner = self._remove(action) if isinstance(action, RemoveEngine) else self._restart(action)
                 self._tasks.create_task(self._guard(action, runner))
 
-    def _hold_slot(self, create: CreateEngine) -> int:
-        return self._store.begin_create(
-            PendingCreate(vpn=create.vpn, slot=create.slot, forwarded=create.forwarded))
+    def _hold_slot(self, create: CreateEngine) -> tuple[str, int]:
+        name = engine_name(create)
+        pending = PendingCreate(vpn=create.vpn, slot=create.slot, forwarded=create.forwarded)
+        return name, self._store.begin_create(pending, name)
 
     async def _guard(self, action: Action, work: object) -> None:
         target = getattr(action, "container_id", None) or getattr(action, "vpn", None) or "engine"
@@ -126,10 +127,10 @@ class Executor:
             "action_failed", action=kind, target=target[:24], error=message, transient=transient,
             create_failures=self.create_failures)
 
-    async def _create(self, action: CreateEngine, token: int) -> None:
+    async def _create(self, action: CreateEngine, name: str, token: int) -> None:
         try:
             spec = self._desired().engines
-            info = await self._gateway.create_and_start(engine_name(action), create_body(action, spec))
+            info = await self._gateway.create_and_start(name, create_body(action, spec))
             self._store.upsert_engine(info)
             self.create_failures = 0
             self._store.create_blocked_until = None
@@ -153,14 +154,14 @@ class Executor:
             self._store.upsert_engine(info)
         log.info("engine_restarted", container_id=action.container_id[:12], reason=action.reason)
 
-    async def _recreate(self, action: RecreateEngine, token: int) -> None:
+    async def _recreate(self, action: RecreateEngine, name: str, token: int) -> None:
         try:
             await self._gateway.remove(action.container_id)
             self._store.drop_engine(action.container_id)
         except BaseException:
             self._store.end_create(token)
             raise
-        await self._create(action.create, token)
+        await self._create(action.create, name, token)
 
     async def _restart_vpn(self, action: RestartVpn) -> None:
         self._store.note_vpn_restart(action.name, time.time())

@@ -14,7 +14,11 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from aiohttp import web
 
-from orchestrator.views import engine_view, rfc3339, vpn_views
+from orchestrator.auth import api_key_middleware
+from orchestrator.metrics import add_metrics
+from orchestrator.openapi import openapi_json
+from orchestrator.proxy_api import add_proxy_routes
+from orchestrator.views import engine_detail_view, engine_view, rfc3339, vpn_views
 
 if TYPE_CHECKING:
     from orchestrator.daemon import Daemon
@@ -57,7 +61,7 @@ async def engine(request: web.Request) -> web.Response:
          if e.name == ref or (len(ref) >= 12 and e.container_id.startswith(ref))), None)
     if found is None:
         return json_error(404, "engine_not_found", f"no managed engine {ref!r}")
-    return web.json_response(engine_view(daemon.store, found, daemon.config.address))
+    return web.json_response(engine_detail_view(daemon.store, found, daemon.config.address))
 
 
 async def health(request: web.Request) -> web.Response:
@@ -122,11 +126,15 @@ async def vpn_status(request: web.Request) -> web.Response:
 
 
 def make_app(daemon: Daemon) -> web.Application:
-    app = web.Application(middlewares=[json_errors], client_max_size=64 * 1024)
+    auth = api_key_middleware(lambda: daemon.config.api.api_key)
+    app = web.Application(middlewares=[json_errors, auth], client_max_size=64 * 1024)
     app[DAEMON] = daemon
     app.router.add_get("/engines", engines)
     app.router.add_get("/engines/{container_id}", engine)
     app.router.add_get("/health", health)
     app.router.add_get("/status", status)
     app.router.add_get("/vpn/status", vpn_status)
+    add_proxy_routes(app, daemon)
+    add_metrics(app, daemon)
+    app.router.add_get("/openapi.json", openapi_json)
     return app

@@ -1,13 +1,17 @@
-"""Readiness probing: an engine is listed only once its HTTP API has answered.
+"""Readiness and liveness probing: an engine is listed only while its HTTP API answers.
 
 For every running engine that has not answered since it (re)started, one probe task asks
 `GET /webui/api/service?method=get_version` until it gets JSON with `result`, then marks the
 engine ready for that start. A probe stops by itself when the engine stops, restarts or goes.
+Ready engines are asked again every `engines.health_check_interval_s`; one that misses three
+checks in a row (hung, or its network gone without any Docker event) is marked unready, which
+hides it until the readiness probe sees it answer again.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import aiohttp
 import structlog
@@ -21,6 +25,7 @@ READY_PATH = "/webui/api/service?method=get_version"
 FIRST_INTERVAL_S = 0.25
 MAX_INTERVAL_S = 3.0
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=2.0)
+LIVENESS_FAILURES = 3
 
 
 async def answers_version(session: aiohttp.ClientSession, host: str, port: int) -> bool:
@@ -36,11 +41,13 @@ async def answers_version(session: aiohttp.ClientSession, host: str, port: int) 
 
 class ReadinessProber:
     def __init__(self, store: StateStore, session: aiohttp.ClientSession,
-                 address: Address) -> None:
+                 address: Address, liveness_interval: Callable[[], float]) -> None:
         self._store = store
+        self._liveness_interval = liveness_interval
         self._session = session
         self.address = address
         self._inflight: set[tuple[str, float | None]] = set()
+        self._misses: dict[str, int] = {}
 
     async def run(self) -> None:
         wake = self._store.watch()
@@ -53,6 +60,24 @@ class ReadinessProber:
                     if engine.status == "running" and not engine.ready and key not in self._inflight:
                         self._inflight.add(key)
                         probes.create_task(self._probe(*key))
+
+    async def run_liveness(self) -> None:
+        while True:
+            await asyncio.sleep(self._liveness_interval())
+            engines = [e for e in self._store.engines.values() if e.ready]
+            answers = await asyncio.gather(*(
+                answers_version(self._session, *engine_endpoint(self._store, e, self.address))
+                for e in engines))
+            for engine, ok in zip(engines, answers, strict=True):
+                misses = 0 if ok else self._misses.get(engine.container_id, 0) + 1
+                self._misses[engine.container_id] = misses
+                if ok:
+                    self._store.note_health_check(engine.container_id)
+                elif misses >= LIVENESS_FAILURES:
+                    self._misses[engine.container_id] = 0
+                    self._store.mark_unready(engine.container_id, f"missed {misses} health checks")
+            for gone in set(self._misses) - set(self._store.engines):
+                del self._misses[gone]
 
     def _same_run(self, container_id: str, started_at: float | None) -> bool:
         engine = self._store.engines.get(container_id)

@@ -64,6 +64,7 @@ class StateStore:
     extras: dict[str, EngineExtra] = field(default_factory=dict)
     vpns: dict[str, VpnRecord] = field(default_factory=dict)
     pending_creates: dict[int, PendingCreate] = field(default_factory=dict)
+    pending_names: dict[int, str] = field(default_factory=dict)
     busy: set[str] = field(default_factory=set)
     create_blocked_until: float | None = None
     streams: StreamRegistry = field(default_factory=StreamRegistry)
@@ -114,6 +115,20 @@ class StateStore:
         log.info("engine_ready", container=engine.name, container_id=container_id[:12])
         self.changed()
 
+    def mark_unready(self, container_id: str, reason: str) -> None:
+        engine = self.engines.get(container_id)
+        if engine is None or not engine.ready:
+            return
+        self.engines[container_id] = dataclasses.replace(engine, ready=False)
+        log.warning("engine_unready", container=engine.name, container_id=container_id[:12],
+                    reason=reason)
+        self.changed()
+
+    def note_health_check(self, container_id: str) -> None:
+        extra = self.extras.get(container_id)
+        if extra is not None:
+            extra.last_health_check = time.time()
+
     def replace_engines(self, infos: list[ContainerInfo]) -> None:
         """Full resync: the listed containers are the whole truth about engines."""
         seen = {info.id for info in infos}
@@ -162,6 +177,7 @@ class StateStore:
             reconnected_at=reconnected_at,
             forwarded_port=old.forwarded_port if old else None,
             last_forced_restart=old.last_forced_restart if old else None,
+            port_known=(old.port_known if same and old else state != "healthy"),
         )
         if record is None:
             self.vpns[name] = VpnRecord(obs=obs, ip=info.ip if info else None)
@@ -177,6 +193,9 @@ class StateStore:
         if record is None:
             return
         record.public_ip, record.control_status, record.control_error = public_ip, status, error
+        if not record.obs.port_known:
+            record.obs = dataclasses.replace(record.obs, port_known=True)
+            self.changed()
         if record.obs.forwarded_port != forwarded_port:
             log.info("vpn_forwarded_port", vpn=name, port=forwarded_port,
                      previous=record.obs.forwarded_port)
@@ -193,13 +212,17 @@ class StateStore:
         return next((n for n, r in self.vpns.items() if r.obs.container_id == container_id), None)
 
     # -- work under way ------------------------------------------------------------------------
-    def begin_create(self, pending: PendingCreate) -> int:
+    def begin_create(self, pending: PendingCreate, name: str) -> int:
+        """Hold a slot for a creation under way. Until it ends, a container of that name seen
+        through an event counts as this creation, not as an engine of its own."""
         self._pending_seq += 1
         self.pending_creates[self._pending_seq] = pending
+        self.pending_names[self._pending_seq] = name
         return self._pending_seq
 
     def end_create(self, token: int) -> None:
         self.pending_creates.pop(token, None)
+        self.pending_names.pop(token, None)
         self.changed()
 
     # -- derived -------------------------------------------------------------------------------
@@ -216,14 +239,21 @@ class StateStore:
     def observed(self, now: float | None = None) -> Observed:
         now = time.time() if now is None else now
         demand = 1 if self.demand_until is not None and self.demand_until > now else 0
+        creating = set(self.pending_names.values())
         return Observed(
-            engines=tuple(self.engine_with_streams(e) for e in self.engines.values()),
+            engines=tuple(self.engine_with_streams(e) for e in self.engines.values()
+                          if e.name not in creating),
             extra_demand=demand,
             vpns={name: r.obs for name, r in self.vpns.items()},
             pending_creates=tuple(self.pending_creates.values()),
             busy_containers=frozenset(self.busy),
             create_blocked_until=self.create_blocked_until,
         )
+
+    def engine_count(self) -> int:
+        """Engines that exist or are being created, each counted once."""
+        creating = set(self.pending_names.values())
+        return sum(1 for e in self.engines.values() if e.name not in creating) + len(self.pending_creates)
 
     def changed(self) -> None:
         visible = visible_engines(

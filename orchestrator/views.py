@@ -11,6 +11,7 @@ from typing import Any
 
 from orchestrator.endpoints import Address, engine_endpoint
 from orchestrator.state import StateStore
+from orchestrator.streams import Stream
 from reconcilers.model import EngineObs
 
 
@@ -52,6 +53,30 @@ def engine_view(store: StateStore, engine: EngineObs, address: Address) -> dict[
         "last_stream_usage": rfc3339(store.streams.last_usage.get(engine.container_id)),
         "started_at": rfc3339(engine.started_at),
     }
+
+
+def stream_view(stream: Stream) -> dict[str, Any]:
+    return {
+        "id": stream.id,
+        "container_id": stream.container_id,
+        "status": stream.status,
+        "key_type": stream.key_type,
+        "key": stream.key,
+        "playback_session_id": stream.playback_session_id,
+        "stat_url": stream.stat_url,
+        "command_url": stream.command_url,
+        "is_live": stream.is_live,
+        "started_at": rfc3339(stream.started_at),
+        "ended_at": rfc3339(stream.ended_at),
+        "end_reason": stream.end_reason,
+    }
+
+
+def engine_detail_view(store: StateStore, engine: EngineObs, address: Address) -> dict[str, Any]:
+    """`GET /engines/{id}`: the list entry plus every stream the engine carries or carried."""
+    view = engine_view(store, engine, address)
+    view["stream_details"] = [stream_view(s) for s in store.streams.listing(engine.container_id)]
+    return view
 
 
 def vpn_views(store: StateStore) -> list[dict[str, Any]]:

@@ -41,6 +41,7 @@ class EngineSpec:
     """What every engine looks like and how many the operator wants."""
 
     image: str
+    pool: str = "default"
     min_replicas: int = 3
     min_free: int = 1
     max_replicas: int = 20
@@ -110,6 +111,9 @@ class VpnObs:
     reconnected_at: float | None = None
     forwarded_port: int | None = None
     last_forced_restart: float | None = None
+    # False from the moment the VPN (re)turns healthy until its control server has been asked
+    # for the forwarded port, so the first engine placed on it can be the forwarded one.
+    port_known: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -68,7 +68,8 @@ def place_new_engines(
     held = list(occupants)
     creates: list[CreateEngine] = []
     targets: tuple[VpnObs | None, ...] = (
-        (None,) if desired.vpn.mode == "none" else healthy_vpns(desired, vpns)
+        (None,) if desired.vpn.mode == "none"
+        else tuple(v for v in healthy_vpns(desired, vpns) if v.port_known)
     )
     for _ in range(count):
         load = Counter(o.vpn for o in held)

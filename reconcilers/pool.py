@@ -215,9 +215,13 @@ def _grow(p: _Pass, deficit: int, room: int) -> None:
         p.problems.append(Problem(code="circuit_breaker",
                                   message="engine creation keeps failing; retrying later"))
         return
-    if p.desired.vpn.mode != "none" and not healthy_vpns(p.desired, p.observed.vpns):
-        _report_no_healthy_vpn(p)
-        return
+    if p.desired.vpn.mode != "none":
+        healthy = healthy_vpns(p.desired, p.observed.vpns)
+        if not healthy:
+            _report_no_healthy_vpn(p)
+            return
+        if not any(v.port_known for v in healthy):
+            return  # its forwarded port is being read; the answer triggers the next pass
     creates = place_new_engines(p.desired, p.observed.vpns, _occupants(p), count=min(deficit, room),
                                 spec_hash=p.spec_hash, reason="pool below target")
     if len(creates) < min(deficit, room):

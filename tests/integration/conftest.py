@@ -46,6 +46,7 @@ def make_daemon(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Call
         base: dict[str, Any] = {
             "engines": {
                 "image": ENGINE_IMAGE,
+                "pool": f"test-{run_id}",
                 "min_replicas": 2,
                 "min_free": 0,
                 "address": "ip",

@@ -179,6 +179,10 @@ class Daemon:
     def get(self, path: str) -> tuple[int, Any]:
         return http_json(self.url + path)
 
+    def text(self, path: str) -> str:
+        with urllib.request.urlopen(self.url + path, timeout=5) as resp:
+            return str(resp.read().decode())
+
     def engines(self) -> list[dict[str, Any]]:
         status, body = self.get("/engines")
         assert status == 200, body

@@ -145,3 +145,17 @@ def test_survives_dockerd_restart(make_daemon: MakeDaemon) -> None:
     wait_for("dead engines cleaned up", lambda: len(daemon.managed()) == 2, timeout=30)
     assert daemon.status()["docker"]["connected"] is True
     assert daemon.process is not None and daemon.process.poll() is None
+
+
+def test_engine_that_stops_answering_is_hidden_until_it_answers_again(make_daemon: MakeDaemon) -> None:
+    daemon = make_daemon(engines={"min_replicas": 2, "health_check_interval_s": 0.5})
+    listed = daemon.wait_engines(2)
+    victim = listed[0]["container_id"]
+    route = "/run/standin/www/webui/api/service"
+    docker("exec", victim, "mv", route, route + ".off")  # the API hangs up; no Docker event
+    wait_for("the silent engine hidden", lambda: [e["container_id"] for e in daemon.engines()]
+             == [listed[1]["container_id"]], timeout=15)
+    assert victim in daemon.managed(running_only=True)
+    docker("exec", victim, "mv", route + ".off", route)
+    wait_for("the engine listed again", lambda: victim in {e["container_id"] for e in daemon.engines()},
+             timeout=15)

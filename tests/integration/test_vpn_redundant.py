@@ -93,6 +93,9 @@ def test_failover_hides_only_the_failed_vpn_and_recovers(make_daemon: MakeDaemon
 
     set_vpn_health(a, False)
     wait_for("A's engines hidden", lambda: not any(e["vpn_container"] == a for e in daemon.engines()))
+    hidden = [line for line in daemon.text("/metrics").splitlines()
+              if line.startswith("acestream_orchestrator_hide_latency_seconds_count")]
+    assert hidden and float(hidden[0].split()[-1]) >= 1, hidden
     # B's engines carry on untouched, and replacements for A's go to B while A is down
     on_b = wait_for("A's share replaced on B", lambda: (
         got if len(got := daemon.engines()) == 4 and split(got) == {b: 4} else None), timeout=30)

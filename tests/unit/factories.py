@@ -139,6 +139,7 @@ def vpn(
     reconnected_at: float | None = None,
     forwarded_port: int | None = None,
     last_forced_restart: float | None = None,
+    port_known: bool = True,
 ) -> VpnObs:
     if container_id is None and state != "missing":
         container_id = f"{name}-id"
@@ -151,6 +152,7 @@ def vpn(
         reconnected_at=reconnected_at,
         forwarded_port=forwarded_port,
         last_forced_restart=last_forced_restart,
+        port_known=port_known,
     )
 
 

@@ -303,6 +303,11 @@ REDUNDANT_CASES = [
 ]
 
 REGRESSION_CASES = [
+    Case(id="single-waits_for_the_forwarded_port_before_placing", desired=SINGLE,
+         vpns=(vpn("g1", port_known=False),)),
+    Case(id="redundant-places_on_the_vpn_whose_port_is_known", desired=desired("redundant"),
+         vpns=(vpn("g1", port_known=False), vpn("g2", forwarded_port=40002)),
+         actions=("create g2#0 fwd p2p=40002", "create g2#1", "create g2#2")),
     Case(id="single-restarting_forwarded_engine_keeps_the_only_forwarded_slot", desired=SINGLE,
          vpns=(vpn("g1", reconnected_at=300.0, forwarded_port=40000),),
          engines=(engine("a", 0, "g1", forwarded=True, p2p=40000, started_at=100.0),

@@ -1,0 +1,116 @@
+"""Pool figures without a VPN: start-up to N ready engines, a YAML edit to the new count ready,
+and the CPU the idle daemon uses over a minute with 10 engines (no polling: near zero).
+
+Run: `.venv/bin/python bench/pool_timings.py [--idle-seconds 60]`. Writes
+bench/results/pool_timings.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import machine, summary, write_result
+from tests.integration.harness import (
+    ENGINE_IMAGE,
+    TEST_LABEL,
+    Daemon,
+    remove_test_containers,
+)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def new_daemon(min_replicas: int) -> Daemon:
+    run_id = uuid.uuid4().hex[:8]
+    return Daemon(workdir=Path(tempfile.mkdtemp(prefix="bench-pool-")), run_id=run_id, config={
+        "engines": {"image": ENGINE_IMAGE, "pool": f"bench-{run_id}",
+                    "min_replicas": min_replicas, "min_free": 0,
+                    "max_replicas": 20, "address": "ip",
+                    "labels": {TEST_LABEL: "1", f"{TEST_LABEL}.run": run_id}},
+        "log_level": "INFO",
+    })
+
+
+def stop(daemon: Daemon) -> None:
+    if daemon.process is not None and daemon.process.poll() is None:
+        daemon.process.terminate()
+        daemon.process.wait(timeout=10)
+    remove_test_containers()
+
+
+def startup_to_ready(n: int) -> float:
+    daemon = new_daemon(n)
+    daemon.write_config()
+    try:
+        began = time.monotonic()
+        daemon.start()
+        daemon.wait_engines(n, timeout=60)
+        return time.monotonic() - began
+    finally:
+        stop(daemon)
+
+
+def edit_to_ready(before: int, after: int) -> float:
+    daemon = new_daemon(before)
+    daemon.write_config()
+    try:
+        daemon.start()
+        daemon.wait_engines(before, timeout=60)
+        began = time.monotonic()
+        daemon.write_config(engines={"min_replicas": after})
+        daemon.wait_engines(after, timeout=60)
+        return time.monotonic() - began
+    finally:
+        stop(daemon)
+
+
+def idle_cpu(engines: int, seconds: float) -> dict[str, float]:
+    daemon = new_daemon(engines)
+    daemon.write_config()
+    try:
+        daemon.start()
+        daemon.wait_engines(engines, timeout=60)
+        time.sleep(2)
+        assert daemon.process is not None
+        used_before = cpu_seconds(daemon.process.pid)
+        time.sleep(seconds)
+        used = cpu_seconds(daemon.process.pid) - used_before
+        return {"seconds": seconds, "cpu_seconds": round(used, 3),
+                "cpu_percent_of_one_core": round(100 * used / seconds, 3)}
+    finally:
+        stop(daemon)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--idle-seconds", type=float, default=60)
+    args = parser.parse_args()
+    remove_test_containers()
+    start = [startup_to_ready(5) for _ in range(args.runs)]
+    up = [edit_to_ready(2, 6) for _ in range(args.runs)]
+    down = [edit_to_ready(6, 2) for _ in range(args.runs)]
+    report = {
+        "startup_to_5_ready_s": summary(start),
+        "yaml_edit_2_to_6_ready_s": summary(up),
+        "yaml_edit_6_to_2_listed_s": summary(down),
+        "idle_cpu_10_engines": idle_cpu(10, args.idle_seconds),
+        "machine": machine(),
+    }
+    write_result("pool_timings", report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
