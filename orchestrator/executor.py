@@ -80,12 +80,15 @@ class Executor:
             elif isinstance(action, RecreateEngine):
                 name, token = self._hold_slot(action.create)
                 self._store.busy.add(action.container_id)
+                self._store.removing.add(action.container_id)
                 self._tasks.create_task(self._guard(action, self._recreate(action, name, token)))
             elif isinstance(action, RestartVpn):
                 self._store.busy.add(action.container_id)
                 self._tasks.create_task(self._guard(action, self._restart_vpn(action)))
             else:
                 self._store.busy.add(action.container_id)
+                if isinstance(action, RemoveEngine):
+                    self._store.removing.add(action.container_id)
                 runner = self._remove(action) if isinstance(action, RemoveEngine) else self._restart(action)
                 self._tasks.create_task(self._guard(action, runner))
 
@@ -107,6 +110,7 @@ class Executor:
         finally:
             if isinstance(action, RemoveEngine | RestartEngine | RecreateEngine | RestartVpn):
                 self._store.busy.discard(action.container_id)
+                self._store.removing.discard(action.container_id)
             self._store.changed()
 
     def _record_failure(self, action: Action, kind: str, target: str, exc: Exception) -> None:

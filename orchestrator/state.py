@@ -66,6 +66,7 @@ class StateStore:
     pending_creates: dict[int, PendingCreate] = field(default_factory=dict)
     pending_names: dict[int, str] = field(default_factory=dict)
     busy: set[str] = field(default_factory=set)
+    removing: set[str] = field(default_factory=set)
     create_blocked_until: float | None = None
     streams: StreamRegistry = field(default_factory=StreamRegistry)
     demand_until: float | None = None
@@ -247,6 +248,7 @@ class StateStore:
             vpns={name: r.obs for name, r in self.vpns.items()},
             pending_creates=tuple(self.pending_creates.values()),
             busy_containers=frozenset(self.busy),
+            removing=frozenset(self.removing),
             create_blocked_until=self.create_blocked_until,
         )
 

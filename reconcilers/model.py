@@ -131,6 +131,7 @@ class Observed:
     vpns: Mapping[str, VpnObs] = field(default_factory=dict)
     pending_creates: tuple[PendingCreate, ...] = ()
     busy_containers: frozenset[str] = frozenset()
+    removing: frozenset[str] = frozenset()  # busy being removed: they hold a slot, count for nothing
     create_blocked_until: float | None = None
     extra_demand: int = 0  # free engines a proxy asked for right now, beyond min_free
 

@@ -136,6 +136,8 @@ def _repair_engines(p: _Pass) -> None:
     configured = set(p.desired.vpn.containers) if p.desired.vpn.mode != "none" else set()
     reconnect = p.desired.vpn.restart_engines_on_reconnect
     for engine in p.observed.engines:
+        if engine.container_id in p.observed.removing:
+            continue
         if not p.free(engine):
             p.kept.append(engine)
             continue

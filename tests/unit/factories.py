@@ -177,13 +177,15 @@ def observed(
     *,
     pending_creates: Iterable[PendingCreate] = (),
     busy: Iterable[str] = (),
+    removing: Iterable[str] = (),
     create_blocked_until: float | None = None,
 ) -> Observed:
     return Observed(
         engines=tuple(_stamp(d, e) for e in engines),
         vpns={v.name: v for v in vpns},
         pending_creates=tuple(pending_creates),
-        busy_containers=frozenset(busy),
+        busy_containers=frozenset(busy) | frozenset(removing),
+        removing=frozenset(removing),
         create_blocked_until=create_blocked_until,
     )
 

@@ -53,6 +53,7 @@ class Case:
     vpns: tuple[VpnObs, ...] = ()
     pending: tuple[PendingCreate, ...] = ()
     busy: tuple[str, ...] = ()
+    removing: tuple[str, ...] = ()
     blocked_until: float | None = None
     now: float = NOW
     # expectations
@@ -64,7 +65,8 @@ class Case:
 
     def world(self) -> Observed:
         return observed(self.desired, self.engines, self.vpns, pending_creates=self.pending,
-                        busy=self.busy, create_blocked_until=self.blocked_until)
+                        busy=self.busy, removing=self.removing,
+                        create_blocked_until=self.blocked_until)
 
 
 NONE = desired()
@@ -303,6 +305,13 @@ REDUNDANT_CASES = [
 ]
 
 REGRESSION_CASES = [
+    Case(id="pool-engine_being_removed_does_not_count_so_no_second_removal",
+         desired=desired(min_replicas=1, min_free=0),
+         engines=(engine("a", 0), engine("b", 1)), removing=("b",)),
+    Case(id="pool-engine_being_removed_holds_its_slot_for_the_replacement",
+         desired=desired(min_replicas=2, min_free=0),
+         engines=(engine("a", 0), engine("b", 1)), removing=("b",),
+         actions=("create host#2",)),
     Case(id="single-waits_for_the_forwarded_port_before_placing", desired=SINGLE,
          vpns=(vpn("g1", port_known=False),)),
     Case(id="redundant-places_on_the_vpn_whose_port_is_known", desired=desired("redundant"),

@@ -1,0 +1,116 @@
+"""Streams drive the pool: stream events from a proxy on real engines, end to end."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from tests.integration.harness import (
+    Daemon,
+    docker,
+    http_json,
+    run_gluetun,
+    set_vpn_health,
+    wait_for,
+    wait_vpn_health,
+)
+
+MakeDaemon = Callable[..., Daemon]
+
+
+def stream_started(daemon: Daemon, host: str, port: int, key: str) -> tuple[int, Any]:
+    session = uuid.uuid4().hex[:8]
+    return http_json(daemon.url + "/events/stream_started", "POST", {
+        "container_id": "acexy-proxy-itself",
+        "engine": {"host": host, "port": port},
+        "stream": {"key_type": "content_id", "key": key},
+        "session": {"playback_session_id": session, "stat_url": "", "command_url": "", "is_live": 1},
+        "labels": {"stream_id": f"{key}|{session}"},
+    })
+
+
+def stream_ended(daemon: Daemon, stream_id: str) -> tuple[int, Any]:
+    return http_json(daemon.url + "/events/stream_ended", "POST",
+                     {"stream_id": stream_id, "reason": "client_disconnected"})
+
+
+def test_streams_raise_the_pool_by_min_free_and_idle_engines_expire(make_daemon: MakeDaemon) -> None:
+    daemon = make_daemon(engines={"min_replicas": 1, "min_free": 1, "idle_ttl_s": 4})
+    (first,) = daemon.wait_engines(1)
+    # the proxy's localhost:<published port> convention must find the engine
+    status, body = stream_started(daemon, "localhost", first["host_http_port"], "content0")
+    assert status == 200 and body["container_id"] == first["container_id"], body
+    started = [body["id"]]
+    second = next(e for e in daemon.wait_engines(2, timeout=20)
+                  if e["container_id"] != first["container_id"])  # 1 busy + min_free 1
+    status, body = stream_started(daemon, second["host"], second["port"], "content1")
+    assert status == 200 and body["container_id"] == second["container_id"], body
+    started.append(body["id"])
+    grown = daemon.wait_engines(3, timeout=20)
+    busy = [e for e in grown if e["streams"]]
+    assert sorted(s for e in busy for s in e["streams"]) == sorted(started)
+    assert all(e["last_stream_usage"] for e in busy)
+    listed = http_json(f"{daemon.url}/streams?container_id={first['container_id']}&status=started")[1]
+    assert [s["id"] for s in listed] == [started[0]]
+
+    status, body = stream_ended(daemon, "no-such-stream")
+    assert status == 404 and len(http_json(daemon.url + "/streams?status=started")[1]) == 2
+    for stream_id in started:
+        assert stream_ended(daemon, stream_id)[0] == 200
+    # the never-used spare goes at once; the two just used stay idle_ttl_s, then one goes
+    used = {first["container_id"], second["container_id"]}
+    wait_for("the unused spare removed", lambda: {e["container_id"] for e in daemon.engines()} == used)
+    wait_for("pool back to min_replicas after idle_ttl_s", lambda: (
+        len(daemon.engines()) == 1 and len(daemon.managed()) == 1), timeout=20)
+    ended = http_json(daemon.url + "/streams?status=ended")[1]
+    assert sorted(s["id"] for s in ended) == sorted(started)
+    assert all(s["end_reason"] == "client_disconnected" for s in ended)
+    removed = [ev for ev in daemon.log_events() if ev.get("event") == "engine_removed"]
+    assert len(removed) == 2 and all(ev["reason"] == "pool above target" for ev in removed)
+    spare_gone, ttl_gone = (ev["timestamp"] for ev in removed)
+    assert _seconds(ttl_gone) - _seconds(spare_gone) >= 3, "a just-used engine left before idle_ttl_s"
+
+
+def _seconds(stamp: str) -> float:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def test_provisioning_answers_fast_and_never_overshoots(make_daemon: MakeDaemon) -> None:
+    daemon = make_daemon(engines={"min_replicas": 1, "min_free": 0})
+    (engine,) = daemon.wait_engines(1)
+    assert stream_started(daemon, engine["host"], engine["port"], "busy")[0] == 200
+    answers = [http_json(daemon.url + "/provision/acestream", "POST", {"labels": {}, "env": {}},
+                         timeout=3) for _ in range(5)]
+    assert answers[0][0] == 503 and answers[0][1]["detail"]["should_wait"] is True
+    assert answers[0][1]["detail"]["recovery_eta_seconds"] <= 5
+    _, body = wait_for("a provisioned engine", lambda: (
+        got if (got := http_json(daemon.url + "/provision/acestream", "POST", {}, timeout=3))[0] == 200
+        else None), timeout=20)
+    assert body["container_id"] != engine["container_id"] and body["host_http_port"]
+    assert len(daemon.managed()) == 2, "retries must not start more than one extra engine"
+
+
+@pytest.fixture
+def vpn_name() -> Iterator[str]:
+    name = f"gluetun-streams-{uuid.uuid4().hex[:6]}"
+    yield name
+    docker("rm", "-f", name, check=False)
+
+
+def test_vpn_failure_ends_the_streams_on_its_engines(make_daemon: MakeDaemon, vpn_name: str) -> None:
+    run_gluetun(vpn_name)
+    wait_vpn_health(vpn_name, "healthy")
+    daemon = make_daemon(engines={"min_replicas": 2, "min_free": 0},
+                         vpn={"mode": "single", "containers": [vpn_name], "unhealthy_restart_timeout_s": 300})
+    engine = daemon.wait_engines(2)[0]
+    status, body = stream_started(daemon, engine["host"], engine["port"], "live")
+    assert status == 200
+    set_vpn_health(vpn_name, False)
+    ended = wait_for("the stream ended by the VPN failure", lambda: http_json(
+        daemon.url + "/streams?status=ended")[1])
+    assert [(s["id"], s["end_reason"]) for s in ended] == [(body["id"], "engine_hidden")]
+    assert http_json(daemon.url + "/streams?status=started")[1] == []
