@@ -7,6 +7,7 @@ Docker, so they answer in well under the proxy's 3-second timeout from the daemo
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger()
 
 DAEMON: web.AppKey[Daemon] = web.AppKey("daemon")
+ENGINES_CACHE: web.AppKey[list[Any]] = web.AppKey("engines_cache")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -48,9 +50,14 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
 
 
 async def engines(request: web.Request) -> web.Response:
+    """Serialised once per store change: proxies ask on every stream request."""
     daemon = request.app[DAEMON]
-    address = daemon.config.address
-    return web.json_response([engine_view(daemon.store, e, address) for e in daemon.store.visible])
+    key = (daemon.store.version, daemon.config.address)
+    cached = request.app[ENGINES_CACHE]
+    if cached[0] != key:
+        views = [engine_view(daemon.store, e, daemon.config.address) for e in daemon.store.visible]
+        cached[:] = [key, json.dumps(views).encode()]
+    return web.Response(body=cached[1], content_type="application/json")
 
 
 async def engine(request: web.Request) -> web.Response:
@@ -129,6 +136,7 @@ def make_app(daemon: Daemon) -> web.Application:
     auth = api_key_middleware(lambda: daemon.config.api.api_key)
     app = web.Application(middlewares=[json_errors, auth], client_max_size=64 * 1024)
     app[DAEMON] = daemon
+    app[ENGINES_CACHE] = [None, b"[]"]
     app.router.add_get("/engines", engines)
     app.router.add_get("/engines/{container_id}", engine)
     app.router.add_get("/health", health)

@@ -79,6 +79,7 @@ class StateStore:
     on_visibility: list[Callable[[tuple[EngineObs, ...], tuple[EngineObs, ...]], None]] = field(
         default_factory=list)
     _pending_seq: int = 0
+    version: int = 0  # bumped on every change; lets readers cache what they derive
 
     # -- engines -------------------------------------------------------------------------------
     def upsert_engine(self, info: ContainerInfo) -> None:
@@ -129,6 +130,7 @@ class StateStore:
         extra = self.extras.get(container_id)
         if extra is not None:
             extra.last_health_check = time.time()
+            self.version += 1
 
     def replace_engines(self, infos: list[ContainerInfo]) -> None:
         """Full resync: the listed containers are the whole truth about engines."""
@@ -258,6 +260,7 @@ class StateStore:
         return sum(1 for e in self.engines.values() if e.name not in creating) + len(self.pending_creates)
 
     def changed(self) -> None:
+        self.version += 1
         visible = visible_engines(
             tuple(self.engines.values()),
             {name: r.obs for name, r in self.vpns.items()},
