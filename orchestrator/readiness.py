@@ -22,7 +22,7 @@ from orchestrator.state import StateStore
 log = structlog.get_logger()
 
 READY_PATH = "/webui/api/service?method=get_version"
-FIRST_INTERVAL_S = 0.25
+FIRST_INTERVAL_S = 0.1
 MAX_INTERVAL_S = 3.0
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=2.0)
 LIVENESS_FAILURES = 3

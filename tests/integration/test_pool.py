@@ -159,3 +159,14 @@ def test_engine_that_stops_answering_is_hidden_until_it_answers_again(make_daemo
     docker("exec", victim, "mv", route + ".off", route)
     wait_for("the engine listed again", lambda: victim in {e["container_id"] for e in daemon.engines()},
              timeout=15)
+
+
+def test_unreachable_docker_socket_is_reported_not_fatal(make_daemon: MakeDaemon) -> None:
+    daemon = make_daemon(env={"DOCKER_HOST": "unix:///run/no-such-docker.sock"})
+    status = wait_for("a Docker error on /status", lambda: (
+        s if (s := daemon.status())["docker"]["error"] else None))
+    assert status["docker"]["connected"] is False
+    assert "no-such-docker.sock" in status["docker"]["error"]
+    assert any(ev.get("event") == "docker_unreachable" for ev in daemon.log_events())
+    assert daemon.engines() == [] and daemon.get("/health")[0] == 200
+    assert daemon.process is not None and daemon.process.poll() is None
