@@ -127,14 +127,15 @@ class DockerGateway:
     async def create_and_start(self, name: str, body: Mapping[str, Any]) -> ContainerInfo:
         """Create and start a container; a container that cannot start is removed, not leaked."""
         try:
-            container = await self._docker.containers.create(dict(body), name=name)
+            container = await self._create(name, body)
         except AioDockerError as exc:
-            if exc.status == 404 and "image" in exc.message.lower():
-                await self._pull(str(body["Image"]))
-                return await self.create_and_start(name, body)
-            raise _wrap(exc, f"create {name}") from exc
-        except _CONNECTION_ERRORS as exc:
-            raise _wrap(exc, f"create {name}") from exc
+            if not (exc.status == 404 and "image" in exc.message.lower()):
+                raise _wrap(exc, f"create {name}") from exc
+            await self._pull(str(body["Image"]))
+            try:
+                container = await self._create(name, body)
+            except AioDockerError as again:
+                raise _wrap(again, f"create {name}") from again
         try:
             await container.start()
         except _CONNECTION_ERRORS as exc:
@@ -146,15 +147,29 @@ class DockerGateway:
             raise DockerError(f"{name} vanished right after it started")
         return info
 
-    async def _pull(self, image: str) -> None:
+    async def _create(self, name: str, body: Mapping[str, Any]) -> Any:
+        """Create; AioDockerError passes through (the caller pulls a missing image once)."""
         try:
-            await self._docker.images.pull(image)
+            return await self._docker.containers.create(dict(body), name=name)
+        except AioDockerError:
+            raise
+        except _CONNECTION_ERRORS as exc:
+            raise _wrap(exc, f"create {name}") from exc
+
+    async def _pull(self, image: str) -> None:
+        """Pull a missing image; large images on slow links take minutes (the executor gives
+        creations a long timeout for this)."""
+        try:
+            progress = await self._docker.images.pull(image, timeout=None)
         except _CONNECTION_ERRORS as exc:
             raise ImageNotFound(f"image {image} is not present and could not be pulled: {exc}") from exc
+        failed = [p["error"] for p in progress if isinstance(p, dict) and p.get("error")]
+        if failed:
+            raise ImageNotFound(f"image {image} is not present and could not be pulled: {failed[-1]}")
 
     async def restart(self, ref: str, timeout_s: int = 5) -> None:
         try:
-            await self._docker.containers.container(ref).restart(timeout=timeout_s)
+            await self._docker.containers.container(ref).restart(t=timeout_s)
         except _CONNECTION_ERRORS as exc:
             raise _wrap(exc, f"restart {ref}") from exc
 
@@ -191,7 +206,13 @@ class DockerGateway:
     async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:
         try:
             async for line in response.content:
-                if line.strip():
-                    yield json.loads(line)
+                if not line.strip():
+                    continue
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue  # not an event; the next resync covers anything it meant
+                if isinstance(event, dict):
+                    yield event
         except (aiohttp.ClientError, OSError) as exc:
             raise DockerUnavailable(f"docker event stream broke: {exc}") from exc

@@ -81,14 +81,16 @@ class EventSource:
         """List every engine and look up every VPN: the result replaces what the store knew."""
         async with self._resync_lock:
             self._resync_floor_nano = time.time_ns()
+            snapshot = self._store.generation
             ids = await self._gateway.list_ids(pool_filters(self._pool()))
             infos = [info for info in await asyncio.gather(*(self._gateway.inspect(i) for i in ids))
                      if info is not None and is_engine(info.labels, self._pool())]
             now = time.time()
             vpns = {name: await self._gateway.inspect(name) for name in self._vpn_names()}
-            self._store.replace_engines(infos)
+            self._store.replace_engines(infos, snapshot)
             for name, info in vpns.items():
-                self._store.set_vpn(name, info, now)
+                if not self._store.newer_than(f"vpn:{name}", snapshot):
+                    self._store.set_vpn(name, info, now)
             self._store.docker_connected = True
             self._store.docker_error = None
             self.resyncs += 1
@@ -109,7 +111,7 @@ class EventSource:
         if vpn is not None:
             await self._apply_vpn(vpn, container_id, action, at, time_nano)
         elif is_engine(attributes, self._pool()) or container_id in self._store.engines:
-            await self._apply_engine(container_id, action)
+            await self._apply_engine(container_id, action, at)
 
     async def _apply_vpn(self, vpn: str, container_id: str, action: str, at: float,
                          time_nano: int) -> None:
@@ -124,17 +126,20 @@ class EventSource:
                     # from Docker's own event time to the visible set no longer listing them
                     self._on_hidden((time.time_ns() - time_nano) / 1e9)
             return
-        if action in STOPPED_ACTIONS and is_current:
+        # a replayed stop from before the container's current run must not stop it again
+        if action in STOPPED_ACTIONS and is_current and current is not None \
+                and at >= (current.obs.started_at or 0.0):
             self._store.set_vpn_state(vpn, "stopped", at)
         if action == "destroy" and not is_current:
             return
         self._store.set_vpn(vpn, await self._gateway.inspect(vpn), at)
 
-    async def _apply_engine(self, container_id: str, action: str) -> None:
+    async def _apply_engine(self, container_id: str, action: str, at: float) -> None:
         if action == "destroy":
             self._store.drop_engine(container_id)
             return
-        if action in STOPPED_ACTIONS:
+        engine = self._store.engines.get(container_id)
+        if action in STOPPED_ACTIONS and engine is not None and at >= (engine.started_at or 0.0):
             self._store.set_engine_status(container_id, STOPPED_ACTIONS[action])
         info = await self._gateway.inspect(container_id)
         if info is None:

@@ -20,7 +20,7 @@ import structlog
 
 from orchestrator.docker_gateway import DockerGateway
 from orchestrator.engine_containers import create_body, engine_name
-from orchestrator.errors import DockerError
+from orchestrator.errors import DockerConflict, DockerError
 from orchestrator.state import StateStore
 from reconcilers.model import (
     Action,
@@ -36,10 +36,12 @@ from reconcilers.model import (
 log = structlog.get_logger()
 
 ACTION_TIMEOUT_S = 60.0
+CREATE_TIMEOUT_S = 900.0  # a creation may first have to pull the engine image
 ENGINE_STOP_TIMEOUT_S = 3
 VPN_STOP_TIMEOUT_S = 10
 BREAKER_THRESHOLD = 3
 BREAKER_MAX_BACKOFF_S = 60.0
+SLOT_BLOCK_S = 300.0
 
 BreakerState = Literal["closed", "open", "half_open"]
 
@@ -63,6 +65,7 @@ class Executor:
         self.create_failures = 0
         self.last_failure: float | None = None
         self.errors: deque[ActionError] = deque(maxlen=20)
+        self._failures_by_target: dict[str, int] = {}
         self.completed = 0
 
     @property
@@ -91,10 +94,13 @@ class Executor:
                     self._store.removing.add(action.container_id)
                 runner = self._remove(action) if isinstance(action, RemoveEngine) else self._restart(action)
                 self._tasks.create_task(self._guard(action, runner))
+        if any(isinstance(a, RemoveEngine | RecreateEngine) for a in actions):
+            self._store.changed()  # an engine being removed leaves /engines now
 
     def _hold_slot(self, create: CreateEngine) -> tuple[str, int]:
         name = engine_name(create)
-        pending = PendingCreate(vpn=create.vpn, slot=create.slot, forwarded=create.forwarded)
+        pending = PendingCreate(vpn=create.vpn, slot=create.slot, forwarded=create.forwarded,
+                                ports=create.ports)
         return name, self._store.begin_create(pending, name)
 
     async def _guard(self, action: Action, work: object) -> None:
@@ -102,16 +108,29 @@ class Executor:
         kind = type(action).__name__
         log.info("action_started", action=kind, target=str(target)[:24], reason=action.reason)
         try:
-            async with asyncio.timeout(ACTION_TIMEOUT_S):
+            creating = isinstance(action, CreateEngine | RecreateEngine)
+            async with asyncio.timeout(CREATE_TIMEOUT_S if creating else ACTION_TIMEOUT_S):
                 await work  # type: ignore[misc]
             self.completed += 1
+            target_id = getattr(action, "container_id", None)
+            if target_id is not None:
+                self._failures_by_target.pop(target_id, None)
+                self._store.cooldowns.pop(target_id, None)
         except (DockerError, TimeoutError) as exc:
+            self._record_failure(action, kind, str(target), exc)
+        except Exception as exc:  # a bug in one action must not stop the daemon
+            log.exception("action_crashed", action=kind, target=str(target)[:24])
             self._record_failure(action, kind, str(target), exc)
         finally:
             if isinstance(action, RemoveEngine | RestartEngine | RecreateEngine | RestartVpn):
                 self._store.busy.discard(action.container_id)
                 self._store.removing.discard(action.container_id)
             self._store.changed()
+
+    def _cool_down(self, container_id: str, now: float) -> None:
+        failures = self._failures_by_target.get(container_id, 0) + 1
+        self._failures_by_target[container_id] = failures
+        self._store.cooldowns[container_id] = now + min(BREAKER_MAX_BACKOFF_S, 2.0 ** failures)
 
     def _record_failure(self, action: Action, kind: str, target: str, exc: Exception) -> None:
         now = time.time()
@@ -120,6 +139,12 @@ class Executor:
         repeated = bool(self.errors) and self.errors[-1].message == message
         self.errors.append(ActionError(at=now, action=kind, target=target[:24], message=message,
                                        transient=transient))
+        if isinstance(action, RemoveEngine | RestartEngine | RestartVpn):
+            self._cool_down(action.container_id, now)
+        create = action.create if isinstance(action, RecreateEngine) else action
+        if isinstance(create, CreateEngine) and isinstance(exc, DockerConflict):
+            # the slot's ports are taken by something else (e.g. a host port in use)
+            self._store.block_slot(create.vpn, create.slot, now + SLOT_BLOCK_S)
         if isinstance(action, CreateEngine | RecreateEngine):
             self.create_failures += 1
             self.last_failure = now

@@ -11,7 +11,7 @@ engine, so retries extend that demand instead of starting more engines.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.state import StateStore
@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from orchestrator.daemon import Daemon
 
 DEMAND_S = 60.0  # how long one provisioning request keeps an extra free engine wanted
-RESERVE_S = 10.0  # how long a handed-out engine is kept from the next provisioning request
 VPN_ETA_S = 10
 CAPACITY_ETA_S = 30
 PROVISIONING_ETA_S = 2
@@ -49,25 +48,6 @@ def in_progress() -> Blocked:
     return Blocked(code="provisioning_in_progress", error="provisioning",
                    message="no free engine right now; one is being prepared, retry shortly",
                    eta=PROVISIONING_ETA_S, should_wait=True, can_retry=True)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Reservations:
-    """Engines handed out by provisioning whose stream has not been reported yet, so two
-    concurrent requests never get the same free engine."""
-
-    until: dict[str, float] = field(default_factory=dict)
-
-    def hold(self, container_id: str, now: float) -> None:
-        self.until[container_id] = now + RESERVE_S
-
-    def release(self, container_id: str) -> None:
-        self.until.pop(container_id, None)
-
-    def held(self, now: float) -> frozenset[str]:
-        for expired in [c for c, t in self.until.items() if t <= now]:
-            del self.until[expired]
-        return frozenset(self.until)
 
 
 def free_engine(store: StateStore, held: frozenset[str] = frozenset()) -> EngineObs | None:

@@ -21,7 +21,6 @@ from orchestrator.metrics import METRICS
 from orchestrator.provisioning import (
     DEMAND_S,
     Blocked,
-    Reservations,
     blocked_reason,
     free_engine,
     in_progress,
@@ -118,7 +117,7 @@ def find_engine(store: StateStore, host: str, port: int) -> EngineObs | web.Resp
 class ProxyApi:
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
-        self.reservations = Reservations()
+        self.reservations = daemon.store.reservations
 
     async def stream_started(self, request: web.Request) -> web.Response:
         try:

@@ -22,6 +22,7 @@ from reconcilers.model import Desired, Plan
 log = structlog.get_logger()
 
 COALESCE_S = 0.02
+PLAN_RETRY_S = 5.0
 
 
 class ReconcileLoop:
@@ -53,7 +54,11 @@ class ReconcileLoop:
             return None
         started = time.perf_counter()
         now = time.time()
-        result = plan(desired, self._store.observed(now), now)
+        try:
+            result = plan(desired, self._store.observed(now), now)
+        except Exception:  # a planner bug must not stop the daemon; retry later, loudly
+            log.exception("plan_failed", retry_in_s=PLAN_RETRY_S)
+            return now + PLAN_RETRY_S
         self._executor.submit(result.actions)
         self.passes += 1
         self.last_duration_s = time.perf_counter() - started

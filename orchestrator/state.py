@@ -18,7 +18,7 @@ import structlog
 
 from orchestrator.docker_gateway import ContainerInfo
 from orchestrator.engine_containers import engine_observation
-from orchestrator.streams import StreamRegistry
+from orchestrator.streams import Reservations, StreamRegistry
 from reconcilers import visible_engines
 from reconcilers.model import EngineObs, Observed, PendingCreate, Plan, VpnObs, VpnState
 
@@ -66,9 +66,15 @@ class StateStore:
     pending_creates: dict[int, PendingCreate] = field(default_factory=dict)
     pending_names: dict[int, str] = field(default_factory=dict)
     busy: set[str] = field(default_factory=set)
+    cooldowns: dict[str, float] = field(default_factory=dict)
+    blocked_slots: dict[tuple[str | None, int], float] = field(default_factory=dict)
     removing: set[str] = field(default_factory=set)
     create_blocked_until: float | None = None
     streams: StreamRegistry = field(default_factory=StreamRegistry)
+    reservations: Reservations = field(default_factory=Reservations)
+    # Engines adopted from an earlier daemon: their streams are unknown, so their idle clock
+    # starts when this daemon first saw them (no scale-down of a possibly busy engine at once).
+    adopted_at: dict[str, float] = field(default_factory=dict)
     demand_until: float | None = None
     visible: tuple[EngineObs, ...] = ()
     last_plan: Plan | None = None
@@ -80,6 +86,8 @@ class StateStore:
         default_factory=list)
     _pending_seq: int = 0
     version: int = 0  # bumped on every change; lets readers cache what they derive
+    generation: int = 0  # bumped on every write of a container's facts, see `touched`
+    touched: dict[str, int] = field(default_factory=dict)
 
     # -- engines -------------------------------------------------------------------------------
     def upsert_engine(self, info: ContainerInfo) -> None:
@@ -87,6 +95,7 @@ class StateStore:
         same_run = old is not None and old.started_at == info.started_at
         self.engines[info.id] = engine_observation(
             info, ready=bool(old and same_run and old.ready and info.status == "running"))
+        self._touch(info.id)
         now = time.time()
         extra = self.extras.get(info.id)
         self.extras[info.id] = EngineExtra(
@@ -97,8 +106,8 @@ class StateStore:
         self.changed()
 
     def drop_engine(self, container_id: str) -> None:
-        if self.engines.pop(container_id, None) is not None:
-            self.extras.pop(container_id, None)
+        if container_id in self.engines:
+            self._forget_engine(container_id)
             self.changed()
 
     def set_engine_status(self, container_id: str, status: str) -> None:
@@ -106,6 +115,7 @@ class StateStore:
         engine = self.engines.get(container_id)
         if engine is not None and status not in (engine.status, "running"):
             self.engines[container_id] = dataclasses.replace(engine, status=status, ready=False)  # type: ignore[arg-type]
+            self._touch(container_id)
             self.changed()
 
     def mark_ready(self, container_id: str, started_at: float | None) -> None:
@@ -132,15 +142,35 @@ class StateStore:
             extra.last_health_check = time.time()
             self.version += 1
 
-    def replace_engines(self, infos: list[ContainerInfo]) -> None:
-        """Full resync: the listed containers are the whole truth about engines."""
+    def replace_engines(self, infos: list[ContainerInfo], snapshot: int) -> None:
+        """Full resync: the listed containers are the truth about engines, except for those an
+        event or an action changed after `snapshot` (taken before listing): those are newer."""
         seen = {info.id for info in infos}
-        for gone in [cid for cid in self.engines if cid not in seen]:
-            self.engines.pop(gone)
-            self.extras.pop(gone, None)
+        for gone in [cid for cid in self.engines
+                     if cid not in seen and not self.newer_than(cid, snapshot)]:
+            self._forget_engine(gone)
+        creating = set(self.pending_names.values())
+        now = time.time()
         for info in infos:
+            if self.newer_than(info.id, snapshot):
+                continue
+            if info.id not in self.engines and info.name not in creating:
+                self.adopted_at[info.id] = now
             self.upsert_engine(info)
         self.changed()
+
+    def newer_than(self, key: str, snapshot: int) -> bool:
+        return self.touched.get(key, 0) > snapshot
+
+    def _touch(self, key: str) -> None:
+        self.generation += 1
+        self.touched[key] = self.generation
+
+    def _forget_engine(self, container_id: str) -> None:
+        self.engines.pop(container_id, None)
+        self.extras.pop(container_id, None)
+        self.adopted_at.pop(container_id, None)
+        self._touch(container_id)
 
     # -- VPNs ----------------------------------------------------------------------------------
     def set_vpn(self, name: str, info: ContainerInfo | None, at: float) -> None:
@@ -155,6 +185,7 @@ class StateStore:
 
     def _set_vpn_state(self, name: str, state: VpnState, at: float,
                        info: ContainerInfo | None) -> None:
+        self._touch(f"vpn:{name}")
         record = self.vpns.get(name)
         old = record.obs if record else None
         container_id = info.id if info else (old.container_id if old and state != "missing" else None)
@@ -229,10 +260,14 @@ class StateStore:
         self.changed()
 
     # -- derived -------------------------------------------------------------------------------
-    def engine_with_streams(self, engine: EngineObs) -> EngineObs:
-        return dataclasses.replace(
-            engine, streams=self.streams.count(engine.container_id),
-            last_stream_usage=self.streams.last_usage.get(engine.container_id))
+    def engine_with_streams(self, engine: EngineObs, now: float) -> EngineObs:
+        """The engine as the planner sees it: an engine handed out by provisioning counts as
+        busy until its stream is reported; an adopted one as used when it was adopted."""
+        cid = engine.container_id
+        held = 1 if cid in self.reservations.held(now) else 0
+        used = [t for t in (self.streams.last_usage.get(cid), self.adopted_at.get(cid)) if t]
+        return dataclasses.replace(engine, streams=self.streams.count(cid) + held,
+                                   last_stream_usage=max(used) if used else None)
 
     def want_free_engine(self, until: float) -> None:
         """A proxy asked for an engine and none was free: keep one more free until `until`."""
@@ -244,15 +279,21 @@ class StateStore:
         demand = 1 if self.demand_until is not None and self.demand_until > now else 0
         creating = set(self.pending_names.values())
         return Observed(
-            engines=tuple(self.engine_with_streams(e) for e in self.engines.values()
+            engines=tuple(self.engine_with_streams(e, now) for e in self.engines.values()
                           if e.name not in creating),
             extra_demand=demand,
             vpns={name: r.obs for name, r in self.vpns.items()},
             pending_creates=tuple(self.pending_creates.values()),
             busy_containers=frozenset(self.busy),
+            cooldowns={c: t for c, t in self.cooldowns.items() if t > now},
+            blocked_slots=frozenset(k for k, t in self.blocked_slots.items() if t > now),
             removing=frozenset(self.removing),
             create_blocked_until=self.create_blocked_until,
         )
+
+    def block_slot(self, vpn: str | None, slot: int, until: float) -> None:
+        self.blocked_slots[(vpn, slot)] = until
+        log.warning("slot_blocked", vpn=vpn, slot=slot, hint="its ports are in use by something else")
 
     def engine_count(self) -> int:
         """Engines that exist or are being created, each counted once."""
@@ -261,11 +302,11 @@ class StateStore:
 
     def changed(self) -> None:
         self.version += 1
-        visible = visible_engines(
+        visible = tuple(e for e in visible_engines(
             tuple(self.engines.values()),
             {name: r.obs for name, r in self.vpns.items()},
             restart_on_reconnect=self.restart_on_reconnect,
-        )
+        ) if e.container_id not in self.removing)
         if visible != self.visible:
             before, self.visible = self.visible, visible
             self._end_streams_of_lost(before, visible)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 HISTORY = 1000
+RESERVE_S = 10.0  # how long a handed-out engine is kept from the next provisioning request
 StreamStatus = Literal["started", "ended"]
 
 
@@ -30,6 +31,25 @@ class Stream:
     status: StreamStatus = "started"
     ended_at: float | None = None
     end_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reservations:
+    """Engines handed out by provisioning whose stream has not been reported yet, so two
+    concurrent requests never get the same free engine."""
+
+    until: dict[str, float] = field(default_factory=dict)
+
+    def hold(self, container_id: str, now: float) -> None:
+        self.until[container_id] = now + RESERVE_S
+
+    def release(self, container_id: str) -> None:
+        self.until.pop(container_id, None)
+
+    def held(self, now: float) -> frozenset[str]:
+        for expired in [c for c, t in self.until.items() if t <= now]:
+            del self.until[expired]
+        return frozenset(self.until)
 
 
 class StreamRegistry:

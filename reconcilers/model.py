@@ -46,6 +46,7 @@ class EngineSpec:
     min_free: int = 1
     max_replicas: int = 20
     idle_ttl_s: float = 600.0
+    ready_timeout_s: float = 120.0
     host_port_range: PortRange = PortRange(start=19000, end=19999)
     env: Mapping[str, str] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)
@@ -123,6 +124,7 @@ class PendingCreate:
     vpn: str | None
     slot: int
     forwarded: bool
+    ports: EnginePorts | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -134,6 +136,10 @@ class Observed:
     removing: frozenset[str] = frozenset()  # busy being removed: they hold a slot, count for nothing
     create_blocked_until: float | None = None
     extra_demand: int = 0  # free engines a proxy asked for right now, beyond min_free
+    # containers whose last action failed: left alone until then (no retry hot loop)
+    cooldowns: Mapping[str, float] = field(default_factory=dict)
+    # (vpn, slot) whose ports something else holds (e.g. a host port in use): not handed out
+    blocked_slots: frozenset[tuple[str | None, int]] = frozenset()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from reconcilers.model import CreateEngine, Desired, EnginePorts, VpnObs
 from reconcilers.ports import (
     host_slot_ports,
-    lowest_free_slot,
     slots_in_share,
     vpn_share,
     vpn_slot_ports,
@@ -29,6 +28,32 @@ class Occupant:
     vpn: str | None
     slot: int
     forwarded: bool
+    ports: EnginePorts | None = None
+
+
+def _ports_used(ports: EnginePorts | None, vpn: str | None) -> set[int]:
+    """The ports an engine holds in its namespace: all three behind a VPN (shared namespace),
+    only the published host port without one (each engine has a namespace of its own)."""
+    if ports is None:
+        return set()
+    if vpn is None:
+        return {ports.host_http} if ports.host_http is not None else set()
+    return {ports.http, ports.api, ports.p2p}
+
+
+def free_slot(desired: Desired, vpn: str | None, held: Iterable[Occupant],
+              blocked: frozenset[tuple[str | None, int]] = frozenset()) -> int | None:
+    """The lowest slot that is not held, not blocked, and whose ports no occupant uses (an
+    engine created under an earlier port layout keeps the ports on its labels)."""
+    mine = [o for o in held if o.vpn == vpn]
+    used_slots = {o.slot for o in mine}
+    used_ports = set().union(*(_ports_used(o.ports, vpn) for o in mine))
+    for slot in range(slot_capacity(desired, vpn)):
+        if slot in used_slots or (vpn, slot) in blocked:
+            continue
+        if not _ports_used(ports_for(desired, vpn, slot, None), vpn) & used_ports:
+            return slot
+    return None
 
 
 def slot_capacity(desired: Desired, vpn: str | None) -> int:
@@ -63,6 +88,7 @@ def place_new_engines(
     count: int,
     spec_hash: str,
     reason: str,
+    blocked: frozenset[tuple[str | None, int]] = frozenset(),
 ) -> tuple[CreateEngine, ...]:
     """Up to `count` creations, fewer when the healthy VPNs (or the host range) run out of slots."""
     held = list(occupants)
@@ -76,9 +102,7 @@ def place_new_engines(
         candidates = []
         for vpn in targets:
             name = vpn.name if vpn else None
-            slot = lowest_free_slot(
-                (o.slot for o in held if o.vpn == name), slot_capacity(desired, name)
-            )
+            slot = free_slot(desired, name, held, blocked)
             if slot is not None:
                 candidates.append((load[name], vpn, slot))
         if not candidates:
@@ -87,16 +111,17 @@ def place_new_engines(
         name = vpn.name if vpn else None
         fwd_port = vpn.forwarded_port if vpn else None
         forwarded = bool(fwd_port) and not any(o.forwarded for o in held if o.vpn == name)
+        ports = ports_for(desired, name, slot, fwd_port if forwarded else None)
         creates.append(
             CreateEngine(
                 vpn=name,
                 vpn_id=vpn.container_id if vpn else None,
                 slot=slot,
-                ports=ports_for(desired, name, slot, fwd_port if forwarded else None),
+                ports=ports,
                 forwarded=forwarded,
                 spec_hash=spec_hash,
                 reason=reason,
             )
         )
-        held.append(Occupant(vpn=name, slot=slot, forwarded=forwarded))
+        held.append(Occupant(vpn=name, slot=slot, forwarded=forwarded, ports=ports))
     return tuple(creates)

@@ -38,6 +38,7 @@ from reconcilers.placement import (
     healthy_vpns,
     place_new_engines,
     ports_for,
+    slot_capacity,
 )
 
 
@@ -49,6 +50,9 @@ def engine_spec_hash(desired: Desired) -> str:
         "env": dict(sorted(spec.env.items())),
         "labels": dict(sorted(spec.labels.items())),
         "vpn_mode": desired.vpn.mode,
+        # the port layout: engines of an earlier layout are rolled over to the new one
+        "ports": str(desired.vpn.port_range) if desired.vpn.mode != "none" else str(spec.host_port_range),
+        "vpns": len(desired.vpn.containers),
     }
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -76,7 +80,12 @@ class _Pass:
             self.removed.add(action.container_id)
 
     def free(self, engine: EngineObs) -> bool:
-        """Not busy with an operation and not already acted upon in this pass."""
+        """Not busy with an operation, not cooling down after a failed one, and not already
+        acted upon in this pass."""
+        cooldown = self.observed.cooldowns.get(engine.container_id)
+        if cooldown is not None and cooldown > self.now:
+            self.wakes.append(cooldown)
+            return False
         return (
             engine.container_id not in self.observed.busy_containers
             and engine.container_id not in self.touched
@@ -139,7 +148,10 @@ def _repair_engines(p: _Pass) -> None:
         if engine.container_id in p.observed.removing:
             continue
         if not p.free(engine):
-            p.kept.append(engine)
+            # an action under way counts it (a restart passes through "exited"); one cooling
+            # down after a failed action counts only while it runs, else it just holds its slot
+            if engine.container_id in p.observed.busy_containers or engine.status == "running":
+                p.kept.append(engine)
             continue
         if engine.vpn is None and configured:
             p.act(RemoveEngine(container_id=engine.container_id, reason="engine is not behind a VPN"))
@@ -148,7 +160,7 @@ def _repair_engines(p: _Pass) -> None:
             p.act(RemoveEngine(container_id=engine.container_id,
                                reason=f"VPN '{engine.vpn}' is no longer configured"))
             continue
-        if engine.status in ("exited", "dead", "created"):
+        if engine.status in ("exited", "dead", "created", "paused"):
             p.act(RemoveEngine(container_id=engine.container_id, reason=f"engine {engine.status}"))
             continue
         vpn = p.vpn(engine.vpn)
@@ -160,7 +172,22 @@ def _repair_engines(p: _Pass) -> None:
         if state == "restart" and vpn is not None and vpn.state == "healthy":
             p.act(RestartEngine(container_id=engine.container_id,
                                 reason="VPN restarted or reconnected after the engine started"))
+        elif state == "fresh" and (vpn is None or vpn.state == "healthy"):
+            _restart_if_never_ready(p, engine)
         p.kept.append(engine)
+
+
+def _restart_if_never_ready(p: _Pass, engine: EngineObs) -> None:
+    """A running engine that has not answered its readiness check `ready_timeout_s` after it
+    started (or that stopped answering: it started long ago) is restarted."""
+    if engine.ready or engine.status != "running" or engine.started_at is None:
+        return
+    due = engine.started_at + p.desired.engines.ready_timeout_s
+    if p.now < due:
+        p.wakes.append(due)
+        return
+    p.act(RestartEngine(container_id=engine.container_id,
+                        reason=f"not answering {p.desired.engines.ready_timeout_s:g}s after start"))
 
 
 def _counts_for_pool(p: _Pass, engine: EngineObs) -> bool:
@@ -174,12 +201,13 @@ def _counts_for_pool(p: _Pass, engine: EngineObs) -> bool:
 def _occupants(p: _Pass, planned: tuple[CreateEngine, ...] = ()) -> list[Occupant]:
     """Everything holding a slot. An engine removed in this pass keeps its slot until it is
     gone, but no longer holds its VPN's forwarded port, so its replacement can take it."""
-    held = [Occupant(vpn=e.vpn, slot=e.slot,
+    held = [Occupant(vpn=e.vpn, slot=e.slot, ports=e.ports,
                      forwarded=e.forwarded and e.container_id not in p.removed)
             for e in p.observed.engines]
-    held += [Occupant(vpn=c.vpn, slot=c.slot, forwarded=c.forwarded)
+    held += [Occupant(vpn=c.vpn, slot=c.slot, forwarded=c.forwarded, ports=c.ports)
              for c in p.observed.pending_creates]
-    held += [Occupant(vpn=c.vpn, slot=c.slot, forwarded=c.forwarded) for c in planned]
+    held += [Occupant(vpn=c.vpn, slot=c.slot, forwarded=c.forwarded, ports=c.ports)
+             for c in planned]
     return held
 
 
@@ -225,7 +253,8 @@ def _grow(p: _Pass, deficit: int, room: int) -> None:
         if not any(v.port_known for v in healthy):
             return  # its forwarded port is being read; the answer triggers the next pass
     creates = place_new_engines(p.desired, p.observed.vpns, _occupants(p), count=min(deficit, room),
-                                spec_hash=p.spec_hash, reason="pool below target")
+                                spec_hash=p.spec_hash, reason="pool below target",
+                                blocked=p.observed.blocked_slots)
     if len(creates) < min(deficit, room):
         p.problems.append(Problem(code="ports_exhausted",
                                   message="no free port slot left for another engine"))
@@ -291,7 +320,12 @@ def _rebalance(p: _Pass, counting: list[EngineObs]) -> None:
 
 
 def _recreate(p: _Pass, engine: EngineObs, *, forwarded: bool, port: int | None, reason: str) -> None:
+    """Replace an engine in its own slot; when the slot no longer exists in the current port
+    layout, remove it instead and let the pool place a replacement."""
     vpn = p.vpn(engine.vpn)
+    if not 0 <= engine.slot < slot_capacity(p.desired, engine.vpn):
+        p.act(RemoveEngine(container_id=engine.container_id, reason=f"{reason}; slot gone"))
+        return
     create = CreateEngine(
         vpn=engine.vpn,
         vpn_id=vpn.container_id if vpn else None,
@@ -310,13 +344,14 @@ def _keep_forwarded_engines(p: _Pass) -> None:
     pending = {c.vpn for c in p.observed.pending_creates if c.forwarded}
     for vpn in healthy_vpns(p.desired, p.observed.vpns):
         port = vpn.forwarded_port
-        if not port or vpn.name in planned or vpn.name in pending:
+        if not port or not vpn.port_known or vpn.name in planned or vpn.name in pending:
             continue
         mine = [e for e in p.kept if e.vpn == vpn.name and e.container_id not in p.removed]
         forwarded = [e for e in mine if e.forwarded]
         if forwarded:
             engine = forwarded[0]
-            if engine.ports.p2p != port and p.free(engine):
+            # a stream on it keeps working without inbound P2P: recreate once it is idle
+            if engine.ports.p2p != port and p.free(engine) and engine.streams == 0:
                 _recreate(p, engine, forwarded=True, port=port,
                           reason=f"forwarded port changed to {port}")
             continue

@@ -11,8 +11,6 @@ rebuilt from the containers after a restart and a slot is free again once its en
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from reconcilers.model import (
     DEFAULT_API_PORT,
     DEFAULT_HTTP_PORT,
@@ -56,12 +54,3 @@ def host_slot_ports(host_range: PortRange, slot: int) -> EnginePorts:
         p2p=DEFAULT_P2P_PORT,
         host_http=host_range.start + slot,
     )
-
-
-def lowest_free_slot(used: Iterable[int], capacity: int) -> int | None:
-    """The smallest slot in 0..capacity-1 not in `used`, or None when all are taken."""
-    taken = set(used)
-    for slot in range(capacity):
-        if slot not in taken:
-            return slot
-    return None

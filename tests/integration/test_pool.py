@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -170,3 +171,32 @@ def test_unreachable_docker_socket_is_reported_not_fatal(make_daemon: MakeDaemon
     assert any(ev.get("event") == "docker_unreachable" for ev in daemon.log_events())
     assert daemon.engines() == [] and daemon.get("/health")[0] == 200
     assert daemon.process is not None and daemon.process.poll() is None
+
+
+def test_hung_engine_is_restarted_after_ready_timeout(make_daemon: MakeDaemon) -> None:
+    daemon = make_daemon(engines={"min_replicas": 1, "min_free": 0, "health_check_interval_s": 0.5,
+                                  "ready_timeout_s": 2})
+    (engine,) = daemon.wait_engines(1)
+    before = inspect(engine["container_id"])["State"]["StartedAt"]  # type: ignore[index]
+    route = "/run/standin/www/webui/api/service"
+    docker("exec", engine["container_id"], "mv", route, route + ".off")  # hangs up, no event
+    wait_for("the hung engine hidden", lambda: daemon.engines() == [], timeout=15)
+    # restarted in place (the stand-in's restart brings its API back), listed again
+    (back,) = daemon.wait_engines(1, timeout=20)
+    assert back["container_id"] == engine["container_id"]
+    assert inspect(back["container_id"])["State"]["StartedAt"] > before  # type: ignore[index]
+    assert any(ev.get("event") == "engine_restarted" for ev in daemon.log_events())
+
+
+def test_host_port_in_use_elsewhere_is_skipped(make_daemon: MakeDaemon) -> None:
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("0.0.0.0", 19000))
+        squatter.listen()
+        daemon = make_daemon(engines={"min_replicas": 2, "min_free": 0})
+        listed = daemon.wait_engines(2, timeout=30)
+        assert {e["host_http_port"] for e in listed} == {19001, 19002}
+        errors = daemon.status()["provisioning"]["recent_errors"]
+        assert any("19000" in e["message"] or "allocated" in e["message"] or "in use" in e["message"]
+                   for e in errors), errors
+        assert len(daemon.managed()) == 2  # the container that could not start was removed

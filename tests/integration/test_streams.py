@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -92,6 +94,22 @@ def test_provisioning_answers_fast_and_never_overshoots(make_daemon: MakeDaemon)
         else None), timeout=20)
     assert body["container_id"] != engine["container_id"] and body["host_http_port"]
     assert len(daemon.managed()) == 2, "retries must not start more than one extra engine"
+    time.sleep(1.5)  # the engine handed out is held for the proxy's stream, not scaled down
+    assert body["container_id"] in daemon.managed()
+
+
+def test_daemon_restart_keeps_engines_whose_streams_it_cannot_know(make_daemon: MakeDaemon) -> None:
+    daemon = make_daemon(engines={"min_replicas": 1, "min_free": 1, "idle_ttl_s": 600})
+    (first,) = daemon.wait_engines(1)
+    assert stream_started(daemon, first["host"], first["port"], "live")[0] == 200
+    ids = {e["container_id"] for e in daemon.wait_engines(2)}
+    daemon.stop(signal.SIGTERM)
+    seen = len(daemon.log_events())
+    daemon.start()  # the new daemon does not know the stream: it must not scale the pool down
+    daemon.wait_engines(2)
+    time.sleep(2)
+    assert set(daemon.managed()) == ids
+    assert "engine_removed" not in [ev.get("event") for ev in daemon.log_events()[seen:]]
 
 
 @pytest.fixture

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import pytest
 
 from reconcilers.model import (
@@ -13,14 +11,14 @@ from reconcilers.model import (
     EnginePorts,
     PortRange,
 )
+from reconcilers.placement import Occupant, free_slot
 from reconcilers.ports import (
     host_slot_ports,
-    lowest_free_slot,
     slots_in_share,
     vpn_share,
     vpn_slot_ports,
 )
-from tests.unit.factories import port_range
+from tests.unit.factories import desired, port_range
 
 
 @pytest.mark.parametrize(
@@ -119,15 +117,11 @@ def test_host_slot_outside_range_is_refused(slot: int) -> None:
         ((0, 0, 1), 3, 2),
         ((5, 7), 3, 0),
         ((0, 1, 2), 3, None),
-        ((), 0, None),
     ],
     ids=["empty", "next_after_used", "reuses_freed_zero", "fills_gap", "duplicates",
-         "ignores_out_of_range", "full", "no_capacity"],
+         "ignores_out_of_range", "full"],
 )
-def test_lowest_free_slot(used: tuple[int, ...], capacity: int, slot: int | None) -> None:
-    assert lowest_free_slot(used, capacity) == slot
-
-
-def test_lowest_free_slot_accepts_a_one_shot_iterable() -> None:
-    used: Iterable[int] = (s for s in (0, 1, 3))
-    assert lowest_free_slot(used, 4) == 2
+def test_free_slot(used: tuple[int, ...], capacity: int, slot: int | None) -> None:
+    d = desired(host_port_range=f"19000-{19000 + capacity - 1}")
+    held = [Occupant(vpn=None, slot=s, forwarded=False) for s in used]
+    assert free_slot(d, None, held) == slot
