@@ -5,12 +5,14 @@ For every running engine that has not answered since it (re)started, one probe t
 engine ready for that start. A probe stops by itself when the engine stops, restarts or goes.
 Ready engines are asked again every `engines.health_check_interval_s`; one that misses three
 checks in a row (hung, or its network gone without any Docker event) is marked unready, which
-hides it until the readiness probe sees it answer again.
+hides it until the readiness probe sees it answer again. Each round also checks the active
+streams (`stream_checks`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 import aiohttp
@@ -18,6 +20,7 @@ import structlog
 
 from orchestrator.endpoints import Address, engine_endpoint
 from orchestrator.state import StateStore
+from orchestrator.stream_checks import StreamChecker
 
 log = structlog.get_logger()
 
@@ -48,6 +51,7 @@ class ReadinessProber:
         self.address = address
         self._inflight: set[tuple[str, float | None]] = set()
         self._misses: dict[str, int] = {}
+        self._streams = StreamChecker(store, session)
 
     async def run(self) -> None:
         wake = self._store.watch()
@@ -78,6 +82,7 @@ class ReadinessProber:
                     self._store.mark_unready(engine.container_id, f"missed {misses} health checks")
             for gone in set(self._misses) - set(self._store.engines):
                 del self._misses[gone]
+            await self._streams.check(self.address, time.time())
 
     def _same_run(self, container_id: str, started_at: float | None) -> bool:
         engine = self._store.engines.get(container_id)

@@ -44,6 +44,8 @@ class VpnRecord:
     public_ip: str | None = None
     control_status: str | None = None
     control_error: str | None = None
+    docker_state: VpnState | None = None  # what Docker says; `obs.state` also heeds the control server
+    control_down: bool = False  # the control server says the VPN tunnel is stopped
 
 
 @dataclass(slots=True, kw_only=True)
@@ -187,6 +189,10 @@ class StateStore:
                        info: ContainerInfo | None) -> None:
         self._touch(f"vpn:{name}")
         record = self.vpns.get(name)
+        if record is not None:
+            record.docker_state = state
+            if state == "healthy" and record.control_down:
+                state = "unhealthy"  # Docker's check has not noticed the tunnel is down yet
         old = record.obs if record else None
         container_id = info.id if info else (old.container_id if old and state != "missing" else None)
         started_at = info.started_at if info else (old.started_at if old else None)
@@ -214,7 +220,7 @@ class StateStore:
             port_known=(old.port_known if same and old else state != "healthy"),
         )
         if record is None:
-            self.vpns[name] = VpnRecord(obs=obs, ip=info.ip if info else None)
+            self.vpns[name] = VpnRecord(obs=obs, ip=info.ip if info else None, docker_state=state)
         else:
             record.obs = obs
             if info is not None:
@@ -226,7 +232,18 @@ class StateStore:
         record = self.vpns.get(name)
         if record is None:
             return
+        previous_ip = record.public_ip
         record.public_ip, record.control_status, record.control_error = public_ip, status, error
+        if status is not None and (status == "stopped") != record.control_down:
+            record.control_down = status == "stopped"
+            log.info("gluetun_tunnel_status", vpn=name, status=status)
+            self._set_vpn_state(name, record.docker_state or record.obs.state, time.time(), None)
+        if previous_ip and public_ip and public_ip != previous_ip and record.obs.state == "healthy":
+            # the tunnel reconnected inside Gluetun without any Docker health change
+            log.info("VPN reconnected - triggering AceStream engine restart" if self.restart_on_reconnect
+                     else "vpn_reconnected", vpn=name, public_ip=public_ip, previous_ip=previous_ip)
+            record.obs = dataclasses.replace(record.obs, reconnected_at=time.time())
+            self.changed()
         if not record.obs.port_known:
             record.obs = dataclasses.replace(record.obs, port_known=True)
             self.changed()

@@ -185,3 +185,25 @@ def test_missing_vpn_and_bad_credentials_are_reported(make_daemon: MakeDaemon, v
     wait_for("control server read with the right key", lambda: (
         (v := daemon.get("/vpn/status")[1]["vpns"][0])["control_error"] is None
         and v["public_ip"] == "203.0.113.7"), timeout=20)
+
+
+def test_tunnel_down_or_new_public_ip_inside_gluetun_is_acted_on(make_daemon: MakeDaemon,
+                                                               vpn_name: str) -> None:
+    """A reconnect inside Gluetun that Docker's health check never shows: the control server
+    says the tunnel stopped (engines hidden), then a new public IP (engines restarted)."""
+    run_gluetun(vpn_name)
+    wait_vpn_health(vpn_name, "healthy")
+    daemon = vpn_daemon(make_daemon, vpn_name, replicas=2)
+    before = {e["container_id"]: started_at(e["container_id"]) for e in daemon.wait_engines(2)}
+    docker("exec", vpn_name, "standin-vpn-status", "stopped")
+    wait_for("engines hidden while the tunnel is down", lambda: daemon.engines() == [])
+    docker("exec", vpn_name, "standin-vpn-status", "running")
+    listed = daemon.wait_engines(2, timeout=20)
+    assert all(started_at(e["container_id"]) > before[e["container_id"]] for e in listed)
+    restarted = {e["container_id"]: started_at(e["container_id"]) for e in listed}
+    docker("exec", vpn_name, "sh", "-c",
+           'echo \'{"public_ip": "198.51.100.1"}\' > /run/standin/www/v1/publicip/ip')
+    wait_for("engines restarted after the public IP changed", lambda: (
+        len(got := daemon.engines()) == 2
+        and all(started_at(e["container_id"]) > restarted[e["container_id"]] for e in got)), timeout=20)
+    assert daemon.get("/vpn/status")[1]["vpns"][0]["public_ip"] == "198.51.100.1"

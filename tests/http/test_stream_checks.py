@@ -1,0 +1,61 @@
+"""Streams whose end the proxy never reported are ended once the engine says so."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from orchestrator.docker_gateway import ContainerInfo
+from orchestrator.engine_containers import engine_labels
+from orchestrator.state import StateStore
+from orchestrator.stream_checks import StreamChecker, engine_url
+from orchestrator.streams import Stream
+from reconcilers.model import CreateEngine, EnginePorts, EngineSpec
+
+MakeServer = Callable[..., Awaitable[TestServer]]
+
+
+def test_stat_url_is_rewritten_to_the_engine_the_daemon_reaches() -> None:
+    url = "http://localhost:19000/ace/stat/abc/def?x=1"
+    assert engine_url(url, "172.17.0.5", 6878) == "http://172.17.0.5:6878/ace/stat/abc/def?x=1"
+
+
+async def test_streams_end_after_two_gone_answers_and_only_then(aiohttp_server: MakeServer) -> None:
+    answer: dict[str, Any] = {"response": {"status": "dl", "peers": 3}, "error": None}
+
+    async def stat(request: web.Request) -> web.Response:
+        return web.json_response(answer)
+
+    app = web.Application()
+    app.router.add_get("/ace/stat/{infohash}/{session}", stat)
+    server = await aiohttp_server(app)
+
+    store = StateStore()
+    create = CreateEngine(vpn=None, vpn_id=None, slot=0, forwarded=False, spec_hash="h", reason="t",
+                          ports=EnginePorts(http=server.port, api=1, p2p=2, host_http=19000))
+    store.upsert_engine(ContainerInfo(
+        id="e" * 64, name="engine-0", status="running", health=None, started_at=time.time(),
+        created_at=time.time(), ip="127.0.0.1", labels=engine_labels(create, EngineSpec(image="x"))))
+    now = time.time()
+    for stream_id, stat_url in (("watched", "http://localhost:19000/ace/stat/ih/s1"), ("blind", "")):
+        store.streams.start(Stream(id=stream_id, container_id="e" * 64, key_type="content_id",
+                                   key="k", stat_url=stat_url, started_at=now))
+
+    async with aiohttp.ClientSession() as session:
+        checker = StreamChecker(store, session)
+        for _ in range(3):
+            await checker.check("ip", now)
+        assert set(store.streams.active) == {"watched", "blind"}  # alive: nothing ends
+
+        answer.update(response=None, error="unknown playback session id")
+        await checker.check("ip", now)
+        assert set(store.streams.active) == {"watched", "blind"}  # one miss is not enough
+        await checker.check("ip", now)
+    assert set(store.streams.active) == {"blind"}
+    (ended,) = store.streams.ended
+    assert (ended.id, ended.end_reason) == ("watched", "stat_url_gone")
