@@ -38,6 +38,7 @@ class ContainerInfo:
     ip: str | None = None
     network_mode: str = ""
     error: str = ""
+    exit_code: int | None = None
 
 
 def parse_docker_time(value: str | None) -> float | None:
@@ -71,6 +72,7 @@ def container_info(raw: Mapping[str, Any]) -> ContainerInfo:
         ip=ip,
         network_mode=(raw.get("HostConfig") or {}).get("NetworkMode", ""),
         error=state.get("Error", ""),
+        exit_code=state.get("ExitCode") if not state.get("Running") else None,
     )
 
 

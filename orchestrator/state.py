@@ -25,13 +25,20 @@ from reconcilers.model import EngineObs, Observed, PendingCreate, Plan, VpnObs, 
 log = structlog.get_logger()
 
 
-def vpn_state_of(info: ContainerInfo | None) -> VpnState:
+CLEAN_EXIT_CODES = (0, 143)  # exited by itself, or on SIGTERM (docker stop)
+
+
+def vpn_state_of(info: ContainerInfo | None, stop_requested: bool = False) -> VpnState:
+    """Docker's view of a VPN container. One that exited with an error without anybody asking
+    it to stop crashed: it counts as unhealthy (restarted after the timeout), while one stopped
+    on purpose is `stopped` and left alone."""
     if info is None:
         return "missing"
     if info.status == "restarting":
         return "starting"
     if info.status != "running":
-        return "stopped"
+        crashed = info.exit_code not in (None, *CLEAN_EXIT_CODES) and not stop_requested
+        return "unhealthy" if crashed and info.status == "exited" else "stopped"
     if info.health in ("unhealthy", "starting"):
         return info.health  # type: ignore[return-value]
     return "healthy"  # "healthy", or no HEALTHCHECK at all
@@ -46,6 +53,7 @@ class VpnRecord:
     control_error: str | None = None
     docker_state: VpnState | None = None  # what Docker says; `obs.state` also heeds the control server
     control_down: bool = False  # the control server says the VPN tunnel is stopped
+    stop_requested: bool = False  # a stop/kill event came before it exited: on purpose
 
 
 @dataclass(slots=True, kw_only=True)
@@ -176,7 +184,17 @@ class StateStore:
 
     # -- VPNs ----------------------------------------------------------------------------------
     def set_vpn(self, name: str, info: ContainerInfo | None, at: float) -> None:
-        self._set_vpn_state(name, vpn_state_of(info), at, info)
+        record = self.vpns.get(name)
+        if record is not None and info is not None and info.status == "running":
+            record.stop_requested = False
+        stop_requested = record is not None and record.stop_requested
+        self._set_vpn_state(name, vpn_state_of(info, stop_requested), at, info)
+
+    def note_vpn_stop_requested(self, name: str) -> None:
+        """Someone stopped or killed the VPN container (a Docker stop/kill event)."""
+        record = self.vpns.get(name)
+        if record is not None:
+            record.stop_requested = True
 
     def set_vpn_state(self, name: str, state: VpnState, at: float) -> None:
         """Apply a state carried by an event (health status, death) before any inspect."""
