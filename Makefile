@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install docker images lint types unit integration test run demo bench clean
+.PHONY: install docker images sidecar-image lint types unit integration sidecar test run demo bench clean
 
 install: $(STAMP)
 
@@ -20,8 +20,13 @@ docker:
 images: docker
 	bash testbed/build-images.sh
 
+# The daemon's own image (Dockerfile) FROM a Python base made locally with debootstrap, and
+# docker-compose to validate compose/: what tests/sidecar runs against.
+sidecar-image: docker
+	bash testbed/build-sidecar-image.sh
+
 lint: install
-	$(BIN)/ruff check orchestrator reconcilers tests $(wildcard bench)
+	$(BIN)/ruff check orchestrator reconcilers tests docker $(wildcard bench)
 
 types: install
 	$(BIN)/mypy
@@ -32,9 +37,13 @@ unit: install
 integration: install images
 	$(BIN)/pytest -q tests/integration
 
-# Everything CI runs, from a fresh machine: Docker engine, stand-in images, venv, lint, types, tests.
-test: install images
-	$(BIN)/ruff check orchestrator reconcilers tests $(wildcard bench)
+sidecar: install images sidecar-image
+	$(BIN)/pytest -q tests/sidecar
+
+# Everything CI runs, from a fresh machine: Docker engine, stand-in images, the daemon's image,
+# venv, lint, types, tests.
+test: install images sidecar-image
+	$(BIN)/ruff check orchestrator reconcilers tests docker $(wildcard bench)
 	$(BIN)/mypy
 	$(BIN)/pytest -q -p no:cacheprovider tests
 

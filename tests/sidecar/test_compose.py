@@ -1,0 +1,284 @@
+"""The compose stacks in compose/: valid for a real Compose implementation, consistent with the
+daemon's configuration, and running for real with stand-ins.
+
+Debian's docker-compose (1.29) resolves every stack with its `.env.example` and the secrets an
+operator must fill in; the resolved stack is then checked against the stack's own
+config/orchestrator.yaml, read by the daemon's own loader: the Gluetun container names, the port
+ranges published on each Gluetun (one VPN's share of vpn.port_range each), the API port, the
+mounts and the health-gated start order. Finally every stack is brought up with
+`docker-compose up`, the real images swapped for the stand-ins and the daemon's image built
+here, to prove that the pieces find each other: the proxy's stand-in reaches the daemon at
+ACEXY_ORCH_URL and every engine at the host:port `/engines` reports.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import subprocess
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from orchestrator.config import CONTAINER_NAME_VARS, ENV_OVERRIDES, Config, load_config
+from reconcilers.model import PortRange
+from reconcilers.ports import vpn_share
+from tests.integration.harness import (
+    ENGINE_IMAGE,
+    GLUETUN_IMAGE,
+    REPO,
+    TEST_LABEL,
+    containers,
+    docker,
+    free_port,
+    http_json,
+    wait_for,
+)
+from tests.sidecar.conftest import DAEMON_IMAGE
+
+COMPOSE_DIR = REPO / "compose"
+STACKS = sorted(p.parent.name for p in COMPOSE_DIR.glob("*/docker-compose.yml"))
+SEED_VARS = {*ENV_OVERRIDES, *CONTAINER_NAME_VARS}
+# what an operator must fill in before `up` (the stacks refuse to start without them)
+SECRETS = {"GLUETUN_CONTROL_API_KEY": "test-control-key"}
+
+
+def env_example(stack: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in (COMPOSE_DIR / stack / ".env.example").read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, sep, value = line.partition("=")
+            assert sep, f"{stack}/.env.example: not NAME=value: {line!r}"
+            out[name.strip()] = value
+    return out
+
+
+def compose_config(cli: str, stack: str, extra_env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`docker-compose config` of a stack with its .env.example; variables the stack knows are
+    taken out of this process's environment first (compose lets the shell override .env)."""
+    known = set(env_example(stack))
+    env = {k: v for k, v in os.environ.items() if k not in known} | extra_env
+    return subprocess.run([cli, "-f", str(COMPOSE_DIR / stack / "docker-compose.yml"),
+                           "--env-file", str(COMPOSE_DIR / stack / ".env.example"), "config"],
+                          capture_output=True, text=True, env=env, timeout=60, check=False)
+
+
+def resolved(cli: str, stack: str) -> dict[str, Any]:
+    done = compose_config(cli, stack, SECRETS)
+    assert done.returncode == 0, f"{stack}: docker-compose config failed:\n{done.stderr}"
+    assert "is not set" not in done.stderr, f"{stack}: {done.stderr}"
+    return dict(yaml.safe_load(done.stdout))
+
+
+def published_ports(service: dict[str, Any]) -> set[int]:
+    """Host ports a service publishes (compose prints ranges expanded, in either syntax)."""
+    ports: set[int] = set()
+    for entry in service.get("ports", []):
+        if isinstance(entry, dict):
+            ports.add(int(entry["published"]))
+            continue
+        match = re.fullmatch(r"(?:[\d.]+:)?(\d+)(?:-(\d+))?:\d+(?:-\d+)?(?:/\w+)?", str(entry))
+        assert match, entry
+        start = int(match[1])
+        ports.update(range(start, int(match[2] or start) + 1))
+    return ports
+
+
+def stack_config(stack: str) -> Config:
+    return load_config(COMPOSE_DIR / stack / "config" / "orchestrator.yaml", env={})
+
+
+def gluetun_services(services: dict[str, Any]) -> list[str]:
+    return [name for name, svc in services.items() if "gluetun" in str(svc.get("image", ""))]
+
+
+def test_compose_version_supports_the_syntax_used(compose_cli: str) -> None:
+    """depends_on conditions and ${VAR:?error} need docker-compose 1.27+ (or Compose v2)."""
+    version = subprocess.run([compose_cli, "version", "--short"], capture_output=True, text=True,
+                             timeout=30, check=True).stdout.strip()
+    major, minor = (int(x) for x in version.split(".")[:2])
+    assert (major, minor) >= (1, 27), version
+
+
+def test_there_are_the_three_stacks() -> None:
+    assert STACKS == ["gluetun", "gluetun-redundant", "plain"]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_stack_validates_and_matches_its_config(compose_cli: str, stack: str) -> None:
+    services = resolved(compose_cli, stack)["services"]
+    config = stack_config(stack)
+    vpn = config.desired.vpn
+
+    orch = services["orchestrator"]
+    assert f"{COMPOSE_DIR / stack / 'config'}:/config:ro" in orch["volumes"]
+    assert any(v.startswith("/var/run/docker.sock:/var/run/docker.sock") for v in orch["volumes"])
+    assert set(orch["environment"]) == SEED_VARS, "every seed variable reaches the daemon from .env"
+    assert all(v == "" for v in orch["environment"].values()), "empty by default: the YAML decides"
+    assert orch["restart"] == "unless-stopped"
+
+    acexy = services["acexy"]
+    assert acexy["depends_on"]["orchestrator"]["condition"] == "service_healthy"
+    if orch.get("network_mode") == "host":  # the API is wherever the YAML puts it
+        assert config.api.host == "127.0.0.1", "host networking: keep the API off the LAN"
+        assert acexy["network_mode"] == "host"
+        assert acexy["environment"]["ACEXY_ORCH_URL"] == f"http://127.0.0.1:{config.api.port}"
+    else:
+        assert config.api.port in {int(str(p).split(":")[-1].split("/")[0]) for p in orch["ports"]}
+        assert acexy["environment"]["ACEXY_ORCH_URL"] == f"http://orchestrator:{config.api.port}"
+
+    gluetuns = gluetun_services(services)
+    names = [services[g]["container_name"] for g in gluetuns]
+    assert tuple(names) == vpn.containers, "vpn.containers must name the Gluetun containers, in order"
+    if vpn.mode == "none":
+        assert config.address == "ip", "engines sit on the default bridge: no DNS there"
+        assert orch["network_mode"] == "host", "from the host every bridge IP is reachable"
+        return
+    assert vpn.mode == ("single" if len(names) == 1 else "redundant")
+    assert config.address == "name"
+    for index, name in enumerate(gluetuns):
+        gluetun = services[name]
+        share = vpn_share(vpn.port_range, index, len(gluetuns))
+        assert published_ports(gluetun) == set(range(share.start, share.end + 1)), name
+        assert gluetun["environment"]["HTTP_CONTROL_SERVER_ADDRESS"] == f":{config.vpn_api_port}"
+        role = gluetun["environment"]["HTTP_CONTROL_SERVER_AUTH_DEFAULT_ROLE"]
+        assert SECRETS["GLUETUN_CONTROL_API_KEY"] in role
+        assert orch["depends_on"][name]["condition"] in ("service_healthy", "service_started")
+        assert set(gluetun["networks"]) == set(orch["networks"]) == set(acexy["networks"])
+    if vpn.mode == "single":
+        assert orch["depends_on"][gluetuns[0]]["condition"] == "service_healthy"
+    assert vpn.port_range == PortRange(start=19000, end=19999)
+
+
+@pytest.mark.parametrize("stack", [s for s in STACKS if s != "plain"])
+def test_stack_refuses_to_start_without_the_control_key(compose_cli: str, stack: str) -> None:
+    done = compose_config(compose_cli, stack, {})
+    assert done.returncode != 0
+    assert "GLUETUN_CONTROL_API_KEY" in done.stderr, done.stderr
+
+
+FORWARDED_PORT = 40555  # the first stand-in VPN's; the next one's is one more
+
+
+def _for_the_test_bed(stack: dict[str, Any], run: str, api_port: int, confdir: Path) -> dict[str, Any]:
+    """A resolved stack, runnable here: stand-ins for Gluetun and acexy, the daemon's image built
+    from the Dockerfile, names and network made unique, no engine port range published (1000
+    docker-proxy processes), every container labelled for clean-up. The rest (networks, links,
+    depends_on conditions, healthchecks, mounts, environment) stays as the stack has it."""
+    out = copy.deepcopy(stack)
+    services = out["services"]
+    labels = {TEST_LABEL: "1", f"{TEST_LABEL}.run": run}
+    for index, name in enumerate(gluetun_services(services)):
+        gluetun = services[name]
+        gluetun.update(image=GLUETUN_IMAGE, container_name=f"{run}-{name}", labels=labels)
+        gluetun.pop("ports")
+        gluetun.pop("devices")
+        gluetun["environment"].update(STANDIN_API_KEY=SECRETS["GLUETUN_CONTROL_API_KEY"],
+                                      STANDIN_FORWARDED_PORT=str(FORWARDED_PORT + index))
+    orch = services["orchestrator"]
+    orch.pop("build")
+    orch.update(image=DAEMON_IMAGE, container_name=f"{run}-orchestrator", labels=labels,
+                volumes=[*(v for v in orch["volumes"] if not v.endswith(":/config:ro")),
+                         f"{confdir}:/config:ro"])
+    if orch.get("network_mode") != "host":  # else the YAML's api.port is on the host already
+        orch["ports"] = [f"127.0.0.1:{api_port}:8000"]
+    # acexy's stand-in: same place in the stack (network, links, depends_on), with a Python to
+    # fetch what acexy fetches (busybox-static's wget cannot resolve names)
+    acexy = services["acexy"]
+    for key in ("ports", "environment"):
+        acexy.pop(key, None)
+    acexy.update(image=DAEMON_IMAGE, container_name=f"{run}-proxy", labels=labels,
+                 entrypoint=["sleep"], command=["600"])
+    for network in out.get("networks", {}).values():
+        network["name"] = f"{run}-{network['name']}"
+    return out
+
+
+def _desired_for_the_test_bed(stack: str, run: str, services: dict[str, Any],
+                              api_port: int) -> dict[str, Any]:
+    """The stack's own YAML with the stand-in engine image, 2 engines and the renamed VPNs (and a
+    free API port for a daemon on the host's network)."""
+    desired = dict(yaml.safe_load((COMPOSE_DIR / stack / "config" / "orchestrator.yaml").read_text()))
+    if services["orchestrator"].get("network_mode") == "host":
+        desired["api"]["port"] = api_port
+    desired["engines"].update(image=ENGINE_IMAGE, min_replicas=2, min_free=0, max_replicas=4,
+                              labels={TEST_LABEL: "1", f"{TEST_LABEL}.run": run})
+    if desired["vpn"]["mode"] == "none":
+        desired["engines"]["host_port_range"] = "29500-29509"
+    else:
+        renamed = {services[g]["container_name"]: f"{run}-{g}" for g in gluetun_services(services)}
+        desired["vpn"].update(containers=[renamed[c] for c in desired["vpn"]["containers"]],
+                              api_key=SECRETS["GLUETUN_CONTROL_API_KEY"])
+    return desired
+
+
+def _fetch(container: str, url: str) -> str:
+    """GET url from inside a container (the proxy's place in the stack)."""
+    return docker("exec", container, "python", "-c",
+                  "import sys, urllib.request as u; print(u.urlopen(sys.argv[1], timeout=5).read().decode())",
+                  url)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_stack_runs_with_standins(compose_cli: str, daemon_image: str, tmp_path: Path, stack: str) -> None:
+    run = "compose-" + uuid.uuid4().hex[:8]
+    api_port = free_port()
+    original = resolved(compose_cli, stack)
+    orch_url = original["services"]["acexy"]["environment"]["ACEXY_ORCH_URL"]
+    if original["services"]["orchestrator"].get("network_mode") == "host":
+        orch_url = orch_url.replace(":8000", f":{api_port}")
+    confdir = tmp_path / "config"
+    confdir.mkdir()
+    confdir.chmod(0o755)
+    (confdir / "orchestrator.yaml").write_text(
+        yaml.safe_dump(_desired_for_the_test_bed(stack, run, original["services"], api_port)))
+    (confdir / "orchestrator.yaml").chmod(0o644)
+    compose_file = tmp_path / "docker-compose.yml"
+    compose_file.write_text(yaml.safe_dump(_for_the_test_bed(original, run, api_port, confdir)))
+    base = [compose_cli, "-p", run, "-f", str(compose_file)]
+    vpns = [f"{run}-{g}" for g in gluetun_services(original["services"])]
+    try:
+        # `up` returns once the proxy stand-in started, i.e. after the daemon turned healthy
+        up = subprocess.run([*base, "up", "-d"], capture_output=True, text=True, timeout=180, check=False)
+        assert up.returncode == 0, up.stderr
+        health = docker("inspect", "-f", "{{.State.Health.Status}}", f"{run}-orchestrator")
+        assert health == "healthy", health
+
+        def listed() -> list[dict[str, Any]] | None:
+            status, body = http_json(f"http://127.0.0.1:{api_port}/engines")
+            return body if status == 200 and len(body) == 2 else None
+
+        engines = wait_for(f"2 engines in the {stack} stack", listed, timeout=60)
+        # what acexy does: ACEXY_ORCH_URL, then each engine at the host:port /engines reports
+        seen_by_proxy = json.loads(_fetch(f"{run}-proxy", f"{orch_url}/engines"))
+        assert {e["container_id"] for e in seen_by_proxy} == {e["container_id"] for e in engines}
+        for engine in engines:
+            answer = _fetch(f"{run}-proxy", f"http://{engine['host']}:{engine['port']}/standin/info")
+            assert engine["container_id"] in answer
+        if vpns:
+            assert {e["host"] for e in engines} == set(vpns), "engines.address: name"
+            status, body = http_json(f"http://127.0.0.1:{api_port}/vpn/status")
+            assert status == 200
+            ports = {v["name"]: v["forwarded_port"] for v in body["vpns"]}
+            assert ports == {name: FORWARDED_PORT + i for i, name in enumerate(vpns)}, body  # key worked
+        else:
+            assert all(re.fullmatch(r"[\d.]+", e["host"]) for e in engines), "engines.address: ip"
+        stop = subprocess.run([*base, "stop", "-t", "10", "orchestrator"], capture_output=True,
+                              text=True, timeout=60, check=False)
+        assert stop.returncode == 0, stop.stderr
+        assert docker("inspect", "-f", "{{.State.ExitCode}}", f"{run}-orchestrator") == "0"
+    finally:
+        logs = subprocess.run([*base, "logs", "--no-color", "orchestrator"], capture_output=True,
+                              text=True, timeout=60, check=False)
+        print(f"--- compose logs ---\n{logs.stdout[-20000:]}")
+        print("--- orchestrator state ---\n"
+              + docker("inspect", "-f", "{{json .State}}", f"{run}-orchestrator", check=False))
+        subprocess.run([*base, "down", "-v", "-t", "1"], capture_output=True, timeout=120, check=False)
+        leftovers = containers(f"label={TEST_LABEL}.run={run}")
+        if leftovers:
+            docker("rm", "-f", "-v", *leftovers, check=False)

@@ -1,0 +1,277 @@
+"""Every environment variable and YAML key the docs and stacks name is one the code reads, and
+the reverse: every variable the code reads is documented and reaches the daemon in every stack.
+
+The code's side: `ENV_OVERRIDES` and `CONTAINER_NAME_VARS` (the seed's variables) and `SCHEMA`
+(the YAML keys) in orchestrator/config.py. The docs' side: the compose stacks
+(compose/*/docker-compose.yml: each container's environment and every `${VAR}`), their
+`.env.example`, README.md (backticked names, `NAME=` and `${NAME}` in code) and the comments of
+config.example.yaml. A name the daemon does not read must be on one of the explicit lists below,
+each saying whose variable it is. (config.example.yaml's keys == SCHEMA is tested elsewhere.)
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from orchestrator.config import CONTAINER_NAME_VARS, ENV_OVERRIDES, SCHEMA, load_config
+
+REPO = Path(__file__).resolve().parents[2]
+README = REPO / "README.md"
+CONFIG_EXAMPLE = REPO / "config.example.yaml"
+STACKS = sorted(p.parent for p in (REPO / "compose").glob("*/docker-compose.yml"))
+
+# --- the code's side ---------------------------------------------------------------------------
+DAEMON_VARS = frozenset(ENV_OVERRIDES) | frozenset(CONTAINER_NAME_VARS)
+# read by the daemon's Docker client (aiodocker), like the docker CLI; `--docker-url` wins
+DOCKER_CLIENT_VARS = frozenset({"DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH"})
+
+# --- everybody else's, each with its reason ----------------------------------------------------
+# qmcgaw/gluetun's own variables, as the stacks set them on the Gluetun services
+GLUETUN_VARS = frozenset({
+    "VPN_SERVICE_PROVIDER", "VPN_TYPE", "WIREGUARD_PRIVATE_KEY", "WIREGUARD_ADDRESSES",
+    "OPENVPN_USER", "OPENVPN_PASSWORD", "SERVER_COUNTRIES", "VPN_PORT_FORWARDING", "TZ",
+    "HTTP_CONTROL_SERVER_ADDRESS", "HTTP_CONTROL_SERVER_AUTH_DEFAULT_ROLE", "FIREWALL_INPUT_PORTS",
+})
+# the acexy proxy's (krinkuto11/acexy) variables
+ACEXY_VARS = frozenset({
+    "ACEXY_ORCH_URL", "ACEXY_ORCH_APIKEY", "ACEXY_MAX_STREAMS_PER_ENGINE", "ACEXY_LISTEN_ADDR",
+    "ACEXY_HOST", "ACEXY_PORT",
+})
+# what the daemon gives every engine (orchestrator/engine_containers.py engine_env)
+ENGINE_VARS = frozenset({"HTTP_PORT", "HTTPS_PORT", "P2P_PORT", "BIND_ALL", "CONF"})
+# the stacks' own knobs: interpolated by compose in docker-compose.yml, never seen by a container
+# under their own name
+COMPOSE_KNOBS = frozenset({
+    "ORCHESTRATOR_IMAGE", "BASE_IMAGE", "DOCKER_SOCKET", "ORCHESTRATOR_BIND", "ORCHESTRATOR_PORT",
+    "GLUETUN_IMAGE", "GLUETUN_CONTROL_API_KEY", "WIREGUARD_PRIVATE_KEY_2", "WIREGUARD_ADDRESSES_2",
+    "ACEXY_IMAGE", "ACEXY_BIND", "ACEXY_HTTP_PORT",
+})
+# knobs of this repository's scripts and test bed, which the README may mention
+TOOLING_VARS = frozenset({
+    "FORCE", "DEBIAN_MIRROR", "DEMO_PORT", "ENSURE_DOCKER_TIMEOUT_S", "DOCKERD_EXTRA_ARGS",
+    "STANDIN_READY_DELAY_S", "STANDIN_START_UNHEALTHY", "STANDIN_FORWARDED_PORT", "STANDIN_PUBLIC_IP",
+    "STANDIN_API_KEY",
+})
+SERVICE_VARS = {  # which container may be given which variables, by the service's image
+    "orchestrator": DAEMON_VARS | DOCKER_CLIENT_VARS,
+    "gluetun": GLUETUN_VARS,
+    "acexy": ACEXY_VARS,
+}
+KNOWN = (DAEMON_VARS | DOCKER_CLIENT_VARS | GLUETUN_VARS | ACEXY_VARS | ENGINE_VARS | COMPOSE_KNOBS
+         | TOOLING_VARS)
+
+NAME = r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+"  # in prose at least one underscore: not TODO, JSON, API
+
+
+def interpolated(text: str) -> set[str]:
+    """Names in `${NAME}`, `${NAME:-x}`, `${NAME:?x}` (compose's interpolation; `$NAME` and
+    `$(command)` in the README's shell examples are left alone)."""
+    return set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", text))
+
+
+def env_file(path: Path) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        name, sep, value = line.partition("=")
+        assert sep and re.fullmatch(r"[A-Z][A-Z0-9_]*", name), f"{path}:{number}: not NAME=value"
+        assert name not in out, f"{path}:{number}: {name} twice"
+        assert "#" not in value, (f"{path}:{number}: docker-compose 1.x would keep the comment in the "
+                                  f"value of {name}: put comments on their own lines")
+        out[name] = value
+    return out
+
+
+def service_role(name: str, service: dict[str, Any]) -> str:
+    image = str(service.get("image", ""))
+    if name == "orchestrator":
+        return "orchestrator"
+    for role in ("gluetun", "acexy"):
+        if role in image:
+            return role
+    raise AssertionError(f"service {name} ({image}): unknown; add its variables to this test")
+
+
+def code_spans(markdown: str) -> list[str]:
+    """Fenced code blocks and inline code spans."""
+    blocks = re.findall(r"^```[^\n]*\n(.*?)^```", markdown, flags=re.S | re.M)
+    prose = re.sub(r"^```[^\n]*\n.*?^```", "", markdown, flags=re.S | re.M)
+    return blocks + re.findall(r"`([^`\n]+)`", prose)
+
+
+def readme_names() -> set[str]:
+    names: set[str] = set()
+    for span in code_spans(README.read_text()):
+        if re.fullmatch(NAME, span.strip()):
+            names.add(span.strip())
+        names |= set(re.findall(r"(?<![\w-])(" + NAME + r")=", span)) | interpolated(span)
+        names |= set(re.findall(r"(?<![\w-])(" + NAME + r"):\s", span))  # compose `NAME: value`
+    return names
+
+
+def dotted_keys() -> dict[str, Any]:
+    """SCHEMA's keys, dotted (`engines.image`, ..., `log_level`) -> default."""
+    return {(f"{section}.{key}" if key else section): default
+            for section, keys in SCHEMA.items() for key, (default, _check) in keys.items()}
+
+
+def env_of_key() -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for var, (key, _parse) in ENV_OVERRIDES.items():
+        out.setdefault(key, set()).add(var)
+    for var in CONTAINER_NAME_VARS:
+        out.setdefault("vpn.containers", set()).add(var)
+    return out
+
+
+# --- compose stacks ----------------------------------------------------------------------------
+
+def test_there_are_stacks() -> None:
+    assert STACKS, "compose/*/docker-compose.yml"
+
+
+@pytest.mark.parametrize("stack", STACKS, ids=lambda p: p.name)
+def test_stack_env_example_matches_its_compose_file(stack: Path) -> None:
+    documented = env_file(stack / ".env.example")
+    used = interpolated((stack / "docker-compose.yml").read_text())
+    assert set(documented) == used, (
+        f"{stack.name}: only in .env.example (does nothing): {sorted(set(documented) - used)}; "
+        f"used by docker-compose.yml but not in .env.example: {sorted(used - set(documented))}")
+    unknown = used - DAEMON_VARS - GLUETUN_VARS - ACEXY_VARS - COMPOSE_KNOBS
+    assert not unknown, f"{stack.name}: variables nobody reads: {sorted(unknown)}"
+    lacking = DAEMON_VARS - set(documented)
+    assert not lacking, f"{stack.name}/.env.example lacks {sorted(lacking)}"
+    assert all(documented[v] == "" for v in DAEMON_VARS), "empty by default: the YAML decides"
+
+
+@pytest.mark.parametrize("stack", STACKS, ids=lambda p: p.name)
+def test_stack_containers_get_only_variables_they_read(stack: Path) -> None:
+    services = yaml.safe_load((stack / "docker-compose.yml").read_text())["services"]
+    for name, service in services.items():
+        env = service.get("environment") or {}
+        assert isinstance(env, dict), f"{stack.name}/{name}: write environment as a mapping"
+        role = service_role(name, service)
+        stray = set(env) - SERVICE_VARS[role]
+        assert not stray, f"{stack.name}/{name}: {role} does not read {sorted(stray)}"
+        for var, value in env.items():
+            if var in DAEMON_VARS:  # passed through from .env under the same name
+                assert value == f"${{{var}:-}}", f"{stack.name}/{name}: {var}: {value!r}"
+    orchestrator_env = set(services["orchestrator"]["environment"])
+    assert orchestrator_env >= DAEMON_VARS, (
+        f"{stack.name}: .env cannot reach the daemon for {sorted(DAEMON_VARS - orchestrator_env)}")
+
+
+@pytest.mark.parametrize("stack", STACKS, ids=lambda p: p.name)
+def test_stack_config_is_valid(stack: Path) -> None:
+    config = load_config(stack / "config" / "orchestrator.yaml", env={})
+    assert config.api.port == 8000
+
+
+# --- README.md -----------------------------------------------------------------------------------
+
+def test_readme_names_only_known_variables() -> None:
+    unknown = readme_names() - KNOWN
+    assert not unknown, (f"README.md names variables nobody reads: {sorted(unknown)} (a typo? else "
+                         f"add them to the right list in {Path(__file__).name})")
+
+
+def test_readme_documents_every_variable_the_code_reads() -> None:
+    missing = (DAEMON_VARS | {"DOCKER_HOST"}) - readme_names()
+    assert not missing, f"README.md does not mention {sorted(missing)}"
+
+
+def _readme_table(header: str) -> list[list[str]]:
+    """Rows (cells) of the README table whose header row starts with `header`."""
+    lines = README.read_text().splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith(header)), None)
+    assert start is not None, f"README.md: no table starting {header!r}"
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in re.split(r"(?<!\\)\|", line.strip())[1:-1]])
+    return rows
+
+
+def test_readme_variable_table_matches_the_code() -> None:
+    mapping: dict[str, str] = {}
+    for names, key, *_ in _readme_table("| variable | key |"):
+        dotted = re.search(r"`([a-z_]+(?:\.[a-z_]+)?)`", key)
+        assert dotted, key
+        for var in re.findall(r"`(" + NAME + ")`", names):
+            mapping[var] = dotted[1]
+    expected = {var: key for var, (key, _parse) in ENV_OVERRIDES.items()}
+    expected |= {var: "vpn.containers" for var in CONTAINER_NAME_VARS}
+    assert mapping == expected
+
+
+def _fmt_default(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, dict | list):
+        return "{}" if isinstance(value, dict) else "[]"
+    return str(value)
+
+
+def expected_key_rows() -> list[str]:
+    envs = env_of_key()
+    return [f"| `{key}` | `{_fmt_default(default)}` | "
+            f"{', '.join(f'`{v}`' for v in sorted(envs.get(key, ()), key=len))} | <what it does> |"
+            for key, default in dotted_keys().items()]
+
+
+def test_readme_key_table_matches_the_schema() -> None:
+    rows = _readme_table("| key | default | env | what |")
+    found = {}
+    for key, default, env, _what in rows:
+        found[key.strip("`")] = (default.strip("`"), set(re.findall(r"`(" + NAME + ")`", env)))
+    expected = {key: (_fmt_default(default), env_of_key().get(key, set()))
+                for key, default in dotted_keys().items()}
+    assert found == expected, ("README.md's key table (## Configuration) is out of step with "
+                               "orchestrator/config.py SCHEMA/ENV_OVERRIDES; the rows should be:\n"
+                               + "\n".join(expected_key_rows()))
+
+
+def test_readme_names_only_real_keys() -> None:
+    sections = "|".join(s for s, keys in SCHEMA.items() if "" not in keys)
+    keys = set(dotted_keys())
+    named = set()
+    for span in code_spans(README.read_text()):
+        named |= set(re.findall(r"(?<![\w./-])((?:" + sections + r")\.[a-z_]+)\b", span))
+    unknown = {k for k in named - keys if not k.startswith("orchestrator.")}
+    assert not unknown, f"README.md names keys config.py does not have: {sorted(unknown)}"
+
+
+# --- config.example.yaml comments ----------------------------------------------------------------
+
+def example_comment_vars() -> dict[str, set[str]]:
+    """Dotted key -> the variables its line's comment names."""
+    out: dict[str, set[str]] = {}
+    section = ""
+    for line in CONFIG_EXAMPLE.read_text().splitlines():
+        match = re.match(r"^(\s*)([a-z_]+):[^#]*(?:#(.*))?$", line)
+        if not match:
+            continue
+        indent, key, comment = match.groups()
+        if not indent:
+            section = key
+        dotted = key if not indent else f"{section}.{key}"
+        names = set(re.findall(NAME, comment or ""))
+        if names:
+            out[dotted] = names
+    return out
+
+
+def test_config_example_comments_name_the_right_variables() -> None:
+    named = example_comment_vars()
+    expected = {key: envs for key, envs in env_of_key().items()}
+    assert named == expected, ("config.example.yaml: each key's comment should name the variables "
+                               f"that override it: expected {expected}, found {named}")
