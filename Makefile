@@ -54,8 +54,13 @@ run: install
 demo: install images
 	bash scripts/demo.sh $(or $(MODE),none)
 
+# Figures for the README's Performance section; results land in bench/results/*.json.
 bench: install images
-	$(BIN)/python bench/hide_latency.py
+	command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
+	$(BIN)/python bench/hide_latency.py --flips 20
+	$(BIN)/python bench/vpn_recovery.py --rounds 5
+	$(BIN)/python bench/pool_timings.py --idle-seconds 60
+	$(BIN)/python bench/http_load.py
 
 clean:
 	bash testbed/cleanup.sh acestream-orchestrator-demo=1 || true

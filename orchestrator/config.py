@@ -156,6 +156,9 @@ ENV_OVERRIDES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "VPN_UNHEALTHY_RESTART_TIMEOUT_S": ("vpn.unhealthy_restart_timeout_s", float),
     "MAX_ACTIVE_REPLICAS": ("engines.max_replicas", int),
     "LOG_LEVEL": ("log_level", str.upper),
+    # secrets are better kept out of the mounted YAML: these two take them from the environment
+    "GLUETUN_API_KEY": ("vpn.api_key", str),
+    "ORCHESTRATOR_API_KEY": ("api.api_key", str),
 }
 CONTAINER_NAME_VARS = ("GLUETUN_CONTAINER_NAME", "GLUETUN_CONTAINER_NAME_2")
 

@@ -31,8 +31,8 @@ say() { echo "build-base-image: $*"; }
 die() { echo "build-base-image: ERROR: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "must run as root (debootstrap, chroot)"
 
-hash=$({ sha256sum "$here/build-base-image.sh"; echo "$suite $packages"
-  if [ -f "$cabundle" ]; then sha256sum "$cabundle"; fi; } | sha256sum | cut -c1-16)
+hash=$({ sha256sum <"$here/build-base-image.sh"; echo "$suite $packages"
+  if [ -f "$cabundle" ]; then sha256sum <"$cabundle"; fi; } | sha256sum | cut -c1-16)
 
 if [ -z "${FORCE:-}" ] &&
   [ "$(docker image inspect -f "{{index .Config.Labels \"$key\"}}" "$image" 2>/dev/null)" = "$hash" ]; then

@@ -15,7 +15,7 @@ busybox=/bin/busybox
 
 # inputs: this script, the stand-in sources, the busybox binary (modes are set below)
 hash=$(cd "$here" && { find build-images.sh common engine gluetun -type f -print0 | sort -z | xargs -0 sha256sum
-  sha256sum "$busybox"; } | sha256sum | cut -c1-16)
+  sha256sum <"$busybox"; } | sha256sum | cut -c1-16)
 
 current() { [ "$(docker image inspect -f "{{index .Config.Labels \"$key\"}}" "$ns/$1:latest" 2>/dev/null)" = "$hash" ]; }
 if [ -z "${FORCE:-}" ] && current busybox && current engine && current gluetun; then

@@ -23,6 +23,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from orchestrator.docker_gateway import parse_docker_time
+
 REPO = Path(__file__).resolve().parents[2]
 TEST_LABEL = "acestream-orchestrator-test"
 ENGINE_IMAGE = "acestream-orchestrator-test/engine:latest"
@@ -42,6 +44,15 @@ def docker(*args: str, check: bool = True, timeout: float = 60) -> str:
 def inspect(ref: str) -> dict[str, Any] | None:
     found = json.loads(docker("inspect", ref, check=False) or "[]")
     return found[0] if found else None
+
+
+def started_at(container_id: str) -> float:
+    """Docker's StartedAt of a container, in POSIX seconds."""
+    info = inspect(container_id)
+    assert info is not None
+    when = parse_docker_time(info["State"]["StartedAt"])
+    assert when is not None
+    return when
 
 
 def containers(*filters: str, all_states: bool = True) -> list[str]:

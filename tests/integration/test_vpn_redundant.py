@@ -17,6 +17,7 @@ from tests.integration.harness import (
     inspect,
     run_gluetun,
     set_vpn_health,
+    started_at,
     wait_for,
     wait_vpn_health,
 )
@@ -48,12 +49,6 @@ def redundant_daemon(make_daemon: MakeDaemon, names: tuple[str, str], replicas: 
 
 def split(engines: list[dict[str, Any]]) -> Counter[str]:
     return Counter(e["vpn_container"] for e in engines)
-
-
-def started_at(container_id: str) -> str:
-    info = inspect(container_id)
-    assert info is not None
-    return str(info["State"]["StartedAt"])
 
 
 def reachable(engine: dict[str, Any]) -> bool:

@@ -16,6 +16,7 @@ from tests.integration.harness import (
     inspect,
     run_gluetun,
     set_vpn_health,
+    started_at,
     wait_for,
     wait_vpn_health,
 )
@@ -41,12 +42,6 @@ def vpn_ip(name: str) -> str:
     info = inspect(name)
     assert info is not None
     return str(info["NetworkSettings"]["IPAddress"])
-
-
-def started_at(container_id: str) -> str:
-    info = inspect(container_id)
-    assert info is not None
-    return str(info["State"]["StartedAt"])
 
 
 def all_reachable(engines: list[dict[str, Any]]) -> bool:

@@ -45,7 +45,7 @@ COMPOSE_DIR = REPO / "compose"
 STACKS = sorted(p.parent.name for p in COMPOSE_DIR.glob("*/docker-compose.yml"))
 SEED_VARS = {*ENV_OVERRIDES, *CONTAINER_NAME_VARS}
 # what an operator must fill in before `up` (the stacks refuse to start without them)
-SECRETS = {"GLUETUN_CONTROL_API_KEY": "test-control-key"}
+SECRETS = {"GLUETUN_API_KEY": "test-control-key"}
 
 
 def env_example(stack: str) -> dict[str, str]:
@@ -119,7 +119,11 @@ def test_stack_validates_and_matches_its_config(compose_cli: str, stack: str) ->
     assert f"{COMPOSE_DIR / stack / 'config'}:/config:ro" in orch["volumes"]
     assert any(v.startswith("/var/run/docker.sock:/var/run/docker.sock") for v in orch["volumes"])
     assert set(orch["environment"]) == SEED_VARS, "every seed variable reaches the daemon from .env"
-    assert all(v == "" for v in orch["environment"].values()), "empty by default: the YAML decides"
+    # the keys come from .env (secrets stay out of the YAML); every other variable is empty by
+    # default, so the YAML decides
+    assert orch["environment"]["GLUETUN_API_KEY"] == SECRETS["GLUETUN_API_KEY"]
+    assert all(v == "" for k, v in orch["environment"].items() if k != "GLUETUN_API_KEY"), \
+        "empty by default: the YAML decides"
     assert orch["restart"] == "unless-stopped"
 
     acexy = services["acexy"]
@@ -147,7 +151,8 @@ def test_stack_validates_and_matches_its_config(compose_cli: str, stack: str) ->
         assert published_ports(gluetun) == set(range(share.start, share.end + 1)), name
         assert gluetun["environment"]["HTTP_CONTROL_SERVER_ADDRESS"] == f":{config.vpn_api_port}"
         role = gluetun["environment"]["HTTP_CONTROL_SERVER_AUTH_DEFAULT_ROLE"]
-        assert SECRETS["GLUETUN_CONTROL_API_KEY"] in role
+        assert SECRETS["GLUETUN_API_KEY"] in role
+        assert orch["environment"]["GLUETUN_API_KEY"] == SECRETS["GLUETUN_API_KEY"]
         assert orch["depends_on"][name]["condition"] in ("service_healthy", "service_started")
         assert set(gluetun["networks"]) == set(orch["networks"]) == set(acexy["networks"])
     if vpn.mode == "single":
@@ -159,7 +164,7 @@ def test_stack_validates_and_matches_its_config(compose_cli: str, stack: str) ->
 def test_stack_refuses_to_start_without_the_control_key(compose_cli: str, stack: str) -> None:
     done = compose_config(compose_cli, stack, {})
     assert done.returncode != 0
-    assert "GLUETUN_CONTROL_API_KEY" in done.stderr, done.stderr
+    assert "GLUETUN_API_KEY" in done.stderr, done.stderr
 
 
 FORWARDED_PORT = 40555  # the first stand-in VPN's; the next one's is one more
@@ -178,7 +183,7 @@ def _for_the_test_bed(stack: dict[str, Any], run: str, api_port: int, confdir: P
         gluetun.update(image=GLUETUN_IMAGE, container_name=f"{run}-{name}", labels=labels)
         gluetun.pop("ports")
         gluetun.pop("devices")
-        gluetun["environment"].update(STANDIN_API_KEY=SECRETS["GLUETUN_CONTROL_API_KEY"],
+        gluetun["environment"].update(STANDIN_API_KEY=SECRETS["GLUETUN_API_KEY"],
                                       STANDIN_FORWARDED_PORT=str(FORWARDED_PORT + index))
     orch = services["orchestrator"]
     orch.pop("build")
@@ -212,8 +217,8 @@ def _desired_for_the_test_bed(stack: str, run: str, services: dict[str, Any],
         desired["engines"]["host_port_range"] = "29500-29509"
     else:
         renamed = {services[g]["container_name"]: f"{run}-{g}" for g in gluetun_services(services)}
-        desired["vpn"].update(containers=[renamed[c] for c in desired["vpn"]["containers"]],
-                              api_key=SECRETS["GLUETUN_CONTROL_API_KEY"])
+        # vpn.api_key stays unset in the YAML: the stack passes it as GLUETUN_API_KEY from .env
+        desired["vpn"].update(containers=[renamed[c] for c in desired["vpn"]["containers"]])
     return desired
 
 
