@@ -22,7 +22,7 @@ from aiodocker.exceptions import DockerError as AioDockerError
 
 from orchestrator.errors import DockerConflict, DockerError, DockerUnavailable, ImageNotFound
 
-EVENT_ACTIONS = ("create", "start", "restart", "die", "stop", "destroy", "rename", "pause",
+EVENT_ACTIONS = ("create", "start", "restart", "kill", "die", "stop", "destroy", "rename", "pause",
                  "unpause", "health_status")
 
 

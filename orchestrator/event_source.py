@@ -127,12 +127,12 @@ class EventSource:
                     self._on_hidden((time.time_ns() - time_nano) / 1e9)
             return
         if action in ("stop", "kill") and is_current:
-            self._store.note_vpn_stop_requested(vpn)
+            self._store.note_vpn_stop_requested(vpn, at)
         # a replayed stop from before the container's current run must not stop it again
         if action in STOPPED_ACTIONS and is_current and current is not None \
                 and at >= (current.obs.started_at or 0.0):
             # hide its engines at once; the inspect below refines the state
-            crashed = action == "die" and not current.stop_requested
+            crashed = action == "die" and current.stop_requested_at is None
             self._store.set_vpn_state(vpn, "unhealthy" if crashed else "stopped", at)
         if action == "destroy" and not is_current:
             return

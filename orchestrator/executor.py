@@ -142,8 +142,10 @@ class Executor:
         if isinstance(action, RemoveEngine | RestartEngine | RestartVpn):
             self._cool_down(action.container_id, now)
         create = action.create if isinstance(action, RecreateEngine) else action
-        if isinstance(create, CreateEngine) and isinstance(exc, DockerConflict):
-            # the slot's ports are taken by something else (e.g. a host port in use)
+        port_taken = "already allocated" in message or "address already in use" in message
+        if isinstance(create, CreateEngine) and isinstance(exc, DockerConflict) \
+                and create.vpn is None and port_taken:
+            # the slot's host port is taken by something else: skip the slot for a while
             self._store.block_slot(create.vpn, create.slot, now + SLOT_BLOCK_S)
         if isinstance(action, CreateEngine | RecreateEngine):
             self.create_failures += 1

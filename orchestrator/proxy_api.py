@@ -190,9 +190,8 @@ class ProxyApi:
         engine = free_engine(store, self.reservations.held(now))
         if engine is not None:
             self.reservations.hold(engine.container_id, now)
-            if store.demand_until is not None:
-                store.demand_until = None
-                store.changed()
+            store.demand_until = None
+            store.changed()  # the planner now counts the engine handed out as busy
             metrics.count_provision("engine")
             return web.json_response(self._engine_answer(engine))
         blocked = blocked_reason(self.daemon, now) or in_progress()

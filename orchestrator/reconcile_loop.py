@@ -65,7 +65,9 @@ class ReconcileLoop:
         self._log_pass(result)
         self._store.last_plan = result
         self._store.last_reconcile_at = now
-        return result.wake_at
+        # a provisioned engine stops counting as busy when its hold expires: look again then
+        wakes = [w for w in (result.wake_at, self._store.reservations.next_expiry()) if w]
+        return min(wakes) if wakes else None
 
     def _log_pass(self, result: Plan) -> None:
         previous = self._store.last_plan

@@ -28,7 +28,7 @@ log = structlog.get_logger()
 CLEAN_EXIT_CODES = (0, 143)  # exited by itself, or on SIGTERM (docker stop)
 
 
-def vpn_state_of(info: ContainerInfo | None, stop_requested: bool = False) -> VpnState:
+def vpn_state_of(info: ContainerInfo | None, on_purpose: bool = False) -> VpnState:
     """Docker's view of a VPN container. One that exited with an error without anybody asking
     it to stop crashed: it counts as unhealthy (restarted after the timeout), while one stopped
     on purpose is `stopped` and left alone."""
@@ -37,7 +37,7 @@ def vpn_state_of(info: ContainerInfo | None, stop_requested: bool = False) -> Vp
     if info.status == "restarting":
         return "starting"
     if info.status != "running":
-        crashed = info.exit_code not in (None, *CLEAN_EXIT_CODES) and not stop_requested
+        crashed = info.exit_code not in (None, *CLEAN_EXIT_CODES) and not on_purpose
         return "unhealthy" if crashed and info.status == "exited" else "stopped"
     if info.health in ("unhealthy", "starting"):
         return info.health  # type: ignore[return-value]
@@ -53,7 +53,8 @@ class VpnRecord:
     control_error: str | None = None
     docker_state: VpnState | None = None  # what Docker says; `obs.state` also heeds the control server
     control_down: bool = False  # the control server says the VPN tunnel is stopped
-    stop_requested: bool = False  # a stop/kill event came before it exited: on purpose
+    # when a stop/kill event for it came: an exit after that, until it runs again, is on purpose
+    stop_requested_at: float | None = None
 
 
 @dataclass(slots=True, kw_only=True)
@@ -85,6 +86,7 @@ class StateStore:
     # Engines adopted from an earlier daemon: their streams are unknown, so their idle clock
     # starts when this daemon first saw them (no scale-down of a possibly busy engine at once).
     adopted_at: dict[str, float] = field(default_factory=dict)
+    unready_since: dict[str, float] = field(default_factory=dict)
     demand_until: float | None = None
     visible: tuple[EngineObs, ...] = ()
     last_plan: Plan | None = None
@@ -133,6 +135,7 @@ class StateStore:
         if engine is None or engine.started_at != started_at or engine.ready:
             return
         self.engines[container_id] = dataclasses.replace(engine, ready=True)
+        self.unready_since.pop(container_id, None)
         self.extras[container_id].last_health_check = time.time()
         log.info("engine_ready", container=engine.name, container_id=container_id[:12])
         self.changed()
@@ -142,6 +145,7 @@ class StateStore:
         if engine is None or not engine.ready:
             return
         self.engines[container_id] = dataclasses.replace(engine, ready=False)
+        self.unready_since[container_id] = time.time()
         log.warning("engine_unready", container=engine.name, container_id=container_id[:12],
                     reason=reason)
         self.changed()
@@ -180,21 +184,26 @@ class StateStore:
         self.engines.pop(container_id, None)
         self.extras.pop(container_id, None)
         self.adopted_at.pop(container_id, None)
+        self.unready_since.pop(container_id, None)
         self._touch(container_id)
 
     # -- VPNs ----------------------------------------------------------------------------------
     def set_vpn(self, name: str, info: ContainerInfo | None, at: float) -> None:
         record = self.vpns.get(name)
-        if record is not None and info is not None and info.status == "running":
-            record.stop_requested = False
-        stop_requested = record is not None and record.stop_requested
-        self._set_vpn_state(name, vpn_state_of(info, stop_requested), at, info)
+        if (record is not None and record.stop_requested_at is not None and info is not None
+                and info.status == "running" and (info.started_at or 0.0) > record.stop_requested_at):
+            record.stop_requested_at = None  # it runs again since
+        # an exit counts as a crash only when this daemon saw it running and nobody stopped it;
+        # one found exited at start-up may have been stopped on purpose: leave it alone
+        witnessed = record is not None and record.obs.state not in ("missing", "stopped")
+        on_purpose = record is None or record.stop_requested_at is not None or not witnessed
+        self._set_vpn_state(name, vpn_state_of(info, on_purpose), at, info)
 
-    def note_vpn_stop_requested(self, name: str) -> None:
+    def note_vpn_stop_requested(self, name: str, at: float) -> None:
         """Someone stopped or killed the VPN container (a Docker stop/kill event)."""
         record = self.vpns.get(name)
         if record is not None:
-            record.stop_requested = True
+            record.stop_requested_at = at
 
     def set_vpn_state(self, name: str, state: VpnState, at: float) -> None:
         """Apply a state carried by an event (health status, death) before any inspect."""
@@ -207,6 +216,10 @@ class StateStore:
                        info: ContainerInfo | None) -> None:
         self._touch(f"vpn:{name}")
         record = self.vpns.get(name)
+        if record is not None and info is not None and (
+                info.id != record.obs.container_id or info.started_at != record.obs.started_at):
+            # a new container or a new run: what its control server said before no longer holds
+            record.control_down, record.public_ip = False, None
         if record is not None:
             record.docker_state = state
             if state == "healthy" and record.control_down:
@@ -252,8 +265,10 @@ class StateStore:
             return
         previous_ip = record.public_ip
         record.public_ip, record.control_status, record.control_error = public_ip, status, error
-        if status is not None and (status == "stopped") != record.control_down:
-            record.control_down = status == "stopped"
+        # an unreadable control server (401, timeout) says nothing about the tunnel: Docker decides
+        down = status == "stopped"
+        if down != record.control_down:
+            record.control_down = down
             log.info("gluetun_tunnel_status", vpn=name, status=status)
             self._set_vpn_state(name, record.docker_state or record.obs.state, time.time(), None)
         if previous_ip and public_ip and public_ip != previous_ip and record.obs.state == "healthy":
@@ -301,8 +316,10 @@ class StateStore:
         cid = engine.container_id
         held = 1 if cid in self.reservations.held(now) else 0
         used = [t for t in (self.streams.last_usage.get(cid), self.adopted_at.get(cid)) if t]
+        unready = [t for t in (self.unready_since.get(cid), self.adopted_at.get(cid)) if t]
         return dataclasses.replace(engine, streams=self.streams.count(cid) + held,
-                                   last_stream_usage=max(used) if used else None)
+                                   last_stream_usage=max(used) if used else None,
+                                   unready_since=None if engine.ready or not unready else max(unready))
 
     def want_free_engine(self, until: float) -> None:
         """A proxy asked for an engine and none was free: keep one more free until `until`."""

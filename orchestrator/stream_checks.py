@@ -11,6 +11,7 @@ answer at all, is left to the other rules (the engine's own liveness and visibil
 
 from __future__ import annotations
 
+import asyncio
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
@@ -18,6 +19,7 @@ import structlog
 
 from orchestrator.endpoints import Address, engine_endpoint
 from orchestrator.state import StateStore
+from orchestrator.streams import Stream
 
 log = structlog.get_logger()
 
@@ -25,10 +27,15 @@ TIMEOUT = aiohttp.ClientTimeout(total=3.0)
 MISSES_TO_END = 2
 
 
-def engine_url(url: str, host: str, port: int) -> str:
+def engine_url(url: str, host: str, port: int) -> str | None:
     """The same path on the engine as the daemon reaches it (the proxy's host may be
-    `localhost` or a name only the proxy resolves)."""
-    parts = urlsplit(url)
+    `localhost` or a name only the proxy resolves); None for a URL that cannot be parsed."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https", ""):
+        return None
     return urlunsplit((parts.scheme or "http", f"{host}:{port}", parts.path, parts.query, ""))
 
 
@@ -55,12 +62,20 @@ class StreamChecker:
         self._misses: dict[str, int] = {}
 
     async def check(self, address: Address, now: float) -> None:
+        """Ask about every stream at once (one hung engine must not stretch the round)."""
+        checks: list[tuple[Stream, str]] = []
         for stream in list(self._store.streams.active.values()):
             engine = self._store.engines.get(stream.container_id)
             if not stream.stat_url or engine is None:
                 continue
             url = engine_url(stream.stat_url, *engine_endpoint(self._store, engine, address))
-            gone = await session_gone(self._session, url)
+            if url is not None:
+                checks.append((stream, url))
+        answers = await asyncio.gather(*(session_gone(self._session, url) for _, url in checks))
+        for (stream, _), gone in zip(checks, answers, strict=True):
+            engine = self._store.engines.get(stream.container_id)
+            if engine is None:
+                continue
             misses = self._misses.get(stream.id, 0) + 1 if gone else 0
             self._misses[stream.id] = misses
             if misses >= MISSES_TO_END and self._store.streams.end(stream.id, "stat_url_gone", now):

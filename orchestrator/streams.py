@@ -46,6 +46,9 @@ class Reservations:
     def release(self, container_id: str) -> None:
         self.until.pop(container_id, None)
 
+    def next_expiry(self) -> float | None:
+        return min(self.until.values(), default=None)
+
     def held(self, now: float) -> frozenset[str]:
         for expired in [c for c, t in self.until.items() if t <= now]:
             del self.until[expired]

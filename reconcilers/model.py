@@ -98,6 +98,8 @@ class EngineObs:
     streams: int = 0
     last_stream_usage: float | None = None
     created_at: float = 0.0
+    # when it stopped answering (or was adopted unanswered); None: since it started
+    unready_since: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -41,17 +41,22 @@ def _ports_used(ports: EnginePorts | None, vpn: str | None) -> set[int]:
     return {ports.http, ports.api, ports.p2p}
 
 
+def ports_clash(vpn: str | None, ports: EnginePorts, held: Iterable[Occupant]) -> bool:
+    """Whether `ports` collide with a port some occupant holds in the same namespace."""
+    used = set().union(*(_ports_used(o.ports, vpn) for o in held if o.vpn == vpn))
+    return bool(_ports_used(ports, vpn) & used)
+
+
 def free_slot(desired: Desired, vpn: str | None, held: Iterable[Occupant],
               blocked: frozenset[tuple[str | None, int]] = frozenset()) -> int | None:
     """The lowest slot that is not held, not blocked, and whose ports no occupant uses (an
     engine created under an earlier port layout keeps the ports on its labels)."""
     mine = [o for o in held if o.vpn == vpn]
     used_slots = {o.slot for o in mine}
-    used_ports = set().union(*(_ports_used(o.ports, vpn) for o in mine))
     for slot in range(slot_capacity(desired, vpn)):
         if slot in used_slots or (vpn, slot) in blocked:
             continue
-        if not _ports_used(ports_for(desired, vpn, slot, None), vpn) & used_ports:
+        if not ports_clash(vpn, ports_for(desired, vpn, slot, None), mine):
             return slot
     return None
 

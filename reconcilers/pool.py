@@ -37,6 +37,7 @@ from reconcilers.placement import (
     Occupant,
     healthy_vpns,
     place_new_engines,
+    ports_clash,
     ports_for,
     slot_capacity,
 )
@@ -182,12 +183,17 @@ def _restart_if_never_ready(p: _Pass, engine: EngineObs) -> None:
     started (or that stopped answering: it started long ago) is restarted."""
     if engine.ready or engine.status != "running" or engine.started_at is None:
         return
-    due = engine.started_at + p.desired.engines.ready_timeout_s
+    timeout = p.desired.engines.ready_timeout_s
+    due = max(engine.started_at, engine.unready_since or 0.0) + timeout
     if p.now < due:
         p.wakes.append(due)
         return
     p.act(RestartEngine(container_id=engine.container_id,
-                        reason=f"not answering {p.desired.engines.ready_timeout_s:g}s after start"))
+                        reason=f"not answering its API for {timeout:g}s"))
+    if not any(pr.code == "engines_not_answering" for pr in p.problems):
+        p.problems.append(Problem(code="engines_not_answering",
+                                  message="engines do not answer their API and are being restarted; "
+                                  "if this repeats, check engines.address and the engine image"))
 
 
 def _counts_for_pool(p: _Pass, engine: EngineObs) -> bool:
@@ -198,12 +204,13 @@ def _counts_for_pool(p: _Pass, engine: EngineObs) -> bool:
     return vpn is not None and vpn.state == "healthy"
 
 
-def _occupants(p: _Pass, planned: tuple[CreateEngine, ...] = ()) -> list[Occupant]:
+def _occupants(p: _Pass, planned: tuple[CreateEngine, ...] = (),
+               excluding: str | None = None) -> list[Occupant]:
     """Everything holding a slot. An engine removed in this pass keeps its slot until it is
     gone, but no longer holds its VPN's forwarded port, so its replacement can take it."""
     held = [Occupant(vpn=e.vpn, slot=e.slot, ports=e.ports,
                      forwarded=e.forwarded and e.container_id not in p.removed)
-            for e in p.observed.engines]
+            for e in p.observed.engines if e.container_id != excluding]
     held += [Occupant(vpn=c.vpn, slot=c.slot, forwarded=c.forwarded, ports=c.ports)
              for c in p.observed.pending_creates]
     held += [Occupant(vpn=c.vpn, slot=c.slot, forwarded=c.forwarded, ports=c.ports)
@@ -313,7 +320,8 @@ def _rebalance(p: _Pass, counting: list[EngineObs]) -> None:
     most, high = max(load.items(), key=lambda kv: kv[1])
     if high - min(load.values()) < 2:
         return
-    idle = [e for e in counting if e.vpn == most and p.free(e) and e.streams == 0 and not e.forwarded]
+    idle = [e for e in counting
+            if e.vpn == most and p.free(e) and not e.forwarded and _idle_expired(p, e)]
     if idle:
         victim = max(idle, key=lambda e: e.created_at)
         p.act(RemoveEngine(container_id=victim.container_id, reason="rebalancing across VPNs"))
@@ -326,11 +334,20 @@ def _recreate(p: _Pass, engine: EngineObs, *, forwarded: bool, port: int | None,
     if not 0 <= engine.slot < slot_capacity(p.desired, engine.vpn):
         p.act(RemoveEngine(container_id=engine.container_id, reason=f"{reason}; slot gone"))
         return
+    ports = ports_for(p.desired, engine.vpn, engine.slot, port if forwarded else None)
+    planned = tuple(a.create if isinstance(a, RecreateEngine) else a for a in p.actions
+                    if isinstance(a, CreateEngine | RecreateEngine))
+    others = [o for o in _occupants(p, planned, excluding=engine.container_id)]
+    if ports_clash(engine.vpn, ports, others):
+        # its slot's ports in today's layout belong to an engine of the old layout: free the
+        # slot and let the pool place a replacement where nothing clashes
+        p.act(RemoveEngine(container_id=engine.container_id, reason=f"{reason}; ports taken"))
+        return
     create = CreateEngine(
         vpn=engine.vpn,
         vpn_id=vpn.container_id if vpn else None,
         slot=engine.slot,
-        ports=ports_for(p.desired, engine.vpn, engine.slot, port if forwarded else None),
+        ports=ports,
         forwarded=forwarded,
         spec_hash=p.spec_hash,
         reason=reason,
@@ -351,11 +368,11 @@ def _keep_forwarded_engines(p: _Pass) -> None:
         if forwarded:
             engine = forwarded[0]
             # a stream on it keeps working without inbound P2P: recreate once it is idle
-            if engine.ports.p2p != port and p.free(engine) and engine.streams == 0:
+            if engine.ports.p2p != port and p.free(engine) and _idle_expired(p, engine):
                 _recreate(p, engine, forwarded=True, port=port,
                           reason=f"forwarded port changed to {port}")
             continue
-        idle = sorted((e for e in mine if p.free(e) and e.streams == 0),
+        idle = sorted((e for e in mine if p.free(e) and _idle_expired(p, e)),
                       key=lambda e: (e.ready, e.slot))
         if idle:
             _recreate(p, idle[0], forwarded=True, port=port,
@@ -369,7 +386,7 @@ def _roll_changed_spec(p: _Pass) -> None:
     ):
         return
     for engine in p.kept:
-        if engine.spec_hash != p.spec_hash and p.free(engine) and engine.streams == 0:
+        if engine.spec_hash != p.spec_hash and p.free(engine) and _idle_expired(p, engine):
             vpn = p.vpn(engine.vpn)
             if engine.vpn is not None and (vpn is None or vpn.state != "healthy"):
                 continue

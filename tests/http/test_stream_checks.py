@@ -59,3 +59,24 @@ async def test_streams_end_after_two_gone_answers_and_only_then(aiohttp_server: 
     assert set(store.streams.active) == {"blind"}
     (ended,) = store.streams.ended
     assert (ended.id, ended.end_reason) == ("watched", "stat_url_gone")
+
+
+def test_a_malformed_stat_url_is_skipped_not_fatal() -> None:
+    assert engine_url("http://[bad/ace/stat/abc/p1", "127.0.0.1", 6878) is None
+    assert engine_url("ftp://engine/ace/stat/abc/p1", "127.0.0.1", 6878) is None
+
+
+async def test_checking_a_stream_with_a_malformed_stat_url_ends_nothing() -> None:
+    store = StateStore()
+    create = CreateEngine(vpn=None, vpn_id=None, slot=0, forwarded=False, spec_hash="h", reason="t",
+                          ports=EnginePorts(http=9, api=1, p2p=2, host_http=19000))
+    store.upsert_engine(ContainerInfo(
+        id="e" * 64, name="engine-0", status="running", health=None, started_at=time.time(),
+        created_at=time.time(), ip="127.0.0.1", labels=engine_labels(create, EngineSpec(image="x"))))
+    store.streams.start(Stream(id="odd", container_id="e" * 64, key_type="content_id", key="k",
+                               stat_url="http://[bad/ace/stat/abc/p1", started_at=time.time()))
+    async with aiohttp.ClientSession() as session:
+        checker = StreamChecker(store, session)
+        for _ in range(3):
+            await checker.check("ip", time.time())
+    assert set(store.streams.active) == {"odd"}

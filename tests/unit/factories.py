@@ -110,6 +110,7 @@ def engine(
     last_stream_usage: float | None = None,
     created_at: float = 0.0,
     spec_hash: str = CURRENT,
+    unready_since: float | None = None,
 ) -> EngineObs:
     return EngineObs(
         container_id=id,
@@ -126,6 +127,7 @@ def engine(
         streams=streams,
         last_stream_usage=last_stream_usage,
         created_at=created_at,
+        unready_since=unready_since,
     )
 
 
