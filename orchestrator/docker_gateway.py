@@ -99,13 +99,6 @@ class DockerGateway:
     async def close(self) -> None:
         await self._docker.close()
 
-    async def ping(self) -> str:
-        try:
-            version = await self._docker.version()
-        except _CONNECTION_ERRORS as exc:
-            raise _wrap(exc, "docker version") from exc
-        return str(version.get("Version", "unknown"))
-
     async def inspect(self, ref: str) -> ContainerInfo | None:
         """The container by ID or name, or None when it does not exist."""
         try:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
@@ -94,8 +93,6 @@ class StateStore:
     docker_connected: bool = False
     docker_error: str | None = None
     watchers: list[asyncio.Event] = field(default_factory=list)
-    on_visibility: list[Callable[[tuple[EngineObs, ...], tuple[EngineObs, ...]], None]] = field(
-        default_factory=list)
     _pending_seq: int = 0
     version: int = 0  # bumped on every change; lets readers cache what they derive
     generation: int = 0  # bumped on every write of a container's facts, see `touched`
@@ -362,8 +359,6 @@ class StateStore:
         if visible != self.visible:
             before, self.visible = self.visible, visible
             self._end_streams_of_lost(before, visible)
-            for listener in self.on_visibility:
-                listener(before, visible)
         for event in self.watchers:
             event.set()
 
