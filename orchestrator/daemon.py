@@ -53,6 +53,7 @@ class Daemon:
         self.executor: Executor | None = None
         self.loop: ReconcileLoop | None = None
         self.prober: ReadinessProber | None = None
+        self._tasks: asyncio.TaskGroup | None = None
 
     @property
     def desired(self) -> Desired:
@@ -80,7 +81,8 @@ class Daemon:
         if set(config.desired.vpn.containers) != set(previous.desired.vpn.containers):
             for gone in set(self.store.vpns) - set(config.desired.vpn.containers):
                 self.store.vpns.pop(gone)
-            asyncio.get_running_loop().create_task(self._resync_quietly())
+            if self._tasks is not None:  # owned by the daemon's TaskGroup, like every task
+                self._tasks.create_task(self._resync_quietly(), name="resync-after-config")
         self.store.changed()
 
     def _control_url(self, name: str) -> str:
@@ -118,6 +120,7 @@ class Daemon:
     async def _run_tasks(self, session: aiohttp.ClientSession, stop: asyncio.Event) -> None:
         try:
             async with asyncio.TaskGroup() as tasks:
+                self._tasks = tasks
                 self.executor = Executor(self.gateway, self.store, lambda: self.desired, tasks)
                 self.loop = ReconcileLoop(self.store, self.executor, lambda: self.desired)
                 self.prober = ReadinessProber(self.store, session, self.config.address,

@@ -209,16 +209,23 @@ def test_daemon_container_without_vpn(sidecar: Sidecar) -> None:
     assert elapsed < STOP_GRACE_S / 2, f"docker stop took {elapsed:.1f}s"
 
 
-def test_invalid_config_exits_2_with_file_line_and_key(daemon_image: str, tmp_path: Path) -> None:
+def _check_config(daemon_image: str, tmp_path: Path, text: str,
+                  mode: int) -> subprocess.CompletedProcess[str]:
+    """`--check` of a YAML with the given text and file mode, mounted as the stacks mount it."""
     confdir = tmp_path / "config"
     confdir.mkdir()
     confdir.chmod(0o755)
-    (confdir / "orchestrator.yaml").write_text("engines:\n  min_replicas: many\n")
-    (confdir / "orchestrator.yaml").chmod(0o644)
+    (confdir / "orchestrator.yaml").write_text(text)
+    (confdir / "orchestrator.yaml").chmod(mode)
     done = subprocess.run(
         ["docker", "run", "--rm", "--label", f"{TEST_LABEL}=1", "-v", f"{confdir}:/config:ro",
          daemon_image, "--config", "/config/orchestrator.yaml", "--check"],
         capture_output=True, text=True, timeout=60, check=False)
+    return done
+
+
+def test_invalid_config_exits_2_with_file_line_and_key(daemon_image: str, tmp_path: Path) -> None:
+    done = _check_config(daemon_image, tmp_path, "engines:\n  min_replicas: many\n", 0o644)
     assert done.returncode == 2, done
     assert "/config/orchestrator.yaml:2: engines.min_replicas:" in done.stderr, done.stderr
 
@@ -226,14 +233,6 @@ def test_invalid_config_exits_2_with_file_line_and_key(daemon_image: str, tmp_pa
 def test_private_config_keeps_root_and_says_why(daemon_image: str, tmp_path: Path) -> None:
     """A YAML readable only by its owner (root) cannot be read as uid 10001: the entrypoint stays
     root rather than fail, and says so on stderr."""
-    confdir = tmp_path / "config"
-    confdir.mkdir()
-    confdir.chmod(0o755)
-    (confdir / "orchestrator.yaml").write_text("log_level: INFO\n")
-    (confdir / "orchestrator.yaml").chmod(0o600)
-    done = subprocess.run(
-        ["docker", "run", "--rm", "--label", f"{TEST_LABEL}=1", "-v", f"{confdir}:/config:ro",
-         daemon_image, "--config", "/config/orchestrator.yaml", "--check"],
-        capture_output=True, text=True, timeout=60, check=False)
+    done = _check_config(daemon_image, tmp_path, "log_level: INFO\n", 0o600)
     assert done.returncode == 0, done
     assert "not readable by uid 10001" in done.stderr and "running as root" in done.stderr, done.stderr
