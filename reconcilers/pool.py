@@ -257,8 +257,10 @@ def _grow(p: _Pass, deficit: int, room: int) -> None:
         if not healthy:
             _report_no_healthy_vpn(p)
             return
-        if not any(v.port_known for v in healthy):
-            return  # its forwarded port is being read; the answer triggers the next pass
+        if not all(v.port_known for v in healthy):
+            # a forwarded port is being read (a few seconds at most): placing now would crowd
+            # the VPNs already read and churn through a rebalance once the others are
+            return
     creates = place_new_engines(p.desired, p.observed.vpns, _occupants(p), count=min(deficit, room),
                                 spec_hash=p.spec_hash, reason="pool below target",
                                 blocked=p.observed.blocked_slots)
