@@ -1,10 +1,17 @@
 # acestream-orchestrator: the two commands a newcomer needs are `make demo` and `make test`.
+#
+#   make check   everything that needs no Docker: lint, format, types, import contracts, and the
+#                unit, HTTP and in-memory worker tests (seconds)
+#   make test    check, then the Docker suites: integration, the daemon's image and compose
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SOURCES := orchestrator reconcilers tests docker bench
+PYTEST := $(BIN)/pytest -q
 
-.PHONY: install docker images sidecar-image lint types unit integration sidecar test run demo bench clean
+.PHONY: install docker images sidecar-image lint format format-check types imports fast check \
+	integration sidecar test run demo bench clean
 
 install: $(STAMP)
 
@@ -14,6 +21,28 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# -- no Docker needed ------------------------------------------------------------------------
+lint: install
+	$(BIN)/ruff check $(SOURCES)
+
+format: install
+	$(BIN)/ruff format $(SOURCES)
+
+format-check: install
+	$(BIN)/ruff format --check $(SOURCES)
+
+types: install
+	$(BIN)/mypy
+
+imports: install
+	$(BIN)/lint-imports --no-cache
+
+fast: install
+	$(PYTEST) tests/unit tests/http tests/workers
+
+check: lint types imports fast
+
+# -- the Docker engine and what runs on it ---------------------------------------------------
 docker:
 	bash scripts/ensure-docker.sh
 
@@ -25,27 +54,15 @@ images: docker
 sidecar-image: docker
 	bash testbed/build-sidecar-image.sh
 
-lint: install
-	$(BIN)/ruff check orchestrator reconcilers tests docker $(wildcard bench)
-
-types: install
-	$(BIN)/mypy
-
-unit: install
-	$(BIN)/pytest -q tests/unit
-
 integration: install images
-	$(BIN)/pytest -q tests/integration
+	$(PYTEST) tests/integration
 
 sidecar: install images sidecar-image
-	$(BIN)/pytest -q tests/sidecar
+	$(PYTEST) tests/sidecar
 
-# Everything CI runs, from a fresh machine: Docker engine, stand-in images, the daemon's image,
-# venv, lint, types, tests.
-test: install images sidecar-image
-	$(BIN)/ruff check orchestrator reconcilers tests docker $(wildcard bench)
-	$(BIN)/mypy
-	$(BIN)/pytest -q -p no:cacheprovider tests
+# Everything CI runs, from a fresh machine: the checks first (fail fast, no Docker), then the
+# Docker engine, the stand-in images, the daemon's image and the suites that need them.
+test: check integration sidecar
 
 run: install
 	$(BIN)/acestream-orchestrator --config $(or $(CONFIG),config.example.yaml)

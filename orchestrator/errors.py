@@ -6,11 +6,12 @@
     │   ├── DockerUnavailable     socket unreachable / connection lost (transient: retry)
     │   ├── ImageNotFound         engine image missing locally and not pullable (permanent)
     │   └── DockerConflict        name or port already in use (transient: pick again)
+    │       └── PortInUse         a port the engine needs is taken by something else
     └── ControlApiError           Gluetun control server did not answer usefully
         └── ControlApiAuthError   it answered 401: the API key is wrong or missing
 
 Third-party errors are wrapped at the boundary (`raise ... from exc`) by the one module that
-talks to each service: docker_gateway for Docker, gluetun_control for Gluetun.
+talks to each service: `docker.gateway` for Docker, `vpn.control` for Gluetun.
 """
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ class ImageNotFound(DockerError):
 
 class DockerConflict(DockerError):
     transient = True
+
+
+class PortInUse(DockerConflict):
+    pass
 
 
 class ControlApiError(OrchestratorError):

@@ -104,7 +104,11 @@ class EngineObs:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class VpnObs:
-    """One Gluetun container as the daemon last saw it."""
+    """One Gluetun container as the daemon last saw it, from every signal it has.
+
+    `state` is the verdict the planner acts on; `docker_state` is Docker's view alone, which the
+    control server can overrule (`tunnel_down`). The transitions between them are the rules of
+    `reconcilers.vpn`."""
 
     name: str
     container_id: str | None
@@ -117,6 +121,14 @@ class VpnObs:
     # False from the moment the VPN (re)turns healthy until its control server has been asked
     # for the forwarded port, so the first engine placed on it can be the forwarded one.
     port_known: bool = True
+    ip: str | None = None
+    docker_state: VpnState | None = None
+    tunnel_down: bool = False  # the control server says the tunnel is stopped
+    public_ip: str | None = None
+    control_status: str | None = None
+    control_error: str | None = None
+    # when a stop/kill event for it came: an exit after that, until it runs again, is on purpose
+    stop_requested_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -186,11 +198,17 @@ class RestartVpn:
 Action = CreateEngine | RemoveEngine | RestartEngine | RecreateEngine | RestartVpn
 
 
+ProblemCode = Literal[
+    "vpn_missing", "vpn_stopped", "vpn_unhealthy", "vpn_disconnected", "vpn_wait_timeout",
+    "engines_not_answering", "max_capacity", "circuit_breaker", "ports_exhausted",
+]
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Problem:
     """A reason the world cannot reach the desired state right now, shown on /status."""
 
-    code: str
+    code: ProblemCode
     message: str
     vpn: str | None = None
 

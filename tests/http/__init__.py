@@ -1,1 +1,1 @@
-"""HTTP API tests: the real aiohttp app on a real (never-run) Daemon and state store."""
+"""HTTP API tests: the real aiohttp app on a real state store, with no Docker."""

@@ -1,8 +1,9 @@
-"""A real daemon (never run, so Docker is never contacted) behind the real aiohttp app.
+"""The real aiohttp app on a real state store and config watcher; Docker is never contacted.
 
-`Api` fills the daemon's state store through its public methods, exactly as the event source
-and readiness prober do: containers as Docker would report them (labels written by
-`engine_labels`, so ports and slots come from the real allocation), VPNs by `set_vpn`.
+`Api` fills the store through its public methods, exactly as the event source and readiness
+prober do: containers as Docker would report them (labels written by `engine_labels`, converted
+by the Docker edge, so ports and slots come from the real allocation), VPNs as sightings of the
+VPN state machine.
 """
 
 from __future__ import annotations
@@ -17,17 +18,19 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from orchestrator.config import parse_config
-from orchestrator.daemon import Daemon
-from orchestrator.docker_gateway import ContainerInfo
-from orchestrator.engine_containers import engine_labels
-from orchestrator.http_api import make_app
-from orchestrator.state import StateStore
+from orchestrator.api.app import make_app
+from orchestrator.api.context import ApiContext
+from orchestrator.config import Config, parse_config
+from orchestrator.config.watcher import ConfigWatcher
+from orchestrator.docker.containers import ContainerInfo, vpn_container
+from orchestrator.docker.engines import engine_labels, engine_sighting
+from orchestrator.state.store import StateStore
 from reconcilers import engine_spec_hash
-from reconcilers.model import CreateEngine, EngineObs
+from reconcilers.model import CreateEngine, Desired, EngineObs
 from reconcilers.placement import ports_for
+from reconcilers.vpn import ContainerSeen, ControlRead
 
-NO_DOCKER = "http://127.0.0.1:9"  # never contacted: the daemon is not run
+NO_DOCKER = "http://127.0.0.1:9"  # never answers: Docker calls fail at once
 SECRET = "s3cret-key"  # noqa: S105 - a test key
 VPN_STARTED = time.time() - 1000.0
 ENGINE_STARTED = time.time() - 500.0
@@ -40,34 +43,51 @@ WITH_KEY = f"api: {{api_key: {SECRET}}}\n"
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
 
 
+def vpn_id(name: str) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()
+
+
 @dataclass(slots=True)
 class Api:
-    daemon: Daemon
+    ctx: ApiContext
     client: TestClient  # type: ignore[type-arg]
 
     @property
     def store(self) -> StateStore:
-        return self.daemon.store
+        return self.ctx.store
+
+    @property
+    def config(self) -> Config:
+        return self.ctx.config
+
+    @property
+    def desired(self) -> Desired:
+        return self.ctx.desired
+
+    def apply_config(self, config: Config) -> None:
+        assert self.ctx.watcher.apply(config)
 
     def add_vpn(self, name: str, *, state: str = "healthy", ip: str = "172.20.0.2",
                 forwarded_port: int | None = None, since: float | None = None) -> None:
         """A Gluetun container as Docker reports it: healthy, unhealthy, starting, stopped or
         missing."""
         info = None if state == "missing" else ContainerInfo(
-            id=hashlib.sha256(name.encode()).hexdigest(), name=name,
+            id=vpn_id(name), name=name,
             status="exited" if state == "stopped" else "running",
             health=None if state == "stopped" else state, started_at=VPN_STARTED,
             created_at=VPN_STARTED - 5, ip=ip)
-        self.store.set_vpn(name, info, time.time() if since is None else since)
+        self.store.apply_vpn(name, ContainerSeen(container=vpn_container(info)),
+                             time.time() if since is None else since)
         if forwarded_port is not None:
-            self.store.set_vpn_control(name, forwarded_port=forwarded_port, public_ip="1.2.3.4",
-                                       status="running", error=None)
+            self.store.apply_vpn(name, ControlRead(forwarded_port=forwarded_port,
+                                                   public_ip="1.2.3.4", status="running"),
+                                 time.time())
 
     def add_engine(self, slot: int, vpn: str | None = None, *, ready: bool = True,
                    ip: str | None = None, forwarded: bool = False) -> EngineObs:
-        desired = self.daemon.desired
-        record = self.store.vpns.get(vpn) if vpn else None
-        create = CreateEngine(vpn=vpn, vpn_id=record.obs.container_id if record else None, slot=slot,
+        desired = self.desired
+        seen = self.store.vpns.get(vpn) if vpn else None
+        create = CreateEngine(vpn=vpn, vpn_id=seen.container_id if seen else None, slot=slot,
                               ports=ports_for(desired, vpn, slot, None), forwarded=forwarded,
                               spec_hash=engine_spec_hash(desired), reason="test")
         container_id = hashlib.sha256(f"{vpn}/{slot}".encode()).hexdigest()
@@ -76,7 +96,7 @@ class Api:
                              created_at=ENGINE_STARTED - 1,
                              ip=None if vpn else (ip or f"172.18.0.{10 + slot}"),
                              labels=engine_labels(create, desired.engines))
-        self.store.upsert_engine(info)
+        self.store.upsert_engine(engine_sighting(info))
         if ready:
             self.store.mark_ready(info.id, info.started_at)
         return self.store.engines[info.id]
@@ -104,18 +124,17 @@ MakeApi = Callable[..., Awaitable[Api]]
 
 @pytest.fixture
 async def make_api(aiohttp_client: Any) -> AsyncIterator[MakeApi]:
-    daemons: list[Daemon] = []
-
     async def make(yaml_text: str = NO_VPN, *, docker_connected: bool = True) -> Api:
         config = parse_config(yaml_text, source="test.yaml", env={})
-        daemon = Daemon(config, docker_url=NO_DOCKER)
-        daemons.append(daemon)
-        daemon.store.docker_connected = docker_connected
-        return Api(daemon=daemon, client=await aiohttp_client(make_app(daemon)))
+        watcher = ConfigWatcher(config)
+        store = StateStore(
+            restart_on_reconnect=lambda: watcher.current.desired.vpn.restart_engines_on_reconnect)
+        if docker_connected:
+            store.set_docker(connected=True)
+        ctx = ApiContext(store=store, watcher=watcher, started_at=time.time())
+        return Api(ctx=ctx, client=await aiohttp_client(make_app(ctx)))
 
     yield make
-    for daemon in daemons:
-        await daemon.gateway.close()
 
 
 def started_body(host: str, port: int, *, key: str = "a1b2c3", session: str = "sess-1",

@@ -98,7 +98,7 @@ async def test_key_is_read_at_request_time(make_api: MakeApi) -> None:
     api.add_engine(1)
     assert (await api.post("/provision/acestream", {}, key=None))[0] == 200
 
-    api.daemon.config = dataclasses.replace(api.daemon.config, api=ApiConfig(api_key="new-key"))
+    api.apply_config(dataclasses.replace(api.config, api=ApiConfig(api_key="new-key")))
 
     assert (await api.post("/provision/acestream", {}, key=None))[0] == 401
     assert (await api.post("/provision/acestream", {}, key="new-key"))[0] == 200

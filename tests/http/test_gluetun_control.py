@@ -12,7 +12,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from orchestrator.errors import ControlApiAuthError, ControlApiError
-from orchestrator.gluetun_control import GluetunControl
+from orchestrator.vpn.control import GluetunControl
 
 Route = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MakeServer = Callable[..., Awaitable[TestServer]]

@@ -6,7 +6,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from orchestrator.metrics import observe_hide_latency
+from orchestrator.api.metrics import observe_hide_latency
 from tests.http.conftest import TWO_VPNS, MakeApi, started_body
 
 

@@ -12,19 +12,20 @@ from typing import Any
 
 import pytest
 
-from orchestrator.executor import Executor
+from orchestrator.docker.gateway import DockerGateway
+from orchestrator.workers.executor import Executor
 from reconcilers import plan
 from reconcilers.model import CreateEngine, Plan, Problem
-from tests.http.conftest import ONE_VPN, Api, MakeApi, assert_int, started_body
+from tests.http.conftest import NO_DOCKER, ONE_VPN, Api, MakeApi, assert_int, started_body
 
 DETAIL_KEYS = {"error", "code", "message", "recovery_eta_seconds", "can_retry", "should_wait"}
 NO_SPARE = "engines: {image: engine:1, min_replicas: 1, min_free: 0, max_replicas: 4}\n"
 SMALL = "engines: {image: engine:1, min_replicas: 1, min_free: 0, max_replicas: 2}\n"
 
 
-def creates(api: Api) -> list[CreateEngine]:
-    now = time.time()
-    result = plan(api.daemon.desired, api.store.observed(now), now)
+def creates(api: Api, now: float | None = None) -> list[CreateEngine]:
+    now = time.time() if now is None else now
+    result = plan(api.desired, api.store.observed(now), now)
     return [a for a in result.actions if isinstance(a, CreateEngine)]
 
 
@@ -132,20 +133,26 @@ async def test_a_reported_stream_meets_the_demand(make_api: MakeApi) -> None:
 @asynccontextmanager
 async def failing_executor(api: Api) -> AsyncIterator[Executor]:
     """A real executor whose creations really fail: its Docker address answers nothing."""
-    async with asyncio.TaskGroup() as tasks:
-        executor = Executor(api.daemon.gateway, api.store, lambda: api.daemon.desired, tasks)
-        api.daemon.executor = executor
-        for _ in range(3):
-            api.store.create_blocked_until = time.time() - 1  # as if the back-off had passed
-            actions = tuple(creates(api))
-            assert len(actions) == 1
-            changed = api.store.watch()
-            executor.submit(actions)
-            async with asyncio.timeout(10):
-                while api.store.pending_creates:
-                    changed.clear()
-                    await changed.wait()
-        yield executor
+    gateway = DockerGateway(NO_DOCKER)
+    executor = Executor(gateway, api.store, lambda: api.desired)
+    try:
+        async with asyncio.TaskGroup() as tasks:
+            running = tasks.create_task(executor.run())
+            for _ in range(3):
+                # plan as if the back-off had passed
+                blocked = api.store.create_blocked_until
+                actions = tuple(creates(api, max(time.time(), (blocked or 0) + 0.001)))
+                assert len(actions) == 1
+                changed = api.store.watch()
+                executor.submit(actions)
+                async with asyncio.timeout(10):
+                    while api.store.pending_count:
+                        changed.clear()
+                        await changed.wait()
+            yield executor
+            running.cancel()
+    finally:
+        await gateway.close()
 
 
 async def vpn_unhealthy(api: Api) -> None:
@@ -155,7 +162,7 @@ async def vpn_unhealthy(api: Api) -> None:
 async def vpn_timed_out(api: Api) -> None:
     api.add_vpn("gluetun", state="unhealthy", since=time.time() - 300)
     now = time.time()
-    api.store.last_plan = plan(api.daemon.desired, api.store.observed(now), now)
+    api.store.record_plan(plan(api.desired, api.store.observed(now), now), now, 0.0)
 
 
 async def vpn_missing(api: Api) -> None:
@@ -176,7 +183,8 @@ async def at_max_replicas(api: Api) -> None:
 
 
 async def ports_exhausted(api: Api) -> None:
-    api.store.last_plan = Plan(problems=(Problem(code="ports_exhausted", message="no slot"),))
+    api.store.record_plan(Plan(problems=(Problem(code="ports_exhausted", message="no slot"),)),
+                          time.time(), 0.0)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -233,8 +241,8 @@ async def test_circuit_breaker(make_api: MakeApi) -> None:
     await busy(api, 0)
     await api.post("/provision/acestream", {})  # a demand the executor then fails to meet
 
-    async with failing_executor(api) as executor:
-        assert executor.breaker_state == "open"
+    async with failing_executor(api):
+        assert api.store.breaker_state(time.time()) == "open"
         got, answer = await api.post("/provision/acestream", {})
         _, status_doc = await api.get("/orchestrator/status")
 
@@ -250,12 +258,9 @@ async def test_circuit_breaker(make_api: MakeApi) -> None:
 async def test_docker_unreachable_is_a_general_error(make_api: MakeApi) -> None:
     api = await make_api(NO_SPARE)
     await busy(api, 0)
-    async with asyncio.TaskGroup() as tasks:
-        api.daemon.executor = Executor(api.daemon.gateway, api.store, lambda: api.daemon.desired, tasks)
-        api.store.docker_connected = False
-        api.store.docker_error = "cannot connect to the Docker socket"
+    api.store.set_docker(connected=False, error="cannot connect to the Docker socket")
 
-        got, answer = await api.post("/provision/acestream", {})
+    got, answer = await api.post("/provision/acestream", {})
 
     assert got == 500 and answer["detail"]["code"] == "general_error"
     assert "Docker" in answer["detail"]["message"]

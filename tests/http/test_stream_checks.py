@@ -10,11 +10,11 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from orchestrator.docker_gateway import ContainerInfo
-from orchestrator.engine_containers import engine_labels
-from orchestrator.state import StateStore
-from orchestrator.stream_checks import StreamChecker, engine_url
-from orchestrator.streams import Stream
+from orchestrator.docker.containers import ContainerInfo
+from orchestrator.docker.engines import engine_labels, engine_sighting
+from orchestrator.state.store import StateStore
+from orchestrator.state.streams import Stream
+from orchestrator.workers.stream_checks import StreamChecker, engine_url
 from reconcilers.model import CreateEngine, EnginePorts, EngineSpec
 
 MakeServer = Callable[..., Awaitable[TestServer]]
@@ -34,16 +34,17 @@ async def test_streams_end_after_two_gone_answers_and_only_then(aiohttp_server: 
     app = web.Application()
     app.router.add_get("/ace/stat/{infohash}/{session}", stat)
     server = await aiohttp_server(app)
+    assert server.port is not None
 
     store = StateStore()
     create = CreateEngine(vpn=None, vpn_id=None, slot=0, forwarded=False, spec_hash="h", reason="t",
                           ports=EnginePorts(http=server.port, api=1, p2p=2, host_http=19000))
-    store.upsert_engine(ContainerInfo(
+    store.upsert_engine(engine_sighting(ContainerInfo(
         id="e" * 64, name="engine-0", status="running", health=None, started_at=time.time(),
-        created_at=time.time(), ip="127.0.0.1", labels=engine_labels(create, EngineSpec(image="x"))))
+        created_at=time.time(), ip="127.0.0.1", labels=engine_labels(create, EngineSpec(image="x")))))
     now = time.time()
     for stream_id, stat_url in (("watched", "http://localhost:19000/ace/stat/ih/s1"), ("blind", "")):
-        store.streams.start(Stream(id=stream_id, container_id="e" * 64, key_type="content_id",
+        store.start_stream(Stream(id=stream_id, container_id="e" * 64, key_type="content_id",
                                    key="k", stat_url=stat_url, started_at=now))
 
     async with aiohttp.ClientSession() as session:
@@ -70,10 +71,10 @@ async def test_checking_a_stream_with_a_malformed_stat_url_ends_nothing() -> Non
     store = StateStore()
     create = CreateEngine(vpn=None, vpn_id=None, slot=0, forwarded=False, spec_hash="h", reason="t",
                           ports=EnginePorts(http=9, api=1, p2p=2, host_http=19000))
-    store.upsert_engine(ContainerInfo(
+    store.upsert_engine(engine_sighting(ContainerInfo(
         id="e" * 64, name="engine-0", status="running", health=None, started_at=time.time(),
-        created_at=time.time(), ip="127.0.0.1", labels=engine_labels(create, EngineSpec(image="x"))))
-    store.streams.start(Stream(id="odd", container_id="e" * 64, key_type="content_id", key="k",
+        created_at=time.time(), ip="127.0.0.1", labels=engine_labels(create, EngineSpec(image="x")))))
+    store.start_stream(Stream(id="odd", container_id="e" * 64, key_type="content_id", key="k",
                                stat_url="http://[bad/ace/stat/abc/p1", started_at=time.time()))
     async with aiohttp.ClientSession() as session:
         checker = StreamChecker(store, session)

@@ -7,12 +7,14 @@ import time
 
 import pytest
 
+from reconcilers.vpn import HealthReported
 from tests.http.conftest import (
     ONE_VPN,
     TWO_VPNS,
     MakeApi,
     assert_stream_types,
     started_body,
+    vpn_id,
 )
 
 
@@ -190,7 +192,8 @@ async def test_streams_of_an_engine_hidden_by_its_vpn_are_ended_with_a_reason(ma
     await api.post("/events/stream_started", started_body("gluetun", engine.ports.http))
     assert (await api.get("/engines"))[1][0]["streams"] == ["a1b2c3|sess-1"]
 
-    api.store.set_vpn_state("gluetun", "unhealthy", time.time())
+    api.store.apply_vpn("gluetun", HealthReported(container_id=vpn_id("gluetun"), health="unhealthy"),
+                        time.time())
 
     assert (await api.get("/engines"))[1] == []
     status, ended = await api.get("/streams", container_id=engine.container_id, status="ended")

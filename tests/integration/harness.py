@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from orchestrator.docker_gateway import parse_docker_time
+from orchestrator.docker.containers import parse_docker_time
 
 REPO = Path(__file__).resolve().parents[2]
 TEST_LABEL = "acestream-orchestrator-test"
@@ -85,6 +85,11 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 30.0,
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
+
+
+def listing_of(items: list[dict[str, Any]], count: int) -> list[dict[str, Any]] | None:
+    """`items` when there are exactly `count` of them (a `wait_for` probe)."""
+    return items if len(items) == count else None
 
 
 def http_json(url: str, method: str = "GET", body: Any = None,
@@ -172,10 +177,10 @@ class Daemon:
                     "MAX_ACTIVE_REPLICAS", "LOG_LEVEL"):
             if var not in self.env:
                 env.pop(var, None)
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator", "--config", str(self.config_path)],
-            cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env)
+        with self.log_path.open("ab") as log:  # the child keeps its own copy of the handle
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "orchestrator", "--config", str(self.config_path)],
+                cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env)
         wait_for("daemon /health", self._healthy, timeout=20)
         return self
 

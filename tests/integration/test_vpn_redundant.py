@@ -52,7 +52,8 @@ def split(engines: list[dict[str, Any]]) -> Counter[str]:
 
 
 def reachable(engine: dict[str, Any]) -> bool:
-    return (engine_info(engine["host"], engine["port"]) or {}).get("CONTAINER_ID") == engine["container_id"]
+    return bool((engine_info(engine["host"], engine["port"]) or {}).get("CONTAINER_ID")
+                == engine["container_id"])
 
 
 def test_even_split_with_one_forwarded_engine_per_vpn(make_daemon: MakeDaemon,

@@ -34,6 +34,7 @@ from tests.integration.harness import (
     engine_info,
     http_json,
     inspect,
+    listing_of,
     run_gluetun,
     wait_for,
 )
@@ -161,8 +162,7 @@ def test_daemon_container_behind_gluetun(sidecar: Sidecar) -> None:
     })
     url = sidecar.start()
 
-    listed = wait_for("2 engines in /engines", lambda: (e := sidecar.engines(url)) and len(e) == 2 and e,
-                      timeout=60)
+    listed = wait_for("2 engines in /engines", lambda: listing_of(sidecar.engines(url), 2), timeout=60)
     assert {e["vpn_container"] for e in listed} == {gluetun}
     assert {e["host"] for e in listed} == {gluetun_ip}
     assert sorted(e["forwarded"] for e in listed) == [False, True]
@@ -193,8 +193,7 @@ def test_daemon_container_without_vpn(sidecar: Sidecar) -> None:
     })
     url = sidecar.start()
 
-    listed = wait_for("2 engines in /engines", lambda: (e := sidecar.engines(url)) and len(e) == 2 and e,
-                      timeout=60)
+    listed = wait_for("2 engines in /engines", lambda: listing_of(sidecar.engines(url), 2), timeout=60)
     for engine in listed:
         assert engine["vpn_container"] is None
         ip = (inspect(engine["container_id"]) or {})["NetworkSettings"]["IPAddress"]

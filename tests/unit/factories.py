@@ -111,14 +111,17 @@ def engine(
     created_at: float = 0.0,
     spec_hash: str = CURRENT,
     unready_since: float | None = None,
+    ports: EnginePorts | None = None,
 ) -> EngineObs:
+    """`ports`: the ports on its labels when they are not its slot's in the row's layout (an
+    engine of an earlier layout); else `observed()` gives it the slot's real ports."""
     return EngineObs(
         container_id=id,
         name=f"engine-{id}",
         status=status,
         started_at=started_at,
         slot=slot,
-        ports=dataclasses.replace(UNSET_PORTS, p2p=p2p or 0),
+        ports=ports or dataclasses.replace(UNSET_PORTS, p2p=p2p or 0),
         spec_hash=spec_hash,
         vpn=vpn,
         vpn_id=vpn_id if vpn_id is not None or vpn is None else f"{vpn}-id",
@@ -181,6 +184,8 @@ def observed(
     busy: Iterable[str] = (),
     removing: Iterable[str] = (),
     create_blocked_until: float | None = None,
+    cooldowns: Mapping[str, float] | None = None,
+    blocked_slots: Iterable[tuple[str | None, int]] = (),
 ) -> Observed:
     return Observed(
         engines=tuple(_stamp(d, e) for e in engines),
@@ -189,6 +194,8 @@ def observed(
         busy_containers=frozenset(busy) | frozenset(removing),
         removing=frozenset(removing),
         create_blocked_until=create_blocked_until,
+        cooldowns=dict(cooldowns or {}),
+        blocked_slots=frozenset(blocked_slots),
     )
 
 

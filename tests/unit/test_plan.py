@@ -55,6 +55,8 @@ class Case:
     busy: tuple[str, ...] = ()
     removing: tuple[str, ...] = ()
     blocked_until: float | None = None
+    cooldowns: tuple[tuple[str, float], ...] = ()
+    blocked_slots: tuple[tuple[str | None, int], ...] = ()
     now: float = NOW
     # expectations
     actions: tuple[str, ...] = ()
@@ -66,7 +68,8 @@ class Case:
     def world(self) -> Observed:
         return observed(self.desired, self.engines, self.vpns, pending_creates=self.pending,
                         busy=self.busy, removing=self.removing,
-                        create_blocked_until=self.blocked_until)
+                        create_blocked_until=self.blocked_until, cooldowns=dict(self.cooldowns),
+                        blocked_slots=self.blocked_slots)
 
 
 NONE = desired()
@@ -337,7 +340,58 @@ REGRESSION_CASES = [
          problems=("max_capacity",), target=3),
 ]
 
-ALL_CASES = POOL_CASES + SINGLE_CASES + REDUNDANT_CASES + REGRESSION_CASES
+
+# Rules that keep a long-running pool healthy: broken engines, failed actions, ports held by
+# someone else, port-layout changes and the forwarded engine's streams.
+TWO = desired(min_replicas=2, min_free=0)
+TWO_SINGLE = desired("single", min_replicas=2, min_free=0)
+RESILIENCE_CASES = [
+    Case(id="resilience-paused_engine_is_replaced", desired=TWO,
+         engines=(engine("a", 0, status="paused"), engine("b", 1)),
+         actions=("remove a", "create host#2")),
+    Case(id="resilience-never_ready_engine_waits_for_ready_timeout", desired=TWO,
+         engines=(engine("a", 0, ready=False, started_at=NOW - 30), engine("b", 1)),
+         wake_at=NOW - 30 + 120),
+    Case(id="resilience-never_ready_engine_is_restarted_after_ready_timeout", desired=TWO,
+         engines=(engine("a", 0, ready=False, started_at=NOW - 121), engine("b", 1)),
+         actions=("restart a",), problems=("engines_not_answering",)),
+    Case(id="resilience-engine_that_just_stopped_answering_gets_the_full_ready_timeout",
+         desired=TWO, engines=(engine("a", 0, ready=False, started_at=NOW - 5000,
+                                      unready_since=NOW - 10), engine("b", 1)),
+         wake_at=NOW - 10 + 120),
+    Case(id="resilience-unready_engine_behind_an_unhealthy_vpn_is_left_alone", desired=TWO_SINGLE,
+         engines=(engine("a", 0, "g1", ready=False, started_at=NOW - 500), engine("b", 1, "g1")),
+         vpns=(vpn("g1", "unhealthy", state_since=NOW - 5),),
+         problems=("vpn_disconnected", "vpn_unhealthy@g1"), wake_at=NOW - 5 + 30),
+    Case(id="resilience-engine_cooling_down_after_a_failed_action_is_left_alone_until_then",
+         desired=TWO, engines=(engine("a", 0, status="exited"), engine("b", 1), engine("c", 2)),
+         cooldowns=(("a", NOW + 8),), wake_at=NOW + 8),
+    Case(id="resilience-expired_cooldown_no_longer_protects", desired=TWO,
+         engines=(engine("a", 0, status="exited"), engine("b", 1), engine("c", 2)),
+         cooldowns=(("a", NOW - 1),), actions=("remove a",)),
+    Case(id="resilience-blocked_slot_is_skipped", desired=TWO,
+         blocked_slots=((None, 0), (None, 2)), actions=("create host#1", "create host#3")),
+    # engine "a" was created under a layout where it got ports 19000-19002: slots 1 and 2 of
+    # today's layout have HTTP ports 19001 and 19002, so they must not be handed out
+    Case(id="resilience-slot_whose_ports_an_old_layout_engine_holds_is_skipped",
+         desired=TWO_SINGLE, vpns=(vpn("g1"),),
+         engines=(engine("a", 0, "g1", ports=EnginePorts(http=19000, api=19001, p2p=19002)),),
+         actions=("create g1#3",)),
+    Case(id="resilience-forwarded_engine_with_a_stream_keeps_its_old_port_until_idle",
+         desired=TWO_SINGLE, vpns=(vpn("g1", forwarded_port=40001),),
+         engines=(engine("a", 0, "g1", forwarded=True, p2p=40000, streams=1), engine("b", 1, "g1"))),
+    Case(id="resilience-forwarded_port_not_read_since_the_vpn_returned_changes_nothing",
+         desired=TWO_SINGLE, vpns=(vpn("g1", forwarded_port=40001, port_known=False),),
+         engines=(engine("a", 0, "g1"), engine("b", 1, "g1"))),
+    # the port range shrank: the engine's spec hash is stale and its slot no longer exists
+    Case(id="resilience-recreate_of_an_engine_whose_slot_left_the_layout_removes_it",
+         desired=desired(min_replicas=1, min_free=0, host_port_range="19000-19001"),
+         engines=(engine("a", 5, spec_hash="old", ports=EnginePorts(
+             http=6878, api=62062, p2p=8621, host_http=19005)),),
+         actions=("remove a",)),
+]
+
+ALL_CASES = POOL_CASES + SINGLE_CASES + REDUNDANT_CASES + REGRESSION_CASES + RESILIENCE_CASES
 
 
 def _param(case: Case) -> object:

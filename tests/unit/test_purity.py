@@ -80,7 +80,7 @@ def violations(source: str, filename: str) -> list[str]:
         for name in names:
             problem = _import_problem(name)
             if problem:
-                found.append(f"{filename}:{node.lineno}: imports {name!r} ({problem})")
+                found.append(f"{filename}:{getattr(node, 'lineno', 0)}: imports {name!r} ({problem})")
     return found
 
 

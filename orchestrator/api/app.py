@@ -1,0 +1,138 @@
+"""The HTTP API (aiohttp): what proxies and operators read.
+
+Every answer is JSON, errors included: an unknown route is a JSON 404, an unexpected failure a
+JSON 500 with no traceback leaked. Handlers only read the state store; they never wait on
+Docker, so they answer in well under the proxy's 3-second timeout from the daemon's first second.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from orchestrator.api.auth import api_key_middleware
+from orchestrator.api.context import CONTEXT, ApiContext
+from orchestrator.api.metrics import add_metrics
+from orchestrator.api.openapi import openapi_json
+from orchestrator.api.proxy import add_proxy_routes
+from orchestrator.api.responses import json_error
+from orchestrator.api.views import engine_detail_view, engine_view, rfc3339, vpn_views
+
+log = structlog.get_logger()
+
+ENGINES_CACHE: web.AppKey[list[Any]] = web.AppKey("engines_cache")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.content_type == "application/json":
+            raise
+        return json_error(exc.status, exc.reason.lower().replace(" ", "_"),
+                          f"{exc.reason}: {request.method} {request.path}")
+    except Exception:
+        log.exception("http_handler_failed", path=request.path, method=request.method)
+        return json_error(500, "internal_error", "unexpected error; see the daemon's log")
+
+
+async def engines(request: web.Request) -> web.Response:
+    """Serialised once per store change: proxies ask on every stream request."""
+    ctx = request.app[CONTEXT]
+    address = ctx.config.address
+    key = (ctx.store.version, address)
+    cached = request.app[ENGINES_CACHE]
+    if cached[0] != key:
+        views = [engine_view(ctx.store, e, address) for e in ctx.store.visible]
+        cached[:] = [key, json.dumps(views).encode()]
+    return web.Response(body=cached[1], content_type="application/json")
+
+
+async def engine(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT]
+    ref = request.match_info["container_id"]
+    found = ctx.store.find_engine(ref)
+    if found is None:
+        return json_error(404, "engine_not_found", f"no managed engine {ref!r}")
+    return web.json_response(engine_detail_view(ctx.store, found, ctx.config.address))
+
+
+async def health(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT]
+    return web.json_response({"status": "ok", "uptime_s": round(time.time() - ctx.started_at, 3)})
+
+
+async def status(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT]
+    store, watcher, now = ctx.store, ctx.watcher, time.time()
+    spec = ctx.desired.engines
+    plan = store.last_plan
+    config_error = watcher.error
+    return web.json_response({
+        "desired": {
+            "min_replicas": spec.min_replicas, "min_free": spec.min_free,
+            "max_replicas": spec.max_replicas, "image": spec.image,
+            "target": plan.target if plan else None, "vpn_mode": ctx.desired.vpn.mode,
+        },
+        "observed": {
+            "engines": len(store.engines),
+            "running": sum(1 for e in store.engines.values() if e.status == "running"),
+            "ready": sum(1 for e in store.engines.values() if e.ready),
+            "visible": len(store.visible),
+            "pending_creates": store.pending_count,
+            "busy": store.busy_count,
+        },
+        "problems": [{"code": p.code, "message": p.message, "vpn": p.vpn}
+                     for p in (plan.problems if plan else ())],
+        "last_reconcile": rfc3339(store.last_reconcile_at),
+        "reconcile_passes": store.reconcile_passes,
+        "config": {
+            "path": str(watcher.path) if watcher.path else None,
+            "loaded_at": rfc3339(watcher.loaded_at),
+            "last_error": None if config_error is None else {
+                "message": str(config_error), "file": config_error.source,
+                "line": config_error.line, "key": config_error.key,
+                "at": rfc3339(watcher.error_at)},
+        },
+        "docker": {"connected": store.docker_connected, "error": store.docker_error,
+                   "events_received": store.events_received, "resyncs": store.resyncs},
+        "provisioning": {
+            "circuit_breaker_state": store.breaker_state(now),
+            "consecutive_failures": store.create_failures,
+            "blocked_until": rfc3339(store.create_blocked_until),
+            "recent_errors": [
+                {"at": rfc3339(e.at), "action": e.action, "target": e.target,
+                 "message": e.message, "transient": e.transient}
+                for e in store.action_errors],
+        },
+        "vpn": vpn_views(store),
+        "uptime_s": round(now - ctx.started_at, 3),
+    })
+
+
+async def vpn_status(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT]
+    return web.json_response({"mode": ctx.desired.vpn.mode, "vpns": vpn_views(ctx.store)})
+
+
+def make_app(ctx: ApiContext) -> web.Application:
+    auth = api_key_middleware(lambda: ctx.config.api.api_key)
+    app = web.Application(middlewares=[json_errors, auth], client_max_size=64 * 1024)
+    app[CONTEXT] = ctx
+    app[ENGINES_CACHE] = [None, b"[]"]
+    app.router.add_get("/engines", engines)
+    app.router.add_get("/engines/{container_id}", engine)
+    app.router.add_get("/health", health)
+    app.router.add_get("/status", status)
+    app.router.add_get("/vpn/status", vpn_status)
+    add_proxy_routes(app, ctx)
+    add_metrics(app, ctx)
+    app.router.add_get("/openapi.json", openapi_json)
+    return app

@@ -1,0 +1,65 @@
+"""Bearer-token check for every request that changes something (POST, PUT, PATCH, DELETE).
+
+When `api.api_key` is set, a mutating request needs `Authorization: Bearer <key>`: a missing or
+malformed header is a 401, a wrong key a 403, compared in constant time. Reads stay open: the
+proxy polls `/orchestrator/status` without a key, and dashboards read `/engines` and `/metrics`.
+The key is looked up on every request, so a reloaded configuration applies at once.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from orchestrator.api.responses import json_error
+
+MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def auth_error(status: int, code: str, message: str) -> web.Response:
+    """The generic `{error, message}` shape, plus the `detail` object proxies decode on
+    provisioning errors, so a misconfigured key reads as a clear do-not-wait failure there too."""
+    detail = {"error": code, "code": code, "message": message, "recovery_eta_seconds": 0,
+              "can_retry": False, "should_wait": False}
+    headers = {"WWW-Authenticate": 'Bearer realm="acestream-orchestrator"'} if status == 401 else None
+    return json_error(status, code, message, headers=headers, detail=detail)
+
+
+def _bytes(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")
+
+
+def check_bearer(header: str | None, key: str) -> web.Response | None:
+    """None when the header carries `key`; else the 401/403 answer to send."""
+    if header is None or not header.strip():
+        return auth_error(401, "unauthorized", "missing Authorization header; "
+                          "send 'Authorization: Bearer <api key>'")
+    scheme, _, token = header.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or " " in token:
+        return auth_error(401, "unauthorized", "malformed Authorization header; "
+                          "expected 'Bearer <api key>'")
+    if not hmac.compare_digest(_bytes(token), _bytes(key)):
+        return auth_error(403, "forbidden", "the API key is not valid")
+    return None
+
+
+def api_key_middleware(api_key: Callable[[], str | None]) -> Middleware:
+    """A middleware enforcing `api_key()` (read per request) on mutating requests."""
+
+    @web.middleware
+    async def require_api_key(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.method not in MUTATING or request.match_info.http_exception is not None:
+            return await handler(request)  # reads, and unknown routes (404/405) stay as they are
+        key = api_key()
+        if key:
+            refused = check_bearer(request.headers.get("Authorization"), key)
+            if refused is not None:
+                return refused
+        return await handler(request)
+
+    return require_api_key

@@ -1,0 +1,96 @@
+"""The `/orchestrator/status` document the proxy polls every 30 seconds, without a key.
+
+It is built from the state store as it is at that instant: it answers from the daemon's first
+second, before Docker was reached and before anything was planned. Its provisioning block is the
+very reason `POST /provision/acestream` would give (`provisioning.blocked_reason`), so the two
+agree.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orchestrator.api.context import ApiContext
+from orchestrator.api.provisioning import Blocked, blocked_reason, free_engine
+from orchestrator.api.views import rfc3339
+
+
+def vpn_summary(ctx: ApiContext) -> dict[str, Any]:
+    """One VPN as the proxy sees it: the first healthy one, or the first configured."""
+    spec = ctx.desired.vpn
+    if spec.mode == "none" or not spec.containers:
+        return {"enabled": False, "connected": False, "health": "disabled", "container": None,
+                "forwarded_port": None, "mode": spec.mode, "containers": []}
+    store = ctx.store
+    listed = []
+    for name in spec.containers:
+        vpn = store.vpns.get(name)
+        listed.append({"name": name, "state": vpn.state if vpn else "missing",
+                       "forwarded_port": vpn.forwarded_port if vpn else None,
+                       "public_ip": vpn.public_ip if vpn else None})
+    healthy = [v for v in listed if v["state"] == "healthy"]
+    primary = healthy[0] if healthy else listed[0]
+    if len(healthy) == len(listed):
+        health = "healthy"
+    elif healthy:
+        health = "degraded"
+    else:
+        health = str(primary["state"]) if len(listed) == 1 else "unhealthy"
+    return {"enabled": True, "connected": bool(healthy), "health": health,
+            "container": primary["name"], "forwarded_port": primary["forwarded_port"],
+            "mode": spec.mode, "containers": listed}
+
+
+def _overall(ctx: ApiContext, blocked: Blocked | None, vpn_health: str, now: float) -> str:
+    store = ctx.store
+    if not store.visible and blocked is not None:
+        return "unavailable"
+    target = store.last_plan.target if store.last_plan else ctx.desired.engines.min_replicas
+    trouble = (
+        (blocked is not None and (blocked.code != "max_capacity" or free_engine(store) is None))
+        or not store.docker_connected
+        or vpn_health not in ("healthy", "disabled")
+        or len(store.visible) < target
+        or store.breaker_state(now) != "closed"
+    )
+    return "degraded" if trouble else "healthy"
+
+
+def orchestrator_status(ctx: ApiContext, now: float) -> dict[str, Any]:
+    store = ctx.store
+    engines = list(store.engines.values())
+    visible = {e.container_id for e in store.visible}
+    used = sum(1 for e in store.visible if store.streams.count(e.container_id) > 0)
+    blocked = blocked_reason(ctx, now)
+    vpn = vpn_summary(ctx)
+    spec = ctx.desired.engines
+    return {
+        "status": _overall(ctx, blocked, str(vpn["health"]), now),
+        "engines": {
+            "total": len(engines),
+            "running": sum(1 for e in engines if e.status == "running"),
+            "healthy": len(visible),
+            "unhealthy": sum(1 for e in engines if e.container_id not in visible
+                             and not (e.status == "running" and not e.ready)),
+            "starting": sum(1 for e in engines if e.status == "running" and not e.ready),
+            "pending": store.pending_count,
+        },
+        "streams": {"active": len(store.streams.active), "total": store.streams.total_started},
+        "capacity": {
+            "total": len(visible),
+            "used": used,
+            "available": len(visible) - used,
+            "max_replicas": spec.max_replicas,
+            "min_replicas": spec.min_replicas,
+        },
+        "vpn": vpn,
+        "provisioning": {
+            "can_provision": blocked is None,
+            "circuit_breaker_state": store.breaker_state(now),
+            "last_failure": rfc3339(store.last_create_failure),
+            "blocked_reason": blocked.message if blocked else None,
+            "blocked_reason_details": blocked.detail() if blocked else None,
+            "demand_until": rfc3339(store.demand_until if (store.demand_until or 0) > now else None),
+        },
+        "timestamp": rfc3339(now),
+    }

@@ -1,0 +1,203 @@
+"""Loading the desired state: the YAML file plus the seed's environment variables, validated.
+
+Every key has a type, a default and a check (`schema`); a bad value is reported as one
+`ConfigError` that names the file, the line and the dotted key, so an operator editing the file
+in place sees at once what to fix. The environment variables of the original implementation keep
+working and override the file (they are reported as `env VAR` when invalid).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from orchestrator.config.schema import CONTAINER_NAME_VARS, ENV_OVERRIDES, SCHEMA, ApiConfig, Config
+from orchestrator.errors import ConfigError
+from reconcilers.model import Desired, EngineSpec, VpnSpec
+
+
+def _lines_of(node: yaml.Node, prefix: str, out: dict[str, int]) -> None:
+    """Record the line of every mapping key, by dotted path."""
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            path = f"{prefix}.{key_node.value}" if prefix else str(key_node.value)
+            if path in out:
+                raise ValueError(path, key_node.start_mark.line + 1)
+            out[path] = key_node.start_mark.line + 1
+            _lines_of(value_node, path, out)
+
+
+def _parse_yaml(text: str, source: str) -> tuple[dict[str, Any], dict[str, int]]:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else None
+        raise ConfigError(f"invalid YAML: {exc.problem}", source=source, line=line) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"invalid YAML: {exc}", source=source) from exc
+    if data is None:
+        return {}, {}
+    if not isinstance(data, dict):
+        raise ConfigError("the top level must be a mapping of sections", source=source, line=1)
+    lines: dict[str, int] = {}
+    if node is not None:
+        try:
+            _lines_of(node, "", lines)
+        except ValueError as exc:
+            key, line = exc.args
+            raise ConfigError("duplicate key (it is given twice)", source=source, line=line,
+                              key=key) from exc
+    return data, lines
+
+
+def _env_layer(env: Mapping[str, str]) -> dict[str, tuple[Any, str]]:
+    """Dotted key -> (value, source) for every seed variable that is set."""
+    layer: dict[str, tuple[Any, str]] = {}
+    for var, (key, parse) in ENV_OVERRIDES.items():
+        raw = env.get(var)
+        if raw is None or raw == "":
+            continue
+        try:
+            layer[key] = (parse(raw), f"env {var}")
+        except ValueError as exc:
+            raise ConfigError(f"cannot parse {raw!r}", source=f"env {var}", key=key) from exc
+    names = [env[v] for v in CONTAINER_NAME_VARS if env.get(v)]
+    if names:
+        layer["vpn.containers"] = (names, "env " + "/".join(CONTAINER_NAME_VARS))
+        if "vpn.mode" not in layer:
+            layer["vpn.mode"] = ("single" if len(names) == 1 else "redundant", "env GLUETUN_CONTAINER_NAME")
+    return layer
+
+
+def _given(data: dict[str, Any], lines: dict[str, int], source: str) -> dict[str, Any]:
+    """Dotted key -> value for every key the file sets; unknown sections and keys are errors."""
+    given: dict[str, Any] = {}
+    for section, raw in data.items():
+        keys = SCHEMA.get(section)
+        if keys is None:
+            raise ConfigError(f"unknown section (known: {', '.join(SCHEMA)})", source=source,
+                              line=lines.get(section), key=str(section))
+        if "" in keys:
+            if raw is not None:
+                given[section] = raw
+            continue
+        if raw is None:
+            continue
+        if not isinstance(raw, dict):
+            raise ConfigError("expected a mapping", source=source, line=lines.get(section),
+                              key=section)
+        for key, value in raw.items():
+            if key not in keys:
+                raise ConfigError(f"unknown key (known: {', '.join(keys)})", source=source,
+                                  line=lines.get(f"{section}.{key}"), key=f"{section}.{key}")
+            given[f"{section}.{key}"] = value
+    return given
+
+
+def _validated(data: dict[str, Any], lines: dict[str, int], source: str,
+               env: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Checked values by dotted key, and where each came from (the file or `env VAR`)."""
+    given = _given(data, lines, source)
+    overrides = _env_layer(env)
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for section, keys in SCHEMA.items():
+        for key, (default, check) in keys.items():
+            dotted = f"{section}.{key}" if key else section
+            value, where, line = given.get(dotted, default), source, lines.get(dotted)
+            if dotted in overrides:
+                (value, where), line = overrides[dotted], None
+            try:
+                values[dotted] = check(value)
+            except ValueError as exc:
+                raise ConfigError(str(exc), source=where, line=line, key=dotted) from exc
+            sources[dotted] = where
+    return values, sources
+
+
+def _cross_check(v: dict[str, Any], lines: dict[str, int], sources: dict[str, str]) -> None:
+    def fail(msg: str, key: str, *related: str) -> ConfigError:
+        """Blame `key`; if the file does not write it, the first related key it does write
+        (or that an environment variable set), else the section."""
+        for candidate in (key, *related):
+            if sources[candidate].startswith("env "):
+                return ConfigError(msg, source=sources[candidate], key=candidate)
+            if candidate in lines:
+                return ConfigError(msg, source=sources[candidate], line=lines[candidate], key=key)
+        return ConfigError(msg, source=sources[key], line=lines.get(key.partition(".")[0]), key=key)
+
+    if v["engines.min_replicas"] > v["engines.max_replicas"]:
+        raise fail(f"min_replicas ({v['engines.min_replicas']}) is above max_replicas "
+                   f"({v['engines.max_replicas']})", "engines.min_replicas", "engines.max_replicas")
+    mode, names = v["vpn.mode"], v["vpn.containers"]
+    if mode == "single" and len(names) != 1:
+        raise fail(f"mode single needs exactly one container, got {len(names)}", "vpn.containers",
+                   "vpn.mode")
+    if mode == "redundant" and len(names) < 2:
+        raise fail(f"mode redundant needs two or more containers, got {len(names)}",
+                   "vpn.containers", "vpn.mode")
+    if mode == "none":
+        if v["engines.host_port_range"].size < v["engines.max_replicas"]:
+            raise fail(f"{v['engines.host_port_range']} has fewer ports than max_replicas "
+                       f"({v['engines.max_replicas']})", "engines.host_port_range",
+                       "engines.max_replicas")
+        return
+    per_vpn = v["vpn.port_range"].size // len(names) // 3
+    if per_vpn * len(names) < v["engines.max_replicas"]:
+        raise fail(f"{v['vpn.port_range']} is too small for max_replicas="
+                   f"{v['engines.max_replicas']}: each engine needs 3 ports (HTTP, API, P2P) "
+                   f"in its VPN's share, so it fits {per_vpn * len(names)}", "vpn.port_range",
+                   "engines.max_replicas")
+
+
+def parse_config(text: str, *, source: str, env: Mapping[str, str] | None = None) -> Config:
+    data, lines = _parse_yaml(text, source)
+    v, sources = _validated(data, lines, source, os.environ if env is None else env)
+    _cross_check(v, lines, sources)
+    desired = Desired(
+        engines=EngineSpec(
+            image=v["engines.image"],
+            pool=v["engines.pool"],
+            min_replicas=v["engines.min_replicas"],
+            min_free=v["engines.min_free"],
+            max_replicas=v["engines.max_replicas"],
+            idle_ttl_s=v["engines.idle_ttl_s"],
+            ready_timeout_s=v["engines.ready_timeout_s"],
+            host_port_range=v["engines.host_port_range"],
+            env=v["engines.env"],
+            labels=v["engines.labels"],
+        ),
+        vpn=VpnSpec(
+            mode=v["vpn.mode"],
+            containers=v["vpn.containers"] if v["vpn.mode"] != "none" else (),
+            port_range=v["vpn.port_range"],
+            restart_engines_on_reconnect=v["vpn.restart_engines_on_reconnect"],
+            unhealthy_restart_timeout_s=v["vpn.unhealthy_restart_timeout_s"],
+            wait_healthy_s=v["vpn.wait_healthy_s"],
+        ),
+    )
+    return Config(
+        desired=desired,
+        address=v["engines.address"],
+        vpn_api_port=v["vpn.api_port"],
+        vpn_api_key=v["vpn.api_key"],
+        vpn_poll_interval_s=v["vpn.health_check_interval_s"],
+        engine_check_interval_s=v["engines.health_check_interval_s"],
+        api=ApiConfig(host=v["api.host"], port=v["api.port"], api_key=v["api.api_key"]),
+        log_level=v["log_level"],
+    )
+
+
+def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read the file: {exc.strerror}", source=str(path)) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError("the file is not UTF-8 text", source=str(path)) from exc
+    return parse_config(text, source=str(path), env=env)

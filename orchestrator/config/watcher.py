@@ -1,0 +1,108 @@
+"""Holds the configuration in force and keeps it in step with the YAML file the operator edits.
+
+Every part of the daemon reads the config through `ConfigWatcher.current` (one getter, no copies
+patched on reload). The file is checked a few times a second (one `stat`; editors that replace
+the file and Kubernetes-style symlink swaps are both seen). A valid edit is vetted against the
+config in force (keys that need a restart keep their value, with a warning), then replaces it at
+once; an invalid one is logged with its file, line and key, shown on `/status`, and the last good
+configuration stays in force. Each new file is compared with the config *in force*, so an edit
+refused once stays refused on every later edit until the daemon restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import structlog
+
+from orchestrator.config.loader import load_config
+from orchestrator.config.schema import Config
+from orchestrator.errors import ConfigError
+
+log = structlog.get_logger()
+
+POLL_INTERVAL_S = 0.25
+
+
+def _fingerprint(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def keep_restart_only_keys(current: Config, loaded: Config) -> Config:
+    """`loaded`, except for the keys that apply only at start-up, which keep their value in force."""
+    vetted = loaded
+    pool = current.desired.engines.pool
+    if loaded.desired.engines.pool != pool:
+        log.warning("config_needs_restart", keys="engines.pool", kept=pool,
+                    hint="a new pool name orphans the running engines; restart to apply")
+        engines = dataclasses.replace(loaded.desired.engines, pool=pool)
+        vetted = dataclasses.replace(vetted, desired=dataclasses.replace(vetted.desired, engines=engines))
+    if (loaded.api.host, loaded.api.port) != (current.api.host, current.api.port):
+        log.warning("config_needs_restart", keys="api.host, api.port",
+                    kept=f"{current.api.host}:{current.api.port}", hint="restart the daemon to apply")
+        api = dataclasses.replace(loaded.api, host=current.api.host, port=current.api.port)
+        vetted = dataclasses.replace(vetted, api=api)
+    return vetted
+
+
+class ConfigWatcher:
+    def __init__(self, current: Config, path: Path | None = None, *,
+                 on_change: Callable[[Config, Config], None] = lambda previous, config: None) -> None:
+        self.path = path
+        self._current = current
+        self.error: ConfigError | None = None
+        self.error_at: float | None = None
+        self.loaded_at = time.time()
+        self._on_change = on_change
+        self._seen = _fingerprint(path) if path is not None else None
+
+    @property
+    def current(self) -> Config:
+        """The configuration in force."""
+        return self._current
+
+    async def run(self) -> None:
+        if self.path is None:
+            return  # nothing to watch: the config given at start stays in force
+        while True:
+            await asyncio.sleep(POLL_INTERVAL_S)
+            self.check()
+
+    def check(self) -> None:
+        if self.path is None:
+            return
+        seen = _fingerprint(self.path)
+        if seen == self._seen:
+            return
+        self._seen = seen
+        try:
+            loaded = load_config(self.path)
+        except ConfigError as exc:
+            self.error, self.error_at = exc, time.time()
+            log.error("config_rejected", error=str(exc), file=exc.source, line=exc.line,
+                      key=exc.key, kept="last good configuration stays in force")
+            return
+        self.error = None
+        self.apply(loaded)
+
+    def apply(self, loaded: Config) -> bool:
+        """Put a valid configuration in force (vetted first); False when nothing changes."""
+        config = keep_restart_only_keys(self._current, loaded)
+        if config == self._current:
+            return False
+        previous, self._current = self._current, config
+        self.loaded_at = time.time()
+        log.info("config_applied", file=str(self.path) if self.path else None,
+                 min_replicas=config.desired.engines.min_replicas,
+                 max_replicas=config.desired.engines.max_replicas, vpn_mode=config.desired.vpn.mode)
+        self._on_change(previous, config)
+        return True

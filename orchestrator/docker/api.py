@@ -1,0 +1,42 @@
+"""The Docker seam: the calls the daemon makes, as a `Protocol`.
+
+`DockerGateway` implements it against the real engine (the only importer of aiodocker); the fast
+tests implement it in memory (`tests/fakes/docker.py`) to drive the event source, executor and
+reconcile loop as tables. Every method raises only the project's `DockerError` family.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
+
+from orchestrator.docker.containers import ContainerInfo
+
+# Docker's container events the daemon subscribes to.
+EVENT_ACTIONS = ("create", "start", "restart", "kill", "die", "stop", "destroy", "rename", "pause",
+                 "unpause", "health_status")
+
+
+class DockerApi(Protocol):
+    async def inspect(self, ref: str) -> ContainerInfo | None:
+        """The container by ID or name, or None when it does not exist."""
+
+    async def list_ids(self, labels: list[str]) -> list[str]:
+        """IDs of every container, running or not, carrying all `labels` (`key=value`)."""
+
+    async def create_and_start(self, name: str, body: Mapping[str, Any]) -> ContainerInfo:
+        """Create and start a container (pulling a missing image once); one that cannot start
+        is removed, not leaked."""
+
+    async def restart(self, ref: str, timeout_s: int = 5) -> None: ...
+
+    async def remove(self, ref: str) -> None:
+        """Force-remove; a container that is already gone counts as removed."""
+
+    def events(self, since_nano: int | None = None) -> AbstractAsyncContextManager[
+            AsyncIterator[dict[str, Any]]]:
+        """Subscribe to container events. Entering means subscribed; iterating yields raw event
+        dicts and simply ends when Docker closes the stream."""
+
+    async def close(self) -> None: ...

@@ -1,0 +1,73 @@
+"""Docker's JSON, converted once at the edge into the values the rest of the daemon uses.
+
+`container_info` reads a `docker inspect` document into a `ContainerInfo`; `vpn_container` and
+`engine_sighting` (in `docker.engines`) turn that into the domain values the state store takes.
+Nothing here does I/O, so it is tested without Docker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from reconcilers.vpn import VpnContainer
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ContainerInfo:
+    id: str
+    name: str
+    status: str
+    health: str | None
+    started_at: float | None
+    created_at: float
+    labels: Mapping[str, str] = field(default_factory=dict)
+    ip: str | None = None
+    network_mode: str = ""
+    error: str = ""
+    exit_code: int | None = None
+
+
+def parse_docker_time(value: str | None) -> float | None:
+    """Docker's RFC 3339 timestamps with nanoseconds -> POSIX seconds; its zero time -> None."""
+    if not value or value.startswith("0001-01-01"):
+        return None
+    head, _, frac = value.rstrip("Z").partition(".")
+    zone = ""
+    for sign in ("+", "-"):
+        if sign in frac:
+            frac, _, rest = frac.partition(sign)
+            zone = sign + rest
+    micro = (frac + "000000")[:6] if frac else "000000"
+    return datetime.fromisoformat(f"{head}.{micro}{zone or '+00:00'}").timestamp()
+
+
+def container_info(raw: Mapping[str, Any]) -> ContainerInfo:
+    """Convert a `docker inspect` document."""
+    state = raw.get("State") or {}
+    health = (state.get("Health") or {}).get("Status")
+    networks = ((raw.get("NetworkSettings") or {}).get("Networks") or {}).values()
+    ip = next((n.get("IPAddress") for n in networks if n.get("IPAddress")), None)
+    return ContainerInfo(
+        id=raw["Id"],
+        name=str(raw.get("Name", "")).lstrip("/"),
+        status=state.get("Status", "unknown"),
+        health=health,
+        started_at=parse_docker_time(state.get("StartedAt")) if state.get("Running") else None,
+        created_at=parse_docker_time(raw.get("Created")) or 0.0,
+        labels=dict((raw.get("Config") or {}).get("Labels") or {}),
+        ip=ip,
+        network_mode=(raw.get("HostConfig") or {}).get("NetworkMode", ""),
+        error=state.get("Error", ""),
+        exit_code=state.get("ExitCode") if not state.get("Running") else None,
+    )
+
+
+def vpn_container(info: ContainerInfo | None) -> VpnContainer | None:
+    """A Gluetun container as the VPN state machine reads it."""
+    if info is None:
+        return None
+    return VpnContainer(id=info.id, status=info.status, health=info.health,
+                        started_at=info.started_at, exit_code=info.exit_code, ip=info.ip)

@@ -1,0 +1,146 @@
+"""How an engine is written onto Docker and read back: the create body and the labels.
+
+Labels are the daemon's memory. Everything needed to rebuild the pool after a crash (slot,
+ports, VPN and the VPN container it was created against, forwarded flag, spec hash) is written
+on the container at creation and read back here, so a restarted daemon adopts what it finds.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from orchestrator.docker.containers import ContainerInfo
+from orchestrator.state.records import EngineSighting
+from reconcilers.model import CreateEngine, EngineObs, EnginePorts, EngineSpec
+
+MANAGED = "orchestrator.managed"
+MANAGED_VALUE = "acestream"
+MANAGED_FILTER = f"{MANAGED}={MANAGED_VALUE}"
+POOL = "orchestrator.pool"
+ROLE = "orchestrator.role"
+SLOT = "orchestrator.slot"
+VPN = "orchestrator.vpn"
+VPN_ID = "orchestrator.vpn_id"
+FORWARDED = "orchestrator.forwarded"
+SPEC_HASH = "orchestrator.spec_hash"
+HTTP_PORT = "orchestrator.http_port"
+API_PORT = "orchestrator.api_port"
+P2P_PORT = "orchestrator.p2p_port"
+HOST_HTTP_PORT = "orchestrator.host_http_port"
+# The names the seed used, kept so existing dashboards and proxies keep reading them.
+SEED_HTTP_PORT = "host.http_port"
+SEED_FORWARDED = "acestream.forwarded"
+
+KNOWN_STATUSES = ("created", "running", "paused", "restarting", "removing", "exited", "dead")
+
+
+def is_engine(labels: Mapping[str, str], pool: str) -> bool:
+    """One of this daemon's engines: managed, and in this daemon's pool (engines of another
+    pool on the same Docker host belong to another daemon and are left alone)."""
+    return (labels.get(MANAGED) == MANAGED_VALUE and labels.get(ROLE, "engine") == "engine"
+            and labels.get(POOL) == pool)
+
+
+def pool_filters(pool: str) -> list[str]:
+    return [MANAGED_FILTER, f"{POOL}={pool}"]
+
+
+def engine_labels(create: CreateEngine, spec: EngineSpec) -> dict[str, str]:
+    labels = dict(spec.labels)
+    labels.update({
+        MANAGED: MANAGED_VALUE,
+        POOL: spec.pool,
+        ROLE: "engine",
+        SLOT: str(create.slot),
+        FORWARDED: "true" if create.forwarded else "false",
+        SEED_FORWARDED: "true" if create.forwarded else "false",
+        SPEC_HASH: create.spec_hash,
+        HTTP_PORT: str(create.ports.http),
+        API_PORT: str(create.ports.api),
+        P2P_PORT: str(create.ports.p2p),
+    })
+    if create.ports.host_http is not None:
+        labels[HOST_HTTP_PORT] = str(create.ports.host_http)
+        labels[SEED_HTTP_PORT] = str(create.ports.host_http)
+    if create.vpn is not None and create.vpn_id is not None:
+        labels[VPN] = create.vpn
+        labels[VPN_ID] = create.vpn_id
+    return labels
+
+
+def engine_env(create: CreateEngine, spec: EngineSpec) -> dict[str, str]:
+    ports = create.ports
+    conf = [f"--http-port={ports.http}", f"--api-port={ports.api}", f"--port={ports.p2p}",
+            "--bind-all"]
+    env = dict(spec.env)
+    if "CONF" in env:
+        conf.append(env["CONF"])
+    env.update({
+        "HTTP_PORT": str(ports.http),
+        "HTTPS_PORT": str(ports.api),
+        "P2P_PORT": str(ports.p2p),
+        "BIND_ALL": "true",
+        "CONF": "\n".join(conf),
+    })
+    return env
+
+
+def engine_name(create: CreateEngine) -> str:
+    where = create.vpn or "engine"
+    return f"acestream-{where}-{create.slot}-{secrets.token_hex(3)}"
+
+
+def create_body(create: CreateEngine, spec: EngineSpec) -> dict[str, Any]:
+    """The Docker create request for one engine. No restart policy: the daemon restarts engines."""
+    host_config: dict[str, Any] = {"RestartPolicy": {"Name": "no"}}
+    body: dict[str, Any] = {
+        "Image": spec.image,
+        "Env": [f"{k}={v}" for k, v in engine_env(create, spec).items()],
+        "Labels": engine_labels(create, spec),
+        "HostConfig": host_config,
+    }
+    if create.vpn_id is not None:
+        host_config["NetworkMode"] = f"container:{create.vpn_id}"
+    else:
+        port = f"{create.ports.http}/tcp"
+        body["ExposedPorts"] = {port: {}}
+        host_config["PortBindings"] = {port: [{"HostPort": str(create.ports.host_http)}]}
+    return body
+
+
+def _int_label(labels: Mapping[str, str], key: str, default: int = 0) -> int:
+    try:
+        return int(labels.get(key, default))
+    except ValueError:
+        return default
+
+
+def engine_observation(info: ContainerInfo) -> EngineObs:
+    labels = info.labels
+    host_http = labels.get(HOST_HTTP_PORT)
+    status = info.status if info.status in KNOWN_STATUSES else "dead"
+    return EngineObs(
+        container_id=info.id,
+        name=info.name,
+        status=status,  # type: ignore[arg-type]
+        started_at=info.started_at,
+        created_at=info.created_at,
+        slot=_int_label(labels, SLOT, -1),
+        ports=EnginePorts(
+            http=_int_label(labels, HTTP_PORT),
+            api=_int_label(labels, API_PORT),
+            p2p=_int_label(labels, P2P_PORT),
+            host_http=int(host_http) if host_http and host_http.isdigit() else None,
+        ),
+        spec_hash=labels.get(SPEC_HASH, ""),
+        vpn=labels.get(VPN),
+        vpn_id=labels.get(VPN_ID),
+        forwarded=labels.get(FORWARDED) == "true",
+    )
+
+
+def engine_sighting(info: ContainerInfo) -> EngineSighting:
+    """An engine container as the state store takes it."""
+    return EngineSighting(obs=engine_observation(info), ip=info.ip, labels=dict(info.labels))

@@ -1,0 +1,519 @@
+"""The daemon's state, and the visible engine set derived from it on every change.
+
+Every writer (event source, resync, executor, readiness prober, control-server poller, the HTTP
+API) changes the store through the named methods below, and each one notifies by itself:
+`changed()` recomputes the visible set at once (no debounce: a VPN turning unhealthy hides its
+engines within the same call that applied Docker's event) and wakes every watcher (the reconcile
+loop, the readiness prober). Readers get read-only views. All of it runs on the one event loop,
+so no locks are needed.
+
+The fields are grouped by concern:
+
+- `_world`: what Docker shows (engines, their facts, VPNs) and what only time tells about them
+  (when an engine was adopted, since when it stopped answering);
+- `_work`: work in flight (creations, busy and removing containers, cool-downs, blocked slots,
+  the create circuit breaker, recent action errors);
+- `_demand`: what the proxy said (streams, engines handed out, the demand for a free engine);
+- `_telemetry`: what the daemon reports about itself (counters, last plan, Docker connectivity).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+import structlog
+
+from orchestrator.state.breaker import BreakerState, CreateBreaker
+from orchestrator.state.records import ActionError, EngineFacts, EngineSighting
+from orchestrator.state.streams import Reservations, Stream, StreamRegistry, StreamsView
+from reconcilers import visible_engines
+from reconcilers.model import EngineObs, EngineStatus, Observed, PendingCreate, Plan, VpnObs
+from reconcilers.vpn import Sighting, Transition, advance
+
+log = structlog.get_logger()
+
+RECENT_ERRORS = 20
+
+
+@dataclass(slots=True)
+class _World:
+    engines: dict[str, EngineObs] = field(default_factory=dict)
+    facts: dict[str, EngineFacts] = field(default_factory=dict)
+    vpns: dict[str, VpnObs] = field(default_factory=dict)
+    # Engines adopted from an earlier daemon: their streams are unknown, so their idle clock
+    # starts when this daemon first saw them (no scale-down of a possibly busy engine at once).
+    adopted_at: dict[str, float] = field(default_factory=dict)
+    unready_since: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Work:
+    pending_creates: dict[int, PendingCreate] = field(default_factory=dict)
+    pending_names: dict[int, str] = field(default_factory=dict)
+    pending_seq: int = 0
+    busy: set[str] = field(default_factory=set)
+    removing: set[str] = field(default_factory=set)
+    cooldowns: dict[str, float] = field(default_factory=dict)
+    blocked_slots: dict[tuple[str | None, int], float] = field(default_factory=dict)
+    breaker: CreateBreaker = field(default_factory=CreateBreaker)
+    errors: deque[ActionError] = field(default_factory=lambda: deque(maxlen=RECENT_ERRORS))
+    completed: int = 0
+
+
+@dataclass(slots=True)
+class _Demand:
+    streams: StreamRegistry = field(default_factory=StreamRegistry)
+    reservations: Reservations = field(default_factory=Reservations)
+    demand_until: float | None = None
+
+
+@dataclass(slots=True)
+class _Telemetry:
+    last_plan: Plan | None = None
+    last_reconcile_at: float | None = None
+    reconcile_passes: int = 0
+    last_pass_duration_s: float = 0.0
+    events_received: int = 0
+    resyncs: int = 0
+    docker_connected: bool = False
+    docker_error: str | None = None
+
+
+class StateStore:
+    def __init__(self, restart_on_reconnect: Callable[[], bool] = lambda: True) -> None:
+        self._restart_on_reconnect = restart_on_reconnect
+        self._world = _World()
+        self._work = _Work()
+        self._demand = _Demand()
+        self._telemetry = _Telemetry()
+        self._visible: tuple[EngineObs, ...] = ()
+        self._watchers: list[asyncio.Event] = []
+        self.version = 0  # bumped on every change; lets readers cache what they derive
+        self.generation = 0  # bumped on every write of a container's facts, see `_touch`
+        self._touched: dict[str, int] = {}
+
+    # -- read-only views -----------------------------------------------------------------------
+    @property
+    def engines(self) -> Mapping[str, EngineObs]:
+        return self._world.engines
+
+    @property
+    def facts(self) -> Mapping[str, EngineFacts]:
+        return self._world.facts
+
+    @property
+    def vpns(self) -> Mapping[str, VpnObs]:
+        return self._world.vpns
+
+    @property
+    def visible(self) -> tuple[EngineObs, ...]:
+        return self._visible
+
+    @property
+    def streams(self) -> StreamsView:
+        return self._demand.streams
+
+    @property
+    def pending_count(self) -> int:
+        return len(self._work.pending_creates)
+
+    @property
+    def busy_count(self) -> int:
+        return len(self._work.busy)
+
+    @property
+    def demand_until(self) -> float | None:
+        return self._demand.demand_until
+
+    @property
+    def last_plan(self) -> Plan | None:
+        return self._telemetry.last_plan
+
+    @property
+    def last_reconcile_at(self) -> float | None:
+        return self._telemetry.last_reconcile_at
+
+    @property
+    def reconcile_passes(self) -> int:
+        return self._telemetry.reconcile_passes
+
+    @property
+    def last_pass_duration_s(self) -> float:
+        return self._telemetry.last_pass_duration_s
+
+    @property
+    def events_received(self) -> int:
+        return self._telemetry.events_received
+
+    @property
+    def resyncs(self) -> int:
+        return self._telemetry.resyncs
+
+    @property
+    def docker_connected(self) -> bool:
+        return self._telemetry.docker_connected
+
+    @property
+    def docker_error(self) -> str | None:
+        return self._telemetry.docker_error
+
+    @property
+    def action_errors(self) -> tuple[ActionError, ...]:
+        return tuple(self._work.errors)
+
+    @property
+    def actions_completed(self) -> int:
+        return self._work.completed
+
+    @property
+    def create_failures(self) -> int:
+        return self._work.breaker.failures
+
+    @property
+    def create_blocked_until(self) -> float | None:
+        return self._work.breaker.blocked_until
+
+    @property
+    def last_create_failure(self) -> float | None:
+        return self._work.breaker.last_failure
+
+    def breaker_state(self, now: float) -> BreakerState:
+        return self._work.breaker.state(now)
+
+    def held_engines(self, now: float) -> frozenset[str]:
+        """Engines handed out by provisioning whose stream has not been reported yet."""
+        return self._demand.reservations.held(now)
+
+    def next_hold_expiry(self, now: float) -> float | None:
+        return self._demand.reservations.next_expiry(now)
+
+    def newer_than(self, key: str, snapshot: int) -> bool:
+        return self._touched.get(key, 0) > snapshot
+
+    def vpn_name_of(self, container_id: str) -> str | None:
+        return next((n for n, v in self._world.vpns.items() if v.container_id == container_id), None)
+
+    def engine_count(self) -> int:
+        """Engines that exist or are being created, each counted once."""
+        creating = set(self._work.pending_names.values())
+        return (sum(1 for e in self._world.engines.values() if e.name not in creating)
+                + len(self._work.pending_creates))
+
+    def find_engine(self, ref: str) -> EngineObs | None:
+        """A managed engine by full ID, name, or an ID prefix of 12 characters or more."""
+        found = self._world.engines.get(ref)
+        if found is not None:
+            return found
+        return next((e for e in self._world.engines.values()
+                     if e.name == ref or (len(ref) >= 12 and e.container_id.startswith(ref))), None)
+
+    # -- engines -------------------------------------------------------------------------------
+    def upsert_engine(self, seen: EngineSighting) -> None:
+        self._upsert_engine(seen, time.time())
+        self.changed()
+
+    def _upsert_engine(self, seen: EngineSighting, now: float) -> None:
+        cid = seen.obs.container_id
+        old = self._world.engines.get(cid)
+        same_run = old is not None and old.started_at == seen.obs.started_at
+        ready = bool(old and same_run and old.ready and seen.obs.status == "running")
+        self._world.engines[cid] = dataclasses.replace(seen.obs, ready=ready)
+        self._touch(cid)
+        facts = self._world.facts.get(cid)
+        self._world.facts[cid] = EngineFacts(
+            ip=seen.ip, labels=dict(seen.labels),
+            first_seen=facts.first_seen if facts else (seen.obs.created_at or now), last_seen=now,
+            last_health_check=facts.last_health_check if facts and same_run else None,
+        )
+
+    def drop_engine(self, container_id: str) -> None:
+        if container_id in self._world.engines:
+            self._forget_engine(container_id)
+            self.changed()
+
+    def set_engine_status(self, container_id: str, status: EngineStatus) -> None:
+        """Apply a status carried by an event before the follow-up inspect confirms it."""
+        engine = self._world.engines.get(container_id)
+        if engine is not None and status not in (engine.status, "running"):
+            self._world.engines[container_id] = dataclasses.replace(engine, status=status, ready=False)
+            self._touch(container_id)
+            self.changed()
+
+    def mark_ready(self, container_id: str, started_at: float | None) -> None:
+        engine = self._world.engines.get(container_id)
+        if engine is None or engine.started_at != started_at or engine.ready:
+            return
+        self._world.engines[container_id] = dataclasses.replace(engine, ready=True)
+        self._world.unready_since.pop(container_id, None)
+        self._set_health_check(container_id, time.time())
+        log.info("engine_ready", container=engine.name, container_id=container_id[:12])
+        self.changed()
+
+    def mark_unready(self, container_id: str, reason: str) -> None:
+        engine = self._world.engines.get(container_id)
+        if engine is None or not engine.ready:
+            return
+        self._world.engines[container_id] = dataclasses.replace(engine, ready=False)
+        self._world.unready_since[container_id] = time.time()
+        log.warning("engine_unready", container=engine.name, container_id=container_id[:12],
+                    reason=reason)
+        self.changed()
+
+    def note_health_check(self, container_id: str) -> None:
+        """A ready engine answered its liveness check (nothing to plan: only /engines shows it)."""
+        if self._set_health_check(container_id, time.time()):
+            self.version += 1
+
+    def _set_health_check(self, container_id: str, at: float) -> bool:
+        facts = self._world.facts.get(container_id)
+        if facts is None:
+            return False
+        self._world.facts[container_id] = dataclasses.replace(facts, last_health_check=at)
+        return True
+
+    def replace_engines(self, seen: Iterable[EngineSighting], snapshot: int) -> None:
+        """Full resync: the listed containers are the truth about engines, except for those an
+        event or an action changed after `snapshot` (taken before listing): those are newer."""
+        listed = list(seen)
+        ids = {s.obs.container_id for s in listed}
+        for gone in [cid for cid in self._world.engines
+                     if cid not in ids and not self.newer_than(cid, snapshot)]:
+            self._forget_engine(gone)
+        creating = set(self._work.pending_names.values())
+        now = time.time()
+        for sighting in listed:
+            cid = sighting.obs.container_id
+            if self.newer_than(cid, snapshot):
+                continue
+            if cid not in self._world.engines and sighting.obs.name not in creating:
+                self._world.adopted_at[cid] = now
+            self._upsert_engine(sighting, now)
+        self.changed()
+
+    def _touch(self, key: str) -> None:
+        self.generation += 1
+        self._touched[key] = self.generation
+
+    def _forget_engine(self, container_id: str) -> None:
+        self._world.engines.pop(container_id, None)
+        self._world.facts.pop(container_id, None)
+        self._world.adopted_at.pop(container_id, None)
+        self._world.unready_since.pop(container_id, None)
+        self._touch(container_id)
+
+    # -- VPNs ----------------------------------------------------------------------------------
+    def apply_vpn(self, name: str, sighting: Sighting, at: float) -> bool:
+        """Feed one signal about a VPN through its state machine; False when it did not apply."""
+        update = advance(self._world.vpns.get(name), name, sighting, at)
+        if update is None:
+            return False
+        self._touch(f"vpn:{name}")
+        self._world.vpns[name] = update.obs
+        for transition in update.transitions:
+            self._log_transition(name, transition)
+        self.changed()
+        return True
+
+    def forget_vpn(self, name: str) -> None:
+        if self._world.vpns.pop(name, None) is not None:
+            self._touch(f"vpn:{name}")
+            self.changed()
+
+    def _log_transition(self, name: str, t: Transition) -> None:
+        reconnect = "VPN reconnected - triggering AceStream engine restart"
+        match t.kind:
+            case "recovered":
+                log.info("Gluetun VPN recovered and is now healthy", vpn=name)
+                if self._restart_on_reconnect():
+                    log.info(reconnect, vpn=name)
+            case "became_unhealthy":
+                log.warning("Gluetun VPN became unhealthy", vpn=name)
+            case "state_changed":
+                log.info("vpn_state_changed", vpn=name, state=t.state, previous=t.previous)
+            case "tunnel_status":
+                log.info("gluetun_tunnel_status", vpn=name, status=t.status)
+            case "reconnected":
+                log.info(reconnect if self._restart_on_reconnect() else "vpn_reconnected", vpn=name,
+                         public_ip=t.public_ip, previous_ip=t.previous_ip)
+            case "forwarded_port":
+                log.info("vpn_forwarded_port", vpn=name, port=t.port, previous=t.previous_port)
+
+    # -- work under way ------------------------------------------------------------------------
+    def begin_create(self, pending: PendingCreate, name: str) -> int:
+        """Hold a slot for a creation under way. Until it ends, a container of that name seen
+        through an event counts as this creation, not as an engine of its own."""
+        work = self._work
+        work.pending_seq += 1
+        work.pending_creates[work.pending_seq] = pending
+        work.pending_names[work.pending_seq] = name
+        self.changed()
+        return work.pending_seq
+
+    def end_create(self, token: int) -> None:
+        self._work.pending_creates.pop(token, None)
+        self._work.pending_names.pop(token, None)
+        self.changed()
+
+    def mark_busy(self, container_id: str, *, removing: bool = False) -> None:
+        """An action on the container is under way; `removing`: it leaves /engines now."""
+        self._work.busy.add(container_id)
+        if removing:
+            self._work.removing.add(container_id)
+        self.changed()
+
+    def action_done(self, container_id: str | None, *, ok: bool) -> None:
+        """The action on `container_id` (None: a plain creation) ended; a success lifts the
+        container's cool-down."""
+        if ok:
+            self._work.completed += 1
+        if container_id is not None:
+            self._work.busy.discard(container_id)
+            self._work.removing.discard(container_id)
+            if ok:
+                self._work.cooldowns.pop(container_id, None)
+        self.changed()
+
+    def cool_down(self, container_id: str, until: float) -> None:
+        """A failed action: leave the container alone until `until` (no retry hot loop)."""
+        self._work.cooldowns[container_id] = until
+        self.changed()
+
+    def block_slot(self, vpn: str | None, slot: int, until: float) -> None:
+        self._work.blocked_slots[(vpn, slot)] = until
+        log.warning("slot_blocked", vpn=vpn, slot=slot, hint="its ports are in use by something else")
+        self.changed()
+
+    def record_action_error(self, error: ActionError) -> bool:
+        """Keep a failed action for /status; True when it repeats the previous error."""
+        repeated = bool(self._work.errors) and self._work.errors[-1].message == error.message
+        self._work.errors.append(error)
+        self.version += 1
+        return repeated
+
+    def create_failed(self, now: float) -> None:
+        self._work.breaker.failed(now)
+        self.changed()
+
+    def create_succeeded(self) -> None:
+        self._work.breaker.succeeded()
+        self.changed()
+
+    # -- proxy demand --------------------------------------------------------------------------
+    def start_stream(self, stream: Stream) -> Stream:
+        """A stream the proxy reported: the engine it runs on is busy, any demand is met."""
+        started = self._demand.streams.start(stream)
+        self._demand.demand_until = None
+        self._demand.reservations.release(stream.container_id)
+        self.changed()
+        return started
+
+    def end_stream(self, stream_id: str, reason: str, at: float) -> Stream | None:
+        ended = self._demand.streams.end(stream_id, reason, at)
+        if ended is not None:
+            self.changed()
+        return ended
+
+    def hand_out(self, container_id: str, now: float) -> None:
+        """Provisioning gave the engine to a proxy: it counts as busy until its stream is
+        reported (or the hold ends), so two requests never get the same free engine."""
+        self._demand.reservations.hold(container_id, now)
+        self._demand.demand_until = None
+        self.changed()
+
+    def want_free_engine(self, until: float) -> None:
+        """A proxy asked for an engine and none was free: keep one more free until `until`."""
+        self._demand.demand_until = until
+        self.changed()
+
+    # -- telemetry (nothing to plan: these only bump `version`) --------------------------------
+    def record_plan(self, plan: Plan, at: float, duration_s: float) -> None:
+        t = self._telemetry
+        t.last_plan, t.last_reconcile_at, t.last_pass_duration_s = plan, at, duration_s
+        t.reconcile_passes += 1
+        self.version += 1
+
+    def note_event(self) -> None:
+        self._telemetry.events_received += 1
+
+    def note_resync(self) -> None:
+        self._telemetry.resyncs += 1
+        self.version += 1
+
+    def set_docker(self, *, connected: bool, error: str | None = None) -> None:
+        """Whether the event stream is up (the planner acts only while it is)."""
+        t = self._telemetry
+        t.docker_connected = connected
+        if error is not None or connected:
+            t.docker_error = error
+        self.changed()
+
+    # -- derived -------------------------------------------------------------------------------
+    def engine_with_streams(self, engine: EngineObs, now: float) -> EngineObs:
+        """The engine as the planner sees it: an engine handed out by provisioning counts as
+        busy until its stream is reported; an adopted one as used when it was adopted."""
+        cid = engine.container_id
+        held = 1 if cid in self._demand.reservations.held(now) else 0
+        streams = self._demand.streams
+        used = [t for t in (streams.last_usage.get(cid), self._world.adopted_at.get(cid)) if t]
+        unready = [t for t in (self._world.unready_since.get(cid), self._world.adopted_at.get(cid)) if t]
+        return dataclasses.replace(engine, streams=streams.count(cid) + held,
+                                   last_stream_usage=max(used) if used else None,
+                                   unready_since=None if engine.ready or not unready else max(unready))
+
+    def observed(self, now: float | None = None) -> Observed:
+        now = time.time() if now is None else now
+        demand = 1 if self._demand.demand_until is not None and self._demand.demand_until > now else 0
+        work = self._work
+        creating = set(work.pending_names.values())
+        return Observed(
+            engines=tuple(self.engine_with_streams(e, now) for e in self._world.engines.values()
+                          if e.name not in creating),
+            extra_demand=demand,
+            vpns=dict(self._world.vpns),
+            pending_creates=tuple(work.pending_creates.values()),
+            busy_containers=frozenset(work.busy),
+            cooldowns={c: t for c, t in work.cooldowns.items() if t > now},
+            blocked_slots=frozenset(k for k, t in work.blocked_slots.items() if t > now),
+            removing=frozenset(work.removing),
+            create_blocked_until=work.breaker.blocked_until,
+        )
+
+    def changed(self) -> None:
+        self.version += 1
+        visible = tuple(e for e in visible_engines(
+            tuple(self._world.engines.values()), self._world.vpns,
+            restart_on_reconnect=self._restart_on_reconnect(),
+        ) if e.container_id not in self._work.removing)
+        if visible != self._visible:
+            before, self._visible = self._visible, visible
+            self._end_streams_of_lost(before, visible)
+        for event in self._watchers:
+            event.set()
+
+    def _end_streams_of_lost(self, before: tuple[EngineObs, ...],
+                             after: tuple[EngineObs, ...]) -> None:
+        still = {e.container_id for e in after}
+        now = time.time()
+        streams = self._demand.streams
+        for engine in before:
+            if engine.container_id in still:
+                continue
+            reason = "engine_hidden" if engine.container_id in self._world.engines else "engine_gone"
+            ended = streams.end_for_engine(engine.container_id, reason, now)
+            if ended:
+                log.warning("streams_ended", container=engine.name, reason=reason,
+                            streams=[s.id for s in ended])
+        for gone in [c for c in streams.last_usage if c not in self._world.engines]:
+            streams.forget_engine(gone)
+
+    def watch(self) -> asyncio.Event:
+        """An event set on every change from now on; the watcher clears it when it looks."""
+        event = asyncio.Event()
+        event.set()
+        self._watchers.append(event)
+        return event

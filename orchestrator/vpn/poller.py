@@ -1,0 +1,84 @@
+"""Polls every configured VPN's Gluetun control server and feeds what it says to the store.
+
+All VPNs are asked at once every `vpn.health_check_interval_s`, and at once when a VPN's
+container or state changes (so a VPN that just turned healthy has its forwarded port read before
+engines are placed). A reading or a failure becomes a sighting of the VPN state machine
+(`reconcilers.vpn`); an error is logged once per distinct message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+
+import structlog
+
+from orchestrator.config import Config
+from orchestrator.errors import ControlApiAuthError, ControlApiError
+from orchestrator.state.endpoints import vpn_host
+from orchestrator.state.store import StateStore
+from orchestrator.vpn.control import GluetunControl
+from reconcilers.vpn import ControlFailed, ControlRead
+
+log = structlog.get_logger()
+
+
+class ControlPoller:
+    """Polls every configured VPN's control server, all at once, every `interval()` seconds."""
+
+    def __init__(self, control: GluetunControl, store: StateStore,
+                 config: Callable[[], Config]) -> None:
+        self._control = control
+        self._store = store
+        self._config = config
+        self._last_error: dict[str, str | None] = {}
+
+    def _base_url(self, name: str) -> str:
+        config = self._config()
+        return f"http://{vpn_host(self._store, name, config.address)}:{config.vpn_api_port}"
+
+    async def run(self) -> None:
+        """Poll on the interval, and at once when a VPN's container or state changes (so a VPN
+        that just turned healthy has its forwarded port read before engines are placed)."""
+        changed = self._store.watch()
+        seen: dict[str, tuple[str | None, str]] = {}
+        due = 0.0
+        while True:
+            now = asyncio.get_running_loop().time()
+            current: dict[str, tuple[str | None, str]] = {
+                n: (v.container_id, v.state) for n, v in self._store.vpns.items()}
+            config = self._config()
+            names = [n for n in config.desired.vpn.containers
+                     if now >= due or current.get(n) != seen.get(n)]
+            seen = current
+            if now >= due:
+                due = now + config.vpn_poll_interval_s
+            await asyncio.gather(*(self.poll(name) for name in names))
+            changed.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, due - asyncio.get_running_loop().time())):
+                    await changed.wait()
+
+    async def poll(self, name: str) -> None:
+        vpn = self._store.vpns.get(name)
+        if vpn is None or vpn.state in ("missing", "stopped"):
+            return
+        try:
+            reading = await self._control.read(self._base_url(name))
+        except ControlApiError as exc:
+            error = str(exc)
+            if error != self._last_error.get(name):
+                log.warning("gluetun_control_error", vpn=name, error=error,
+                            auth_failed=isinstance(exc, ControlApiAuthError))
+            self._last_error[name] = error
+            self._store.apply_vpn(name, ControlFailed(error=error), time.time())
+            return
+        if self._last_error.get(name):
+            log.info("gluetun_control_ok", vpn=name)
+        self._last_error[name] = None
+        self._store.apply_vpn(name, ControlRead(forwarded_port=reading.forwarded_port,
+                                                public_ip=reading.public_ip,
+                                                status=reading.vpn_status), time.time())
+

@@ -1,0 +1,167 @@
+"""Docker events in, observed state out: subscribe, then list, then apply.
+
+The stream is a hint, the world is the truth. An event's own facts (a health status, a death)
+are applied to the store at once so visibility follows within the same call; then the
+container is inspected and the store corrected from what Docker says. The stream ends
+silently when Docker goes away: we reconnect with backoff, pass `since=` the last event seen,
+and resync in full. A jittered periodic resync makes any missed event harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Callable
+from typing import Any, get_args
+
+import structlog
+
+from orchestrator.config import Config
+from orchestrator.docker.api import DockerApi
+from orchestrator.docker.containers import vpn_container
+from orchestrator.docker.engines import engine_sighting, is_engine, pool_filters
+from orchestrator.errors import DockerError
+from orchestrator.state.store import StateStore
+from reconcilers.model import EngineStatus, VpnState
+from reconcilers.vpn import ContainerSeen, HealthReported, StopAction, StopReported
+
+log = structlog.get_logger()
+
+RESYNC_INTERVAL_S = 45.0
+RESYNC_JITTER_S = 15.0
+BACKOFF_FIRST_S = 0.5
+BACKOFF_MAX_S = 10.0
+HEALTH_STATES: dict[str, VpnState] = {
+    "healthy": "healthy", "unhealthy": "unhealthy", "starting": "starting"}
+STOP_ACTIONS: tuple[StopAction, ...] = get_args(StopAction)
+ENGINE_STOPPED: dict[str, EngineStatus] = {"die": "exited", "stop": "exited", "pause": "paused"}
+
+
+class EventSource:
+    def __init__(self, docker: DockerApi, store: StateStore, config: Callable[[], Config],
+                 on_hidden: Callable[[float], None] = lambda seconds: None) -> None:
+        self._on_hidden = on_hidden
+        self._docker = docker
+        self._store = store
+        self._config = config
+        self.last_time_nano: int | None = None
+        self._resync_floor_nano = 0
+        self._resync_lock = asyncio.Lock()
+        self._resync_wanted = asyncio.Event()
+
+    def _pool(self) -> str:
+        return self._config().desired.engines.pool
+
+    def _vpn_names(self) -> tuple[str, ...]:
+        return self._config().desired.vpn.containers
+
+    async def run(self) -> None:
+        backoff = BACKOFF_FIRST_S
+        while True:
+            error: str | None = None
+            try:
+                async with self._docker.events(since_nano=self.last_time_nano) as stream:
+                    await self.resync()
+                    backoff = BACKOFF_FIRST_S
+                    async for event in stream:
+                        await self.apply(event)
+                log.warning("docker_event_stream_ended", reconnect_in_s=backoff)
+            except DockerError as exc:
+                log.warning("docker_unreachable", error=str(exc), reconnect_in_s=backoff)
+                error = str(exc)
+            self._store.set_docker(connected=False, error=error)
+            await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
+            backoff = min(backoff * 2, BACKOFF_MAX_S)
+
+    def request_resync(self) -> None:
+        """Resync soon (e.g. the VPN list changed), from the periodic resync's own task."""
+        self._resync_wanted.set()
+
+    async def run_periodic_resync(self) -> None:
+        while True:
+            interval = RESYNC_INTERVAL_S + random.uniform(-RESYNC_JITTER_S, RESYNC_JITTER_S)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await self._resync_wanted.wait()
+            self._resync_wanted.clear()
+            if not self._store.docker_connected:
+                continue
+            await self.resync_quietly()
+
+    async def resync_quietly(self) -> None:
+        """A resync whose failure is only logged (the next one, or a reconnect, tries again)."""
+        try:
+            await self.resync()
+        except DockerError as exc:
+            log.warning("resync_failed", error=str(exc))
+
+    async def resync(self) -> None:
+        """List every engine and look up every VPN: the result replaces what the store knew."""
+        async with self._resync_lock:
+            self._resync_floor_nano = time.time_ns()
+            snapshot = self._store.generation
+            pool = self._pool()
+            ids = await self._docker.list_ids(pool_filters(pool))
+            infos = [info for info in await asyncio.gather(*(self._docker.inspect(i) for i in ids))
+                     if info is not None and is_engine(info.labels, pool)]
+            now = time.time()
+            vpns = {name: await self._docker.inspect(name) for name in self._vpn_names()}
+            self._store.replace_engines([engine_sighting(info) for info in infos], snapshot)
+            for name, info in vpns.items():
+                if not self._store.newer_than(f"vpn:{name}", snapshot):
+                    self._store.apply_vpn(name, ContainerSeen(container=vpn_container(info)), now)
+            self._store.note_resync()
+            self._store.set_docker(connected=True)
+            log.debug("resync_done", engines=len(infos), vpns=len(vpns))
+
+    async def apply(self, event: dict[str, Any]) -> None:
+        self._store.note_event()
+        time_nano = int(event.get("timeNano") or int(event.get("time", 0)) * 1_000_000_000)
+        self.last_time_nano = max(self.last_time_nano or 0, time_nano)
+        actor = event.get("Actor") or {}
+        container_id = str(actor.get("ID", ""))
+        attributes = actor.get("Attributes") or {}
+        action = str(event.get("Action") or event.get("status") or "")
+        name = str(attributes.get("name", ""))
+        at = time_nano / 1e9
+        vpn = name if name in self._vpn_names() else self._store.vpn_name_of(container_id)
+        if vpn is not None:
+            await self._apply_vpn(vpn, container_id, action, at, time_nano)
+        elif is_engine(attributes, self._pool()) or container_id in self._store.engines:
+            await self._apply_engine(container_id, action, at)
+
+    async def _apply_vpn(self, vpn: str, container_id: str, action: str, at: float,
+                         time_nano: int) -> None:
+        if action.startswith("health_status"):
+            health = HEALTH_STATES.get(action.partition(":")[2].strip())
+            # an event older than the last resync's listing is already reflected in it
+            if health is not None and time_nano >= self._resync_floor_nano:
+                visible = len(self._store.visible)
+                self._store.apply_vpn(vpn, HealthReported(container_id=container_id, health=health), at)
+                if len(self._store.visible) < visible:
+                    # from Docker's own event time to the visible set no longer listing them
+                    self._on_hidden((time.time_ns() - time_nano) / 1e9)
+            return
+        if action in STOP_ACTIONS:
+            # hide its engines at once; the inspect below refines the state
+            self._store.apply_vpn(vpn, StopReported(container_id=container_id, action=action), at)
+        current = self._store.vpns.get(vpn)
+        if action == "destroy" and (current is None or current.container_id != container_id):
+            return  # an old container of that name went: the current one is unaffected
+        info = await self._docker.inspect(vpn)
+        self._store.apply_vpn(vpn, ContainerSeen(container=vpn_container(info)), at)
+
+    async def _apply_engine(self, container_id: str, action: str, at: float) -> None:
+        if action == "destroy":
+            self._store.drop_engine(container_id)
+            return
+        engine = self._store.engines.get(container_id)
+        if action in ENGINE_STOPPED and engine is not None and at >= (engine.started_at or 0.0):
+            self._store.set_engine_status(container_id, ENGINE_STOPPED[action])
+        info = await self._docker.inspect(container_id)
+        if info is None:
+            self._store.drop_engine(container_id)
+        elif is_engine(info.labels, self._pool()):
+            self._store.upsert_engine(engine_sighting(info))

@@ -1,0 +1,198 @@
+"""The effect executor: carries out the planner's actions against Docker, one task per action.
+
+`submit()` is synchronous: it marks each action's container busy (or holds its slot with a
+pending creation) in the state store before returning, so the planner never plans the same work
+twice; `run()` runs the actions, each in a task of its own. Results are written back into the
+store at once (before the busy mark is lifted), so the next plan sees them. Failures are logged
+once per distinct message, kept for `/status`, cool the container down, and feed the store's
+create circuit breaker instead of hot-looping on a bad image or a broken Docker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, assert_never
+
+import structlog
+
+from orchestrator.docker.api import DockerApi
+from orchestrator.docker.engines import create_body, engine_name, engine_sighting
+from orchestrator.errors import DockerError, PortInUse
+from orchestrator.state.records import ActionError
+from orchestrator.state.store import StateStore
+from reconcilers.model import (
+    Action,
+    CreateEngine,
+    Desired,
+    PendingCreate,
+    RecreateEngine,
+    RemoveEngine,
+    RestartEngine,
+    RestartVpn,
+)
+from reconcilers.vpn import ForcedRestart
+
+log = structlog.get_logger()
+
+ACTION_TIMEOUT_S = 60.0
+CREATE_TIMEOUT_S = 900.0  # a creation may first have to pull the engine image
+ENGINE_STOP_TIMEOUT_S = 3
+VPN_STOP_TIMEOUT_S = 10
+COOLDOWN_MAX_S = 60.0
+SLOT_BLOCK_S = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    action: Action
+    work: Coroutine[Any, Any, None]
+    context: contextvars.Context
+
+
+def _target(action: Action) -> str:
+    match action:
+        case CreateEngine(vpn=vpn):
+            return vpn or "engine"
+        case RecreateEngine(container_id=cid) | RemoveEngine(container_id=cid) | \
+                RestartEngine(container_id=cid) | RestartVpn(container_id=cid):
+            return cid
+        case _:
+            assert_never(action)
+
+
+def _container_of(action: Action) -> str | None:
+    return None if isinstance(action, CreateEngine) else _target(action)
+
+
+class Executor:
+    def __init__(self, docker: DockerApi, store: StateStore, desired: Callable[[], Desired]) -> None:
+        self._docker = docker
+        self._store = store
+        self._desired = desired
+        self._queue: asyncio.Queue[_Job] = asyncio.Queue()
+        self._failures_by_target: dict[str, int] = {}
+
+    def submit(self, actions: tuple[Action, ...]) -> None:
+        """Mark every action's container busy now; `run()` carries them out."""
+        for action in actions:
+            self._queue.put_nowait(_Job(action=action, work=self._start(action),
+                                        context=contextvars.copy_context()))
+
+    def _start(self, action: Action) -> Coroutine[Any, Any, None]:
+        match action:
+            case CreateEngine():
+                name, token = self._hold_slot(action)
+                return self._create(action, name, token)
+            case RecreateEngine():
+                name, token = self._hold_slot(action.create)
+                self._store.mark_busy(action.container_id, removing=True)
+                return self._recreate(action, name, token)
+            case RemoveEngine():
+                self._store.mark_busy(action.container_id, removing=True)
+                return self._remove(action)
+            case RestartEngine():
+                self._store.mark_busy(action.container_id)
+                return self._restart(action)
+            case RestartVpn():
+                self._store.mark_busy(action.container_id)
+                return self._restart_vpn(action)
+            case _:
+                assert_never(action)
+
+    async def run(self) -> None:
+        """Carry out submitted actions, each in its own task (they end with the daemon)."""
+        async with asyncio.TaskGroup() as tasks:
+            while True:
+                job = await self._queue.get()
+                tasks.create_task(self._guard(job.action, job.work), context=job.context)
+
+    async def _guard(self, action: Action, work: Coroutine[Any, Any, None]) -> None:
+        target, kind = _target(action), type(action).__name__
+        log.info("action_started", action=kind, target=target[:24], reason=action.reason)
+        ok = False
+        try:
+            creating = isinstance(action, CreateEngine | RecreateEngine)
+            async with asyncio.timeout(CREATE_TIMEOUT_S if creating else ACTION_TIMEOUT_S):
+                await work
+            ok = True
+            self._failures_by_target.pop(target, None)
+        except (DockerError, TimeoutError) as exc:
+            self._record_failure(action, kind, target, exc)
+        except Exception as exc:  # a bug in one action must not stop the daemon
+            log.exception("action_crashed", action=kind, target=target[:24])
+            self._record_failure(action, kind, target, exc)
+        finally:
+            self._store.action_done(_container_of(action), ok=ok)
+
+    def _hold_slot(self, create: CreateEngine) -> tuple[str, int]:
+        name = engine_name(create)
+        pending = PendingCreate(vpn=create.vpn, slot=create.slot, forwarded=create.forwarded,
+                                ports=create.ports)
+        return name, self._store.begin_create(pending, name)
+
+    def _cool_down(self, container_id: str, now: float) -> None:
+        failures = self._failures_by_target.get(container_id, 0) + 1
+        self._failures_by_target[container_id] = failures
+        self._store.cool_down(container_id, now + min(COOLDOWN_MAX_S, 2.0 ** failures))
+
+    def _record_failure(self, action: Action, kind: str, target: str, exc: Exception) -> None:
+        now = time.time()
+        message = str(exc) or type(exc).__name__
+        transient = isinstance(exc, TimeoutError) or getattr(exc, "transient", False)
+        repeated = self._store.record_action_error(ActionError(
+            at=now, action=kind, target=target[:24], message=message, transient=transient))
+        if isinstance(action, RemoveEngine | RestartEngine | RestartVpn):
+            self._cool_down(action.container_id, now)
+        create = action.create if isinstance(action, RecreateEngine) else action
+        if isinstance(create, CreateEngine) and isinstance(exc, PortInUse) and create.vpn is None:
+            # the slot's host port is taken by something else: skip the slot for a while
+            self._store.block_slot(create.vpn, create.slot, now + SLOT_BLOCK_S)
+        if isinstance(action, CreateEngine | RecreateEngine):
+            self._store.create_failed(now)
+        (log.debug if repeated else log.error)(
+            "action_failed", action=kind, target=target[:24], error=message, transient=transient,
+            create_failures=self._store.create_failures)
+
+    async def _create(self, action: CreateEngine, name: str, token: int) -> None:
+        try:
+            spec = self._desired().engines
+            info = await self._docker.create_and_start(name, create_body(action, spec))
+            self._store.upsert_engine(engine_sighting(info))
+            self._store.create_succeeded()
+            log.info("engine_created", container=info.name, container_id=info.id[:12],
+                     vpn=action.vpn, slot=action.slot, http_port=action.ports.http,
+                     forwarded=action.forwarded)
+        finally:
+            self._store.end_create(token)
+
+    async def _remove(self, action: RemoveEngine) -> None:
+        await self._docker.remove(action.container_id)
+        self._store.drop_engine(action.container_id)
+        log.info("engine_removed", container_id=action.container_id[:12], reason=action.reason)
+
+    async def _restart(self, action: RestartEngine) -> None:
+        await self._docker.restart(action.container_id, ENGINE_STOP_TIMEOUT_S)
+        info = await self._docker.inspect(action.container_id)
+        if info is None:
+            self._store.drop_engine(action.container_id)
+        else:
+            self._store.upsert_engine(engine_sighting(info))
+        log.info("engine_restarted", container_id=action.container_id[:12], reason=action.reason)
+
+    async def _recreate(self, action: RecreateEngine, name: str, token: int) -> None:
+        try:
+            await self._docker.remove(action.container_id)
+            self._store.drop_engine(action.container_id)
+        except BaseException:
+            self._store.end_create(token)
+            raise
+        await self._create(action.create, name, token)
+
+    async def _restart_vpn(self, action: RestartVpn) -> None:
+        self._store.apply_vpn(action.name, ForcedRestart(), time.time())
+        log.warning("vpn_force_restart", vpn=action.name, reason=action.reason)
+        await self._docker.restart(action.container_id, VPN_STOP_TIMEOUT_S)

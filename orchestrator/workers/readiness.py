@@ -1,0 +1,108 @@
+"""Readiness and liveness probing: an engine is listed only while its HTTP API answers.
+
+For every running engine that has not answered since it (re)started, one probe task asks
+`GET /webui/api/service?method=get_version` until it gets JSON with `result`, then marks the
+engine ready for that start. A probe stops by itself when the engine stops, restarts or goes.
+Ready engines are asked again every `engines.health_check_interval_s`; one that misses three
+checks in a row (hung, or its network gone without any Docker event) is marked unready, which
+hides it until the readiness probe sees it answer again. Each round also checks the active
+streams (`stream_checks`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import aiohttp
+import structlog
+
+from orchestrator.config import Config
+from orchestrator.state.endpoints import engine_endpoint
+from orchestrator.state.store import StateStore
+from orchestrator.workers.stream_checks import StreamChecker
+
+log = structlog.get_logger()
+
+READY_PATH = "/webui/api/service?method=get_version"
+FIRST_INTERVAL_S = 0.1
+MAX_INTERVAL_S = 3.0
+REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=2.0)
+LIVENESS_FAILURES = 3
+
+
+async def answers_version(session: aiohttp.ClientSession, host: str, port: int) -> bool:
+    try:
+        async with session.get(f"http://{host}:{port}{READY_PATH}", timeout=REQUEST_TIMEOUT) as resp:
+            if resp.status != 200:
+                return False
+            body = await resp.json(content_type=None)
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        return False
+    return isinstance(body, dict) and body.get("result") is not None
+
+
+class ReadinessProber:
+    def __init__(self, store: StateStore, session: aiohttp.ClientSession,
+                 config: Callable[[], Config]) -> None:
+        self._store = store
+        self._config = config
+        self._session = session
+        self._inflight: set[tuple[str, float | None]] = set()
+        self._misses: dict[str, int] = {}
+        self._streams = StreamChecker(store, session)
+
+    async def run(self) -> None:
+        wake = self._store.watch()
+        async with asyncio.TaskGroup() as probes:
+            while True:
+                await wake.wait()
+                wake.clear()
+                for engine in list(self._store.engines.values()):
+                    key = (engine.container_id, engine.started_at)
+                    if engine.status == "running" and not engine.ready and key not in self._inflight:
+                        self._inflight.add(key)
+                        probes.create_task(self._probe(*key))
+
+    async def run_liveness(self) -> None:
+        while True:
+            await asyncio.sleep(self._config().engine_check_interval_s)
+            address = self._config().address
+            engines = [e for e in self._store.engines.values() if e.ready]
+            answers = await asyncio.gather(*(
+                answers_version(self._session, *engine_endpoint(self._store, e, address))
+                for e in engines))
+            for engine, ok in zip(engines, answers, strict=True):
+                misses = 0 if ok else self._misses.get(engine.container_id, 0) + 1
+                self._misses[engine.container_id] = misses
+                if ok:
+                    self._store.note_health_check(engine.container_id)
+                elif misses >= LIVENESS_FAILURES:
+                    self._misses[engine.container_id] = 0
+                    self._store.mark_unready(engine.container_id, f"missed {misses} health checks")
+            for gone in set(self._misses) - set(self._store.engines):
+                del self._misses[gone]
+            await self._streams.check(address, time.time())
+
+    def _same_run(self, container_id: str, started_at: float | None) -> bool:
+        engine = self._store.engines.get(container_id)
+        return engine is not None and engine.status == "running" and engine.started_at == started_at
+
+    async def _probe(self, container_id: str, started_at: float | None) -> None:
+        interval, attempts = FIRST_INTERVAL_S, 0
+        try:
+            while self._same_run(container_id, started_at):
+                engine = self._store.engines[container_id]
+                host, port = engine_endpoint(self._store, engine, self._config().address)
+                if await answers_version(self._session, host, port):
+                    self._store.mark_ready(container_id, started_at)
+                    return
+                attempts += 1
+                if attempts == 40:
+                    log.warning("engine_not_ready_yet", container=engine.name, host=host, port=port,
+                                hint="check engines.address (ip when the daemon runs on the host)")
+                await asyncio.sleep(interval)
+                interval = min(interval * 1.5, MAX_INTERVAL_S)
+        finally:
+            self._inflight.discard((container_id, started_at))

@@ -1,0 +1,236 @@
+"""An in-memory Docker engine implementing the daemon's `DockerApi` seam, for fast tables.
+
+It keeps containers, emits the events the real engine emits for what happens to them (create,
+start, die, stop, kill, restart, destroy, health_status), with `timeNano` from one clock, and
+lets a test hold a call (an inspect that does not return until released) or fail one, to stage
+the races the event source must survive. The real-Docker suites stay the source of truth; this
+fake only has to be faithful in what the daemon reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator.docker.containers import ContainerInfo
+from orchestrator.errors import DockerError, DockerUnavailable
+
+_ids = itertools.count(1)
+
+
+def _new_id(name: str) -> str:
+    return hashlib.sha256(f"{name}/{next(_ids)}".encode()).hexdigest()
+
+
+@dataclass(slots=True)
+class FakeContainer:
+    id: str
+    name: str
+    labels: dict[str, str]
+    status: str = "created"
+    health: str | None = None
+    started_at: float | None = None
+    created_at: float = field(default_factory=time.time)
+    exit_code: int | None = None
+    ip: str | None = "172.18.0.2"
+    network_mode: str = ""
+    body: Mapping[str, Any] = field(default_factory=dict)
+
+    def info(self) -> ContainerInfo:
+        running = self.status == "running"
+        return ContainerInfo(id=self.id, name=self.name, status=self.status,
+                             health=self.health if running else None,
+                             started_at=self.started_at if running else None,
+                             created_at=self.created_at, labels=dict(self.labels), ip=self.ip,
+                             network_mode=self.network_mode,
+                             exit_code=None if running else self.exit_code)
+
+
+class FakeDocker:
+    """`DockerApi` in memory. Every call is counted in `calls` (by verb)."""
+
+    def __init__(self) -> None:
+        self.containers: dict[str, FakeContainer] = {}
+        self.calls: dict[str, int] = {}
+        self.failures: dict[str, Callable[[str], DockerError | None]] = {}
+        self.holds: dict[str, asyncio.Event] = {}
+        self._subscribers: list[asyncio.Queue[dict[str, Any] | None]] = []
+        self._last_nano = 0
+
+    # -- what the test does to the world ------------------------------------------------------
+    def now_nano(self) -> int:
+        """A strictly increasing clock, like Docker's event times."""
+        self._last_nano = max(time.time_ns(), self._last_nano + 1)
+        return self._last_nano
+
+    def emit(self, container: FakeContainer, action: str, *, at_nano: int | None = None,
+             **attributes: str) -> int:
+        """Send an event about `container` (at `at_nano`: a late or replayed one)."""
+        nano = self.now_nano() if at_nano is None else at_nano
+        event = {"Type": "container", "Action": action, "timeNano": nano,
+                 "Actor": {"ID": container.id,
+                           "Attributes": {**container.labels, "name": container.name, **attributes}}}
+        for queue in self._subscribers:
+            queue.put_nowait(event)
+        return nano
+
+    def run(self, name: str, *, health: str | None = "healthy", labels: Mapping[str, str] = (
+            {}), ip: str = "172.18.0.9") -> FakeContainer:
+        """Create and start a container (a VPN, say) as `docker run` would."""
+        container = FakeContainer(id=_new_id(name), name=name, labels=dict(labels), ip=ip,
+                                  health=health)
+        self.containers[container.id] = container
+        self.emit(container, "create")
+        self._start(container)
+        return container
+
+    def by_name(self, name: str) -> FakeContainer:
+        return next(c for c in self.containers.values() if c.name == name)
+
+    def set_health(self, name: str, health: str) -> None:
+        container = self.by_name(name)
+        container.health = health
+        self.emit(container, f"health_status: {health}")
+
+    def stop(self, name: str, *, action: str = "stop", exit_code: int = 143) -> None:
+        """`docker stop` (kill + die + stop events) or `docker kill` (kill + die)."""
+        container = self.by_name(name)
+        self.emit(container, "kill", signal="15" if action == "stop" else "9")
+        self._die(container, exit_code)
+        if action == "stop":
+            self.emit(container, "stop")
+
+    def crash(self, name: str, exit_code: int = 1) -> None:
+        """The process exits by itself: a die event and nothing else."""
+        self._die(self.by_name(name), exit_code)
+
+    def restart_in_place(self, name: str) -> None:
+        """`docker restart`: same ID, a new StartedAt."""
+        container = self.by_name(name)
+        self.stop(name)
+        self._start(container)
+        self.emit(container, "restart")
+
+    def recreate(self, name: str) -> FakeContainer:
+        """`docker rm -f` and `docker run` again under the same name: a new ID."""
+        old = self.by_name(name)
+        self._destroy(old)
+        return self.run(name, health=old.health, labels=old.labels, ip=old.ip or "172.18.0.9")
+
+    def destroy(self, ref: str) -> None:
+        """`docker rm -f` by someone else."""
+        container = self._find(ref)
+        assert container is not None, ref
+        self._destroy(container)
+
+    def end_stream(self) -> None:
+        """Docker closes the event stream (the daemon went away, the socket dropped)."""
+        for queue in self._subscribers:
+            queue.put_nowait(None)
+
+    def _start(self, container: FakeContainer) -> None:
+        container.status, container.exit_code = "running", None
+        container.started_at = self.now_nano() / 1e9
+        self.emit(container, "start")
+
+    def _die(self, container: FakeContainer, exit_code: int) -> None:
+        container.status, container.exit_code = "exited", exit_code
+        self.emit(container, "die", exitCode=str(exit_code))
+
+    def _destroy(self, container: FakeContainer) -> None:
+        if container.status == "running":
+            self.emit(container, "kill")
+            self._die(container, 137)
+        del self.containers[container.id]
+        self.emit(container, "destroy")
+
+    # -- DockerApi -----------------------------------------------------------------------------
+    async def _enter(self, verb: str, ref: str) -> None:
+        """Count the call; wait while `holds[verb]` or `holds[f"{verb}:{ref}"]` is unset."""
+        self.calls[verb] = self.calls.get(verb, 0) + 1
+        for key in (verb, f"{verb}:{ref}"):
+            hold = self.holds.get(key)
+            if hold is not None:
+                await hold.wait()
+        fail = self.failures.get(verb)
+        if fail is not None:
+            error = fail(ref)
+            if error is not None:
+                raise error
+
+    def _find(self, ref: str) -> FakeContainer | None:
+        return self.containers.get(ref) or next(
+            (c for c in self.containers.values() if c.name == ref), None)
+
+    async def inspect(self, ref: str) -> ContainerInfo | None:
+        await self._enter("inspect", ref)
+        container = self._find(ref)
+        return None if container is None else container.info()
+
+    async def list_ids(self, labels: list[str]) -> list[str]:
+        await self._enter("list", ",".join(labels))
+        wanted = [tuple(label.split("=", 1)) for label in labels]
+        return [c.id for c in self.containers.values()
+                if all(c.labels.get(k) == v for k, v in wanted)]
+
+    async def create_and_start(self, name: str, body: Mapping[str, Any]) -> ContainerInfo:
+        await self._enter("create", name)
+        if self._find(name) is not None:
+            raise DockerError(f"create {name}: name already in use", status=409)
+        network = str((body.get("HostConfig") or {}).get("NetworkMode", ""))
+        container = FakeContainer(id=_new_id(name), name=name, labels=dict(body.get("Labels") or {}),
+                                  network_mode=network, body=body,
+                                  ip=None if network.startswith("container:") else "172.18.0.20")
+        self.containers[container.id] = container
+        self.emit(container, "create")
+        vpn_id = network.removeprefix("container:") if network.startswith("container:") else None
+        if vpn_id is not None and self.containers.get(vpn_id, None) is None:
+            self._destroy(container)
+            raise DockerError(f"start {name}: No such container: {vpn_id}", status=404)
+        self._start(container)
+        return container.info()
+
+    async def restart(self, ref: str, timeout_s: int = 5) -> None:
+        await self._enter("restart", ref)
+        container = self._find(ref)
+        if container is None:
+            raise DockerError(f"restart {ref}: no such container", status=404)
+        self.restart_in_place(container.name)
+
+    async def remove(self, ref: str) -> None:
+        await self._enter("remove", ref)
+        container = self._find(ref)
+        if container is not None:
+            self._destroy(container)
+
+    @asynccontextmanager
+    async def events(self, since_nano: int | None = None) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+        self.calls["events"] = self.calls.get("events", 0) + 1
+        fail = self.failures.get("events")
+        if fail is not None and (error := fail("events")) is not None:
+            raise error
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self._subscribers.append(queue)
+        try:
+            yield self._drain(queue)
+        finally:
+            self._subscribers.remove(queue)
+
+    @staticmethod
+    async def _drain(queue: asyncio.Queue[dict[str, Any] | None]) -> AsyncIterator[dict[str, Any]]:
+        while (event := await queue.get()) is not None:
+            yield event
+
+    async def close(self) -> None:
+        self.end_stream()
+
+
+def unavailable(_: str) -> DockerError:
+    return DockerUnavailable("docker is down")
+

@@ -1,0 +1,164 @@
+"""The VPN state machine (`reconcilers.vpn.advance`) as a table: previous state, one sighting,
+the resulting state, the fields that matter, and the transitions the store will log."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from reconcilers.model import VpnObs, VpnState
+from reconcilers.vpn import (
+    ContainerSeen,
+    ControlFailed,
+    ControlRead,
+    ForcedRestart,
+    HealthReported,
+    Sighting,
+    StopReported,
+    VpnContainer,
+    advance,
+)
+
+AT = 600.0
+STARTED = 500.0
+
+
+def container(status: str = "running", health: str | None = "healthy", *, cid: str = "g1",
+              started_at: float | None = STARTED, exit_code: int | None = None) -> VpnContainer:
+    return VpnContainer(id=cid, status=status, health=health,
+                        started_at=started_at if status == "running" else None,
+                        exit_code=exit_code, ip="172.20.0.2")
+
+
+def seen(*args: Any, **kwargs: Any) -> ContainerSeen:
+    return ContainerSeen(container=container(*args, **kwargs))
+
+
+def vpn(state: VpnState = "healthy", **fields: Any) -> VpnObs:
+    """A VPN seen before, running container g1 since STARTED."""
+    base = VpnObs(name="gluetun", container_id="g1", state=state, state_since=STARTED,
+                  started_at=STARTED, docker_state=state, ip="172.20.0.2")
+    return dataclasses.replace(base, **fields)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Case:
+    id: str
+    sighting: Sighting
+    before: VpnObs | None = None
+    state: VpnState | None = None  # None: the sighting does not apply
+    transitions: tuple[str, ...] = ()
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+
+CASES = [
+    # Docker's view of a container met for the first time (start-up)
+    Case(id="no_container_is_missing", sighting=ContainerSeen(container=None), state="missing",
+         fields={"container_id": None}),
+    Case(id="healthy_waits_for_its_port", sighting=seen(), state="healthy",
+         fields={"port_known": False, "container_id": "g1", "ip": "172.20.0.2"}),
+    Case(id="no_healthcheck_is_healthy", sighting=seen(health=None), state="healthy"),
+    Case(id="unhealthy", sighting=seen(health="unhealthy"), state="unhealthy",
+         fields={"port_known": True}),
+    Case(id="health_starting", sighting=seen(health="starting"), state="starting"),
+    Case(id="restarting_is_starting", sighting=seen("restarting", None), state="starting"),
+    Case(id="exit_0_is_stopped", sighting=seen("exited", None, exit_code=0), state="stopped"),
+    Case(id="sigterm_is_stopped", sighting=seen("exited", None, exit_code=143), state="stopped"),
+    Case(id="error_exit_found_at_start_up_may_be_on_purpose",
+         sighting=seen("exited", None, exit_code=1), state="stopped"),
+    Case(id="paused_is_stopped", sighting=seen("paused", None), state="stopped"),
+    Case(id="created_is_stopped", sighting=seen("created", None), state="stopped"),
+    # exits witnessed by this daemon
+    Case(id="error_exit_after_running_is_a_crash", before=vpn(),
+         sighting=seen("exited", None, exit_code=1), state="unhealthy",
+         transitions=("became_unhealthy",), fields={"state_since": AT}),
+    Case(id="killed_unasked_is_a_crash", before=vpn(),
+         sighting=seen("exited", None, exit_code=137), state="unhealthy",
+         transitions=("became_unhealthy",)),
+    Case(id="killed_on_purpose_is_stopped", before=vpn(stop_requested_at=AT - 5),
+         sighting=seen("exited", None, exit_code=137), state="stopped",
+         transitions=("state_changed",)),
+    Case(id="running_again_clears_the_stop_request", before=vpn("stopped", stop_requested_at=550.0),
+         sighting=seen(started_at=590.0), state="healthy", transitions=("state_changed",),
+         fields={"stop_requested_at": None, "started_at": 590.0}),
+    # events
+    Case(id="unhealthy_event_hides_at_once", before=vpn(), state="unhealthy",
+         sighting=HealthReported(container_id="g1", health="unhealthy"),
+         transitions=("became_unhealthy",), fields={"state_since": AT}),
+    Case(id="event_of_another_container_is_ignored", before=vpn(),
+         sighting=HealthReported(container_id="old", health="unhealthy")),
+    Case(id="event_before_any_sighting_is_ignored",
+         sighting=HealthReported(container_id="g1", health="unhealthy")),
+    Case(id="recovery_on_the_same_container_is_a_reconnect", before=vpn("unhealthy"),
+         sighting=HealthReported(container_id="g1", health="healthy"), state="healthy",
+         transitions=("recovered",), fields={"reconnected_at": AT, "port_known": False}),
+    Case(id="same_verdict_again_keeps_its_since", before=vpn(),
+         sighting=HealthReported(container_id="g1", health="healthy"), state="healthy",
+         fields={"state_since": STARTED, "port_known": True}),
+    Case(id="die_unasked_is_a_crash", before=vpn(), state="unhealthy",
+         sighting=StopReported(container_id="g1", action="die"), transitions=("became_unhealthy",)),
+    Case(id="stop_is_on_purpose", before=vpn(), state="stopped",
+         sighting=StopReported(container_id="g1", action="stop"), transitions=("state_changed",),
+         fields={"stop_requested_at": AT}),
+    Case(id="kill_only_marks_the_intent", before=vpn(), state="healthy",
+         sighting=StopReported(container_id="g1", action="kill"), fields={"stop_requested_at": AT}),
+    Case(id="die_after_kill_is_on_purpose", before=vpn(stop_requested_at=AT - 1), state="stopped",
+         sighting=StopReported(container_id="g1", action="die"), transitions=("state_changed",)),
+    Case(id="replayed_stop_from_before_this_run_changes_nothing", before=vpn(started_at=AT + 10),
+         sighting=StopReported(container_id="g1", action="die"), state="healthy"),
+    Case(id="stop_of_another_container_is_ignored", before=vpn(),
+         sighting=StopReported(container_id="old", action="stop")),
+    # the control server
+    Case(id="tunnel_stopped_overrules_a_healthy_docker", before=vpn(), state="unhealthy",
+         sighting=ControlRead(forwarded_port=None, public_ip="1.1.1.1", status="stopped"),
+         transitions=("tunnel_status", "became_unhealthy"),
+         fields={"tunnel_down": True, "docker_state": "healthy", "public_ip": "1.1.1.1"}),
+    Case(id="docker_still_healthy_while_the_tunnel_is_down", before=vpn(
+             "unhealthy", tunnel_down=True, docker_state="healthy"),
+         sighting=seen(), state="unhealthy", fields={"tunnel_down": True}),
+    Case(id="tunnel_running_again_is_a_reconnect", before=vpn(
+             "unhealthy", tunnel_down=True, docker_state="healthy", public_ip="1.1.1.1"),
+         sighting=ControlRead(forwarded_port=None, public_ip="1.1.1.1", status="running"),
+         state="healthy", transitions=("tunnel_status", "recovered"),
+         fields={"tunnel_down": False, "reconnected_at": AT}),
+    Case(id="unreadable_control_server_leaves_the_verdict_to_docker", before=vpn(
+             "unhealthy", tunnel_down=True, docker_state="healthy"),
+         sighting=ControlFailed(error="/v1/vpn/status: 401 Unauthorized"), state="healthy",
+         transitions=("tunnel_status", "recovered"),
+         fields={"control_error": "/v1/vpn/status: 401 Unauthorized", "control_status": None}),
+    Case(id="a_recreated_gluetun_forgets_what_the_old_one_said", before=vpn(
+             "unhealthy", tunnel_down=True, docker_state="healthy", public_ip="1.1.1.1"),
+         sighting=seen(cid="g2", started_at=AT), state="healthy", transitions=("state_changed",),
+         fields={"tunnel_down": False, "public_ip": None, "container_id": "g2"}),
+    Case(id="a_new_public_ip_is_a_reconnect", before=vpn(public_ip="1.1.1.1"), state="healthy",
+         sighting=ControlRead(forwarded_port=None, public_ip="2.2.2.2", status="running"),
+         transitions=("reconnected",), fields={"reconnected_at": AT, "public_ip": "2.2.2.2"}),
+    Case(id="the_first_public_ip_is_no_reconnect", before=vpn(), state="healthy",
+         sighting=ControlRead(forwarded_port=None, public_ip="1.1.1.1", status="running"),
+         fields={"reconnected_at": None}),
+    Case(id="forwarded_port_read", before=vpn(port_known=False), state="healthy",
+         sighting=ControlRead(forwarded_port=40000, public_ip=None, status="running"),
+         transitions=("forwarded_port",), fields={"forwarded_port": 40000, "port_known": True}),
+    Case(id="control_reading_of_a_vpn_never_seen_is_ignored",
+         sighting=ControlRead(forwarded_port=40000, public_ip=None, status="running")),
+    Case(id="forced_restart_is_remembered", before=vpn("unhealthy"), sighting=ForcedRestart(),
+         state="unhealthy", fields={"last_forced_restart": AT}),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_advance(case: Case) -> None:
+    update = advance(case.before, "gluetun", case.sighting, AT)
+    if case.state is None:
+        assert update is None
+        return
+    assert update is not None
+    assert update.obs.state == case.state
+    assert tuple(t.kind for t in update.transitions) == case.transitions
+    for name, expected in case.fields.items():
+        assert getattr(update.obs, name) == expected, name
+    assert advance(case.before, "gluetun", case.sighting, AT) == update  # pure and deterministic

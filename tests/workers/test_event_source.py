@@ -1,0 +1,164 @@
+"""Event orderings the event source must get right, as a table on the in-memory Docker: each row
+stages what Docker does (and in which order the daemon hears of it) and names the VPN state or
+engine set that must result."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import pytest
+
+from orchestrator.errors import DockerUnavailable
+from reconcilers.model import VpnState
+from tests.fakes.docker import FakeDocker
+from tests.workers.conftest import ONE_VPN, POOL, World, world
+
+ENGINE_LABELS = {"orchestrator.managed": "acestream", "orchestrator.pool": POOL,
+                 "orchestrator.slot": "0", "orchestrator.http_port": "6878"}
+
+
+async def crash(w: World) -> None:
+    w.docker.crash("gluetun", exit_code=1)
+
+
+async def docker_stop(w: World) -> None:
+    w.docker.stop("gluetun")
+
+
+async def docker_kill(w: World) -> None:
+    w.docker.stop("gluetun", action="kill", exit_code=137)
+
+
+async def replayed_die_from_an_earlier_run(w: World) -> None:
+    gluetun = w.docker.by_name("gluetun")
+    before_restart = w.docker.now_nano()
+    w.docker.restart_in_place("gluetun")
+    await w.until("the restart seen", lambda: w.store.vpns["gluetun"].started_at == gluetun.started_at)
+    w.docker.emit(gluetun, "die", at_nano=before_restart, exitCode="1")  # Docker's `since` replay
+
+
+async def health_event_older_than_the_resync(w: World) -> None:
+    gluetun = w.docker.by_name("gluetun")
+    stale = w.docker.now_nano()
+    gluetun.health = "unhealthy"
+    await w.events.resync()  # sees unhealthy
+    w.docker.emit(gluetun, "health_status: healthy", at_nano=stale)  # heard late
+
+
+async def health_flip(w: World) -> None:
+    w.docker.set_health("gluetun", "unhealthy")
+
+
+async def recovery(w: World) -> None:
+    w.docker.set_health("gluetun", "unhealthy")
+    await w.until("unhealthy", lambda: w.store.vpns["gluetun"].state == "unhealthy")
+    w.docker.set_health("gluetun", "healthy")
+
+
+async def recreated_under_the_same_name(w: World) -> None:
+    w.docker.recreate("gluetun")
+
+
+async def old_container_destroyed_after_the_new_one_runs(w: World) -> None:
+    old = w.docker.by_name("gluetun")
+    w.docker.containers.pop(old.id)
+    new = w.docker.run("gluetun")
+    await w.until("the new container", lambda: w.store.vpns["gluetun"].container_id == new.id)
+    w.docker.emit(old, "destroy")
+
+
+@dataclass(frozen=True, kw_only=True)
+class VpnRow:
+    id: str
+    stage: Callable[[World], Awaitable[None]]
+    state: VpnState
+    new_container: bool = False
+    reconnect: bool = False  # a reconnect restarts every engine: only a real one may count
+
+
+VPN_ROWS = [
+    VpnRow(id="crash_is_unhealthy_and_restartable", stage=crash, state="unhealthy"),
+    VpnRow(id="docker_stop_is_left_alone", stage=docker_stop, state="stopped"),
+    VpnRow(id="docker_kill_is_left_alone", stage=docker_kill, state="stopped"),
+    VpnRow(id="replayed_stop_does_not_stop_the_current_run",
+           stage=replayed_die_from_an_earlier_run, state="healthy"),
+    VpnRow(id="resync_floor_drops_an_older_health_event", stage=health_event_older_than_the_resync,
+           state="unhealthy"),
+    VpnRow(id="health_event_applies_at_once", stage=health_flip, state="unhealthy"),
+    VpnRow(id="recovery", stage=recovery, state="healthy", reconnect=True),
+    VpnRow(id="recreate_is_followed_to_the_new_id", stage=recreated_under_the_same_name,
+           state="healthy", new_container=True),
+    VpnRow(id="destroy_of_the_old_container_leaves_the_new_one",
+           stage=old_container_destroyed_after_the_new_one_runs, state="healthy",
+           new_container=True),
+]
+
+
+@pytest.mark.parametrize("row", VPN_ROWS, ids=lambda r: r.id)
+async def test_vpn_event_ordering(row: VpnRow) -> None:
+    docker = FakeDocker()
+    first = docker.run("gluetun")
+    async with world(ONE_VPN, docker) as w:
+        await w.until("gluetun seen healthy", lambda: w.store.vpns["gluetun"].state == "healthy")
+        await row.stage(w)
+        current = docker.by_name("gluetun").id
+        await w.until(f"gluetun {row.state} on {current[:8]}", lambda: (
+            w.store.vpns["gluetun"].state == row.state
+            and w.store.vpns["gluetun"].container_id == current))
+        await asyncio.sleep(0.05)  # anything still in flight would land now
+        vpn = w.store.vpns["gluetun"]
+        assert (vpn.state, vpn.container_id) == (row.state, current)
+        assert (current != first.id) == row.new_container
+        assert (vpn.reconnected_at is not None) == row.reconnect
+
+
+async def test_resync_racing_a_destroy_does_not_bring_the_engine_back() -> None:
+    docker = FakeDocker()
+    docker.run("gluetun")
+    engine = docker.run("acestream-engine-0", health=None, labels=ENGINE_LABELS)
+    async with world(ONE_VPN, docker) as w:
+        await w.until("engine adopted", lambda: engine.id in w.store.engines)
+        docker.holds["inspect:gluetun"] = hold = asyncio.Event()
+        # the resync has inspected the engine and now waits on the VPN's inspect
+        resync = asyncio.create_task(w.events.resync())
+        await asyncio.sleep(0.05)
+        docker.containers.pop(engine.id)
+        docker.emit(engine, "destroy")  # applied without an inspect
+        await w.until("engine dropped", lambda: engine.id not in w.store.engines)
+        hold.set()
+        await resync
+        assert engine.id not in w.store.engines
+
+
+async def test_resync_racing_a_new_engine_keeps_it() -> None:
+    docker = FakeDocker()
+    async with world(ONE_VPN, docker) as w:
+        docker.holds["list"] = hold = asyncio.Event()
+        resync = asyncio.create_task(w.events.resync())  # blocks before listing anything
+        await asyncio.sleep(0.05)
+        engine = docker.run("acestream-engine-0", health=None, labels=ENGINE_LABELS)
+        await w.until("engine seen by its events", lambda: engine.id in w.store.engines)
+        docker.containers.pop(engine.id)  # the listing resync will get no longer has it...
+        hold.set()
+        await resync
+        # ...but it was seen after the resync began: the listing is older and must not undo it
+        assert engine.id in w.store.engines
+
+
+async def test_lost_stream_reconnects_and_resyncs_what_it_missed() -> None:
+    docker = FakeDocker()
+    engine = docker.run("acestream-engine-0", health=None, labels=ENGINE_LABELS)
+    async with world(ONE_VPN, docker) as w:
+        await w.until("engine adopted", lambda: engine.id in w.store.engines)
+        docker.failures["events"] = lambda _: DockerUnavailable("connection refused")
+        docker.end_stream()
+        await w.until("disconnect noticed", lambda: not w.store.docker_connected)
+        assert w.store.docker_error is None  # the stream just ended
+        await w.until("the failed reconnect", lambda: w.store.docker_error is not None)
+        docker.containers.pop(engine.id)  # removed while nobody listened: no event arrives
+        del docker.failures["events"]
+        await w.until("reconnected", lambda: w.store.docker_connected, within=5)
+        assert engine.id not in w.store.engines
+        assert docker.calls["events"] >= 3 and w.store.resyncs >= 2

@@ -1,0 +1,74 @@
+"""The executor and reconcile loop together on the in-memory Docker: what the pool becomes after
+each thing the world does, asserted on the containers the fake holds (not on calls), plus the
+one property that is about calls: a failing create does not hot-loop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from orchestrator.errors import ImageNotFound
+from tests.fakes.docker import FakeDocker
+from tests.workers.conftest import NO_VPN, ONE_VPN, World, world
+
+
+def network_modes(w: World) -> set[str]:
+    return {w.docker.containers[c].network_mode for c in w.engines()}
+
+
+async def filled(w: World, count: int = 2) -> list[str]:
+    await w.until(f"{count} engines", lambda: len(w.engines()) == count
+                  and all(c in w.store.engines for c in w.engines()) and not w.store.pending_count)
+    return sorted(w.engines())
+
+
+async def test_pool_fills_to_min_replicas_with_distinct_host_ports() -> None:
+    async with world(NO_VPN, act=True) as w:
+        engines = await filled(w)
+        ports = {w.docker.containers[c].labels["orchestrator.host_http_port"] for c in engines}
+        assert len(ports) == 2
+
+
+async def test_an_engine_removed_behind_the_daemons_back_is_replaced() -> None:
+    async with world(NO_VPN, act=True) as w:
+        first = await filled(w)
+        w.docker.destroy(first[0])
+        now = await filled(w)
+        assert first[0] not in now and first[1] in now
+
+
+async def test_a_recreated_vpn_gets_its_engines_recreated_on_the_new_container() -> None:
+    docker = FakeDocker()
+    docker.run("gluetun")
+    async with world(ONE_VPN, docker, act=True) as w:
+        first = await filled(w)
+        new = docker.recreate("gluetun")
+        await w.until("engines on the new VPN container", lambda: network_modes(w) == {
+            f"container:{new.id}"} and len(w.engines()) == 2)
+        assert not set(first) & set(w.engines())
+
+
+async def test_a_vpn_restarted_in_place_gets_its_engines_restarted() -> None:
+    docker = FakeDocker()
+    docker.run("gluetun")
+    async with world(ONE_VPN, docker, act=True) as w:
+        first = await filled(w)
+        started = {c: docker.containers[c].started_at or 0.0 for c in first}
+        docker.restart_in_place("gluetun")
+        vpn_started = docker.by_name("gluetun").started_at or 0.0
+        await w.until("engines restarted after the VPN", lambda: all(
+            (docker.containers[c].started_at or 0.0) > vpn_started for c in first))
+        assert sorted(w.engines()) == first  # the same containers, restarted
+        assert all((docker.containers[c].started_at or 0.0) > started[c] for c in first)
+
+
+async def test_failing_creates_open_the_breaker_instead_of_hot_looping() -> None:
+    docker = FakeDocker()
+    docker.failures["create"] = lambda name: ImageNotFound(f"create {name}: no such image")
+    async with world(NO_VPN, docker, act=True) as w:
+        await w.until("the breaker open", lambda: w.store.create_failures >= 3, within=10)
+        tried = docker.calls["create"]
+        await asyncio.sleep(1.0)
+        assert docker.calls["create"] - tried <= 2  # backing off, not retrying every pass
+        assert w.store.breaker_state(time.time()) == "open"
+        assert not w.engines()
