@@ -40,7 +40,7 @@ imports: install
 fast: install
 	$(PYTEST) tests/unit tests/http tests/workers
 
-check: lint types imports fast
+check: lint format-check types imports fast
 
 # -- the Docker engine and what runs on it ---------------------------------------------------
 docker:

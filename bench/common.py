@@ -19,8 +19,19 @@ class EventWatch:
 
     def __init__(self, container: str, event: str) -> None:
         self.proc = subprocess.Popen(
-            ["docker", "events", "--format", "{{json .}}", "--filter", f"container={container}",
-             "--filter", f"event={event}"], stdout=subprocess.PIPE, text=True)
+            [
+                "docker",
+                "events",
+                "--format",
+                "{{json .}}",
+                "--filter",
+                f"container={container}",
+                "--filter",
+                f"event={event}",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
 
     async def next(self, status_suffix: str = "") -> int:
         assert self.proc.stdout is not None
@@ -36,8 +47,12 @@ class EventWatch:
 
 def summary(values: list[float]) -> dict[str, float]:
     ordered = sorted(values)
-    return {"n": len(ordered), "median": round(statistics.median(ordered), 2),
-            "best": round(ordered[0], 2), "worst": round(ordered[-1], 2)}
+    return {
+        "n": len(ordered),
+        "median": round(statistics.median(ordered), 2),
+        "best": round(ordered[0], 2),
+        "worst": round(ordered[-1], 2),
+    }
 
 
 def machine() -> str:

@@ -83,13 +83,23 @@ def main() -> int:
     a, b = f"bench-gluetun-a-{suffix}", f"bench-gluetun-b-{suffix}"
     workdir = Path(tempfile.mkdtemp(prefix="bench-hide-"))
     run_id = uuid.uuid4().hex[:8]
-    daemon = Daemon(workdir=workdir, run_id=run_id, config={
-        "engines": {"image": ENGINE_IMAGE, "pool": f"bench-{run_id}",
-                    "min_replicas": 4, "min_free": 0, "max_replicas": 4,
-                    "address": "ip", "labels": {TEST_LABEL: "1", f"{TEST_LABEL}.run": run_id}},
-        "vpn": {"mode": "redundant", "containers": [a, b], "unhealthy_restart_timeout_s": 600},
-        "log_level": "INFO",
-    })
+    daemon = Daemon(
+        workdir=workdir,
+        run_id=run_id,
+        config={
+            "engines": {
+                "image": ENGINE_IMAGE,
+                "pool": f"bench-{run_id}",
+                "min_replicas": 4,
+                "min_free": 0,
+                "max_replicas": 4,
+                "address": "ip",
+                "labels": {TEST_LABEL: "1", f"{TEST_LABEL}.run": run_id},
+            },
+            "vpn": {"mode": "redundant", "containers": [a, b], "unhealthy_restart_timeout_s": 600},
+            "log_level": "INFO",
+        },
+    )
     try:
         for port, name in enumerate((a, b), start=40001):
             run_gluetun(name, forwarded_port=port)

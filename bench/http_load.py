@@ -34,16 +34,25 @@ UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
 def wrk(url: str, seconds: int, connections: int) -> dict[str, Any]:
-    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", url],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     latency = {}
     for pct in ("50", "99"):
         value, unit = re.search(rf"\s{pct}%\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
         latency[f"p{pct}_ms"] = round(float(value) * UNIT_MS[unit], 3)
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"requests_per_s": rps, **latency, "non_2xx": int(errors.group(1)) if errors else 0,
-            "connections": connections, "seconds": seconds}
+    return {
+        "requests_per_s": rps,
+        **latency,
+        "non_2xx": int(errors.group(1)) if errors else 0,
+        "connections": connections,
+        "seconds": seconds,
+    }
 
 
 def provision_ms(daemon: Daemon, rounds: int) -> list[float]:
@@ -62,12 +71,22 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=20)
     args = parser.parse_args()
     run_id = uuid.uuid4().hex[:8]
-    daemon = Daemon(workdir=Path(tempfile.mkdtemp(prefix="bench-http-")), run_id=run_id, config={
-        "engines": {"image": ENGINE_IMAGE, "pool": f"bench-{run_id}", "min_replicas": ENGINES,
-                    "min_free": 0, "max_replicas": ENGINES + 1, "address": "ip",
-                    "labels": {TEST_LABEL: "1", f"{TEST_LABEL}.run": run_id}},
-        "log_level": "WARNING",
-    })
+    daemon = Daemon(
+        workdir=Path(tempfile.mkdtemp(prefix="bench-http-")),
+        run_id=run_id,
+        config={
+            "engines": {
+                "image": ENGINE_IMAGE,
+                "pool": f"bench-{run_id}",
+                "min_replicas": ENGINES,
+                "min_free": 0,
+                "max_replicas": ENGINES + 1,
+                "address": "ip",
+                "labels": {TEST_LABEL: "1", f"{TEST_LABEL}.run": run_id},
+            },
+            "log_level": "WARNING",
+        },
+    )
     daemon.write_config()
     try:
         daemon.start()
@@ -77,25 +96,34 @@ def main() -> int:
         free = provision_ms(daemon, 50)  # free engines exist: 200 with one of them
         daemon.write_config(engines={"max_replicas": ENGINES})
         for engine in daemon.engines():  # make every engine busy: provisioning must say 503
-            http_json(daemon.url + "/events/stream_started", "POST", {
-                "engine": {"host": engine["host"], "port": engine["port"]},
-                "stream": {"key_type": "content_id", "key": engine["container_id"][:8]},
-                "session": {"playback_session_id": "s", "stat_url": "", "command_url": "",
-                            "is_live": 1}})
+            http_json(
+                daemon.url + "/events/stream_started",
+                "POST",
+                {
+                    "engine": {"host": engine["host"], "port": engine["port"]},
+                    "stream": {"key_type": "content_id", "key": engine["container_id"][:8]},
+                    "session": {"playback_session_id": "s", "stat_url": "", "command_url": "", "is_live": 1},
+                },
+            )
         busy = provision_ms(daemon, 50)
     finally:
         if daemon.process is not None:
             daemon.process.terminate()
             daemon.process.wait(timeout=10)
         remove_test_containers()
-    write_result("http_load", {
-        "what": f"wrk -t2 -c{args.connections} -d{args.seconds}s against the daemon with {ENGINES} engines",
-        "get_engines": engines,
-        "get_orchestrator_status": status,
-        "provision_with_free_engine_ms": summary(free),
-        "provision_all_busy_503_ms": summary(busy),
-        "machine": machine(),
-    })
+    write_result(
+        "http_load",
+        {
+            "what": (
+                f"wrk -t2 -c{args.connections} -d{args.seconds}s against the daemon with {ENGINES} engines"
+            ),
+            "get_engines": engines,
+            "get_orchestrator_status": status,
+            "provision_with_free_engine_ms": summary(free),
+            "provision_all_busy_503_ms": summary(busy),
+            "machine": machine(),
+        },
+    )
     return 0
 
 

@@ -33,13 +33,22 @@ def cpu_seconds(pid: int) -> float:
 
 def new_daemon(min_replicas: int) -> Daemon:
     run_id = uuid.uuid4().hex[:8]
-    return Daemon(workdir=Path(tempfile.mkdtemp(prefix="bench-pool-")), run_id=run_id, config={
-        "engines": {"image": ENGINE_IMAGE, "pool": f"bench-{run_id}",
-                    "min_replicas": min_replicas, "min_free": 0,
-                    "max_replicas": 20, "address": "ip",
-                    "labels": {TEST_LABEL: "1", f"{TEST_LABEL}.run": run_id}},
-        "log_level": "INFO",
-    })
+    return Daemon(
+        workdir=Path(tempfile.mkdtemp(prefix="bench-pool-")),
+        run_id=run_id,
+        config={
+            "engines": {
+                "image": ENGINE_IMAGE,
+                "pool": f"bench-{run_id}",
+                "min_replicas": min_replicas,
+                "min_free": 0,
+                "max_replicas": 20,
+                "address": "ip",
+                "labels": {TEST_LABEL: "1", f"{TEST_LABEL}.run": run_id},
+            },
+            "log_level": "INFO",
+        },
+    )
 
 
 def stop(daemon: Daemon) -> None:
@@ -86,8 +95,11 @@ def idle_cpu(engines: int, seconds: float) -> dict[str, float]:
         used_before = cpu_seconds(daemon.process.pid)
         time.sleep(seconds)
         used = cpu_seconds(daemon.process.pid) - used_before
-        return {"seconds": seconds, "cpu_seconds": round(used, 3),
-                "cpu_percent_of_one_core": round(100 * used / seconds, 3)}
+        return {
+            "seconds": seconds,
+            "cpu_seconds": round(used, 3),
+            "cpu_percent_of_one_core": round(100 * used / seconds, 3),
+        }
     finally:
         stop(daemon)
 

@@ -40,16 +40,19 @@ from tests.integration.harness import (
 ENGINES = 3
 
 
-def all_back(daemon: Daemon, not_ids: set[str] | None = None,
-             newer_than: dict[str, str] | None = None) -> bool:
+def all_back(
+    daemon: Daemon, not_ids: set[str] | None = None, newer_than: dict[str, str] | None = None
+) -> bool:
     listed = daemon.engines()
     if len(listed) != ENGINES or {e["container_id"] for e in listed} & (not_ids or set()):
         return False
-    if newer_than is not None and not all(e["started_at"] > newer_than.get(e["container_id"], "")
-                                          for e in listed):
+    if newer_than is not None and not all(
+        e["started_at"] > newer_than.get(e["container_id"], "") for e in listed
+    ):
         return False
-    return all((engine_info(e["host"], e["port"]) or {}).get("CONTAINER_ID") == e["container_id"]
-               for e in listed)
+    return all(
+        (engine_info(e["host"], e["port"]) or {}).get("CONTAINER_ID") == e["container_id"] for e in listed
+    )
 
 
 async def timed(watch: EventWatch, suffix: str, trigger: Any, done: Any) -> float:
@@ -66,8 +69,9 @@ async def run(daemon: Daemon, vpn: str, rounds: int) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {"restart_ms": [], "recreate_ms": [], "reconnect_ms": []}
     for _ in range(rounds):
         watch = EventWatch(vpn, "start")
-        out["restart_ms"].append(await timed(
-            watch, "", lambda: docker("restart", "-t", "1", vpn), lambda: all_back(daemon)))
+        out["restart_ms"].append(
+            await timed(watch, "", lambda: docker("restart", "-t", "1", vpn), lambda: all_back(daemon))
+        )
         watch.close()
     for _ in range(rounds):
         old = {e["container_id"] for e in daemon.engines()}
@@ -84,9 +88,14 @@ async def run(daemon: Daemon, vpn: str, rounds: int) -> dict[str, list[float]]:
         set_vpn_health(vpn, False)
         wait_for("hidden", lambda: daemon.engines() == [])
         watch = EventWatch(vpn, "health_status")
-        out["reconnect_ms"].append(await timed(
-            watch, "healthy", lambda: set_vpn_health(vpn, True),
-            lambda before=before: all_back(daemon, newer_than=before)))
+        out["reconnect_ms"].append(
+            await timed(
+                watch,
+                "healthy",
+                lambda: set_vpn_health(vpn, True),
+                lambda before=before: all_back(daemon, newer_than=before),
+            )
+        )
         watch.close()
     return out
 
@@ -97,12 +106,22 @@ def main() -> int:
     args = parser.parse_args()
     vpn = f"bench-gluetun-{uuid.uuid4().hex[:6]}"
     run_id = uuid.uuid4().hex[:8]
-    daemon = Daemon(workdir=Path(tempfile.mkdtemp(prefix="bench-vpn-")), run_id=run_id, config={
-        "engines": {"image": ENGINE_IMAGE, "pool": f"bench-{run_id}", "min_replicas": ENGINES, "min_free": 0,
-                    "address": "ip", "labels": {TEST_LABEL: "1", f"{TEST_LABEL}.run": run_id}},
-        "vpn": {"mode": "single", "containers": [vpn], "unhealthy_restart_timeout_s": 600},
-        "log_level": "INFO",
-    })
+    daemon = Daemon(
+        workdir=Path(tempfile.mkdtemp(prefix="bench-vpn-")),
+        run_id=run_id,
+        config={
+            "engines": {
+                "image": ENGINE_IMAGE,
+                "pool": f"bench-{run_id}",
+                "min_replicas": ENGINES,
+                "min_free": 0,
+                "address": "ip",
+                "labels": {TEST_LABEL: "1", f"{TEST_LABEL}.run": run_id},
+            },
+            "vpn": {"mode": "single", "containers": [vpn], "unhealthy_restart_timeout_s": 600},
+            "log_level": "INFO",
+        },
+    )
     try:
         run_gluetun(vpn)
         wait_vpn_health(vpn, "healthy")
@@ -116,14 +135,17 @@ def main() -> int:
             daemon.process.wait(timeout=10)
         docker("rm", "-f", vpn, check=False)
         remove_test_containers()
-    write_result("vpn_recovery", {
-        "what": f"single VPN, {ENGINES} engines; event timeNano -> all engines listed and answering",
-        "after_docker_restart_ms": summary(result["restart_ms"]),
-        "after_recreate_ms": summary(result["recreate_ms"]),
-        "healthy_event_to_engines_restarted_ms": summary(result["reconnect_ms"]),
-        "raw": result,
-        "machine": machine(),
-    })
+    write_result(
+        "vpn_recovery",
+        {
+            "what": f"single VPN, {ENGINES} engines; event timeNano -> all engines listed and answering",
+            "after_docker_restart_ms": summary(result["restart_ms"]),
+            "after_recreate_ms": summary(result["recreate_ms"]),
+            "healthy_event_to_engines_restarted_ms": summary(result["reconnect_ms"]),
+            "raw": result,
+            "machine": machine(),
+        },
+    )
     return 0
 
 

@@ -24,19 +24,21 @@ EXIT_CONFIG_ERROR = 2
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="acestream-orchestrator",
-        description="Keeps a pool of AceStream engine containers alive behind Gluetun VPNs.")
+        description="Keeps a pool of AceStream engine containers alive behind Gluetun VPNs.",
+    )
     parser.add_argument("--config", type=Path, required=True, help="desired-state YAML file")
-    parser.add_argument("--docker-url", default=None,
-                        help="Docker API address (default: DOCKER_HOST or the local socket)")
-    parser.add_argument("--check", action="store_true",
-                        help="validate the configuration and exit")
+    parser.add_argument(
+        "--docker-url", default=None, help="Docker API address (default: DOCKER_HOST or the local socket)"
+    )
+    parser.add_argument("--check", action="store_true", help="validate the configuration and exit")
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
     except ConfigError as exc:
         configure_logging("INFO")
-        structlog.get_logger().error("config_invalid", error=str(exc), file=exc.source,
-                                     line=exc.line, key=exc.key)
+        structlog.get_logger().error(
+            "config_invalid", error=str(exc), file=exc.source, line=exc.line, key=exc.key
+        )
         print(f"acestream-orchestrator: {exc}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
     if args.check:

@@ -42,11 +42,13 @@ HTTP_SHUTDOWN_TIMEOUT_S = 1.0
 class Daemon:
     """The running daemon's parts; `run()` drives them."""
 
-    def __init__(self, config: Config, config_path: Path | None = None,
-                 docker_url: str | None = None) -> None:
+    def __init__(
+        self, config: Config, config_path: Path | None = None, docker_url: str | None = None
+    ) -> None:
         self.watcher = ConfigWatcher(config, config_path, on_change=self._config_changed)
         self.store = StateStore(
-            restart_on_reconnect=lambda: self.config.desired.vpn.restart_engines_on_reconnect)
+            restart_on_reconnect=lambda: self.config.desired.vpn.restart_engines_on_reconnect
+        )
         self.gateway = DockerGateway(docker_url)
         self.events = EventSource(self.gateway, self.store, lambda: self.config, observe_hide_latency)
         self.executor = Executor(self.gateway, self.store, lambda: self.config.desired)
@@ -68,15 +70,23 @@ class Daemon:
 
     async def run(self, *, install_signal_handlers: bool = True) -> None:
         config = self.config
-        log.info("daemon_starting", api=f"{config.api.host}:{config.api.port}",
-                 vpn_mode=config.desired.vpn.mode, min_replicas=config.desired.engines.min_replicas)
+        log.info(
+            "daemon_starting",
+            api=f"{config.api.host}:{config.api.port}",
+            vpn_mode=config.desired.vpn.mode,
+            min_replicas=config.desired.engines.min_replicas,
+        )
         stop = asyncio.Event()
         if install_signal_handlers:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop.set)
-        runner = web.AppRunner(make_app(self.api), access_log=None, handle_signals=False,
-                               shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT_S)
+        runner = web.AppRunner(
+            make_app(self.api),
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT_S,
+        )
         await runner.setup()
         site = web.TCPSite(runner, config.api.host, config.api.port)
         await site.start()

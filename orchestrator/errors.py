@@ -22,8 +22,7 @@ class OrchestratorError(Exception):
 
 
 class ConfigError(OrchestratorError):
-    def __init__(self, message: str, *, source: str, line: int | None = None,
-                 key: str | None = None) -> None:
+    def __init__(self, message: str, *, source: str, line: int | None = None, key: str | None = None) -> None:
         self.source = source
         self.line = line
         self.key = key

@@ -13,13 +13,13 @@ from typing import TextIO
 import structlog
 
 
-def configure_logging(level: str = "INFO", *, stream: TextIO | None = None,
-                      console: bool | None = None) -> None:
+def configure_logging(
+    level: str = "INFO", *, stream: TextIO | None = None, console: bool | None = None
+) -> None:
     out = stream or sys.stderr
     render_console = out.isatty() if console is None else console
     renderer: structlog.types.Processor = (
-        structlog.dev.ConsoleRenderer() if render_console
-        else structlog.processors.JSONRenderer()
+        structlog.dev.ConsoleRenderer() if render_console else structlog.processors.JSONRenderer()
     )
     structlog.configure(
         processors=[

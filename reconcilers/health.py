@@ -35,18 +35,12 @@ def staleness(engine: EngineObs, vpn: VpnObs | None, *, restart_on_reconnect: bo
         return "fresh"
     if vpn.started_at is not None and engine.started_at <= vpn.started_at:
         return "restart"
-    if (
-        restart_on_reconnect
-        and vpn.reconnected_at is not None
-        and engine.started_at <= vpn.reconnected_at
-    ):
+    if restart_on_reconnect and vpn.reconnected_at is not None and engine.started_at <= vpn.reconnected_at:
         return "restart"
     return "fresh"
 
 
-def is_visible(
-    engine: EngineObs, vpns: Mapping[str, VpnObs], *, restart_on_reconnect: bool
-) -> bool:
+def is_visible(engine: EngineObs, vpns: Mapping[str, VpnObs], *, restart_on_reconnect: bool) -> bool:
     """Running, answered its readiness check, and (behind a VPN) attached to a healthy VPN's
     current container with a network that is not stale."""
     if engine.status != "running" or not engine.ready:
@@ -62,6 +56,4 @@ def is_visible(
 def visible_engines(
     engines: tuple[EngineObs, ...], vpns: Mapping[str, VpnObs], *, restart_on_reconnect: bool
 ) -> tuple[EngineObs, ...]:
-    return tuple(
-        e for e in engines if is_visible(e, vpns, restart_on_reconnect=restart_on_reconnect)
-    )
+    return tuple(e for e in engines if is_visible(e, vpns, restart_on_reconnect=restart_on_reconnect))

@@ -199,8 +199,15 @@ Action = CreateEngine | RemoveEngine | RestartEngine | RecreateEngine | RestartV
 
 
 ProblemCode = Literal[
-    "vpn_missing", "vpn_stopped", "vpn_unhealthy", "vpn_disconnected", "vpn_wait_timeout",
-    "engines_not_answering", "max_capacity", "circuit_breaker", "ports_exhausted",
+    "vpn_missing",
+    "vpn_stopped",
+    "vpn_unhealthy",
+    "vpn_disconnected",
+    "vpn_wait_timeout",
+    "engines_not_answering",
+    "max_capacity",
+    "circuit_breaker",
+    "ports_exhausted",
 ]
 
 

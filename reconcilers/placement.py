@@ -47,8 +47,12 @@ def ports_clash(vpn: str | None, ports: EnginePorts, held: Iterable[Occupant]) -
     return bool(_ports_used(ports, vpn) & used)
 
 
-def free_slot(desired: Desired, vpn: str | None, held: Iterable[Occupant],
-              blocked: frozenset[tuple[str | None, int]] = frozenset()) -> int | None:
+def free_slot(
+    desired: Desired,
+    vpn: str | None,
+    held: Iterable[Occupant],
+    blocked: frozenset[tuple[str | None, int]] = frozenset(),
+) -> int | None:
     """The lowest slot that is not held, not blocked, and whose ports no occupant uses (an
     engine created under an earlier port layout keeps the ports on its labels)."""
     mine = [o for o in held if o.vpn == vpn]
@@ -99,7 +103,8 @@ def place_new_engines(
     held = list(occupants)
     creates: list[CreateEngine] = []
     targets: tuple[VpnObs | None, ...] = (
-        (None,) if desired.vpn.mode == "none"
+        (None,)
+        if desired.vpn.mode == "none"
         else tuple(v for v in healthy_vpns(desired, vpns) if v.port_known)
     )
     for _ in range(count):

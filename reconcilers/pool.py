@@ -120,23 +120,35 @@ def _check_vpns(p: _Pass) -> None:
     for name in p.desired.vpn.containers:
         vpn = p.observed.vpns.get(name)
         if vpn is None or vpn.state == "missing":
-            p.problems.append(Problem(code="vpn_missing", vpn=name,
-                                      message=f"VPN container '{name}' does not exist"))
+            p.problems.append(
+                Problem(code="vpn_missing", vpn=name, message=f"VPN container '{name}' does not exist")
+            )
             continue
         if vpn.state == "stopped":
-            p.problems.append(Problem(code="vpn_stopped", vpn=name,
-                                      message=f"VPN container '{name}' is stopped; not restarting "
-                                      "a container stopped on purpose"))
+            p.problems.append(
+                Problem(
+                    code="vpn_stopped",
+                    vpn=name,
+                    message=f"VPN container '{name}' is stopped; not restarting "
+                    "a container stopped on purpose",
+                )
+            )
             continue
         if vpn.state != "unhealthy" or vpn.container_id is None:
             continue
         since = max(vpn.state_since, vpn.last_forced_restart or vpn.state_since)
         due = since + timeout
-        p.problems.append(Problem(code="vpn_unhealthy", vpn=name,
-                                  message=f"VPN '{name}' unhealthy since {vpn.state_since:.0f}"))
+        p.problems.append(
+            Problem(
+                code="vpn_unhealthy", vpn=name, message=f"VPN '{name}' unhealthy since {vpn.state_since:.0f}"
+            )
+        )
         if p.now >= due and vpn.container_id not in p.observed.busy_containers:
-            p.act(RestartVpn(name=name, container_id=vpn.container_id,
-                             reason=f"unhealthy for more than {timeout:g}s"))
+            p.act(
+                RestartVpn(
+                    name=name, container_id=vpn.container_id, reason=f"unhealthy for more than {timeout:g}s"
+                )
+            )
         else:
             p.wakes.append(due)
 
@@ -158,8 +170,11 @@ def _repair_engines(p: _Pass) -> None:
             p.act(RemoveEngine(container_id=engine.container_id, reason="engine is not behind a VPN"))
             continue
         if engine.vpn is not None and engine.vpn not in configured:
-            p.act(RemoveEngine(container_id=engine.container_id,
-                               reason=f"VPN '{engine.vpn}' is no longer configured"))
+            p.act(
+                RemoveEngine(
+                    container_id=engine.container_id, reason=f"VPN '{engine.vpn}' is no longer configured"
+                )
+            )
             continue
         if engine.status in ("exited", "dead", "created", "paused"):
             p.act(RemoveEngine(container_id=engine.container_id, reason=f"engine {engine.status}"))
@@ -167,12 +182,15 @@ def _repair_engines(p: _Pass) -> None:
         vpn = p.vpn(engine.vpn)
         state = staleness(engine, vpn, restart_on_reconnect=reconnect)
         if state == "recreate":
-            p.act(RemoveEngine(container_id=engine.container_id,
-                               reason="VPN container was recreated"))
+            p.act(RemoveEngine(container_id=engine.container_id, reason="VPN container was recreated"))
             continue
         if state == "restart" and vpn is not None and vpn.state == "healthy":
-            p.act(RestartEngine(container_id=engine.container_id,
-                                reason="VPN restarted or reconnected after the engine started"))
+            p.act(
+                RestartEngine(
+                    container_id=engine.container_id,
+                    reason="VPN restarted or reconnected after the engine started",
+                )
+            )
         elif state == "fresh" and (vpn is None or vpn.state == "healthy"):
             _restart_if_never_ready(p, engine)
         p.kept.append(engine)
@@ -188,12 +206,15 @@ def _restart_if_never_ready(p: _Pass, engine: EngineObs) -> None:
     if p.now < due:
         p.wakes.append(due)
         return
-    p.act(RestartEngine(container_id=engine.container_id,
-                        reason=f"not answering its API for {timeout:g}s"))
+    p.act(RestartEngine(container_id=engine.container_id, reason=f"not answering its API for {timeout:g}s"))
     if not any(pr.code == "engines_not_answering" for pr in p.problems):
-        p.problems.append(Problem(code="engines_not_answering",
-                                  message="engines do not answer their API and are being restarted; "
-                                  "if this repeats, check engines.address and the engine image"))
+        p.problems.append(
+            Problem(
+                code="engines_not_answering",
+                message="engines do not answer their API and are being restarted; "
+                "if this repeats, check engines.address and the engine image",
+            )
+        )
 
 
 def _counts_for_pool(p: _Pass, engine: EngineObs) -> bool:
@@ -204,17 +225,23 @@ def _counts_for_pool(p: _Pass, engine: EngineObs) -> bool:
     return vpn is not None and vpn.state == "healthy"
 
 
-def _occupants(p: _Pass, planned: tuple[CreateEngine, ...] = (),
-               excluding: str | None = None) -> list[Occupant]:
+def _occupants(
+    p: _Pass, planned: tuple[CreateEngine, ...] = (), excluding: str | None = None
+) -> list[Occupant]:
     """Everything holding a slot. An engine removed in this pass keeps its slot until it is
     gone, but no longer holds its VPN's forwarded port, so its replacement can take it."""
-    held = [Occupant(vpn=e.vpn, slot=e.slot, ports=e.ports,
-                     forwarded=e.forwarded and e.container_id not in p.removed)
-            for e in p.observed.engines if e.container_id != excluding]
-    held += [Occupant(vpn=c.vpn, slot=c.slot, forwarded=c.forwarded, ports=c.ports)
-             for c in p.observed.pending_creates]
-    held += [Occupant(vpn=c.vpn, slot=c.slot, forwarded=c.forwarded, ports=c.ports)
-             for c in planned]
+    held = [
+        Occupant(
+            vpn=e.vpn, slot=e.slot, ports=e.ports, forwarded=e.forwarded and e.container_id not in p.removed
+        )
+        for e in p.observed.engines
+        if e.container_id != excluding
+    ]
+    held += [
+        Occupant(vpn=c.vpn, slot=c.slot, forwarded=c.forwarded, ports=c.ports)
+        for c in p.observed.pending_creates
+    ]
+    held += [Occupant(vpn=c.vpn, slot=c.slot, forwarded=c.forwarded, ports=c.ports) for c in planned]
     return held
 
 
@@ -225,9 +252,13 @@ def _size_pool(p: _Pass) -> int:
     wanted = max(spec.min_replicas, busy + free_wanted)
     target = min(spec.max_replicas, wanted)
     if wanted > spec.max_replicas:
-        p.problems.append(Problem(code="max_capacity",
-                                  message=f"{busy} busy engines + {free_wanted} free wanted is above "
-                                  f"max_replicas={spec.max_replicas}"))
+        p.problems.append(
+            Problem(
+                code="max_capacity",
+                message=f"{busy} busy engines + {free_wanted} free wanted is above "
+                f"max_replicas={spec.max_replicas}",
+            )
+        )
     pending = p.observed.pending_creates
     counting = [e for e in p.kept if _counts_for_pool(p, e)]
     have = len(counting) + len(pending)
@@ -243,14 +274,16 @@ def _size_pool(p: _Pass) -> int:
 def _grow(p: _Pass, deficit: int, room: int) -> None:
     if room <= 0:
         if not any(pr.code == "max_capacity" for pr in p.problems):
-            p.problems.append(Problem(code="max_capacity",
-                                      message=f"at max_replicas={p.desired.engines.max_replicas}"))
+            p.problems.append(
+                Problem(code="max_capacity", message=f"at max_replicas={p.desired.engines.max_replicas}")
+            )
         return
     blocked = p.observed.create_blocked_until
     if blocked is not None and blocked > p.now:
         p.wakes.append(blocked)
-        p.problems.append(Problem(code="circuit_breaker",
-                                  message="engine creation keeps failing; retrying later"))
+        p.problems.append(
+            Problem(code="circuit_breaker", message="engine creation keeps failing; retrying later")
+        )
         return
     if p.desired.vpn.mode != "none":
         healthy = healthy_vpns(p.desired, p.observed.vpns)
@@ -261,28 +294,41 @@ def _grow(p: _Pass, deficit: int, room: int) -> None:
             # a forwarded port is being read (a few seconds at most): placing now would crowd
             # the VPNs already read and churn through a rebalance once the others are
             return
-    creates = place_new_engines(p.desired, p.observed.vpns, _occupants(p), count=min(deficit, room),
-                                spec_hash=p.spec_hash, reason="pool below target",
-                                blocked=p.observed.blocked_slots)
+    creates = place_new_engines(
+        p.desired,
+        p.observed.vpns,
+        _occupants(p),
+        count=min(deficit, room),
+        spec_hash=p.spec_hash,
+        reason="pool below target",
+        blocked=p.observed.blocked_slots,
+    )
     if len(creates) < min(deficit, room):
-        p.problems.append(Problem(code="ports_exhausted",
-                                  message="no free port slot left for another engine"))
+        p.problems.append(
+            Problem(code="ports_exhausted", message="no free port slot left for another engine")
+        )
     for create in creates:
         p.act(create)
 
 
 def _report_no_healthy_vpn(p: _Pass) -> None:
     wait = p.desired.vpn.wait_healthy_s
-    since = min((v.state_since for n, v in p.observed.vpns.items()
-                 if n in p.desired.vpn.containers), default=p.now)
+    since = min(
+        (v.state_since for n, v in p.observed.vpns.items() if n in p.desired.vpn.containers), default=p.now
+    )
     if p.now - since >= wait:
-        p.problems.append(Problem(code="vpn_wait_timeout",
-                                  message=f"no healthy VPN after waiting {wait:g}s; engines will "
-                                  "be provisioned once a VPN recovers"))
+        p.problems.append(
+            Problem(
+                code="vpn_wait_timeout",
+                message=f"no healthy VPN after waiting {wait:g}s; engines will "
+                "be provisioned once a VPN recovers",
+            )
+        )
     else:
         p.wakes.append(since + wait)
-        p.problems.append(Problem(code="vpn_disconnected",
-                                  message="waiting for a healthy VPN before starting engines"))
+        p.problems.append(
+            Problem(code="vpn_disconnected", message="waiting for a healthy VPN before starting engines")
+        )
 
 
 def _idle_expired(p: _Pass, engine: EngineObs) -> bool:
@@ -322,8 +368,7 @@ def _rebalance(p: _Pass, counting: list[EngineObs]) -> None:
     most, high = max(load.items(), key=lambda kv: kv[1])
     if high - min(load.values()) < 2:
         return
-    idle = [e for e in counting
-            if e.vpn == most and p.free(e) and not e.forwarded and _idle_expired(p, e)]
+    idle = [e for e in counting if e.vpn == most and p.free(e) and not e.forwarded and _idle_expired(p, e)]
     if idle:
         victim = max(idle, key=lambda e: e.created_at)
         p.act(RemoveEngine(container_id=victim.container_id, reason="rebalancing across VPNs"))
@@ -337,8 +382,11 @@ def _recreate(p: _Pass, engine: EngineObs, *, forwarded: bool, port: int | None,
         p.act(RemoveEngine(container_id=engine.container_id, reason=f"{reason}; slot gone"))
         return
     ports = ports_for(p.desired, engine.vpn, engine.slot, port if forwarded else None)
-    planned = tuple(a.create if isinstance(a, RecreateEngine) else a for a in p.actions
-                    if isinstance(a, CreateEngine | RecreateEngine))
+    planned = tuple(
+        a.create if isinstance(a, RecreateEngine) else a
+        for a in p.actions
+        if isinstance(a, CreateEngine | RecreateEngine)
+    )
     others = [o for o in _occupants(p, planned, excluding=engine.container_id)]
     if ports_clash(engine.vpn, ports, others):
         # its slot's ports in today's layout belong to an engine of the old layout: free the
@@ -371,21 +419,16 @@ def _keep_forwarded_engines(p: _Pass) -> None:
             engine = forwarded[0]
             # a stream on it keeps working without inbound P2P: recreate once it is idle
             if engine.ports.p2p != port and p.free(engine) and _idle_expired(p, engine):
-                _recreate(p, engine, forwarded=True, port=port,
-                          reason=f"forwarded port changed to {port}")
+                _recreate(p, engine, forwarded=True, port=port, reason=f"forwarded port changed to {port}")
             continue
-        idle = sorted((e for e in mine if p.free(e) and _idle_expired(p, e)),
-                      key=lambda e: (e.ready, e.slot))
+        idle = sorted((e for e in mine if p.free(e) and _idle_expired(p, e)), key=lambda e: (e.ready, e.slot))
         if idle:
-            _recreate(p, idle[0], forwarded=True, port=port,
-                      reason="VPN has no forwarded engine")
+            _recreate(p, idle[0], forwarded=True, port=port, reason="VPN has no forwarded engine")
 
 
 def _roll_changed_spec(p: _Pass) -> None:
     """Recreate one idle engine at a time whose image, env or labels differ from the YAML."""
-    if p.observed.pending_creates or any(
-        isinstance(a, CreateEngine | RecreateEngine) for a in p.actions
-    ):
+    if p.observed.pending_creates or any(isinstance(a, CreateEngine | RecreateEngine) for a in p.actions):
         return
     for engine in p.kept:
         if engine.spec_hash != p.spec_hash and p.free(engine) and _idle_expired(p, engine):
@@ -393,6 +436,7 @@ def _roll_changed_spec(p: _Pass) -> None:
             if engine.vpn is not None and (vpn is None or vpn.state != "healthy"):
                 continue
             port = vpn.forwarded_port if vpn else None
-            _recreate(p, engine, forwarded=engine.forwarded and bool(port), port=port,
-                      reason="engine spec changed")
+            _recreate(
+                p, engine, forwarded=engine.forwarded and bool(port), port=port, reason="engine spec changed"
+            )
             return

@@ -29,7 +29,11 @@ from reconcilers.model import VpnObs, VpnState
 CLEAN_EXIT_CODES = (0, 143)  # exited by itself, or on SIGTERM (docker stop)
 StopAction = Literal["die", "stop", "kill", "pause"]
 TransitionKind = Literal[
-    "recovered", "became_unhealthy", "state_changed", "tunnel_status", "reconnected",
+    "recovered",
+    "became_unhealthy",
+    "state_changed",
+    "tunnel_status",
+    "reconnected",
     "forwarded_port",
 ]
 
@@ -90,8 +94,7 @@ class ForcedRestart:
     """The daemon restarted the VPN container itself."""
 
 
-Sighting = (ContainerSeen | HealthReported | StopReported | ControlRead | ControlFailed
-            | ForcedRestart)
+Sighting = ContainerSeen | HealthReported | StopReported | ControlRead | ControlFailed | ForcedRestart
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -148,8 +151,9 @@ def advance(previous: VpnObs | None, name: str, sighting: Sighting, at: float) -
             if previous is None:
                 return None
             # an unreadable control server says nothing about the tunnel: Docker decides
-            read = ControlRead(forwarded_port=previous.forwarded_port,
-                               public_ip=previous.public_ip, status=None)
+            read = ControlRead(
+                forwarded_port=previous.forwarded_port, public_ip=previous.public_ip, status=None
+            )
             update = _control(previous, name, read, at)
             return dataclasses.replace(update, obs=dataclasses.replace(update.obs, control_error=error))
         case ForcedRestart():
@@ -158,12 +162,15 @@ def advance(previous: VpnObs | None, name: str, sighting: Sighting, at: float) -
             return VpnUpdate(obs=dataclasses.replace(previous, last_forced_restart=at))
 
 
-def _seen(previous: VpnObs | None, name: str, container: VpnContainer | None,
-          at: float) -> VpnUpdate:
+def _seen(previous: VpnObs | None, name: str, container: VpnContainer | None, at: float) -> VpnUpdate:
     obs = previous
-    if (obs is not None and obs.stop_requested_at is not None and container is not None
-            and container.status == "running"
-            and (container.started_at or 0.0) > obs.stop_requested_at):
+    if (
+        obs is not None
+        and obs.stop_requested_at is not None
+        and container is not None
+        and container.status == "running"
+        and (container.started_at or 0.0) > obs.stop_requested_at
+    ):
         obs = dataclasses.replace(obs, stop_requested_at=None)  # it runs again since
     # an exit counts as a crash only when this daemon saw it running and nobody stopped it;
     # one found exited at start-up may have been stopped on purpose: leave it alone
@@ -172,8 +179,9 @@ def _seen(previous: VpnObs | None, name: str, container: VpnContainer | None,
     return _verdict(obs, name, docker_state(container, on_purpose=on_purpose), at, container)
 
 
-def _stopped(previous: VpnObs | None, name: str, container_id: str, action: StopAction,
-             at: float) -> VpnUpdate | None:
+def _stopped(
+    previous: VpnObs | None, name: str, container_id: str, action: StopAction, at: float
+) -> VpnUpdate | None:
     if previous is None or previous.container_id != container_id:
         return None
     obs = previous
@@ -186,12 +194,16 @@ def _stopped(previous: VpnObs | None, name: str, container_id: str, action: Stop
     return _verdict(obs, name, "unhealthy" if crashed else "stopped", at, None)
 
 
-def _verdict(previous: VpnObs | None, name: str, docker: VpnState, at: float,
-             container: VpnContainer | None) -> VpnUpdate:
+def _verdict(
+    previous: VpnObs | None, name: str, docker: VpnState, at: float, container: VpnContainer | None
+) -> VpnUpdate:
     """Apply Docker's verdict, overruled by the control server while it says the tunnel is down."""
     prev = previous
-    if prev is not None and container is not None and (
-            container.id != prev.container_id or container.started_at != prev.started_at):
+    if (
+        prev is not None
+        and container is not None
+        and (container.id != prev.container_id or container.started_at != prev.started_at)
+    ):
         # a new container or a new run: what its control server said before no longer holds
         prev = dataclasses.replace(prev, tunnel_down=False, public_ip=None)
     state: VpnState = "unhealthy" if docker == "healthy" and prev is not None and prev.tunnel_down else docker
@@ -211,8 +223,7 @@ def _verdict(previous: VpnObs | None, name: str, docker: VpnState, at: float,
             transitions.append(Transition(kind="became_unhealthy", state=state, previous=prev.state))
         else:
             transitions.append(Transition(kind="state_changed", state=state, previous=prev.state))
-    base = prev if prev is not None else VpnObs(name=name, container_id=None, state=state,
-                                                state_since=at)
+    base = prev if prev is not None else VpnObs(name=name, container_id=None, state=state, state_since=at)
     obs = dataclasses.replace(
         base,
         container_id=container_id,
@@ -228,8 +239,9 @@ def _verdict(previous: VpnObs | None, name: str, docker: VpnState, at: float,
 
 
 def _control(previous: VpnObs, name: str, read: ControlRead, at: float) -> VpnUpdate:
-    obs = dataclasses.replace(previous, public_ip=read.public_ip, control_status=read.status,
-                              control_error=None)
+    obs = dataclasses.replace(
+        previous, public_ip=read.public_ip, control_status=read.status, control_error=None
+    )
     transitions: list[Transition] = []
     down = read.status == "stopped"
     if down != obs.tunnel_down:
@@ -237,16 +249,29 @@ def _control(previous: VpnObs, name: str, read: ControlRead, at: float) -> VpnUp
         transitions.append(Transition(kind="tunnel_status", state=obs.state, status=read.status))
         verdict = _verdict(obs, name, obs.docker_state or obs.state, at, None)
         obs, transitions = verdict.obs, [*transitions, *verdict.transitions]
-    if (previous.public_ip and read.public_ip and read.public_ip != previous.public_ip
-            and obs.state == "healthy"):
+    if (
+        previous.public_ip
+        and read.public_ip
+        and read.public_ip != previous.public_ip
+        and obs.state == "healthy"
+    ):
         # the tunnel reconnected inside Gluetun without any Docker health change
-        transitions.append(Transition(kind="reconnected", state=obs.state, public_ip=read.public_ip,
-                                      previous_ip=previous.public_ip))
+        transitions.append(
+            Transition(
+                kind="reconnected", state=obs.state, public_ip=read.public_ip, previous_ip=previous.public_ip
+            )
+        )
         obs = dataclasses.replace(obs, reconnected_at=at)
     if not obs.port_known:
         obs = dataclasses.replace(obs, port_known=True)
     if obs.forwarded_port != read.forwarded_port:
-        transitions.append(Transition(kind="forwarded_port", state=obs.state, port=read.forwarded_port,
-                                      previous_port=obs.forwarded_port))
+        transitions.append(
+            Transition(
+                kind="forwarded_port",
+                state=obs.state,
+                port=read.forwarded_port,
+                previous_port=obs.forwarded_port,
+            )
+        )
         obs = dataclasses.replace(obs, forwarded_port=read.forwarded_port)
     return VpnUpdate(obs=obs, transitions=tuple(transitions))

@@ -36,8 +36,9 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     except web.HTTPException as exc:
         if exc.content_type == "application/json":
             raise
-        return json_error(exc.status, exc.reason.lower().replace(" ", "_"),
-                          f"{exc.reason}: {request.method} {request.path}")
+        return json_error(
+            exc.status, exc.reason.lower().replace(" ", "_"), f"{exc.reason}: {request.method} {request.path}"
+        )
     except Exception:
         log.exception("http_handler_failed", path=request.path, method=request.method)
         return json_error(500, "internal_error", "unexpected error; see the daemon's log")
@@ -75,46 +76,67 @@ async def status(request: web.Request) -> web.Response:
     spec = ctx.desired.engines
     plan = store.last_plan
     config_error = watcher.error
-    return web.json_response({
-        "desired": {
-            "min_replicas": spec.min_replicas, "min_free": spec.min_free,
-            "max_replicas": spec.max_replicas, "image": spec.image,
-            "target": plan.target if plan else None, "vpn_mode": ctx.desired.vpn.mode,
-        },
-        "observed": {
-            "engines": len(store.engines),
-            "running": sum(1 for e in store.engines.values() if e.status == "running"),
-            "ready": sum(1 for e in store.engines.values() if e.ready),
-            "visible": len(store.visible),
-            "pending_creates": store.pending_count,
-            "busy": store.busy_count,
-        },
-        "problems": [{"code": p.code, "message": p.message, "vpn": p.vpn}
-                     for p in (plan.problems if plan else ())],
-        "last_reconcile": rfc3339(store.last_reconcile_at),
-        "reconcile_passes": store.reconcile_passes,
-        "config": {
-            "path": str(watcher.path) if watcher.path else None,
-            "loaded_at": rfc3339(watcher.loaded_at),
-            "last_error": None if config_error is None else {
-                "message": str(config_error), "file": config_error.source,
-                "line": config_error.line, "key": config_error.key,
-                "at": rfc3339(watcher.error_at)},
-        },
-        "docker": {"connected": store.docker_connected, "error": store.docker_error,
-                   "events_received": store.events_received, "resyncs": store.resyncs},
-        "provisioning": {
-            "circuit_breaker_state": store.breaker_state(now),
-            "consecutive_failures": store.create_failures,
-            "blocked_until": rfc3339(store.create_blocked_until),
-            "recent_errors": [
-                {"at": rfc3339(e.at), "action": e.action, "target": e.target,
-                 "message": e.message, "transient": e.transient}
-                for e in store.action_errors],
-        },
-        "vpn": vpn_views(store),
-        "uptime_s": round(now - ctx.started_at, 3),
-    })
+    return web.json_response(
+        {
+            "desired": {
+                "min_replicas": spec.min_replicas,
+                "min_free": spec.min_free,
+                "max_replicas": spec.max_replicas,
+                "image": spec.image,
+                "target": plan.target if plan else None,
+                "vpn_mode": ctx.desired.vpn.mode,
+            },
+            "observed": {
+                "engines": len(store.engines),
+                "running": sum(1 for e in store.engines.values() if e.status == "running"),
+                "ready": sum(1 for e in store.engines.values() if e.ready),
+                "visible": len(store.visible),
+                "pending_creates": store.pending_count,
+                "busy": store.busy_count,
+            },
+            "problems": [
+                {"code": p.code, "message": p.message, "vpn": p.vpn} for p in (plan.problems if plan else ())
+            ],
+            "last_reconcile": rfc3339(store.last_reconcile_at),
+            "reconcile_passes": store.reconcile_passes,
+            "config": {
+                "path": str(watcher.path) if watcher.path else None,
+                "loaded_at": rfc3339(watcher.loaded_at),
+                "last_error": None
+                if config_error is None
+                else {
+                    "message": str(config_error),
+                    "file": config_error.source,
+                    "line": config_error.line,
+                    "key": config_error.key,
+                    "at": rfc3339(watcher.error_at),
+                },
+            },
+            "docker": {
+                "connected": store.docker_connected,
+                "error": store.docker_error,
+                "events_received": store.events_received,
+                "resyncs": store.resyncs,
+            },
+            "provisioning": {
+                "circuit_breaker_state": store.breaker_state(now),
+                "consecutive_failures": store.create_failures,
+                "blocked_until": rfc3339(store.create_blocked_until),
+                "recent_errors": [
+                    {
+                        "at": rfc3339(e.at),
+                        "action": e.action,
+                        "target": e.target,
+                        "message": e.message,
+                        "transient": e.transient,
+                    }
+                    for e in store.action_errors
+                ],
+            },
+            "vpn": vpn_views(store),
+            "uptime_s": round(now - ctx.started_at, 3),
+        }
+    )
 
 
 async def vpn_status(request: web.Request) -> web.Response:

@@ -23,8 +23,14 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def auth_error(status: int, code: str, message: str) -> web.Response:
     """The generic `{error, message}` shape, plus the `detail` object proxies decode on
     provisioning errors, so a misconfigured key reads as a clear do-not-wait failure there too."""
-    detail = {"error": code, "code": code, "message": message, "recovery_eta_seconds": 0,
-              "can_retry": False, "should_wait": False}
+    detail = {
+        "error": code,
+        "code": code,
+        "message": message,
+        "recovery_eta_seconds": 0,
+        "can_retry": False,
+        "should_wait": False,
+    }
     headers = {"WWW-Authenticate": 'Bearer realm="acestream-orchestrator"'} if status == 401 else None
     return json_error(status, code, message, headers=headers, detail=detail)
 
@@ -36,13 +42,13 @@ def _bytes(text: str) -> bytes:
 def check_bearer(header: str | None, key: str) -> web.Response | None:
     """None when the header carries `key`; else the 401/403 answer to send."""
     if header is None or not header.strip():
-        return auth_error(401, "unauthorized", "missing Authorization header; "
-                          "send 'Authorization: Bearer <api key>'")
+        return auth_error(
+            401, "unauthorized", "missing Authorization header; send 'Authorization: Bearer <api key>'"
+        )
     scheme, _, token = header.strip().partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token or " " in token:
-        return auth_error(401, "unauthorized", "malformed Authorization header; "
-                          "expected 'Bearer <api key>'")
+        return auth_error(401, "unauthorized", "malformed Authorization header; expected 'Bearer <api key>'")
     if not hmac.compare_digest(_bytes(token), _bytes(key)):
         return auth_error(403, "forbidden", "the API key is not valid")
     return None

@@ -38,8 +38,9 @@ async def read_json(request: web.Request, *, empty_ok: bool = False) -> Any:
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge as exc:
-        raise BodyError(413, "body_too_large",
-                        f"request body larger than {request.client_max_size} bytes") from exc
+        raise BodyError(
+            413, "body_too_large", f"request body larger than {request.client_max_size} bytes"
+        ) from exc
     if not raw.strip():
         if empty_ok:
             return {}
@@ -54,8 +55,14 @@ async def read_json(request: web.Request, *, empty_ok: bool = False) -> Any:
 def _kind(value: Any) -> str:
     if value is None:
         return "null"
-    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
-            list: "an array", dict: "an object"}.get(type(value), type(value).__name__)
+    return {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "an array",
+        dict: "an object",
+    }.get(type(value), type(value).__name__)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -69,8 +76,9 @@ class Fields:
     def of(cls, value: Any, path: str = "") -> Fields:
         if not isinstance(value, dict):
             where = path or "request body"
-            raise BodyError(422, "invalid_body", f"{where} must be a JSON object, got {_kind(value)}",
-                            path or None)
+            raise BodyError(
+                422, "invalid_body", f"{where} must be a JSON object, got {_kind(value)}", path or None
+            )
         return cls(data=value, path=path)
 
     def _name(self, key: str) -> str:
@@ -85,8 +93,7 @@ class Fields:
             raise self._fail(key, "is required")
         return value
 
-    def text(self, key: str, *, required: bool = True, empty_ok: bool = True,
-             default: str = "") -> str:
+    def text(self, key: str, *, required: bool = True, empty_ok: bool = True, default: str = "") -> str:
         value = self._get(key, required)
         if value is None:
             return default
@@ -98,8 +105,9 @@ class Fields:
             raise self._fail(key, f"longer than {MAX_TEXT} characters")
         return value
 
-    def integer(self, key: str, *, minimum: int, maximum: int, required: bool = True,
-                default: int = 0) -> int:
+    def integer(
+        self, key: str, *, minimum: int, maximum: int, required: bool = True, default: int = 0
+    ) -> int:
         value = self._get(key, required)
         if value is None:
             return default

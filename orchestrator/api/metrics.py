@@ -47,8 +47,9 @@ class StoreCollector:
     def collect(self) -> Iterable[Metric]:
         ctx = self._ctx
         store = ctx.store
-        engines = GaugeMetricFamily(f"{PREFIX}_engines", "Managed engines by state and VPN",
-                                    labels=["state", "vpn"])
+        engines = GaugeMetricFamily(
+            f"{PREFIX}_engines", "Managed engines by state and VPN", labels=["state", "vpn"]
+        )
         counts: Tally[tuple[str, str]] = Tally()
         vpns = {e.vpn or NO_VPN for e in store.engines.values()} | set(ctx.desired.vpn.containers)
         visible = {e.container_id for e in store.visible}
@@ -63,29 +64,41 @@ class StoreCollector:
                 engines.add_metric([state, vpn], counts[state, vpn])
         yield engines
 
-        health = GaugeMetricFamily(f"{PREFIX}_vpn_healthy", "1 when the VPN container is healthy",
-                                   labels=["vpn"])
+        health = GaugeMetricFamily(
+            f"{PREFIX}_vpn_healthy", "1 when the VPN container is healthy", labels=["vpn"]
+        )
         for name in ctx.desired.vpn.containers:
             seen = store.vpns.get(name)
             health.add_metric([name], 1 if seen and seen.state == "healthy" else 0)
         yield health
 
-        yield GaugeMetricFamily(f"{PREFIX}_streams_active", "Streams the proxy reported as running",
-                                value=len(store.streams.active))
-        yield CounterMetricFamily(f"{PREFIX}_streams_started", "Streams reported started",
-                                  value=store.streams.total_started)
-        yield GaugeMetricFamily(f"{PREFIX}_pending_creates", "Engine creations under way",
-                                value=store.pending_count)
-        yield CounterMetricFamily(f"{PREFIX}_reconcile_passes", "Reconcile passes run",
-                                  value=store.reconcile_passes)
-        yield GaugeMetricFamily(f"{PREFIX}_reconcile_last_duration_seconds",
-                                "Duration of the last reconcile pass",
-                                value=store.last_pass_duration_s)
-        yield CounterMetricFamily(f"{PREFIX}_docker_events", "Docker events received",
-                                  value=store.events_received)
-        yield GaugeMetricFamily(f"{PREFIX}_circuit_breaker_open",
-                                "1 while engine creation is backed off after repeated failures",
-                                value=1 if store.breaker_state(time.time()) == "open" else 0)
+        yield GaugeMetricFamily(
+            f"{PREFIX}_streams_active",
+            "Streams the proxy reported as running",
+            value=len(store.streams.active),
+        )
+        yield CounterMetricFamily(
+            f"{PREFIX}_streams_started", "Streams reported started", value=store.streams.total_started
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_pending_creates", "Engine creations under way", value=store.pending_count
+        )
+        yield CounterMetricFamily(
+            f"{PREFIX}_reconcile_passes", "Reconcile passes run", value=store.reconcile_passes
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_reconcile_last_duration_seconds",
+            "Duration of the last reconcile pass",
+            value=store.last_pass_duration_s,
+        )
+        yield CounterMetricFamily(
+            f"{PREFIX}_docker_events", "Docker events received", value=store.events_received
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_circuit_breaker_open",
+            "1 while engine creation is backed off after repeated failures",
+            value=1 if store.breaker_state(time.time()) == "open" else 0,
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -104,8 +117,12 @@ def make_metrics(ctx: ApiContext) -> Metrics:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StoreCollector(ctx))
     registry.register(HIDE_LATENCY)
-    provisioning = Counter(f"{PREFIX}_provision_requests", "POST /provision/acestream answers by outcome",
-                           labelnames=["outcome"], registry=registry)
+    provisioning = Counter(
+        f"{PREFIX}_provision_requests",
+        "POST /provision/acestream answers by outcome",
+        labelnames=["outcome"],
+        registry=registry,
+    )
     return Metrics(registry=registry, provisioning=provisioning)
 
 

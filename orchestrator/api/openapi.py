@@ -41,80 +41,183 @@ def reply(description: str, schema: dict[str, Any] | None = None) -> dict[str, A
 
 
 ERROR = reply("Error", ref("Error"))
-AUTH = {"401": reply("Missing or malformed bearer token", ref("Error")),
-        "403": reply("Wrong API key", ref("Error"))}
-BAD_BODY = {"400": reply("Body is not JSON", ref("Error")),
-            "413": reply("Body larger than 64 KiB", ref("Error")),
-            "422": reply("Body has a wrong or missing field (named in `field`)", ref("Error"))}
+AUTH = {
+    "401": reply("Missing or malformed bearer token", ref("Error")),
+    "403": reply("Wrong API key", ref("Error")),
+}
+BAD_BODY = {
+    "400": reply("Body is not JSON", ref("Error")),
+    "413": reply("Body larger than 64 KiB", ref("Error")),
+    "422": reply("Body has a wrong or missing field (named in `field`)", ref("Error")),
+}
 
 SCHEMAS: dict[str, Any] = {
-    "Error": obj(["error", "message"], error=STR, message=STR,
-                 field={"type": ["string", "null"]}),
+    "Error": obj(["error", "message"], error=STR, message=STR, field={"type": ["string", "null"]}),
     "Engine": obj(
-        ["container_id", "container_name", "host", "port", "labels", "forwarded",
-         "health_status", "streams", "first_seen", "last_seen"],
-        container_id=STR, container_name=STR, host=STR, port=INT,
-        host_http_port={"type": ["integer", "null"]}, container_http_port=INT, api_port=INT,
-        p2p_port=INT, labels=STR_MAP, forwarded=BOOL, vpn_container={"type": ["string", "null"]},
-        status=STR, ready=BOOL, visible=BOOL,
+        [
+            "container_id",
+            "container_name",
+            "host",
+            "port",
+            "labels",
+            "forwarded",
+            "health_status",
+            "streams",
+            "first_seen",
+            "last_seen",
+        ],
+        container_id=STR,
+        container_name=STR,
+        host=STR,
+        port=INT,
+        host_http_port={"type": ["integer", "null"]},
+        container_http_port=INT,
+        api_port=INT,
+        p2p_port=INT,
+        labels=STR_MAP,
+        forwarded=BOOL,
+        vpn_container={"type": ["string", "null"]},
+        status=STR,
+        ready=BOOL,
+        visible=BOOL,
         health_status={"enum": ["healthy", "unhealthy", "unknown"]},
-        streams={"type": "array", "items": STR}, stream_count=INT, first_seen=TIME,
-        last_seen=TIME, last_health_check=TIME, last_stream_usage=TIME, started_at=TIME),
+        streams={"type": "array", "items": STR},
+        stream_count=INT,
+        first_seen=TIME,
+        last_seen=TIME,
+        last_health_check=TIME,
+        last_stream_usage=TIME,
+        started_at=TIME,
+    ),
     "Stream": obj(
         ["id", "container_id", "status", "key_type", "key", "started_at"],
-        id=STR, container_id=STR, status={"enum": ["started", "ended"]}, key_type=STR, key=STR,
-        playback_session_id=STR, stat_url=STR, command_url=STR, is_live=BOOL, started_at=TIME,
-        ended_at=TIME, end_reason={"type": ["string", "null"]}),
+        id=STR,
+        container_id=STR,
+        status={"enum": ["started", "ended"]},
+        key_type=STR,
+        key=STR,
+        playback_session_id=STR,
+        stat_url=STR,
+        command_url=STR,
+        is_live=BOOL,
+        started_at=TIME,
+        ended_at=TIME,
+        end_reason={"type": ["string", "null"]},
+    ),
     "StreamStarted": obj(
         ["engine", "stream"],
         container_id={**STR, "description": "Ignored: often the proxy's own ID"},
-        engine=obj(["host", "port"], host={**STR, "description":
-                   "Container name, short ID, IP, VPN name or IP; localhost/127.0.0.1/::1 match "
-                   "the one engine owning the port"},
-                   port={"type": "integer", "minimum": 1, "maximum": 65535}),
-        stream=obj(["key_type", "key"], key_type={**STR, "examples": ["content_id", "infohash",
-                                                                      "url", "magnet"]}, key=STR),
-        session=obj(None, playback_session_id=STR, stat_url={**STR, "description": "May be empty"},
-                    command_url={**STR, "description": "May be empty"},
-                    is_live={"type": ["integer", "boolean"], "enum": [0, 1, True, False]}),
-        labels={**STR_MAP, "description": "`stream_id` names the stream; default key|session"}),
-    "StreamEnded": obj(["stream_id"], stream_id=STR, reason=STR,
-                       container_id={**STR, "description": "Ignored"}),
-    "ProvisionRequest": obj(None, labels={**STR_MAP, "description": "Validated, then ignored"},
-                            env={**STR_MAP, "description": "Validated, then ignored"}),
+        engine=obj(
+            ["host", "port"],
+            host={
+                **STR,
+                "description": "Container name, short ID, IP, VPN name or IP; localhost/127.0.0.1/::1 match "
+                "the one engine owning the port",
+            },
+            port={"type": "integer", "minimum": 1, "maximum": 65535},
+        ),
+        stream=obj(
+            ["key_type", "key"],
+            key_type={**STR, "examples": ["content_id", "infohash", "url", "magnet"]},
+            key=STR,
+        ),
+        session=obj(
+            None,
+            playback_session_id=STR,
+            stat_url={**STR, "description": "May be empty"},
+            command_url={**STR, "description": "May be empty"},
+            is_live={"type": ["integer", "boolean"], "enum": [0, 1, True, False]},
+        ),
+        labels={**STR_MAP, "description": "`stream_id` names the stream; default key|session"},
+    ),
+    "StreamEnded": obj(
+        ["stream_id"], stream_id=STR, reason=STR, container_id={**STR, "description": "Ignored"}
+    ),
+    "ProvisionRequest": obj(
+        None,
+        labels={**STR_MAP, "description": "Validated, then ignored"},
+        env={**STR_MAP, "description": "Validated, then ignored"},
+    ),
     "ProvisionResponse": obj(
-        ["container_id", "container_name", "host_http_port", "container_http_port",
-         "container_https_port"],
-        container_id=STR, container_name=STR, host=STR, port=INT, host_http_port=INT,
-        container_http_port=INT, container_https_port=INT,
-        vpn_container={"type": ["string", "null"]}, forwarded=BOOL),
+        ["container_id", "container_name", "host_http_port", "container_http_port", "container_https_port"],
+        container_id=STR,
+        container_name=STR,
+        host=STR,
+        port=INT,
+        host_http_port=INT,
+        container_http_port=INT,
+        container_https_port=INT,
+        vpn_container={"type": ["string", "null"]},
+        forwarded=BOOL,
+    ),
     "BlockedDetail": obj(
         ["error", "code", "message", "recovery_eta_seconds", "can_retry", "should_wait"],
-        error=STR, message=STR, can_retry=BOOL, should_wait=BOOL,
-        code={"enum": ["provisioning_in_progress", "vpn_disconnected", "circuit_breaker",
-                       "max_capacity", "vpn_error", "general_error", "invalid_body"]},
-        recovery_eta_seconds={"type": ["integer", "null"]}),
+        error=STR,
+        message=STR,
+        can_retry=BOOL,
+        should_wait=BOOL,
+        code={
+            "enum": [
+                "provisioning_in_progress",
+                "vpn_disconnected",
+                "circuit_breaker",
+                "max_capacity",
+                "vpn_error",
+                "general_error",
+                "invalid_body",
+            ]
+        },
+        recovery_eta_seconds={"type": ["integer", "null"]},
+    ),
     "ProvisionError": obj(["detail"], detail=ref("BlockedDetail")),
     "OrchestratorStatus": obj(
         ["status", "engines", "streams", "capacity", "vpn", "provisioning", "timestamp"],
         status={"enum": ["healthy", "degraded", "unavailable"]},
-        engines=obj(["total", "running", "healthy", "unhealthy"], total=INT, running=INT,
-                    healthy=INT, unhealthy=INT, starting=INT, pending=INT),
+        engines=obj(
+            ["total", "running", "healthy", "unhealthy"],
+            total=INT,
+            running=INT,
+            healthy=INT,
+            unhealthy=INT,
+            starting=INT,
+            pending=INT,
+        ),
         streams=obj(["active", "total"], active=INT, total=INT),
-        capacity=obj(["total", "used", "available", "max_replicas", "min_replicas"], total=INT,
-                     used=INT, available=INT, max_replicas=INT, min_replicas=INT),
-        vpn=obj(["enabled", "connected", "health", "container", "forwarded_port"], enabled=BOOL,
-                connected=BOOL, health=STR, container={"type": ["string", "null"]},
-                forwarded_port={"type": ["integer", "null"]}, mode=STR,
-                containers={"type": "array", "items": {"type": "object"}}),
+        capacity=obj(
+            ["total", "used", "available", "max_replicas", "min_replicas"],
+            total=INT,
+            used=INT,
+            available=INT,
+            max_replicas=INT,
+            min_replicas=INT,
+        ),
+        vpn=obj(
+            ["enabled", "connected", "health", "container", "forwarded_port"],
+            enabled=BOOL,
+            connected=BOOL,
+            health=STR,
+            container={"type": ["string", "null"]},
+            forwarded_port={"type": ["integer", "null"]},
+            mode=STR,
+            containers={"type": "array", "items": {"type": "object"}},
+        ),
         provisioning=obj(
-            ["can_provision", "circuit_breaker_state", "last_failure", "blocked_reason",
-             "blocked_reason_details"],
-            can_provision=BOOL, circuit_breaker_state={"enum": ["closed", "open", "half_open"]},
-            last_failure=TIME, blocked_reason={"type": ["string", "null"]},
+            [
+                "can_provision",
+                "circuit_breaker_state",
+                "last_failure",
+                "blocked_reason",
+                "blocked_reason_details",
+            ],
+            can_provision=BOOL,
+            circuit_breaker_state={"enum": ["closed", "open", "half_open"]},
+            last_failure=TIME,
+            blocked_reason={"type": ["string", "null"]},
             blocked_reason_details={"oneOf": [ref("BlockedDetail"), {"type": "null"}]},
-            demand_until=TIME),
-        timestamp={"type": "string", "format": "date-time"}),
+            demand_until=TIME,
+        ),
+        timestamp={"type": "string", "format": "date-time"},
+    ),
     "Generic": {"type": "object", "description": "Operator-facing document; see the daemon's docs"},
 }
 
@@ -122,79 +225,151 @@ SECURED: list[dict[str, list[str]]] = [{"bearer": []}]
 POST_ERRORS = {**BAD_BODY, **AUTH}
 
 PATHS: dict[str, Any] = {
-    "/engines": {"get": {"summary": "Visible engines (the proxy's engine list)",
-                         "responses": {"200": reply("Engines", {"type": "array",
-                                                                "items": ref("Engine")})}}},
-    "/engines/{container_id}": {"get": {
-        "summary": "One managed engine (visible or not), with `stream_details`",
-        "parameters": [{"name": "container_id", "in": "path", "required": True, "schema": STR,
-                        "description": "Full ID, 12+ character prefix, or container name"}],
-        "responses": {"200": reply("Engine", {"allOf": [ref("Engine"), obj(
-            None, stream_details={"type": "array", "items": ref("Stream")})]}),
-            "404": ERROR}}},
-    "/health": {"get": {"summary": "Liveness", "responses": {"200": reply("Alive", obj(
-        ["status"], status=STR, uptime_s={"type": "number"}))}}},
-    "/status": {"get": {"summary": "Operator status: desired vs observed, problems, errors",
-                        "responses": {"200": reply("Status", ref("Generic"))}}},
-    "/vpn/status": {"get": {"summary": "Every configured VPN's state",
-                            "responses": {"200": reply("VPNs", ref("Generic"))}}},
-    "/events/stream_started": {"post": {
-        "summary": "The proxy started a stream on the engine at (host, port)",
-        "description": "The engine is found by engine.host/engine.port, never by container_id. "
-                       "The same stream ID reported again replaces the record.",
-        "security": SECURED,
-        "requestBody": {"required": True, "content": {JSON: {"schema": ref("StreamStarted")}}},
-        "responses": {"200": reply("Recorded stream", ref("Stream")), **POST_ERRORS,
-                      "404": reply("No engine owns that host/port", ref("Error")),
-                      "409": reply("Several engines own that port", ref("Error"))}}},
-    "/events/stream_ended": {"post": {
-        "summary": "The proxy ended a stream", "security": SECURED,
-        "description": "Ends exactly that stream. An unknown ID ends nothing (404); a stream "
-                       "already ended answers 200 with its first ending unchanged.",
-        "requestBody": {"required": True, "content": {JSON: {"schema": ref("StreamEnded")}}},
-        "responses": {"200": reply("Ended stream", ref("Stream")), **POST_ERRORS,
-                      "404": reply("Unknown stream ID", ref("Error"))}}},
-    "/streams": {"get": {
-        "summary": "Streams, active first then recent history",
-        "parameters": [
-            {"name": "container_id", "in": "query", "required": False, "schema": STR},
-            {"name": "status", "in": "query", "required": False,
-             "schema": {"enum": ["started", "ended"]}}],
-        "responses": {"200": reply("Streams", {"type": "array", "items": ref("Stream")}),
-                      "400": reply("Bad status", ref("Error"))}}},
-    "/provision/acestream": {"post": {
-        "summary": "Get a free engine now, or a structured reason to wait",
-        "description": "Answers at once, never waiting on Docker. 200 hands out a ready engine "
-                       "with no active stream. Otherwise 503 (500 for general_error) with "
-                       "`detail`; while `should_wait` is true, one extra free engine is wanted "
-                       "for 60 s (repeated calls extend that single demand). Non-empty `labels` "
-                       "and `env` are validated and accepted but ignored: every engine follows "
-                       "the YAML's engines.labels and engines.env.",
-        "security": SECURED,
-        "requestBody": {"required": False, "content": {JSON: {"schema": ref("ProvisionRequest")}}},
-        "responses": {"200": reply("A free engine", ref("ProvisionResponse")),
-                      "503": reply("None free yet, or blocked", ref("ProvisionError")),
-                      "500": reply("general_error", ref("ProvisionError")),
-                      "413": reply("Body larger than 64 KiB", ref("ProvisionError")),
-                      "422": reply("Bad labels/env", ref("ProvisionError")), **AUTH}}},
-    "/orchestrator/status": {"get": {
-        "summary": "Proxy-facing status (polled without auth)",
-        "responses": {"200": reply("Status", ref("OrchestratorStatus"))}}},
-    "/metrics": {"get": {"summary": "Prometheus metrics (text exposition format)",
-                         "responses": {"200": {"description": "Metrics",
-                                               "content": {"text/plain": {"schema": STR}}}}}},
-    "/openapi.json": {"get": {"summary": "This document",
-                              "responses": {"200": reply("OpenAPI 3.1", {"type": "object"})}}},
+    "/engines": {
+        "get": {
+            "summary": "Visible engines (the proxy's engine list)",
+            "responses": {"200": reply("Engines", {"type": "array", "items": ref("Engine")})},
+        }
+    },
+    "/engines/{container_id}": {
+        "get": {
+            "summary": "One managed engine (visible or not), with `stream_details`",
+            "parameters": [
+                {
+                    "name": "container_id",
+                    "in": "path",
+                    "required": True,
+                    "schema": STR,
+                    "description": "Full ID, 12+ character prefix, or container name",
+                }
+            ],
+            "responses": {
+                "200": reply(
+                    "Engine",
+                    {
+                        "allOf": [
+                            ref("Engine"),
+                            obj(None, stream_details={"type": "array", "items": ref("Stream")}),
+                        ]
+                    },
+                ),
+                "404": ERROR,
+            },
+        }
+    },
+    "/health": {
+        "get": {
+            "summary": "Liveness",
+            "responses": {"200": reply("Alive", obj(["status"], status=STR, uptime_s={"type": "number"}))},
+        }
+    },
+    "/status": {
+        "get": {
+            "summary": "Operator status: desired vs observed, problems, errors",
+            "responses": {"200": reply("Status", ref("Generic"))},
+        }
+    },
+    "/vpn/status": {
+        "get": {
+            "summary": "Every configured VPN's state",
+            "responses": {"200": reply("VPNs", ref("Generic"))},
+        }
+    },
+    "/events/stream_started": {
+        "post": {
+            "summary": "The proxy started a stream on the engine at (host, port)",
+            "description": "The engine is found by engine.host/engine.port, never by container_id. "
+            "The same stream ID reported again replaces the record.",
+            "security": SECURED,
+            "requestBody": {"required": True, "content": {JSON: {"schema": ref("StreamStarted")}}},
+            "responses": {
+                "200": reply("Recorded stream", ref("Stream")),
+                **POST_ERRORS,
+                "404": reply("No engine owns that host/port", ref("Error")),
+                "409": reply("Several engines own that port", ref("Error")),
+            },
+        }
+    },
+    "/events/stream_ended": {
+        "post": {
+            "summary": "The proxy ended a stream",
+            "security": SECURED,
+            "description": "Ends exactly that stream. An unknown ID ends nothing (404); a stream "
+            "already ended answers 200 with its first ending unchanged.",
+            "requestBody": {"required": True, "content": {JSON: {"schema": ref("StreamEnded")}}},
+            "responses": {
+                "200": reply("Ended stream", ref("Stream")),
+                **POST_ERRORS,
+                "404": reply("Unknown stream ID", ref("Error")),
+            },
+        }
+    },
+    "/streams": {
+        "get": {
+            "summary": "Streams, active first then recent history",
+            "parameters": [
+                {"name": "container_id", "in": "query", "required": False, "schema": STR},
+                {
+                    "name": "status",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"enum": ["started", "ended"]},
+                },
+            ],
+            "responses": {
+                "200": reply("Streams", {"type": "array", "items": ref("Stream")}),
+                "400": reply("Bad status", ref("Error")),
+            },
+        }
+    },
+    "/provision/acestream": {
+        "post": {
+            "summary": "Get a free engine now, or a structured reason to wait",
+            "description": "Answers at once, never waiting on Docker. 200 hands out a ready engine "
+            "with no active stream. Otherwise 503 (500 for general_error) with "
+            "`detail`; while `should_wait` is true, one extra free engine is wanted "
+            "for 60 s (repeated calls extend that single demand). Non-empty `labels` "
+            "and `env` are validated and accepted but ignored: every engine follows "
+            "the YAML's engines.labels and engines.env.",
+            "security": SECURED,
+            "requestBody": {"required": False, "content": {JSON: {"schema": ref("ProvisionRequest")}}},
+            "responses": {
+                "200": reply("A free engine", ref("ProvisionResponse")),
+                "503": reply("None free yet, or blocked", ref("ProvisionError")),
+                "500": reply("general_error", ref("ProvisionError")),
+                "413": reply("Body larger than 64 KiB", ref("ProvisionError")),
+                "422": reply("Bad labels/env", ref("ProvisionError")),
+                **AUTH,
+            },
+        }
+    },
+    "/orchestrator/status": {
+        "get": {
+            "summary": "Proxy-facing status (polled without auth)",
+            "responses": {"200": reply("Status", ref("OrchestratorStatus"))},
+        }
+    },
+    "/metrics": {
+        "get": {
+            "summary": "Prometheus metrics (text exposition format)",
+            "responses": {"200": {"description": "Metrics", "content": {"text/plain": {"schema": STR}}}},
+        }
+    },
+    "/openapi.json": {
+        "get": {"summary": "This document", "responses": {"200": reply("OpenAPI 3.1", {"type": "object"})}}
+    },
 }
 
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
-    "info": {"title": "acestream-orchestrator", "version": __version__,
-             "description": "Keeps a pool of AceStream engines behind Gluetun VPNs; "
-                            "mutating calls need `Authorization: Bearer <api.api_key>` when set."},
+    "info": {
+        "title": "acestream-orchestrator",
+        "version": __version__,
+        "description": "Keeps a pool of AceStream engines behind Gluetun VPNs; "
+        "mutating calls need `Authorization: Bearer <api.api_key>` when set.",
+    },
     "paths": PATHS,
-    "components": {"schemas": SCHEMAS,
-                   "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+    "components": {"schemas": SCHEMAS, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
 }
 
 

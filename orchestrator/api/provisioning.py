@@ -37,25 +37,37 @@ class Blocked:
     error: str = "provisioning_blocked"
 
     def detail(self) -> dict[str, Any]:
-        return {"error": self.error, "code": self.code, "message": self.message,
-                "recovery_eta_seconds": self.eta, "can_retry": self.can_retry,
-                "should_wait": self.should_wait}
+        return {
+            "error": self.error,
+            "code": self.code,
+            "message": self.message,
+            "recovery_eta_seconds": self.eta,
+            "can_retry": self.can_retry,
+            "should_wait": self.should_wait,
+        }
 
 
 def in_progress() -> Blocked:
-    return Blocked(code="provisioning_in_progress", error="provisioning",
-                   message="no free engine right now; one is being prepared, retry shortly",
-                   eta=PROVISIONING_ETA_S, should_wait=True, can_retry=True)
+    return Blocked(
+        code="provisioning_in_progress",
+        error="provisioning",
+        message="no free engine right now; one is being prepared, retry shortly",
+        eta=PROVISIONING_ETA_S,
+        should_wait=True,
+        can_retry=True,
+    )
 
 
 def free_engine(store: StateStore, held: frozenset[str] = frozenset()) -> EngineObs | None:
     """A visible engine with no active stream: forwarded first, then the longest unused."""
-    free = [e for e in store.visible
-            if e.container_id not in held and store.streams.count(e.container_id) == 0]
+    free = [
+        e for e in store.visible if e.container_id not in held and store.streams.count(e.container_id) == 0
+    ]
     if not free:
         return None
-    return min(free, key=lambda e: (not e.forwarded,
-                                    store.streams.last_usage.get(e.container_id, 0.0), e.name))
+    return min(
+        free, key=lambda e: (not e.forwarded, store.streams.last_usage.get(e.container_id, 0.0), e.name)
+    )
 
 
 def _vpn_block(ctx: ApiContext, problems: set[str], now: float) -> Blocked | None:
@@ -75,14 +87,26 @@ def _vpn_block(ctx: ApiContext, problems: set[str], now: float) -> Blocked | Non
     waited = now - min((v.state_since for v in seen.values()), default=now)
     stopped = all(s == "stopped" for s in states.values())
     if stopped or "vpn_wait_timeout" in problems or waited >= vpn.wait_healthy_s:
-        why = ("every VPN container is stopped" if stopped
-               else f"no healthy VPN for {waited:.0f}s (wait_healthy_s={vpn.wait_healthy_s:g})")
-        return Blocked(code="vpn_error", error="vpn_error", eta=None, should_wait=False,
-                       can_retry=False,
-                       message=f"{why} ({summary}); check the VPN container, its credentials "
-                       "and its logs")
-    return Blocked(code="vpn_disconnected", eta=VPN_ETA_S, should_wait=True, can_retry=True,
-                   message=f"waiting for a healthy VPN ({summary}); engines start once one is up")
+        why = (
+            "every VPN container is stopped"
+            if stopped
+            else f"no healthy VPN for {waited:.0f}s (wait_healthy_s={vpn.wait_healthy_s:g})"
+        )
+        return Blocked(
+            code="vpn_error",
+            error="vpn_error",
+            eta=None,
+            should_wait=False,
+            can_retry=False,
+            message=f"{why} ({summary}); check the VPN container, its credentials and its logs",
+        )
+    return Blocked(
+        code="vpn_disconnected",
+        eta=VPN_ETA_S,
+        should_wait=True,
+        can_retry=True,
+        message=f"waiting for a healthy VPN ({summary}); engines start once one is up",
+    )
 
 
 def blocked_reason(ctx: ApiContext, now: float) -> Blocked | None:
@@ -96,21 +120,41 @@ def blocked_reason(ctx: ApiContext, now: float) -> Blocked | None:
         wait = (store.create_blocked_until or now) - now
         errors = store.action_errors
         last = errors[-1].message if errors else "unknown error"
-        return Blocked(code="circuit_breaker", eta=max(1, math.ceil(wait)), should_wait=True,
-                       can_retry=True,
-                       message=f"engine creation failed {store.create_failures} times in a row "
-                       f"(last: {last}); backing off")
+        return Blocked(
+            code="circuit_breaker",
+            eta=max(1, math.ceil(wait)),
+            should_wait=True,
+            can_retry=True,
+            message=f"engine creation failed {store.create_failures} times in a row "
+            f"(last: {last}); backing off",
+        )
     spec = ctx.desired.engines
     if "max_capacity" in problems or store.engine_count() >= spec.max_replicas:
-        return Blocked(code="max_capacity", eta=CAPACITY_ETA_S, should_wait=True, can_retry=True,
-                       message=f"all {spec.max_replicas} engines (max_replicas) are in use; "
-                       "wait for a stream to end")
+        return Blocked(
+            code="max_capacity",
+            eta=CAPACITY_ETA_S,
+            should_wait=True,
+            can_retry=True,
+            message=f"all {spec.max_replicas} engines (max_replicas) are in use; wait for a stream to end",
+        )
     if "ports_exhausted" in problems:
-        return Blocked(code="general_error", error="general_error", eta=None, should_wait=False,
-                       can_retry=False, http_status=500,
-                       message="no free port left for another engine; widen the port range")
+        return Blocked(
+            code="general_error",
+            error="general_error",
+            eta=None,
+            should_wait=False,
+            can_retry=False,
+            http_status=500,
+            message="no free port left for another engine; widen the port range",
+        )
     if not store.docker_connected and store.docker_error:
-        return Blocked(code="general_error", error="general_error", eta=None, should_wait=False,
-                       can_retry=False, http_status=500,
-                       message=f"Docker is unreachable: {store.docker_error}")
+        return Blocked(
+            code="general_error",
+            error="general_error",
+            eta=None,
+            should_wait=False,
+            can_retry=False,
+            http_status=500,
+            message=f"Docker is unreachable: {store.docker_error}",
+        )
     return None

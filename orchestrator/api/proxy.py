@@ -96,17 +96,26 @@ def engine_at(store: StateStore, host: str, port: int) -> EngineObs | web.Respon
     wanted = host.lower().strip("[]")
     owners = [e for e in store.engines.values() if port in (e.ports.http, e.ports.host_http)]
     if wanted not in LOCAL_HOSTS:
-        owners = [e for e in owners if wanted in _identities(store, e)
-                  or (len(wanted) >= 12 and e.container_id.startswith(wanted))]
+        owners = [
+            e
+            for e in owners
+            if wanted in _identities(store, e) or (len(wanted) >= 12 and e.container_id.startswith(wanted))
+        ]
     if len(owners) == 1:
         return owners[0]
     if not owners:
-        return json_error(404, "engine_not_found", f"no managed engine listens on {host}:{port}",
-                     host=host, port=port)
+        return json_error(
+            404, "engine_not_found", f"no managed engine listens on {host}:{port}", host=host, port=port
+        )
     names = sorted(e.name for e in owners)
-    return json_error(409, "engine_ambiguous",
-                 f"{len(owners)} engines own port {port} for host {host!r}: {', '.join(names)}",
-                 host=host, port=port, engines=names)
+    return json_error(
+        409,
+        "engine_ambiguous",
+        f"{len(owners)} engines own port {port} for host {host!r}: {', '.join(names)}",
+        host=host,
+        port=port,
+        engines=names,
+    )
 
 
 class ProxyApi:
@@ -121,16 +130,29 @@ class ProxyApi:
         store = self.ctx.store
         found = engine_at(store, event.host, event.port)
         if isinstance(found, web.Response):
-            log.warning("stream_started_unknown_engine", host=event.host, port=event.port,
-                        stream_id=event.stream_id)
+            log.warning(
+                "stream_started_unknown_engine", host=event.host, port=event.port, stream_id=event.stream_id
+            )
             return found
-        stream = store.start_stream(Stream(
-            id=event.stream_id, container_id=found.container_id, key_type=event.key_type,
-            key=event.key, playback_session_id=event.playback_session_id,
-            stat_url=event.stat_url, command_url=event.command_url, is_live=event.is_live,
-            started_at=time.time()))
-        log.info("stream_started", stream_id=stream.id, container=found.name,
-                 active=store.streams.count(found.container_id))
+        stream = store.start_stream(
+            Stream(
+                id=event.stream_id,
+                container_id=found.container_id,
+                key_type=event.key_type,
+                key=event.key,
+                playback_session_id=event.playback_session_id,
+                stat_url=event.stat_url,
+                command_url=event.command_url,
+                is_live=event.is_live,
+                started_at=time.time(),
+            )
+        )
+        log.info(
+            "stream_started",
+            stream_id=stream.id,
+            container=found.name,
+            active=store.streams.count(found.container_id),
+        )
         return web.json_response(stream_view(stream))
 
     async def stream_ended(self, request: web.Request) -> web.Response:
@@ -147,16 +169,18 @@ class ProxyApi:
             earlier = next((s for s in reversed(store.streams.ended) if s.id == stream_id), None)
             if earlier is not None:  # a repeated end: answer as before, change nothing
                 return web.json_response(stream_view(earlier))
-            return json_error(404, "stream_not_found", f"no stream {stream_id!r}; nothing was ended",
-                              stream_id=stream_id)
+            return json_error(
+                404, "stream_not_found", f"no stream {stream_id!r}; nothing was ended", stream_id=stream_id
+            )
         log.info("stream_ended", stream_id=stream_id, reason=reason, container_id=ended.container_id[:12])
         return web.json_response(stream_view(ended))
 
     async def streams(self, request: web.Request) -> web.Response:
         status = request.query.get("status") or None
         if status is not None and status not in STATUSES:
-            return json_error(400, "invalid_query", f"status must be started or ended, got {status!r}",
-                              field="status")
+            return json_error(
+                400, "invalid_query", f"status must be started or ended, got {status!r}", field="status"
+            )
         ref = request.query.get("container_id") or None
         store = self.ctx.store
         if ref is not None:
@@ -173,9 +197,17 @@ class ProxyApi:
             fields.string_map("env")
         except BodyError as exc:
             metrics.count_provision("invalid_body")
-            return self._refuse(Blocked(code="invalid_body", error="invalid_body", message=exc.message,
-                                        eta=None, should_wait=False, can_retry=False,
-                                        http_status=exc.status))
+            return self._refuse(
+                Blocked(
+                    code="invalid_body",
+                    error="invalid_body",
+                    message=exc.message,
+                    eta=None,
+                    should_wait=False,
+                    can_retry=False,
+                    http_status=exc.status,
+                )
+            )
         store, now = self.ctx.store, time.time()
         engine = free_engine(store, store.held_engines(now))
         if engine is not None:
@@ -206,8 +238,7 @@ class ProxyApi:
     @staticmethod
     def _refuse(blocked: Blocked) -> web.Response:
         headers = {"Retry-After": str(blocked.eta)} if blocked.eta else None
-        return web.json_response({"detail": blocked.detail()}, status=blocked.http_status,
-                                 headers=headers)
+        return web.json_response({"detail": blocked.detail()}, status=blocked.http_status, headers=headers)
 
     async def status(self, request: web.Request) -> web.Response:
         return web.json_response(orchestrator_status(self.ctx, time.time()))

@@ -19,15 +19,27 @@ def vpn_summary(ctx: ApiContext) -> dict[str, Any]:
     """One VPN as the proxy sees it: the first healthy one, or the first configured."""
     spec = ctx.desired.vpn
     if spec.mode == "none" or not spec.containers:
-        return {"enabled": False, "connected": False, "health": "disabled", "container": None,
-                "forwarded_port": None, "mode": spec.mode, "containers": []}
+        return {
+            "enabled": False,
+            "connected": False,
+            "health": "disabled",
+            "container": None,
+            "forwarded_port": None,
+            "mode": spec.mode,
+            "containers": [],
+        }
     store = ctx.store
     listed = []
     for name in spec.containers:
         vpn = store.vpns.get(name)
-        listed.append({"name": name, "state": vpn.state if vpn else "missing",
-                       "forwarded_port": vpn.forwarded_port if vpn else None,
-                       "public_ip": vpn.public_ip if vpn else None})
+        listed.append(
+            {
+                "name": name,
+                "state": vpn.state if vpn else "missing",
+                "forwarded_port": vpn.forwarded_port if vpn else None,
+                "public_ip": vpn.public_ip if vpn else None,
+            }
+        )
     healthy = [v for v in listed if v["state"] == "healthy"]
     primary = healthy[0] if healthy else listed[0]
     if len(healthy) == len(listed):
@@ -36,9 +48,15 @@ def vpn_summary(ctx: ApiContext) -> dict[str, Any]:
         health = "degraded"
     else:
         health = str(primary["state"]) if len(listed) == 1 else "unhealthy"
-    return {"enabled": True, "connected": bool(healthy), "health": health,
-            "container": primary["name"], "forwarded_port": primary["forwarded_port"],
-            "mode": spec.mode, "containers": listed}
+    return {
+        "enabled": True,
+        "connected": bool(healthy),
+        "health": health,
+        "container": primary["name"],
+        "forwarded_port": primary["forwarded_port"],
+        "mode": spec.mode,
+        "containers": listed,
+    }
 
 
 def _overall(ctx: ApiContext, blocked: Blocked | None, vpn_health: str, now: float) -> str:
@@ -70,8 +88,11 @@ def orchestrator_status(ctx: ApiContext, now: float) -> dict[str, Any]:
             "total": len(engines),
             "running": sum(1 for e in engines if e.status == "running"),
             "healthy": len(visible),
-            "unhealthy": sum(1 for e in engines if e.container_id not in visible
-                             and not (e.status == "running" and not e.ready)),
+            "unhealthy": sum(
+                1
+                for e in engines
+                if e.container_id not in visible and not (e.status == "running" and not e.ready)
+            ),
             "starting": sum(1 for e in engines if e.status == "running" and not e.ready),
             "pending": store.pending_count,
         },

@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 
-def json_error(status: int, code: str, message: str, *,
-               headers: Mapping[str, str] | None = None, **extra: Any) -> web.Response:
-    return web.json_response({"error": code, "message": message, **extra}, status=status,
-                             headers=headers)
+def json_error(
+    status: int, code: str, message: str, *, headers: Mapping[str, str] | None = None, **extra: Any
+) -> web.Response:
+    return web.json_response({"error": code, "message": message, **extra}, status=status, headers=headers)

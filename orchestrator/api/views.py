@@ -82,21 +82,23 @@ def engine_detail_view(store: StateStore, engine: EngineObs, address: Address) -
 def vpn_views(store: StateStore) -> list[dict[str, Any]]:
     out = []
     for name, obs in store.vpns.items():
-        out.append({
-            "name": name,
-            "container_id": obs.container_id,
-            "state": obs.state,
-            "healthy": obs.state == "healthy",
-            "since": rfc3339(obs.state_since),
-            "started_at": rfc3339(obs.started_at),
-            "reconnected_at": rfc3339(obs.reconnected_at),
-            "last_forced_restart": rfc3339(obs.last_forced_restart),
-            "ip": obs.ip,
-            "public_ip": obs.public_ip,
-            "forwarded_port": obs.forwarded_port,
-            "control_status": obs.control_status,
-            "control_error": obs.control_error,
-            "engines": sum(1 for e in store.engines.values() if e.vpn == name),
-            "visible_engines": sum(1 for e in store.visible if e.vpn == name),
-        })
+        out.append(
+            {
+                "name": name,
+                "container_id": obs.container_id,
+                "state": obs.state,
+                "healthy": obs.state == "healthy",
+                "since": rfc3339(obs.state_since),
+                "started_at": rfc3339(obs.started_at),
+                "reconnected_at": rfc3339(obs.reconnected_at),
+                "last_forced_restart": rfc3339(obs.last_forced_restart),
+                "ip": obs.ip,
+                "public_ip": obs.public_ip,
+                "forwarded_port": obs.forwarded_port,
+                "control_status": obs.control_status,
+                "control_error": obs.control_error,
+                "engines": sum(1 for e in store.engines.values() if e.vpn == name),
+                "visible_engines": sum(1 for e in store.visible if e.vpn == name),
+            }
+        )
     return out

@@ -50,8 +50,7 @@ def _parse_yaml(text: str, source: str) -> tuple[dict[str, Any], dict[str, int]]
             _lines_of(node, "", lines)
         except ValueError as exc:
             key, line = exc.args
-            raise ConfigError("duplicate key (it is given twice)", source=source, line=line,
-                              key=key) from exc
+            raise ConfigError("duplicate key (it is given twice)", source=source, line=line, key=key) from exc
     return data, lines
 
 
@@ -80,8 +79,12 @@ def _given(data: dict[str, Any], lines: dict[str, int], source: str) -> dict[str
     for section, raw in data.items():
         keys = SCHEMA.get(section)
         if keys is None:
-            raise ConfigError(f"unknown section (known: {', '.join(SCHEMA)})", source=source,
-                              line=lines.get(section), key=str(section))
+            raise ConfigError(
+                f"unknown section (known: {', '.join(SCHEMA)})",
+                source=source,
+                line=lines.get(section),
+                key=str(section),
+            )
         if "" in keys:
             if raw is not None:
                 given[section] = raw
@@ -89,18 +92,22 @@ def _given(data: dict[str, Any], lines: dict[str, int], source: str) -> dict[str
         if raw is None:
             continue
         if not isinstance(raw, dict):
-            raise ConfigError("expected a mapping", source=source, line=lines.get(section),
-                              key=section)
+            raise ConfigError("expected a mapping", source=source, line=lines.get(section), key=section)
         for key, value in raw.items():
             if key not in keys:
-                raise ConfigError(f"unknown key (known: {', '.join(keys)})", source=source,
-                                  line=lines.get(f"{section}.{key}"), key=f"{section}.{key}")
+                raise ConfigError(
+                    f"unknown key (known: {', '.join(keys)})",
+                    source=source,
+                    line=lines.get(f"{section}.{key}"),
+                    key=f"{section}.{key}",
+                )
             given[f"{section}.{key}"] = value
     return given
 
 
-def _validated(data: dict[str, Any], lines: dict[str, int], source: str,
-               env: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+def _validated(
+    data: dict[str, Any], lines: dict[str, int], source: str, env: Mapping[str, str]
+) -> tuple[dict[str, Any], dict[str, str]]:
     """Checked values by dotted key, and where each came from (the file or `env VAR`)."""
     given = _given(data, lines, source)
     overrides = _env_layer(env)
@@ -132,27 +139,36 @@ def _cross_check(v: dict[str, Any], lines: dict[str, int], sources: dict[str, st
         return ConfigError(msg, source=sources[key], line=lines.get(key.partition(".")[0]), key=key)
 
     if v["engines.min_replicas"] > v["engines.max_replicas"]:
-        raise fail(f"min_replicas ({v['engines.min_replicas']}) is above max_replicas "
-                   f"({v['engines.max_replicas']})", "engines.min_replicas", "engines.max_replicas")
+        raise fail(
+            f"min_replicas ({v['engines.min_replicas']}) is above max_replicas ({v['engines.max_replicas']})",
+            "engines.min_replicas",
+            "engines.max_replicas",
+        )
     mode, names = v["vpn.mode"], v["vpn.containers"]
     if mode == "single" and len(names) != 1:
-        raise fail(f"mode single needs exactly one container, got {len(names)}", "vpn.containers",
-                   "vpn.mode")
+        raise fail(f"mode single needs exactly one container, got {len(names)}", "vpn.containers", "vpn.mode")
     if mode == "redundant" and len(names) < 2:
-        raise fail(f"mode redundant needs two or more containers, got {len(names)}",
-                   "vpn.containers", "vpn.mode")
+        raise fail(
+            f"mode redundant needs two or more containers, got {len(names)}", "vpn.containers", "vpn.mode"
+        )
     if mode == "none":
         if v["engines.host_port_range"].size < v["engines.max_replicas"]:
-            raise fail(f"{v['engines.host_port_range']} has fewer ports than max_replicas "
-                       f"({v['engines.max_replicas']})", "engines.host_port_range",
-                       "engines.max_replicas")
+            raise fail(
+                f"{v['engines.host_port_range']} has fewer ports than max_replicas "
+                f"({v['engines.max_replicas']})",
+                "engines.host_port_range",
+                "engines.max_replicas",
+            )
         return
     per_vpn = v["vpn.port_range"].size // len(names) // 3
     if per_vpn * len(names) < v["engines.max_replicas"]:
-        raise fail(f"{v['vpn.port_range']} is too small for max_replicas="
-                   f"{v['engines.max_replicas']}: each engine needs 3 ports (HTTP, API, P2P) "
-                   f"in its VPN's share, so it fits {per_vpn * len(names)}", "vpn.port_range",
-                   "engines.max_replicas")
+        raise fail(
+            f"{v['vpn.port_range']} is too small for max_replicas="
+            f"{v['engines.max_replicas']}: each engine needs 3 ports (HTTP, API, P2P) "
+            f"in its VPN's share, so it fits {per_vpn * len(names)}",
+            "vpn.port_range",
+            "engines.max_replicas",
+        )
 
 
 def parse_config(text: str, *, source: str, env: Mapping[str, str] | None = None) -> Config:

@@ -28,6 +28,7 @@ def _int(minimum: int, maximum: int = 2**31) -> Checker:
         if not minimum <= v <= maximum:
             raise ValueError(f"must be between {minimum} and {maximum}, got {v}")
         return v
+
     return check
 
 
@@ -38,6 +39,7 @@ def _number(minimum: float) -> Checker:
         if v < minimum:
             raise ValueError(f"must be at least {minimum:g}, got {v}")
         return float(v)
+
     return check
 
 
@@ -68,6 +70,7 @@ def _choice(*options: str) -> Checker:
         if v not in options:
             raise ValueError(f"must be one of {', '.join(options)}, got {v!r}")
         return str(v)
+
     return check
 
 
@@ -144,8 +147,9 @@ ENV_OVERRIDES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "GLUETUN_HEALTH_CHECK_INTERVAL_S": ("vpn.health_check_interval_s", float),
     "VPN_RESTART_ENGINES_ON_RECONNECT": (
         "vpn.restart_engines_on_reconnect",
-        lambda s: {"true": True, "1": True, "yes": True, "false": False, "0": False,
-                   "no": False}.get(s.strip().lower(), s),
+        lambda s: {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}.get(
+            s.strip().lower(), s
+        ),
     ),
     "VPN_UNHEALTHY_RESTART_TIMEOUT_S": ("vpn.unhealthy_restart_timeout_s", float),
     "MAX_ACTIVE_REPLICAS": ("engines.max_replicas", int),
@@ -174,5 +178,3 @@ class Config:
     engine_check_interval_s: float = 30.0
     api: ApiConfig = ApiConfig()
     log_level: str = "INFO"
-
-

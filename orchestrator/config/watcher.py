@@ -42,21 +42,34 @@ def keep_restart_only_keys(current: Config, loaded: Config) -> Config:
     vetted = loaded
     pool = current.desired.engines.pool
     if loaded.desired.engines.pool != pool:
-        log.warning("config_needs_restart", keys="engines.pool", kept=pool,
-                    hint="a new pool name orphans the running engines; restart to apply")
+        log.warning(
+            "config_needs_restart",
+            keys="engines.pool",
+            kept=pool,
+            hint="a new pool name orphans the running engines; restart to apply",
+        )
         engines = dataclasses.replace(loaded.desired.engines, pool=pool)
         vetted = dataclasses.replace(vetted, desired=dataclasses.replace(vetted.desired, engines=engines))
     if (loaded.api.host, loaded.api.port) != (current.api.host, current.api.port):
-        log.warning("config_needs_restart", keys="api.host, api.port",
-                    kept=f"{current.api.host}:{current.api.port}", hint="restart the daemon to apply")
+        log.warning(
+            "config_needs_restart",
+            keys="api.host, api.port",
+            kept=f"{current.api.host}:{current.api.port}",
+            hint="restart the daemon to apply",
+        )
         api = dataclasses.replace(loaded.api, host=current.api.host, port=current.api.port)
         vetted = dataclasses.replace(vetted, api=api)
     return vetted
 
 
 class ConfigWatcher:
-    def __init__(self, current: Config, path: Path | None = None, *,
-                 on_change: Callable[[Config, Config], None] = lambda previous, config: None) -> None:
+    def __init__(
+        self,
+        current: Config,
+        path: Path | None = None,
+        *,
+        on_change: Callable[[Config, Config], None] = lambda previous, config: None,
+    ) -> None:
         self.path = path
         self._current = current
         self.error: ConfigError | None = None
@@ -88,8 +101,14 @@ class ConfigWatcher:
             loaded = load_config(self.path)
         except ConfigError as exc:
             self.error, self.error_at = exc, time.time()
-            log.error("config_rejected", error=str(exc), file=exc.source, line=exc.line,
-                      key=exc.key, kept="last good configuration stays in force")
+            log.error(
+                "config_rejected",
+                error=str(exc),
+                file=exc.source,
+                line=exc.line,
+                key=exc.key,
+                kept="last good configuration stays in force",
+            )
             return
         self.error = None
         self.apply(loaded)
@@ -101,8 +120,12 @@ class ConfigWatcher:
             return False
         previous, self._current = self._current, config
         self.loaded_at = time.time()
-        log.info("config_applied", file=str(self.path) if self.path else None,
-                 min_replicas=config.desired.engines.min_replicas,
-                 max_replicas=config.desired.engines.max_replicas, vpn_mode=config.desired.vpn.mode)
+        log.info(
+            "config_applied",
+            file=str(self.path) if self.path else None,
+            min_replicas=config.desired.engines.min_replicas,
+            max_replicas=config.desired.engines.max_replicas,
+            vpn_mode=config.desired.vpn.mode,
+        )
         self._on_change(previous, config)
         return True

@@ -14,8 +14,19 @@ from typing import Any, Protocol
 from orchestrator.docker.containers import ContainerInfo
 
 # Docker's container events the daemon subscribes to.
-EVENT_ACTIONS = ("create", "start", "restart", "kill", "die", "stop", "destroy", "rename", "pause",
-                 "unpause", "health_status")
+EVENT_ACTIONS = (
+    "create",
+    "start",
+    "restart",
+    "kill",
+    "die",
+    "stop",
+    "destroy",
+    "rename",
+    "pause",
+    "unpause",
+    "health_status",
+)
 
 
 class DockerApi(Protocol):
@@ -34,8 +45,9 @@ class DockerApi(Protocol):
     async def remove(self, ref: str) -> None:
         """Force-remove; a container that is already gone counts as removed."""
 
-    def events(self, since_nano: int | None = None) -> AbstractAsyncContextManager[
-            AsyncIterator[dict[str, Any]]]:
+    def events(
+        self, since_nano: int | None = None
+    ) -> AbstractAsyncContextManager[AsyncIterator[dict[str, Any]]]:
         """Subscribe to container events. Entering means subscribed; iterating yields raw event
         dicts and simply ends when Docker closes the stream."""
 

@@ -69,5 +69,11 @@ def vpn_container(info: ContainerInfo | None) -> VpnContainer | None:
     """A Gluetun container as the VPN state machine reads it."""
     if info is None:
         return None
-    return VpnContainer(id=info.id, status=info.status, health=info.health,
-                        started_at=info.started_at, exit_code=info.exit_code, ip=info.ip)
+    return VpnContainer(
+        id=info.id,
+        status=info.status,
+        health=info.health,
+        started_at=info.started_at,
+        exit_code=info.exit_code,
+        ip=info.ip,
+    )

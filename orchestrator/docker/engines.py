@@ -39,8 +39,11 @@ KNOWN_STATUSES = ("created", "running", "paused", "restarting", "removing", "exi
 def is_engine(labels: Mapping[str, str], pool: str) -> bool:
     """One of this daemon's engines: managed, and in this daemon's pool (engines of another
     pool on the same Docker host belong to another daemon and are left alone)."""
-    return (labels.get(MANAGED) == MANAGED_VALUE and labels.get(ROLE, "engine") == "engine"
-            and labels.get(POOL) == pool)
+    return (
+        labels.get(MANAGED) == MANAGED_VALUE
+        and labels.get(ROLE, "engine") == "engine"
+        and labels.get(POOL) == pool
+    )
 
 
 def pool_filters(pool: str) -> list[str]:
@@ -49,18 +52,20 @@ def pool_filters(pool: str) -> list[str]:
 
 def engine_labels(create: CreateEngine, spec: EngineSpec) -> dict[str, str]:
     labels = dict(spec.labels)
-    labels.update({
-        MANAGED: MANAGED_VALUE,
-        POOL: spec.pool,
-        ROLE: "engine",
-        SLOT: str(create.slot),
-        FORWARDED: "true" if create.forwarded else "false",
-        SEED_FORWARDED: "true" if create.forwarded else "false",
-        SPEC_HASH: create.spec_hash,
-        HTTP_PORT: str(create.ports.http),
-        API_PORT: str(create.ports.api),
-        P2P_PORT: str(create.ports.p2p),
-    })
+    labels.update(
+        {
+            MANAGED: MANAGED_VALUE,
+            POOL: spec.pool,
+            ROLE: "engine",
+            SLOT: str(create.slot),
+            FORWARDED: "true" if create.forwarded else "false",
+            SEED_FORWARDED: "true" if create.forwarded else "false",
+            SPEC_HASH: create.spec_hash,
+            HTTP_PORT: str(create.ports.http),
+            API_PORT: str(create.ports.api),
+            P2P_PORT: str(create.ports.p2p),
+        }
+    )
     if create.ports.host_http is not None:
         labels[HOST_HTTP_PORT] = str(create.ports.host_http)
         labels[SEED_HTTP_PORT] = str(create.ports.host_http)
@@ -72,18 +77,19 @@ def engine_labels(create: CreateEngine, spec: EngineSpec) -> dict[str, str]:
 
 def engine_env(create: CreateEngine, spec: EngineSpec) -> dict[str, str]:
     ports = create.ports
-    conf = [f"--http-port={ports.http}", f"--api-port={ports.api}", f"--port={ports.p2p}",
-            "--bind-all"]
+    conf = [f"--http-port={ports.http}", f"--api-port={ports.api}", f"--port={ports.p2p}", "--bind-all"]
     env = dict(spec.env)
     if "CONF" in env:
         conf.append(env["CONF"])
-    env.update({
-        "HTTP_PORT": str(ports.http),
-        "HTTPS_PORT": str(ports.api),
-        "P2P_PORT": str(ports.p2p),
-        "BIND_ALL": "true",
-        "CONF": "\n".join(conf),
-    })
+    env.update(
+        {
+            "HTTP_PORT": str(ports.http),
+            "HTTPS_PORT": str(ports.api),
+            "P2P_PORT": str(ports.p2p),
+            "BIND_ALL": "true",
+            "CONF": "\n".join(conf),
+        }
+    )
     return env
 
 

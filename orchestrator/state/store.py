@@ -201,16 +201,23 @@ class StateStore:
     def engine_count(self) -> int:
         """Engines that exist or are being created, each counted once."""
         creating = set(self._work.pending_names.values())
-        return (sum(1 for e in self._world.engines.values() if e.name not in creating)
-                + len(self._work.pending_creates))
+        return sum(1 for e in self._world.engines.values() if e.name not in creating) + len(
+            self._work.pending_creates
+        )
 
     def find_engine(self, ref: str) -> EngineObs | None:
         """A managed engine by full ID, name, or an ID prefix of 12 characters or more."""
         found = self._world.engines.get(ref)
         if found is not None:
             return found
-        return next((e for e in self._world.engines.values()
-                     if e.name == ref or (len(ref) >= 12 and e.container_id.startswith(ref))), None)
+        return next(
+            (
+                e
+                for e in self._world.engines.values()
+                if e.name == ref or (len(ref) >= 12 and e.container_id.startswith(ref))
+            ),
+            None,
+        )
 
     # -- engines -------------------------------------------------------------------------------
     def upsert_engine(self, seen: EngineSighting) -> None:
@@ -226,8 +233,10 @@ class StateStore:
         self._touch(cid)
         facts = self._world.facts.get(cid)
         self._world.facts[cid] = EngineFacts(
-            ip=seen.ip, labels=dict(seen.labels),
-            first_seen=facts.first_seen if facts else (seen.obs.created_at or now), last_seen=now,
+            ip=seen.ip,
+            labels=dict(seen.labels),
+            first_seen=facts.first_seen if facts else (seen.obs.created_at or now),
+            last_seen=now,
             last_health_check=facts.last_health_check if facts and same_run else None,
         )
 
@@ -260,8 +269,7 @@ class StateStore:
             return
         self._world.engines[container_id] = dataclasses.replace(engine, ready=False)
         self._world.unready_since[container_id] = time.time()
-        log.warning("engine_unready", container=engine.name, container_id=container_id[:12],
-                    reason=reason)
+        log.warning("engine_unready", container=engine.name, container_id=container_id[:12], reason=reason)
         self.changed()
 
     def note_health_check(self, container_id: str) -> None:
@@ -281,8 +289,9 @@ class StateStore:
         event or an action changed after `snapshot` (taken before listing): those are newer."""
         listed = list(seen)
         ids = {s.obs.container_id for s in listed}
-        for gone in [cid for cid in self._world.engines
-                     if cid not in ids and not self.newer_than(cid, snapshot)]:
+        for gone in [
+            cid for cid in self._world.engines if cid not in ids and not self.newer_than(cid, snapshot)
+        ]:
             self._forget_engine(gone)
         creating = set(self._work.pending_names.values())
         now = time.time()
@@ -338,8 +347,12 @@ class StateStore:
             case "tunnel_status":
                 log.info("gluetun_tunnel_status", vpn=name, status=t.status)
             case "reconnected":
-                log.info(reconnect if self._restart_on_reconnect() else "vpn_reconnected", vpn=name,
-                         public_ip=t.public_ip, previous_ip=t.previous_ip)
+                log.info(
+                    reconnect if self._restart_on_reconnect() else "vpn_reconnected",
+                    vpn=name,
+                    public_ip=t.public_ip,
+                    previous_ip=t.previous_ip,
+                )
             case "forwarded_port":
                 log.info("vpn_forwarded_port", vpn=name, port=t.port, previous=t.previous_port)
 
@@ -461,9 +474,12 @@ class StateStore:
         streams = self._demand.streams
         used = [t for t in (streams.last_usage.get(cid), self._world.adopted_at.get(cid)) if t]
         unready = [t for t in (self._world.unready_since.get(cid), self._world.adopted_at.get(cid)) if t]
-        return dataclasses.replace(engine, streams=streams.count(cid) + held,
-                                   last_stream_usage=max(used) if used else None,
-                                   unready_since=None if engine.ready or not unready else max(unready))
+        return dataclasses.replace(
+            engine,
+            streams=streams.count(cid) + held,
+            last_stream_usage=max(used) if used else None,
+            unready_since=None if engine.ready or not unready else max(unready),
+        )
 
     def observed(self, now: float | None = None) -> Observed:
         now = time.time() if now is None else now
@@ -471,8 +487,11 @@ class StateStore:
         work = self._work
         creating = set(work.pending_names.values())
         return Observed(
-            engines=tuple(self.engine_with_streams(e, now) for e in self._world.engines.values()
-                          if e.name not in creating),
+            engines=tuple(
+                self.engine_with_streams(e, now)
+                for e in self._world.engines.values()
+                if e.name not in creating
+            ),
             extra_demand=demand,
             vpns=dict(self._world.vpns),
             pending_creates=tuple(work.pending_creates.values()),
@@ -485,18 +504,22 @@ class StateStore:
 
     def changed(self) -> None:
         self.version += 1
-        visible = tuple(e for e in visible_engines(
-            tuple(self._world.engines.values()), self._world.vpns,
-            restart_on_reconnect=self._restart_on_reconnect(),
-        ) if e.container_id not in self._work.removing)
+        visible = tuple(
+            e
+            for e in visible_engines(
+                tuple(self._world.engines.values()),
+                self._world.vpns,
+                restart_on_reconnect=self._restart_on_reconnect(),
+            )
+            if e.container_id not in self._work.removing
+        )
         if visible != self._visible:
             before, self._visible = self._visible, visible
             self._end_streams_of_lost(before, visible)
         for event in self._watchers:
             event.set()
 
-    def _end_streams_of_lost(self, before: tuple[EngineObs, ...],
-                             after: tuple[EngineObs, ...]) -> None:
+    def _end_streams_of_lost(self, before: tuple[EngineObs, ...], after: tuple[EngineObs, ...]) -> None:
         still = {e.container_id for e in after}
         now = time.time()
         streams = self._demand.streams
@@ -506,8 +529,9 @@ class StateStore:
             reason = "engine_hidden" if engine.container_id in self._world.engines else "engine_gone"
             ended = streams.end_for_engine(engine.container_id, reason, now)
             if ended:
-                log.warning("streams_ended", container=engine.name, reason=reason,
-                            streams=[s.id for s in ended])
+                log.warning(
+                    "streams_ended", container=engine.name, reason=reason, streams=[s.id for s in ended]
+                )
         for gone in [c for c in streams.last_usage if c not in self._world.engines]:
             streams.forget_engine(gone)
 

@@ -92,8 +92,7 @@ class StreamRegistry:
     def count(self, container_id: str) -> int:
         return sum(1 for s in self.active.values() if s.container_id == container_id)
 
-    def listing(self, container_id: str | None = None,
-                status: StreamStatus | None = None) -> list[Stream]:
+    def listing(self, container_id: str | None = None, status: StreamStatus | None = None) -> list[Stream]:
         found: list[Stream] = []
         if status in (None, "started"):
             found += self.active.values()
@@ -114,5 +113,6 @@ class StreamsView(Protocol):
     @property
     def total_started(self) -> int: ...
     def count(self, container_id: str) -> int: ...
-    def listing(self, container_id: str | None = None,
-                status: StreamStatus | None = None) -> list[Stream]: ...
+    def listing(
+        self, container_id: str | None = None, status: StreamStatus | None = None
+    ) -> list[Stream]: ...

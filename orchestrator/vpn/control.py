@@ -33,8 +33,7 @@ class ControlReading:
 
 
 class GluetunControl:
-    def __init__(self, session: aiohttp.ClientSession, *,
-                 api_key: Callable[[], str | None]) -> None:
+    def __init__(self, session: aiohttp.ClientSession, *, api_key: Callable[[], str | None]) -> None:
         self._session = session
         self._api_key = api_key
 
@@ -42,8 +41,9 @@ class GluetunControl:
         try:
             key = self._api_key()
             headers = {"X-API-Key": key} if key else {}
-            async with self._session.get(base + path, headers=headers, timeout=TIMEOUT,
-                                         allow_redirects=False) as resp:
+            async with self._session.get(
+                base + path, headers=headers, timeout=TIMEOUT, allow_redirects=False
+            ) as resp:
                 if resp.status == 401:
                     raise ControlApiAuthError(f"{path}: 401 Unauthorized (check vpn.api_key)")
                 if resp.status != 200:
@@ -73,6 +73,8 @@ class GluetunControl:
         _, status_body = await self._get(base, "/v1/vpn/status")
         public_ip = ip_body.get("public_ip") if isinstance(ip_body, dict) else None
         status = status_body.get("status") if isinstance(status_body, dict) else None
-        return ControlReading(forwarded_port=port,
-                              public_ip=public_ip if isinstance(public_ip, str) else None,
-                              vpn_status=status if isinstance(status, str) else None)
+        return ControlReading(
+            forwarded_port=port,
+            public_ip=public_ip if isinstance(public_ip, str) else None,
+            vpn_status=status if isinstance(status, str) else None,
+        )

@@ -28,8 +28,7 @@ log = structlog.get_logger()
 class ControlPoller:
     """Polls every configured VPN's control server, all at once, every `interval()` seconds."""
 
-    def __init__(self, control: GluetunControl, store: StateStore,
-                 config: Callable[[], Config]) -> None:
+    def __init__(self, control: GluetunControl, store: StateStore, config: Callable[[], Config]) -> None:
         self._control = control
         self._store = store
         self._config = config
@@ -48,10 +47,10 @@ class ControlPoller:
         while True:
             now = asyncio.get_running_loop().time()
             current: dict[str, tuple[str | None, str]] = {
-                n: (v.container_id, v.state) for n, v in self._store.vpns.items()}
+                n: (v.container_id, v.state) for n, v in self._store.vpns.items()
+            }
             config = self._config()
-            names = [n for n in config.desired.vpn.containers
-                     if now >= due or current.get(n) != seen.get(n)]
+            names = [n for n in config.desired.vpn.containers if now >= due or current.get(n) != seen.get(n)]
             seen = current
             if now >= due:
                 due = now + config.vpn_poll_interval_s
@@ -70,15 +69,22 @@ class ControlPoller:
         except ControlApiError as exc:
             error = str(exc)
             if error != self._last_error.get(name):
-                log.warning("gluetun_control_error", vpn=name, error=error,
-                            auth_failed=isinstance(exc, ControlApiAuthError))
+                log.warning(
+                    "gluetun_control_error",
+                    vpn=name,
+                    error=error,
+                    auth_failed=isinstance(exc, ControlApiAuthError),
+                )
             self._last_error[name] = error
             self._store.apply_vpn(name, ControlFailed(error=error), time.time())
             return
         if self._last_error.get(name):
             log.info("gluetun_control_ok", vpn=name)
         self._last_error[name] = None
-        self._store.apply_vpn(name, ControlRead(forwarded_port=reading.forwarded_port,
-                                                public_ip=reading.public_ip,
-                                                status=reading.vpn_status), time.time())
-
+        self._store.apply_vpn(
+            name,
+            ControlRead(
+                forwarded_port=reading.forwarded_port, public_ip=reading.public_ip, status=reading.vpn_status
+            ),
+            time.time(),
+        )

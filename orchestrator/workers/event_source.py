@@ -33,15 +33,19 @@ RESYNC_INTERVAL_S = 45.0
 RESYNC_JITTER_S = 15.0
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 10.0
-HEALTH_STATES: dict[str, VpnState] = {
-    "healthy": "healthy", "unhealthy": "unhealthy", "starting": "starting"}
+HEALTH_STATES: dict[str, VpnState] = {"healthy": "healthy", "unhealthy": "unhealthy", "starting": "starting"}
 STOP_ACTIONS: tuple[StopAction, ...] = get_args(StopAction)
 ENGINE_STOPPED: dict[str, EngineStatus] = {"die": "exited", "stop": "exited", "pause": "paused"}
 
 
 class EventSource:
-    def __init__(self, docker: DockerApi, store: StateStore, config: Callable[[], Config],
-                 on_hidden: Callable[[float], None] = lambda seconds: None) -> None:
+    def __init__(
+        self,
+        docker: DockerApi,
+        store: StateStore,
+        config: Callable[[], Config],
+        on_hidden: Callable[[float], None] = lambda seconds: None,
+    ) -> None:
         self._on_hidden = on_hidden
         self._docker = docker
         self._store = store
@@ -104,8 +108,11 @@ class EventSource:
             snapshot = self._store.generation
             pool = self._pool()
             ids = await self._docker.list_ids(pool_filters(pool))
-            infos = [info for info in await asyncio.gather(*(self._docker.inspect(i) for i in ids))
-                     if info is not None and is_engine(info.labels, pool)]
+            infos = [
+                info
+                for info in await asyncio.gather(*(self._docker.inspect(i) for i in ids))
+                if info is not None and is_engine(info.labels, pool)
+            ]
             now = time.time()
             vpns = {name: await self._docker.inspect(name) for name in self._vpn_names()}
             self._store.replace_engines([engine_sighting(info) for info in infos], snapshot)
@@ -132,8 +139,7 @@ class EventSource:
         elif is_engine(attributes, self._pool()) or container_id in self._store.engines:
             await self._apply_engine(container_id, action, at)
 
-    async def _apply_vpn(self, vpn: str, container_id: str, action: str, at: float,
-                         time_nano: int) -> None:
+    async def _apply_vpn(self, vpn: str, container_id: str, action: str, at: float, time_nano: int) -> None:
         if action.startswith("health_status"):
             health = HEALTH_STATES.get(action.partition(":")[2].strip())
             # an event older than the last resync's listing is already reflected in it

@@ -57,8 +57,12 @@ def _target(action: Action) -> str:
     match action:
         case CreateEngine(vpn=vpn):
             return vpn or "engine"
-        case RecreateEngine(container_id=cid) | RemoveEngine(container_id=cid) | \
-                RestartEngine(container_id=cid) | RestartVpn(container_id=cid):
+        case (
+            RecreateEngine(container_id=cid)
+            | RemoveEngine(container_id=cid)
+            | RestartEngine(container_id=cid)
+            | RestartVpn(container_id=cid)
+        ):
             return cid
         case _:
             assert_never(action)
@@ -79,8 +83,9 @@ class Executor:
     def submit(self, actions: tuple[Action, ...]) -> None:
         """Mark every action's container busy now; `run()` carries them out."""
         for action in actions:
-            self._queue.put_nowait(_Job(action=action, work=self._start(action),
-                                        context=contextvars.copy_context()))
+            self._queue.put_nowait(
+                _Job(action=action, work=self._start(action), context=contextvars.copy_context())
+            )
 
     def _start(self, action: Action) -> Coroutine[Any, Any, None]:
         match action:
@@ -130,21 +135,23 @@ class Executor:
 
     def _hold_slot(self, create: CreateEngine) -> tuple[str, int]:
         name = engine_name(create)
-        pending = PendingCreate(vpn=create.vpn, slot=create.slot, forwarded=create.forwarded,
-                                ports=create.ports)
+        pending = PendingCreate(
+            vpn=create.vpn, slot=create.slot, forwarded=create.forwarded, ports=create.ports
+        )
         return name, self._store.begin_create(pending, name)
 
     def _cool_down(self, container_id: str, now: float) -> None:
         failures = self._failures_by_target.get(container_id, 0) + 1
         self._failures_by_target[container_id] = failures
-        self._store.cool_down(container_id, now + min(COOLDOWN_MAX_S, 2.0 ** failures))
+        self._store.cool_down(container_id, now + min(COOLDOWN_MAX_S, 2.0**failures))
 
     def _record_failure(self, action: Action, kind: str, target: str, exc: Exception) -> None:
         now = time.time()
         message = str(exc) or type(exc).__name__
         transient = isinstance(exc, TimeoutError) or getattr(exc, "transient", False)
-        repeated = self._store.record_action_error(ActionError(
-            at=now, action=kind, target=target[:24], message=message, transient=transient))
+        repeated = self._store.record_action_error(
+            ActionError(at=now, action=kind, target=target[:24], message=message, transient=transient)
+        )
         if isinstance(action, RemoveEngine | RestartEngine | RestartVpn):
             self._cool_down(action.container_id, now)
         create = action.create if isinstance(action, RecreateEngine) else action
@@ -154,8 +161,13 @@ class Executor:
         if isinstance(action, CreateEngine | RecreateEngine):
             self._store.create_failed(now)
         (log.debug if repeated else log.error)(
-            "action_failed", action=kind, target=target[:24], error=message, transient=transient,
-            create_failures=self._store.create_failures)
+            "action_failed",
+            action=kind,
+            target=target[:24],
+            error=message,
+            transient=transient,
+            create_failures=self._store.create_failures,
+        )
 
     async def _create(self, action: CreateEngine, name: str, token: int) -> None:
         try:
@@ -163,9 +175,15 @@ class Executor:
             info = await self._docker.create_and_start(name, create_body(action, spec))
             self._store.upsert_engine(engine_sighting(info))
             self._store.create_succeeded()
-            log.info("engine_created", container=info.name, container_id=info.id[:12],
-                     vpn=action.vpn, slot=action.slot, http_port=action.ports.http,
-                     forwarded=action.forwarded)
+            log.info(
+                "engine_created",
+                container=info.name,
+                container_id=info.id[:12],
+                vpn=action.vpn,
+                slot=action.slot,
+                http_port=action.ports.http,
+                forwarded=action.forwarded,
+            )
         finally:
             self._store.end_create(token)
 

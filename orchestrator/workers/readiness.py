@@ -44,8 +44,9 @@ async def answers_version(session: aiohttp.ClientSession, host: str, port: int) 
 
 
 class ReadinessProber:
-    def __init__(self, store: StateStore, session: aiohttp.ClientSession,
-                 config: Callable[[], Config]) -> None:
+    def __init__(
+        self, store: StateStore, session: aiohttp.ClientSession, config: Callable[[], Config]
+    ) -> None:
         self._store = store
         self._config = config
         self._session = session
@@ -70,9 +71,9 @@ class ReadinessProber:
             await asyncio.sleep(self._config().engine_check_interval_s)
             address = self._config().address
             engines = [e for e in self._store.engines.values() if e.ready]
-            answers = await asyncio.gather(*(
-                answers_version(self._session, *engine_endpoint(self._store, e, address))
-                for e in engines))
+            answers = await asyncio.gather(
+                *(answers_version(self._session, *engine_endpoint(self._store, e, address)) for e in engines)
+            )
             for engine, ok in zip(engines, answers, strict=True):
                 misses = 0 if ok else self._misses.get(engine.container_id, 0) + 1
                 self._misses[engine.container_id] = misses
@@ -100,8 +101,13 @@ class ReadinessProber:
                     return
                 attempts += 1
                 if attempts == 40:
-                    log.warning("engine_not_ready_yet", container=engine.name, host=host, port=port,
-                                hint="check engines.address (ip when the daemon runs on the host)")
+                    log.warning(
+                        "engine_not_ready_yet",
+                        container=engine.name,
+                        host=host,
+                        port=port,
+                        hint="check engines.address (ip when the daemon runs on the host)",
+                    )
                 await asyncio.sleep(interval)
                 interval = min(interval * 1.5, MAX_INTERVAL_S)
         finally:

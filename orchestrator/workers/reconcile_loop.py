@@ -74,6 +74,13 @@ class ReconcileLoop:
         counts: dict[str, int] = {}
         for action in result.actions:
             counts[type(action).__name__] = counts.get(type(action).__name__, 0) + 1
-        log.info("reconcile_pass", target=result.target, engines=len(self._store.engines),
-                 visible=len(self._store.visible), actions=counts, problems=problems,
-                 pending=self._store.pending_count, busy=self._store.busy_count)
+        log.info(
+            "reconcile_pass",
+            target=result.target,
+            engines=len(self._store.engines),
+            visible=len(self._store.visible),
+            actions=counts,
+            problems=problems,
+            pending=self._store.pending_count,
+            busy=self._store.busy_count,
+        )

@@ -79,7 +79,11 @@ class StreamChecker:
             misses = self._misses.get(stream.id, 0) + 1 if gone else 0
             self._misses[stream.id] = misses
             if misses >= MISSES_TO_END and self._store.end_stream(stream.id, "stat_url_gone", now):
-                log.warning("stream_ended_by_engine", stream_id=stream.id,
-                            container=engine.name, reason="stat_url_gone")
+                log.warning(
+                    "stream_ended_by_engine",
+                    stream_id=stream.id,
+                    container=engine.name,
+                    reason="stat_url_gone",
+                )
         for gone_id in set(self._misses) - set(self._store.streams.active):
             del self._misses[gone_id]

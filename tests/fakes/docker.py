@@ -44,12 +44,18 @@ class FakeContainer:
 
     def info(self) -> ContainerInfo:
         running = self.status == "running"
-        return ContainerInfo(id=self.id, name=self.name, status=self.status,
-                             health=self.health if running else None,
-                             started_at=self.started_at if running else None,
-                             created_at=self.created_at, labels=dict(self.labels), ip=self.ip,
-                             network_mode=self.network_mode,
-                             exit_code=None if running else self.exit_code)
+        return ContainerInfo(
+            id=self.id,
+            name=self.name,
+            status=self.status,
+            health=self.health if running else None,
+            started_at=self.started_at if running else None,
+            created_at=self.created_at,
+            labels=dict(self.labels),
+            ip=self.ip,
+            network_mode=self.network_mode,
+            exit_code=None if running else self.exit_code,
+        )
 
 
 class FakeDocker:
@@ -69,22 +75,34 @@ class FakeDocker:
         self._last_nano = max(time.time_ns(), self._last_nano + 1)
         return self._last_nano
 
-    def emit(self, container: FakeContainer, action: str, *, at_nano: int | None = None,
-             **attributes: str) -> int:
+    def emit(
+        self, container: FakeContainer, action: str, *, at_nano: int | None = None, **attributes: str
+    ) -> int:
         """Send an event about `container` (at `at_nano`: a late or replayed one)."""
         nano = self.now_nano() if at_nano is None else at_nano
-        event = {"Type": "container", "Action": action, "timeNano": nano,
-                 "Actor": {"ID": container.id,
-                           "Attributes": {**container.labels, "name": container.name, **attributes}}}
+        event = {
+            "Type": "container",
+            "Action": action,
+            "timeNano": nano,
+            "Actor": {
+                "ID": container.id,
+                "Attributes": {**container.labels, "name": container.name, **attributes},
+            },
+        }
         for queue in self._subscribers:
             queue.put_nowait(event)
         return nano
 
-    def run(self, name: str, *, health: str | None = "healthy", labels: Mapping[str, str] = (
-            {}), ip: str = "172.18.0.9") -> FakeContainer:
+    def run(
+        self,
+        name: str,
+        *,
+        health: str | None = "healthy",
+        labels: Mapping[str, str] = ({}),
+        ip: str = "172.18.0.9",
+    ) -> FakeContainer:
         """Create and start a container (a VPN, say) as `docker run` would."""
-        container = FakeContainer(id=_new_id(name), name=name, labels=dict(labels), ip=ip,
-                                  health=health)
+        container = FakeContainer(id=_new_id(name), name=name, labels=dict(labels), ip=ip, health=health)
         self.containers[container.id] = container
         self.emit(container, "create")
         self._start(container)
@@ -165,8 +183,7 @@ class FakeDocker:
                 raise error
 
     def _find(self, ref: str) -> FakeContainer | None:
-        return self.containers.get(ref) or next(
-            (c for c in self.containers.values() if c.name == ref), None)
+        return self.containers.get(ref) or next((c for c in self.containers.values() if c.name == ref), None)
 
     async def inspect(self, ref: str) -> ContainerInfo | None:
         await self._enter("inspect", ref)
@@ -176,17 +193,21 @@ class FakeDocker:
     async def list_ids(self, labels: list[str]) -> list[str]:
         await self._enter("list", ",".join(labels))
         wanted = [tuple(label.split("=", 1)) for label in labels]
-        return [c.id for c in self.containers.values()
-                if all(c.labels.get(k) == v for k, v in wanted)]
+        return [c.id for c in self.containers.values() if all(c.labels.get(k) == v for k, v in wanted)]
 
     async def create_and_start(self, name: str, body: Mapping[str, Any]) -> ContainerInfo:
         await self._enter("create", name)
         if self._find(name) is not None:
             raise DockerError(f"create {name}: name already in use", status=409)
         network = str((body.get("HostConfig") or {}).get("NetworkMode", ""))
-        container = FakeContainer(id=_new_id(name), name=name, labels=dict(body.get("Labels") or {}),
-                                  network_mode=network, body=body,
-                                  ip=None if network.startswith("container:") else "172.18.0.20")
+        container = FakeContainer(
+            id=_new_id(name),
+            name=name,
+            labels=dict(body.get("Labels") or {}),
+            network_mode=network,
+            body=body,
+            ip=None if network.startswith("container:") else "172.18.0.20",
+        )
         self.containers[container.id] = container
         self.emit(container, "create")
         vpn_id = network.removeprefix("container:") if network.startswith("container:") else None
@@ -233,4 +254,3 @@ class FakeDocker:
 
 def unavailable(_: str) -> DockerError:
     return DockerUnavailable("docker is down")
-

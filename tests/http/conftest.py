@@ -67,42 +67,85 @@ class Api:
     def apply_config(self, config: Config) -> None:
         assert self.ctx.watcher.apply(config)
 
-    def add_vpn(self, name: str, *, state: str = "healthy", ip: str = "172.20.0.2",
-                forwarded_port: int | None = None, since: float | None = None) -> None:
+    def add_vpn(
+        self,
+        name: str,
+        *,
+        state: str = "healthy",
+        ip: str = "172.20.0.2",
+        forwarded_port: int | None = None,
+        since: float | None = None,
+    ) -> None:
         """A Gluetun container as Docker reports it: healthy, unhealthy, starting, stopped or
         missing."""
-        info = None if state == "missing" else ContainerInfo(
-            id=vpn_id(name), name=name,
-            status="exited" if state == "stopped" else "running",
-            health=None if state == "stopped" else state, started_at=VPN_STARTED,
-            created_at=VPN_STARTED - 5, ip=ip)
-        self.store.apply_vpn(name, ContainerSeen(container=vpn_container(info)),
-                             time.time() if since is None else since)
+        info = (
+            None
+            if state == "missing"
+            else ContainerInfo(
+                id=vpn_id(name),
+                name=name,
+                status="exited" if state == "stopped" else "running",
+                health=None if state == "stopped" else state,
+                started_at=VPN_STARTED,
+                created_at=VPN_STARTED - 5,
+                ip=ip,
+            )
+        )
+        self.store.apply_vpn(
+            name, ContainerSeen(container=vpn_container(info)), time.time() if since is None else since
+        )
         if forwarded_port is not None:
-            self.store.apply_vpn(name, ControlRead(forwarded_port=forwarded_port,
-                                                   public_ip="1.2.3.4", status="running"),
-                                 time.time())
+            self.store.apply_vpn(
+                name,
+                ControlRead(forwarded_port=forwarded_port, public_ip="1.2.3.4", status="running"),
+                time.time(),
+            )
 
-    def add_engine(self, slot: int, vpn: str | None = None, *, ready: bool = True,
-                   ip: str | None = None, forwarded: bool = False) -> EngineObs:
+    def add_engine(
+        self,
+        slot: int,
+        vpn: str | None = None,
+        *,
+        ready: bool = True,
+        ip: str | None = None,
+        forwarded: bool = False,
+    ) -> EngineObs:
         desired = self.desired
         seen = self.store.vpns.get(vpn) if vpn else None
-        create = CreateEngine(vpn=vpn, vpn_id=seen.container_id if seen else None, slot=slot,
-                              ports=ports_for(desired, vpn, slot, None), forwarded=forwarded,
-                              spec_hash=engine_spec_hash(desired), reason="test")
+        create = CreateEngine(
+            vpn=vpn,
+            vpn_id=seen.container_id if seen else None,
+            slot=slot,
+            ports=ports_for(desired, vpn, slot, None),
+            forwarded=forwarded,
+            spec_hash=engine_spec_hash(desired),
+            reason="test",
+        )
         container_id = hashlib.sha256(f"{vpn}/{slot}".encode()).hexdigest()
-        info = ContainerInfo(id=container_id, name=f"acestream-{vpn or 'engine'}-{slot}",
-                             status="running", health=None, started_at=ENGINE_STARTED + slot,
-                             created_at=ENGINE_STARTED - 1,
-                             ip=None if vpn else (ip or f"172.18.0.{10 + slot}"),
-                             labels=engine_labels(create, desired.engines))
+        info = ContainerInfo(
+            id=container_id,
+            name=f"acestream-{vpn or 'engine'}-{slot}",
+            status="running",
+            health=None,
+            started_at=ENGINE_STARTED + slot,
+            created_at=ENGINE_STARTED - 1,
+            ip=None if vpn else (ip or f"172.18.0.{10 + slot}"),
+            labels=engine_labels(create, desired.engines),
+        )
         self.store.upsert_engine(engine_sighting(info))
         if ready:
             self.store.mark_ready(info.id, info.started_at)
         return self.store.engines[info.id]
 
-    async def post(self, path: str, body: Any = None, *, key: str | None = SECRET,
-                   raw: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    async def post(
+        self,
+        path: str,
+        body: Any = None,
+        *,
+        key: str | None = SECRET,
+        raw: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any]:
         sent = dict(headers or {})
         if key is not None:
             sent.setdefault("Authorization", f"Bearer {key}")
@@ -128,7 +171,8 @@ async def make_api(aiohttp_client: Any) -> AsyncIterator[MakeApi]:
         config = parse_config(yaml_text, source="test.yaml", env={})
         watcher = ConfigWatcher(config)
         store = StateStore(
-            restart_on_reconnect=lambda: watcher.current.desired.vpn.restart_engines_on_reconnect)
+            restart_on_reconnect=lambda: watcher.current.desired.vpn.restart_engines_on_reconnect
+        )
         if docker_connected:
             store.set_docker(connected=True)
         ctx = ApiContext(store=store, watcher=watcher, started_at=time.time())
@@ -137,9 +181,17 @@ async def make_api(aiohttp_client: Any) -> AsyncIterator[MakeApi]:
     yield make
 
 
-def started_body(host: str, port: int, *, key: str = "a1b2c3", session: str = "sess-1",
-                 stat_url: str | None = None, command_url: str | None = None,
-                 stream_id: str | None = None, container_id: str | None = "acexy-own-id") -> dict[str, Any]:
+def started_body(
+    host: str,
+    port: int,
+    *,
+    key: str = "a1b2c3",
+    session: str = "sess-1",
+    stat_url: str | None = None,
+    command_url: str | None = None,
+    stream_id: str | None = None,
+    container_id: str | None = "acexy-own-id",
+) -> dict[str, Any]:
     """The exact body acexy's EmitStarted sends."""
     body: dict[str, Any] = {
         "engine": {"host": host, "port": port},
@@ -147,7 +199,8 @@ def started_body(host: str, port: int, *, key: str = "a1b2c3", session: str = "s
         "session": {
             "playback_session_id": session,
             "stat_url": f"http://{host}:{port}/ace/stat/{key}/{session}" if stat_url is None else stat_url,
-            "command_url": f"http://{host}:{port}/ace/cmd/{key}/{session}" if command_url is None
+            "command_url": f"http://{host}:{port}/ace/cmd/{key}/{session}"
+            if command_url is None
             else command_url,
             "is_live": 1,
         },
@@ -177,8 +230,9 @@ def assert_engine_types(engine: dict[str, Any]) -> None:
     assert_int(engine["port"])
     assert isinstance(engine["forwarded"], bool)
     labels = engine["labels"]
-    assert isinstance(labels, dict) and all(isinstance(k, str) and isinstance(v, str)
-                                            for k, v in labels.items())
+    assert isinstance(labels, dict) and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+    )
     assert isinstance(engine["streams"], list) and all(isinstance(s, str) for s in engine["streams"])
     for name in ("first_seen", "last_seen", "last_health_check", "last_stream_usage", "started_at"):
         assert_time(engine[name])
@@ -187,8 +241,16 @@ def assert_engine_types(engine: dict[str, Any]) -> None:
 
 def assert_stream_types(stream: dict[str, Any]) -> None:
     """What acexy's streamState decodes."""
-    for name in ("id", "key_type", "key", "container_id", "playback_session_id", "stat_url",
-                 "command_url", "status"):
+    for name in (
+        "id",
+        "key_type",
+        "key",
+        "container_id",
+        "playback_session_id",
+        "stat_url",
+        "command_url",
+        "status",
+    ):
         assert isinstance(stream[name], str), name
     assert isinstance(stream["is_live"], bool)
     assert_time(stream["started_at"], nullable=False)

@@ -23,24 +23,34 @@ def bodies(api: Api) -> dict[str, dict[str, Any]]:
 
 
 POST_ROUTES = ["/events/stream_started", "/events/stream_ended", "/provision/acestream"]
-GET_ROUTES = ["/engines", "/streams", "/health", "/status", "/vpn/status", "/orchestrator/status",
-              "/openapi.json"]
+GET_ROUTES = [
+    "/engines",
+    "/streams",
+    "/health",
+    "/status",
+    "/vpn/status",
+    "/orchestrator/status",
+    "/openapi.json",
+]
 
 
 @pytest.mark.parametrize("path", POST_ROUTES)
-@pytest.mark.parametrize(("header", "status", "code"), [
-    (MISSING, 401, "unauthorized"),
-    ("", 401, "unauthorized"),
-    (SECRET, 401, "unauthorized"),  # no scheme
-    (f"Basic {SECRET}", 401, "unauthorized"),
-    ("Bearer", 401, "unauthorized"),
-    ("Bearer ", 401, "unauthorized"),
-    (f"Bearer {SECRET} extra", 401, "unauthorized"),
-    ("Bearer wrong-key", 403, "forbidden"),
-    (f"Bearer {SECRET}x", 403, "forbidden"),
-    (f"Bearer {SECRET.upper()}", 403, "forbidden"),
-    ("Bearer ключ", 403, "forbidden"),
-])
+@pytest.mark.parametrize(
+    ("header", "status", "code"),
+    [
+        (MISSING, 401, "unauthorized"),
+        ("", 401, "unauthorized"),
+        (SECRET, 401, "unauthorized"),  # no scheme
+        (f"Basic {SECRET}", 401, "unauthorized"),
+        ("Bearer", 401, "unauthorized"),
+        ("Bearer ", 401, "unauthorized"),
+        (f"Bearer {SECRET} extra", 401, "unauthorized"),
+        ("Bearer wrong-key", 403, "forbidden"),
+        (f"Bearer {SECRET}x", 403, "forbidden"),
+        (f"Bearer {SECRET.upper()}", 403, "forbidden"),
+        ("Bearer ключ", 403, "forbidden"),
+    ],
+)
 async def test_refused(make_api: MakeApi, path: str, header: str | None, status: int, code: str) -> None:
     api = await make_api(NO_VPN + WITH_KEY)
     body = bodies(api)[path]

@@ -23,6 +23,7 @@ def reply(status: int = 200, body: Any = None, text: str | None = None) -> Route
         if text is not None:
             return web.Response(status=status, text=text)
         return web.json_response(body, status=status)
+
     return handler
 
 
@@ -34,8 +35,10 @@ async def serve(aiohttp_server: MakeServer, routes: dict[str, Route]) -> str:
     return f"http://{server.host}:{server.port}"
 
 
-GOOD_REST = {"/v1/publicip/ip": reply(body={"public_ip": "203.0.113.9"}),
-             "/v1/vpn/status": reply(body={"status": "running"})}
+GOOD_REST = {
+    "/v1/publicip/ip": reply(body={"public_ip": "203.0.113.9"}),
+    "/v1/vpn/status": reply(body={"status": "running"}),
+}
 
 
 @pytest.mark.parametrize(
@@ -47,14 +50,25 @@ GOOD_REST = {"/v1/publicip/ip": reply(body={"public_ip": "203.0.113.9"}),
         # older Gluetun: only the old route exists
         ({"/v1/openvpn/portforwarded": reply(body={"port": 40000})}, 40000),
         # newer Gluetun answers the old route with 301; the new one is asked first anyway
-        ({"/v1/portforward": reply(body={"port": 41000}),
-          "/v1/openvpn/portforwarded": reply(301, text="moved")}, 41000),
+        (
+            {
+                "/v1/portforward": reply(body={"port": 41000}),
+                "/v1/openvpn/portforwarded": reply(301, text="moved"),
+            },
+            41000,
+        ),
     ],
-    ids=["new_route", "port_zero_is_none", "port_missing_is_none", "old_route_fallback",
-         "new_route_preferred"],
+    ids=[
+        "new_route",
+        "port_zero_is_none",
+        "port_missing_is_none",
+        "old_route_fallback",
+        "new_route_preferred",
+    ],
 )
-async def test_reads_the_forwarded_port(aiohttp_server: MakeServer, routes: dict[str, Route],
-                                        port: int | None) -> None:
+async def test_reads_the_forwarded_port(
+    aiohttp_server: MakeServer, routes: dict[str, Route], port: int | None
+) -> None:
     base = await serve(aiohttp_server, {**GOOD_REST, **routes})
     async with aiohttp.ClientSession() as session:
         reading = await GluetunControl(session, api_key=lambda: None).read(base)

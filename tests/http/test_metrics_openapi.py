@@ -80,7 +80,7 @@ async def test_openapi_covers_every_route_and_nothing_else(make_api: MakeApi) ->
     described = {(path, method) for path, item in doc["paths"].items() for method in item}
     assert served - described == set(), "routes missing from openapi.py"
     assert described - served == set(), "openapi.py describes routes the app does not serve"
-    for (path, method) in described:
+    for path, method in described:
         operation = doc["paths"][path][method]
         assert operation["summary"] and "200" in operation["responses"], (path, method)
         if method == "post":

@@ -103,8 +103,7 @@ async def test_none_free_answers_503_should_wait_and_raises_the_demand(make_api:
     assert api.store.demand_until is not None and api.store.demand_until > started + 50
 
 
-async def test_retries_extend_one_demand_and_the_planner_adds_exactly_one_engine(
-        make_api: MakeApi) -> None:
+async def test_retries_extend_one_demand_and_the_planner_adds_exactly_one_engine(make_api: MakeApi) -> None:
     api = await make_api(NO_SPARE)
     await busy(api, 0)
     assert creates(api) == []
@@ -129,6 +128,7 @@ async def test_a_reported_stream_meets_the_demand(make_api: MakeApi) -> None:
 
 
 # -- blocked reasons: each scenario is checked on provisioning and on /orchestrator/status -------
+
 
 @asynccontextmanager
 async def failing_executor(api: Api) -> AsyncIterator[Executor]:
@@ -183,8 +183,9 @@ async def at_max_replicas(api: Api) -> None:
 
 
 async def ports_exhausted(api: Api) -> None:
-    api.store.record_plan(Plan(problems=(Problem(code="ports_exhausted", message="no slot"),)),
-                          time.time(), 0.0)
+    api.store.record_plan(
+        Plan(problems=(Problem(code="ports_exhausted", message="no slot"),)), time.time(), 0.0
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -198,20 +199,27 @@ class Scenario:
 
 
 SCENARIOS = {
-    "vpn unhealthy": Scenario(yaml_text=ONE_VPN, setup=vpn_unhealthy, http=503,
-                              code="vpn_disconnected", should_wait=True, eta=10),
-    "vpn never healthy": Scenario(yaml_text=ONE_VPN, setup=vpn_timed_out, http=503,
-                                  code="vpn_error", should_wait=False, eta=None),
-    "vpn just missing": Scenario(yaml_text=ONE_VPN, setup=vpn_missing, http=503,
-                                 code="vpn_disconnected", should_wait=True, eta=10),
-    "vpn missing too long": Scenario(yaml_text=ONE_VPN, setup=vpn_missing_for_long, http=503,
-                                     code="vpn_error", should_wait=False, eta=None),
-    "vpn stopped": Scenario(yaml_text=ONE_VPN, setup=vpn_stopped, http=503, code="vpn_error",
-                            should_wait=False, eta=None),
-    "max replicas": Scenario(yaml_text=SMALL, setup=at_max_replicas, http=503, code="max_capacity",
-                             should_wait=True, eta=30),
-    "ports exhausted": Scenario(yaml_text=NO_SPARE, setup=ports_exhausted, http=500,
-                                code="general_error", should_wait=False, eta=None),
+    "vpn unhealthy": Scenario(
+        yaml_text=ONE_VPN, setup=vpn_unhealthy, http=503, code="vpn_disconnected", should_wait=True, eta=10
+    ),
+    "vpn never healthy": Scenario(
+        yaml_text=ONE_VPN, setup=vpn_timed_out, http=503, code="vpn_error", should_wait=False, eta=None
+    ),
+    "vpn just missing": Scenario(
+        yaml_text=ONE_VPN, setup=vpn_missing, http=503, code="vpn_disconnected", should_wait=True, eta=10
+    ),
+    "vpn missing too long": Scenario(
+        yaml_text=ONE_VPN, setup=vpn_missing_for_long, http=503, code="vpn_error", should_wait=False, eta=None
+    ),
+    "vpn stopped": Scenario(
+        yaml_text=ONE_VPN, setup=vpn_stopped, http=503, code="vpn_error", should_wait=False, eta=None
+    ),
+    "max replicas": Scenario(
+        yaml_text=SMALL, setup=at_max_replicas, http=503, code="max_capacity", should_wait=True, eta=30
+    ),
+    "ports exhausted": Scenario(
+        yaml_text=NO_SPARE, setup=ports_exhausted, http=500, code="general_error", should_wait=False, eta=None
+    ),
 }
 
 
@@ -226,7 +234,10 @@ async def test_blocked_provisioning_and_status_agree(make_api: MakeApi, name: st
 
     detail = assert_detail(answer)
     assert (got, detail["code"], detail["should_wait"]) == (
-        scenario.http, scenario.code, scenario.should_wait)
+        scenario.http,
+        scenario.code,
+        scenario.should_wait,
+    )
     assert detail["recovery_eta_seconds"] == scenario.eta
     assert detail["can_retry"] is scenario.should_wait
     provisioning = status_doc["provisioning"]

@@ -68,11 +68,16 @@ async def test_status_healthy_pool(make_api: MakeApi) -> None:
 
     assert_status_types(doc)
     assert doc["status"] == "healthy"
-    assert doc["engines"] == {"total": 2, "running": 2, "healthy": 2, "unhealthy": 0,
-                              "starting": 0, "pending": 0}
+    assert doc["engines"] == {
+        "total": 2,
+        "running": 2,
+        "healthy": 2,
+        "unhealthy": 0,
+        "starting": 0,
+        "pending": 0,
+    }
     assert doc["streams"] == {"active": 1, "total": 1}
-    assert doc["capacity"] == {"total": 2, "used": 1, "available": 1, "max_replicas": 4,
-                               "min_replicas": 1}
+    assert doc["capacity"] == {"total": 2, "used": 1, "available": 1, "max_replicas": 4, "min_replicas": 1}
     assert doc["vpn"]["connected"] is True and doc["vpn"]["health"] == "healthy"
     assert doc["vpn"]["container"] == "gluetun" and doc["vpn"]["forwarded_port"] == 45123
 
@@ -137,7 +142,9 @@ async def test_engine_detail_has_stream_details(make_api: MakeApi) -> None:
     assert_engine_types(detail)
     assert detail["streams"] == ["a1b2c3|2"]
     assert [(s["id"], s["status"]) for s in detail["stream_details"]] == [
-        ("a1b2c3|2", "started"), ("a1b2c3|1", "ended")]
+        ("a1b2c3|2", "started"),
+        ("a1b2c3|1", "ended"),
+    ]
     for stream in detail["stream_details"]:
         assert_stream_types(stream)
     assert (await api.get("/engines/unknown"))[0] == 404
@@ -157,8 +164,7 @@ async def test_streams_filters(make_api: MakeApi) -> None:
     assert ids((await api.get("/streams"))[1]) == ["a1b2c3|1", "a1b2c3|2", "a1b2c3|3"]
     assert ids((await api.get("/streams", status="started"))[1]) == ["a1b2c3|1", "a1b2c3|2"]
     assert ids((await api.get("/streams", status="ended"))[1]) == ["a1b2c3|3"]
-    started_on_second = (await api.get("/streams", container_id=second.container_id,
-                                       status="started"))[1]
+    started_on_second = (await api.get("/streams", container_id=second.container_id, status="started"))[1]
     assert ids(started_on_second) == ["a1b2c3|2"]
     assert all(s["status"] == "started" for s in started_on_second)
     assert ids((await api.get("/streams", container_id=second.name))[1]) == ["a1b2c3|2", "a1b2c3|3"]

@@ -37,15 +37,41 @@ async def test_streams_end_after_two_gone_answers_and_only_then(aiohttp_server: 
     assert server.port is not None
 
     store = StateStore()
-    create = CreateEngine(vpn=None, vpn_id=None, slot=0, forwarded=False, spec_hash="h", reason="t",
-                          ports=EnginePorts(http=server.port, api=1, p2p=2, host_http=19000))
-    store.upsert_engine(engine_sighting(ContainerInfo(
-        id="e" * 64, name="engine-0", status="running", health=None, started_at=time.time(),
-        created_at=time.time(), ip="127.0.0.1", labels=engine_labels(create, EngineSpec(image="x")))))
+    create = CreateEngine(
+        vpn=None,
+        vpn_id=None,
+        slot=0,
+        forwarded=False,
+        spec_hash="h",
+        reason="t",
+        ports=EnginePorts(http=server.port, api=1, p2p=2, host_http=19000),
+    )
+    store.upsert_engine(
+        engine_sighting(
+            ContainerInfo(
+                id="e" * 64,
+                name="engine-0",
+                status="running",
+                health=None,
+                started_at=time.time(),
+                created_at=time.time(),
+                ip="127.0.0.1",
+                labels=engine_labels(create, EngineSpec(image="x")),
+            )
+        )
+    )
     now = time.time()
     for stream_id, stat_url in (("watched", "http://localhost:19000/ace/stat/ih/s1"), ("blind", "")):
-        store.start_stream(Stream(id=stream_id, container_id="e" * 64, key_type="content_id",
-                                   key="k", stat_url=stat_url, started_at=now))
+        store.start_stream(
+            Stream(
+                id=stream_id,
+                container_id="e" * 64,
+                key_type="content_id",
+                key="k",
+                stat_url=stat_url,
+                started_at=now,
+            )
+        )
 
     async with aiohttp.ClientSession() as session:
         checker = StreamChecker(store, session)
@@ -69,13 +95,39 @@ def test_a_malformed_stat_url_is_skipped_not_fatal() -> None:
 
 async def test_checking_a_stream_with_a_malformed_stat_url_ends_nothing() -> None:
     store = StateStore()
-    create = CreateEngine(vpn=None, vpn_id=None, slot=0, forwarded=False, spec_hash="h", reason="t",
-                          ports=EnginePorts(http=9, api=1, p2p=2, host_http=19000))
-    store.upsert_engine(engine_sighting(ContainerInfo(
-        id="e" * 64, name="engine-0", status="running", health=None, started_at=time.time(),
-        created_at=time.time(), ip="127.0.0.1", labels=engine_labels(create, EngineSpec(image="x")))))
-    store.start_stream(Stream(id="odd", container_id="e" * 64, key_type="content_id", key="k",
-                               stat_url="http://[bad/ace/stat/abc/p1", started_at=time.time()))
+    create = CreateEngine(
+        vpn=None,
+        vpn_id=None,
+        slot=0,
+        forwarded=False,
+        spec_hash="h",
+        reason="t",
+        ports=EnginePorts(http=9, api=1, p2p=2, host_http=19000),
+    )
+    store.upsert_engine(
+        engine_sighting(
+            ContainerInfo(
+                id="e" * 64,
+                name="engine-0",
+                status="running",
+                health=None,
+                started_at=time.time(),
+                created_at=time.time(),
+                ip="127.0.0.1",
+                labels=engine_labels(create, EngineSpec(image="x")),
+            )
+        )
+    )
+    store.start_stream(
+        Stream(
+            id="odd",
+            container_id="e" * 64,
+            key_type="content_id",
+            key="k",
+            stat_url="http://[bad/ace/stat/abc/p1",
+            started_at=time.time(),
+        )
+    )
     async with aiohttp.ClientSession() as session:
         checker = StreamChecker(store, session)
         for _ in range(3):

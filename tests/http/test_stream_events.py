@@ -47,7 +47,8 @@ async def test_container_id_in_the_body_is_not_trusted(make_api: MakeApi) -> Non
 
 @pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "::1", "[::1]", "LOCALHOST"])
 async def test_local_host_with_the_published_port_is_the_engine_owning_it(
-        make_api: MakeApi, host: str) -> None:
+    make_api: MakeApi, host: str
+) -> None:
     api = await make_api()
     api.add_engine(0)
     engine = api.add_engine(1)
@@ -69,15 +70,19 @@ async def test_local_host_on_a_port_every_engine_shares_is_refused(make_api: Mak
     assert not api.store.streams.active
 
 
-@pytest.mark.parametrize(("host", "port", "why"), [
-    ("localhost", 19999, "nobody owns the port"),
-    ("127.0.0.1", 1, "nobody owns the port"),
-    ("acestream-engine-7", 6878, "no such container"),
-    ("acestream-engine-0", 6879, "wrong port"),
-    ("10.9.9.9", 19000, "an IP that is not the engine's"),
-])
+@pytest.mark.parametrize(
+    ("host", "port", "why"),
+    [
+        ("localhost", 19999, "nobody owns the port"),
+        ("127.0.0.1", 1, "nobody owns the port"),
+        ("acestream-engine-7", 6878, "no such container"),
+        ("acestream-engine-0", 6879, "wrong port"),
+        ("10.9.9.9", 19000, "an IP that is not the engine's"),
+    ],
+)
 async def test_unknown_engine_is_404_and_nothing_is_invented(
-        make_api: MakeApi, host: str, port: int, why: str) -> None:
+    make_api: MakeApi, host: str, port: int, why: str
+) -> None:
     api = await make_api()
     api.add_engine(0)
     before = dict(api.store.engines)
@@ -94,8 +99,9 @@ async def test_engine_found_by_ip_and_short_id(make_api: MakeApi) -> None:
     engine = api.add_engine(0, ip="172.18.0.42")
 
     by_ip = await api.post("/events/stream_started", started_body("172.18.0.42", 6878, session="a"))
-    by_id = await api.post("/events/stream_started",
-                           started_body(engine.container_id[:12], 6878, session="b"))
+    by_id = await api.post(
+        "/events/stream_started", started_body(engine.container_id[:12], 6878, session="b")
+    )
 
     assert by_ip[0] == by_id[0] == 200
     assert api.store.streams.count(engine.container_id) == 2
@@ -108,11 +114,15 @@ async def test_behind_a_vpn_by_vpn_name_vpn_ip_and_localhost(make_api: MakeApi) 
     on_g1, on_g2 = api.add_engine(0, "g1"), api.add_engine(0, "g2")
     assert on_g1.ports.http != on_g2.ports.http
 
-    cases = [("g1", on_g1.ports.http, on_g1), ("172.20.0.3", on_g2.ports.http, on_g2),
-             ("localhost", on_g2.ports.http, on_g2)]
+    cases = [
+        ("g1", on_g1.ports.http, on_g1),
+        ("172.20.0.3", on_g2.ports.http, on_g2),
+        ("localhost", on_g2.ports.http, on_g2),
+    ]
     for index, (host, port, engine) in enumerate(cases):
-        status, stream = await api.post("/events/stream_started",
-                                        started_body(host, port, session=str(index)))
+        status, stream = await api.post(
+            "/events/stream_started", started_body(host, port, session=str(index))
+        )
         assert status == 200 and stream["container_id"] == engine.container_id, host
 
     wrong_vpn = await api.post("/events/stream_started", started_body("g2", on_g1.ports.http))
@@ -123,8 +133,9 @@ async def test_empty_stat_and_command_urls_are_accepted(make_api: MakeApi) -> No
     api = await make_api()
     engine = api.add_engine(0)
 
-    status, stream = await api.post("/events/stream_started", started_body(
-        engine.name, 6878, stat_url="", command_url="", session=""))
+    status, stream = await api.post(
+        "/events/stream_started", started_body(engine.name, 6878, stat_url="", command_url="", session="")
+    )
 
     assert status == 200
     assert stream["stat_url"] == stream["command_url"] == ""
@@ -148,9 +159,10 @@ async def test_unknown_stream_id_ends_nothing(make_api: MakeApi) -> None:
     await api.post("/events/stream_started", started_body(engine.name, 6878, session="1"))
     await api.post("/events/stream_started", started_body(engine.name, 6878, session="2"))
 
-    status, body = await api.post("/events/stream_ended",
-                                  {"stream_id": "nope|nope", "reason": "completed",
-                                   "container_id": engine.container_id})
+    status, body = await api.post(
+        "/events/stream_ended",
+        {"stream_id": "nope|nope", "reason": "completed", "container_id": engine.container_id},
+    )
 
     assert status == 404 and body["error"] == "stream_not_found"
     assert sorted(api.store.streams.active) == ["a1b2c3|1", "a1b2c3|2"]
@@ -162,9 +174,10 @@ async def test_stream_ended_ends_exactly_that_stream_and_twice_is_harmless(make_
     await api.post("/events/stream_started", started_body(engine.name, 6878, session="1"))
     await api.post("/events/stream_started", started_body(engine.name, 6878, session="2"))
 
-    first = await api.post("/events/stream_ended",
-                           {"container_id": "acexy-own-id", "stream_id": "a1b2c3|1",
-                            "reason": "completed"})
+    first = await api.post(
+        "/events/stream_ended",
+        {"container_id": "acexy-own-id", "stream_id": "a1b2c3|1", "reason": "completed"},
+    )
     again = await api.post("/events/stream_ended", {"stream_id": "a1b2c3|1", "reason": "other"})
 
     assert first[0] == 200 and first[1]["status"] == "ended"
@@ -192,8 +205,9 @@ async def test_streams_of_an_engine_hidden_by_its_vpn_are_ended_with_a_reason(ma
     await api.post("/events/stream_started", started_body("gluetun", engine.ports.http))
     assert (await api.get("/engines"))[1][0]["streams"] == ["a1b2c3|sess-1"]
 
-    api.store.apply_vpn("gluetun", HealthReported(container_id=vpn_id("gluetun"), health="unhealthy"),
-                        time.time())
+    api.store.apply_vpn(
+        "gluetun", HealthReported(container_id=vpn_id("gluetun"), health="unhealthy"), time.time()
+    )
 
     assert (await api.get("/engines"))[1] == []
     status, ended = await api.get("/streams", container_id=engine.container_id, status="ended")

@@ -32,31 +32,34 @@ def assert_untouched(api: Api) -> None:
     assert api.store.demand_until is None
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    (mutated("engine.port", "6878"), "engine.port"),
-    (mutated("engine.port", 6878.0), "engine.port"),
-    (mutated("engine.port", True), "engine.port"),
-    (mutated("engine.port", 0), "engine.port"),
-    (mutated("engine.port", 70000), "engine.port"),
-    (mutated("engine.port", ...), "engine.port"),
-    (mutated("engine.host", 5), "engine.host"),
-    (mutated("engine.host", ""), "engine.host"),
-    (mutated("engine", ...), "engine"),
-    (mutated("engine", "acestream-engine-0:6878"), "engine"),
-    (mutated("stream", ...), "stream"),
-    (mutated("stream", []), "stream"),
-    (mutated("stream.key", ""), "stream.key"),
-    (mutated("stream.key", None), "stream.key"),
-    (mutated("stream.key_type", 1), "stream.key_type"),
-    (mutated("session", "x"), "session"),
-    (mutated("session.is_live", 2), "session.is_live"),
-    (mutated("session.is_live", "1"), "session.is_live"),
-    (mutated("labels", ["stream_id"]), "labels"),
-    (mutated("labels.stream_id", 7), "labels.stream_id"),
-    (mutated("container_id", 12), "container_id"),
-    ([GOOD], None),
-    ("just a string", None),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (mutated("engine.port", "6878"), "engine.port"),
+        (mutated("engine.port", 6878.0), "engine.port"),
+        (mutated("engine.port", True), "engine.port"),
+        (mutated("engine.port", 0), "engine.port"),
+        (mutated("engine.port", 70000), "engine.port"),
+        (mutated("engine.port", ...), "engine.port"),
+        (mutated("engine.host", 5), "engine.host"),
+        (mutated("engine.host", ""), "engine.host"),
+        (mutated("engine", ...), "engine"),
+        (mutated("engine", "acestream-engine-0:6878"), "engine"),
+        (mutated("stream", ...), "stream"),
+        (mutated("stream", []), "stream"),
+        (mutated("stream.key", ""), "stream.key"),
+        (mutated("stream.key", None), "stream.key"),
+        (mutated("stream.key_type", 1), "stream.key_type"),
+        (mutated("session", "x"), "session"),
+        (mutated("session.is_live", 2), "session.is_live"),
+        (mutated("session.is_live", "1"), "session.is_live"),
+        (mutated("labels", ["stream_id"]), "labels"),
+        (mutated("labels.stream_id", 7), "labels.stream_id"),
+        (mutated("container_id", 12), "container_id"),
+        ([GOOD], None),
+        ("just a string", None),
+    ],
+)
 async def test_stream_started_bad_types(make_api: MakeApi, body: Any, field: str | None) -> None:
     api = await make_api()
     api.add_engine(0)
@@ -70,10 +73,16 @@ async def test_stream_started_bad_types(make_api: MakeApi, body: Any, field: str
     assert_untouched(api)
 
 
-@pytest.mark.parametrize("body", [
-    mutated("session.stat_url", None), mutated("session", ...), mutated("session.is_live", True),
-    mutated("container_id", ...), mutated("labels", {}),
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        mutated("session.stat_url", None),
+        mutated("session", ...),
+        mutated("session.is_live", True),
+        mutated("container_id", ...),
+        mutated("labels", {}),
+    ],
+)
 async def test_stream_started_optional_parts(make_api: MakeApi, body: dict[str, Any]) -> None:
     api = await make_api()
     api.add_engine(0)
@@ -84,15 +93,18 @@ async def test_stream_started_optional_parts(make_api: MakeApi, body: dict[str, 
 
 
 @pytest.mark.parametrize("path", ["/events/stream_started", "/events/stream_ended"])
-@pytest.mark.parametrize(("raw", "code"), [
-    (b"", "invalid_json"),
-    (b"   ", "invalid_json"),
-    (b"{", "invalid_json"),
-    (b"{'engine': 1}", "invalid_json"),
-    (b'{"stream_id": NaN}', "invalid_json"),
-    (b"\xff\xfe{}", "invalid_json"),
-    (b"[" * 50_000, "invalid_json"),  # too deep for the decoder: still a clean 400
-])
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        (b"", "invalid_json"),
+        (b"   ", "invalid_json"),
+        (b"{", "invalid_json"),
+        (b"{'engine': 1}", "invalid_json"),
+        (b'{"stream_id": NaN}', "invalid_json"),
+        (b"\xff\xfe{}", "invalid_json"),
+        (b"[" * 50_000, "invalid_json"),  # too deep for the decoder: still a clean 400
+    ],
+)
 async def test_malformed_json_is_400(make_api: MakeApi, path: str, raw: bytes, code: str) -> None:
     api = await make_api()
     api.add_engine(0)
@@ -115,14 +127,17 @@ async def test_oversized_body_is_json_413(make_api: MakeApi, path: str) -> None:
     assert_untouched(api)
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({}, "stream_id"),
-    ({"stream_id": ""}, "stream_id"),
-    ({"stream_id": 5, "reason": "x"}, "stream_id"),
-    ({"stream_id": "a|b", "reason": 5}, "reason"),
-    ({"stream_id": "a|b", "container_id": ["x"]}, "container_id"),
-    (["a|b"], None),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "stream_id"),
+        ({"stream_id": ""}, "stream_id"),
+        ({"stream_id": 5, "reason": "x"}, "stream_id"),
+        ({"stream_id": "a|b", "reason": 5}, "reason"),
+        ({"stream_id": "a|b", "container_id": ["x"]}, "container_id"),
+        (["a|b"], None),
+    ],
+)
 async def test_stream_ended_bad_types(make_api: MakeApi, body: Any, field: str | None) -> None:
     api = await make_api()
     engine = api.add_engine(0)
@@ -134,15 +149,19 @@ async def test_stream_ended_bad_types(make_api: MakeApi, body: Any, field: str |
     assert list(api.store.streams.active) == ["a|b"]
 
 
-@pytest.mark.parametrize(("body", "status", "code"), [
-    ({"labels": []}, 422, "invalid_body"),
-    ({"labels": {"a": 1}}, 422, "invalid_body"),
-    ({"env": {"A": None}}, 422, "invalid_body"),
-    ({"env": "A=1"}, 422, "invalid_body"),
-    ([], 422, "invalid_body"),
-])
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"labels": []}, 422, "invalid_body"),
+        ({"labels": {"a": 1}}, 422, "invalid_body"),
+        ({"env": {"A": None}}, 422, "invalid_body"),
+        ({"env": "A=1"}, 422, "invalid_body"),
+        ([], 422, "invalid_body"),
+    ],
+)
 async def test_provision_bad_body_uses_the_detail_shape(
-        make_api: MakeApi, body: Any, status: int, code: str) -> None:
+    make_api: MakeApi, body: Any, status: int, code: str
+) -> None:
     api = await make_api()
 
     got, answer = await api.post("/provision/acestream", body)
@@ -162,7 +181,13 @@ async def test_provision_malformed_or_huge(make_api: MakeApi, raw: bytes, status
     got, answer = await api.post("/provision/acestream", raw=raw)
 
     assert got == status and set(answer["detail"]) == {
-        "error", "code", "message", "recovery_eta_seconds", "can_retry", "should_wait"}
+        "error",
+        "code",
+        "message",
+        "recovery_eta_seconds",
+        "can_retry",
+        "should_wait",
+    }
     assert api.store.demand_until is None
 
 

@@ -34,8 +34,7 @@ T = TypeVar("T")
 
 
 def docker(*args: str, check: bool = True, timeout: float = 60) -> str:
-    done = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout,
-                          check=False)
+    done = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, check=False)
     if check and done.returncode != 0:
         raise AssertionError(f"docker {' '.join(args)} failed: {done.stderr.strip()}")
     return done.stdout.strip()
@@ -74,8 +73,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 30.0,
-             interval: float = 0.1) -> T:
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 30.0, interval: float = 0.1) -> T:
     """Poll `probe` until it returns something truthy; fail naming `what` and the last value."""
     deadline = time.monotonic() + timeout
     last: T | None = None
@@ -92,11 +90,13 @@ def listing_of(items: list[dict[str, Any]], count: int) -> list[dict[str, Any]] 
     return items if len(items) == count else None
 
 
-def http_json(url: str, method: str = "GET", body: Any = None,
-              headers: dict[str, str] | None = None, timeout: float = 5) -> tuple[int, Any]:
+def http_json(
+    url: str, method: str = "GET", body: Any = None, headers: dict[str, str] | None = None, timeout: float = 5
+) -> tuple[int, Any]:
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers={
-        "Content-Type": "application/json", **(headers or {})})
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json", **(headers or {})}
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as resp:
             return resp.status, json.loads(resp.read() or b"null")
@@ -104,10 +104,19 @@ def http_json(url: str, method: str = "GET", body: Any = None,
         return exc.code, json.loads(exc.read() or b"null")
 
 
-def run_gluetun(name: str, *, forwarded_port: int = 0, unhealthy: bool = False,
-                api_key: str | None = None) -> str:
-    args = ["run", "-d", "--name", name, "--label", f"{TEST_LABEL}=1",
-            "-e", f"STANDIN_FORWARDED_PORT={forwarded_port}"]
+def run_gluetun(
+    name: str, *, forwarded_port: int = 0, unhealthy: bool = False, api_key: str | None = None
+) -> str:
+    args = [
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--label",
+        f"{TEST_LABEL}=1",
+        "-e",
+        f"STANDIN_FORWARDED_PORT={forwarded_port}",
+    ]
     if unhealthy:
         args += ["-e", "STANDIN_START_UNHEALTHY=1"]
     if api_key:
@@ -120,9 +129,11 @@ def set_vpn_health(name: str, healthy: bool) -> None:
 
 
 def wait_vpn_health(name: str, status: str, timeout: float = 15) -> None:
-    wait_for(f"{name} health {status}",
-             lambda: (inspect(name) or {}).get("State", {}).get("Health", {}).get("Status") == status,
-             timeout=timeout)
+    wait_for(
+        f"{name} health {status}",
+        lambda: (inspect(name) or {}).get("State", {}).get("Health", {}).get("Status") == status,
+        timeout=timeout,
+    )
 
 
 def engine_info(host: str, port: int) -> dict[str, Any] | None:
@@ -173,14 +184,23 @@ class Daemon:
         if not self.config_path.exists():
             self.write_config()
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
-        for var in ("VPN_MODE", "GLUETUN_CONTAINER_NAME", "GLUETUN_CONTAINER_NAME_2",
-                    "MAX_ACTIVE_REPLICAS", "LOG_LEVEL"):
+        for var in (
+            "VPN_MODE",
+            "GLUETUN_CONTAINER_NAME",
+            "GLUETUN_CONTAINER_NAME_2",
+            "MAX_ACTIVE_REPLICAS",
+            "LOG_LEVEL",
+        ):
             if var not in self.env:
                 env.pop(var, None)
         with self.log_path.open("ab") as log:  # the child keeps its own copy of the handle
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "orchestrator", "--config", str(self.config_path)],
-                cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env)
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
         wait_for("daemon /health", self._healthy, timeout=20)
         return self
 
@@ -207,11 +227,13 @@ class Daemon:
     def status(self) -> dict[str, Any]:
         return dict(self.get("/status")[1])
 
-    def wait_engines(self, count: int, timeout: float = 30,
-                     where: Callable[[dict[str, Any]], bool] = lambda e: True) -> list[dict[str, Any]]:
+    def wait_engines(
+        self, count: int, timeout: float = 30, where: Callable[[dict[str, Any]], bool] = lambda e: True
+    ) -> list[dict[str, Any]]:
         def probe() -> list[dict[str, Any]] | None:
             listed = [e for e in self.engines() if where(e)]
             return listed if len(listed) == count else None
+
         return wait_for(f"{count} engines listed", probe, timeout=timeout)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> float:
@@ -235,5 +257,8 @@ class Daemon:
         return out
 
     def managed(self, running_only: bool = False) -> list[str]:
-        return containers("label=orchestrator.managed=acestream", f"label={TEST_LABEL}.run={self.run_id}",
-                          all_states=not running_only)
+        return containers(
+            "label=orchestrator.managed=acestream",
+            f"label={TEST_LABEL}.run={self.run_id}",
+            all_states=not running_only,
+        )

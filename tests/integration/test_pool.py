@@ -53,9 +53,14 @@ def test_removed_engine_is_replaced(make_daemon: MakeDaemon) -> None:
     first = {e["container_id"] for e in daemon.wait_engines(2)}
     victim = sorted(first)[0]
     docker("rm", "-f", victim)
-    after = wait_for("a replacement engine", lambda: (
-        ids if len(ids := {e["container_id"] for e in daemon.engines()}) == 2 and victim not in ids
-        else None))
+    after = wait_for(
+        "a replacement engine",
+        lambda: (
+            ids
+            if len(ids := {e["container_id"] for e in daemon.engines()}) == 2 and victim not in ids
+            else None
+        ),
+    )
     assert victim not in after and len(after & first) == 1
     assert len(daemon.managed()) == 2
 
@@ -64,8 +69,10 @@ def test_exited_engine_is_replaced(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(engines={"min_replicas": 2})
     victim = daemon.wait_engines(2)[0]["container_id"]
     docker("kill", victim)
-    wait_for("the exited engine replaced and removed", lambda: (
-        len(daemon.engines()) == 2 and inspect(victim) is None and len(daemon.managed()) == 2))
+    wait_for(
+        "the exited engine replaced and removed",
+        lambda: len(daemon.engines()) == 2 and inspect(victim) is None and len(daemon.managed()) == 2,
+    )
 
 
 def test_yaml_edit_scales_up_and_down(make_daemon: MakeDaemon) -> None:
@@ -87,8 +94,10 @@ def test_invalid_edit_changes_nothing(make_daemon: MakeDaemon) -> None:
     assert error["key"] == "engines.min_replicas" and error["line"] is not None
     assert str(daemon.config_path) in error["message"]
     daemon.write_raw("engines: [unclosed\n")
-    wait_for("YAML syntax error on /status", lambda: "invalid YAML" in (
-        (daemon.status()["config"]["last_error"] or {}).get("message", "")))
+    wait_for(
+        "YAML syntax error on /status",
+        lambda: "invalid YAML" in ((daemon.status()["config"]["last_error"] or {}).get("message", "")),
+    )
     assert {e["container_id"] for e in daemon.engines()} == before
     assert sorted(daemon.managed()) == sorted(before)
     assert any(ev.get("event") == "config_rejected" for ev in daemon.log_events())
@@ -122,12 +131,17 @@ def test_sigterm_is_quick_and_leaves_engines_running(make_daemon: MakeDaemon) ->
 
 def test_unknown_image_is_reported_and_leaks_nothing(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(engines={"min_replicas": 1, "image": "acestream-orchestrator-test/nope:missing"})
-    status = wait_for("a provisioning error on /status", lambda: (
-        s if (s := daemon.status())["provisioning"]["recent_errors"] else None))
+    status = wait_for(
+        "a provisioning error on /status",
+        lambda: s if (s := daemon.status())["provisioning"]["recent_errors"] else None,
+    )
     error = status["provisioning"]["recent_errors"][-1]
     assert "nope:missing" in error["message"] and error["action"] == "CreateEngine"
-    wait_for("breaker open", lambda: daemon.status()["provisioning"]["circuit_breaker_state"] != "closed",
-             timeout=20)
+    wait_for(
+        "breaker open",
+        lambda: daemon.status()["provisioning"]["circuit_breaker_state"] != "closed",
+        timeout=20,
+    )
     assert daemon.managed() == [] and daemon.engines() == []
     assert daemon.process is not None and daemon.process.poll() is None
 
@@ -135,24 +149,34 @@ def test_unknown_image_is_reported_and_leaks_nothing(make_daemon: MakeDaemon) ->
 def test_bad_config_at_startup_exits_nonzero(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("engines:\n  min_replicas: 5\n  max_replicas: 2\n")
-    done = subprocess.run([sys.executable, "-m", "orchestrator", "--config", str(path)], cwd=REPO,
-                          capture_output=True, text=True, timeout=30, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "--config", str(path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert done.returncode == 2
     assert f"{path}:2: engines.min_replicas" in done.stderr
 
 
-@pytest.mark.skipif(not Path("/var/run/acestream-orchestrator-dockerd.pid").exists(),
-                    reason="needs the dockerd started by scripts/ensure-docker.sh")
+@pytest.mark.skipif(
+    not Path("/var/run/acestream-orchestrator-dockerd.pid").exists(),
+    reason="needs the dockerd started by scripts/ensure-docker.sh",
+)
 def test_survives_dockerd_restart(make_daemon: MakeDaemon) -> None:
     # ports of its own: a docker-proxy that outlives the restart must not trouble other tests
     daemon = make_daemon(engines={"min_replicas": 2, "host_port_range": "19900-19949"})
     daemon.wait_engines(2)
-    subprocess.run(["bash", str(REPO / "scripts/ensure-docker.sh"), "restart"], check=True,
-                   timeout=120)
+    subprocess.run(["bash", str(REPO / "scripts/ensure-docker.sh"), "restart"], check=True, timeout=120)
     # dockerd stopped the engines on the way down (no restart policy): the daemon notices,
     # reconnects its event stream, removes the dead engines and provisions new ones.
-    wait_for("2 running engines after dockerd restart", lambda: (
-        len(daemon.engines()) == 2 and len(daemon.managed(running_only=True)) == 2), timeout=60)
+    wait_for(
+        "2 running engines after dockerd restart",
+        lambda: len(daemon.engines()) == 2 and len(daemon.managed(running_only=True)) == 2,
+        timeout=60,
+    )
     wait_for("dead engines cleaned up", lambda: len(daemon.managed()) == 2, timeout=30)
     assert daemon.status()["docker"]["connected"] is True
     assert daemon.process is not None and daemon.process.poll() is None
@@ -164,18 +188,23 @@ def test_engine_that_stops_answering_is_hidden_until_it_answers_again(make_daemo
     victim = listed[0]["container_id"]
     route = "/run/standin/www/webui/api/service"
     docker("exec", victim, "mv", route, route + ".off")  # the API hangs up; no Docker event
-    wait_for("the silent engine hidden", lambda: [e["container_id"] for e in daemon.engines()]
-             == [listed[1]["container_id"]], timeout=15)
+    wait_for(
+        "the silent engine hidden",
+        lambda: [e["container_id"] for e in daemon.engines()] == [listed[1]["container_id"]],
+        timeout=15,
+    )
     assert victim in daemon.managed(running_only=True)
     docker("exec", victim, "mv", route + ".off", route)
-    wait_for("the engine listed again", lambda: victim in {e["container_id"] for e in daemon.engines()},
-             timeout=15)
+    wait_for(
+        "the engine listed again", lambda: victim in {e["container_id"] for e in daemon.engines()}, timeout=15
+    )
 
 
 def test_unreachable_docker_socket_is_reported_not_fatal(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(env={"DOCKER_HOST": "unix:///run/no-such-docker.sock"})
-    status = wait_for("a Docker error on /status", lambda: (
-        s if (s := daemon.status())["docker"]["error"] else None))
+    status = wait_for(
+        "a Docker error on /status", lambda: s if (s := daemon.status())["docker"]["error"] else None
+    )
     assert status["docker"]["connected"] is False
     assert "no-such-docker.sock" in status["docker"]["error"]
     assert any(ev.get("event") == "docker_unreachable" for ev in daemon.log_events())
@@ -184,8 +213,9 @@ def test_unreachable_docker_socket_is_reported_not_fatal(make_daemon: MakeDaemon
 
 
 def test_hung_engine_is_restarted_after_ready_timeout(make_daemon: MakeDaemon) -> None:
-    daemon = make_daemon(engines={"min_replicas": 1, "min_free": 0, "health_check_interval_s": 0.5,
-                                  "ready_timeout_s": 2})
+    daemon = make_daemon(
+        engines={"min_replicas": 1, "min_free": 0, "health_check_interval_s": 0.5, "ready_timeout_s": 2}
+    )
     (engine,) = daemon.wait_engines(1)
     before = started_at(engine["container_id"])
     route = "/run/standin/www/webui/api/service"
@@ -208,6 +238,7 @@ def test_host_port_in_use_elsewhere_is_skipped(make_daemon: MakeDaemon) -> None:
         ports = {e["host_http_port"] for e in listed}
         assert len(ports) == 2 and 19000 not in ports and all(19001 <= p <= 19999 for p in ports)
         errors = daemon.status()["provisioning"]["recent_errors"]
-        assert any("19000" in e["message"] or "allocated" in e["message"] or "in use" in e["message"]
-                   for e in errors), errors
+        assert any(
+            "19000" in e["message"] or "allocated" in e["message"] or "in use" in e["message"] for e in errors
+        ), errors
         assert len(daemon.managed()) == 2  # the container that could not start was removed

@@ -26,18 +26,23 @@ MakeDaemon = Callable[..., Daemon]
 
 def stream_started(daemon: Daemon, host: str, port: int, key: str) -> tuple[int, Any]:
     session = uuid.uuid4().hex[:8]
-    return http_json(daemon.url + "/events/stream_started", "POST", {
-        "container_id": "acexy-proxy-itself",
-        "engine": {"host": host, "port": port},
-        "stream": {"key_type": "content_id", "key": key},
-        "session": {"playback_session_id": session, "stat_url": "", "command_url": "", "is_live": 1},
-        "labels": {"stream_id": f"{key}|{session}"},
-    })
+    return http_json(
+        daemon.url + "/events/stream_started",
+        "POST",
+        {
+            "container_id": "acexy-proxy-itself",
+            "engine": {"host": host, "port": port},
+            "stream": {"key_type": "content_id", "key": key},
+            "session": {"playback_session_id": session, "stat_url": "", "command_url": "", "is_live": 1},
+            "labels": {"stream_id": f"{key}|{session}"},
+        },
+    )
 
 
 def stream_ended(daemon: Daemon, stream_id: str) -> tuple[int, Any]:
-    return http_json(daemon.url + "/events/stream_ended", "POST",
-                     {"stream_id": stream_id, "reason": "client_disconnected"})
+    return http_json(
+        daemon.url + "/events/stream_ended", "POST", {"stream_id": stream_id, "reason": "client_disconnected"}
+    )
 
 
 def test_streams_raise_the_pool_by_min_free_and_idle_engines_expire(make_daemon: MakeDaemon) -> None:
@@ -47,8 +52,9 @@ def test_streams_raise_the_pool_by_min_free_and_idle_engines_expire(make_daemon:
     status, body = stream_started(daemon, "localhost", first["host_http_port"], "content0")
     assert status == 200 and body["container_id"] == first["container_id"], body
     started = [body["id"]]
-    second = next(e for e in daemon.wait_engines(2, timeout=20)
-                  if e["container_id"] != first["container_id"])  # 1 busy + min_free 1
+    second = next(
+        e for e in daemon.wait_engines(2, timeout=20) if e["container_id"] != first["container_id"]
+    )  # 1 busy + min_free 1
     status, body = stream_started(daemon, second["host"], second["port"], "content1")
     assert status == 200 and body["container_id"] == second["container_id"], body
     started.append(body["id"])
@@ -66,8 +72,11 @@ def test_streams_raise_the_pool_by_min_free_and_idle_engines_expire(make_daemon:
     # the never-used spare goes at once; the two just used stay idle_ttl_s, then one goes
     used = {first["container_id"], second["container_id"]}
     wait_for("the unused spare removed", lambda: {e["container_id"] for e in daemon.engines()} == used)
-    wait_for("pool back to min_replicas after idle_ttl_s", lambda: (
-        len(daemon.engines()) == 1 and len(daemon.managed()) == 1), timeout=20)
+    wait_for(
+        "pool back to min_replicas after idle_ttl_s",
+        lambda: len(daemon.engines()) == 1 and len(daemon.managed()) == 1,
+        timeout=20,
+    )
     ended = http_json(daemon.url + "/streams?status=ended")[1]
     assert sorted(s["id"] for s in ended) == sorted(started)
     assert all(s["end_reason"] == "client_disconnected" for s in ended)
@@ -85,13 +94,21 @@ def test_provisioning_answers_fast_and_never_overshoots(make_daemon: MakeDaemon)
     daemon = make_daemon(engines={"min_replicas": 1, "min_free": 0})
     (engine,) = daemon.wait_engines(1)
     assert stream_started(daemon, engine["host"], engine["port"], "busy")[0] == 200
-    answers = [http_json(daemon.url + "/provision/acestream", "POST", {"labels": {}, "env": {}},
-                         timeout=3) for _ in range(5)]
+    answers = [
+        http_json(daemon.url + "/provision/acestream", "POST", {"labels": {}, "env": {}}, timeout=3)
+        for _ in range(5)
+    ]
     assert answers[0][0] == 503 and answers[0][1]["detail"]["should_wait"] is True
     assert answers[0][1]["detail"]["recovery_eta_seconds"] <= 5
-    _, body = wait_for("a provisioned engine", lambda: (
-        got if (got := http_json(daemon.url + "/provision/acestream", "POST", {}, timeout=3))[0] == 200
-        else None), timeout=20)
+    _, body = wait_for(
+        "a provisioned engine",
+        lambda: (
+            got
+            if (got := http_json(daemon.url + "/provision/acestream", "POST", {}, timeout=3))[0] == 200
+            else None
+        ),
+        timeout=20,
+    )
     assert body["container_id"] != engine["container_id"] and body["host_http_port"]
     assert len(daemon.managed()) == 2, "retries must not start more than one extra engine"
     time.sleep(1.5)  # the engine handed out is held for the proxy's stream, not scaled down
@@ -122,13 +139,16 @@ def vpn_name() -> Iterator[str]:
 def test_vpn_failure_ends_the_streams_on_its_engines(make_daemon: MakeDaemon, vpn_name: str) -> None:
     run_gluetun(vpn_name)
     wait_vpn_health(vpn_name, "healthy")
-    daemon = make_daemon(engines={"min_replicas": 2, "min_free": 0},
-                         vpn={"mode": "single", "containers": [vpn_name], "unhealthy_restart_timeout_s": 300})
+    daemon = make_daemon(
+        engines={"min_replicas": 2, "min_free": 0},
+        vpn={"mode": "single", "containers": [vpn_name], "unhealthy_restart_timeout_s": 300},
+    )
     engine = daemon.wait_engines(2)[0]
     status, body = stream_started(daemon, engine["host"], engine["port"], "live")
     assert status == 200
     set_vpn_health(vpn_name, False)
-    ended = wait_for("the stream ended by the VPN failure", lambda: http_json(
-        daemon.url + "/streams?status=ended")[1])
+    ended = wait_for(
+        "the stream ended by the VPN failure", lambda: http_json(daemon.url + "/streams?status=ended")[1]
+    )
     assert [(s["id"], s["end_reason"]) for s in ended] == [(body["id"], "engine_hidden")]
     assert http_json(daemon.url + "/streams?status=started")[1] == []

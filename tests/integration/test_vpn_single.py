@@ -33,9 +33,10 @@ def vpn_name() -> Iterator[str]:
 
 
 def vpn_daemon(make_daemon: MakeDaemon, vpn: str, replicas: int = 3, **vpn_keys: Any) -> Daemon:
-    return make_daemon(engines={"min_replicas": replicas},
-                       vpn={"mode": "single", "containers": [vpn], "health_check_interval_s": 0.5,
-                            **vpn_keys})
+    return make_daemon(
+        engines={"min_replicas": replicas},
+        vpn={"mode": "single", "containers": [vpn], "health_check_interval_s": 0.5, **vpn_keys},
+    )
 
 
 def vpn_ip(name: str) -> str:
@@ -45,8 +46,9 @@ def vpn_ip(name: str) -> str:
 
 
 def all_reachable(engines: list[dict[str, Any]]) -> bool:
-    return all((engine_info(e["host"], e["port"]) or {}).get("CONTAINER_ID") == e["container_id"]
-               for e in engines)
+    return all(
+        (engine_info(e["host"], e["port"]) or {}).get("CONTAINER_ID") == e["container_id"] for e in engines
+    )
 
 
 def test_engines_share_the_vpn_namespace_on_distinct_ports(make_daemon: MakeDaemon, vpn_name: str) -> None:
@@ -54,8 +56,10 @@ def test_engines_share_the_vpn_namespace_on_distinct_ports(make_daemon: MakeDaem
     wait_vpn_health(vpn_name, "healthy")
     daemon = vpn_daemon(make_daemon, vpn_name)
     listed = daemon.wait_engines(3, where=lambda e: True)
-    wait_for("exactly one forwarded engine", lambda: sum(e["forwarded"] for e in daemon.engines()) == 1
-             and len(daemon.engines()) == 3)
+    wait_for(
+        "exactly one forwarded engine",
+        lambda: sum(e["forwarded"] for e in daemon.engines()) == 1 and len(daemon.engines()) == 3,
+    )
     listed = daemon.engines()
     assert {e["port"] for e in listed} == {19000, 19001, 19002}
     assert all(e["host"] == vpn_ip(vpn_name) and e["vpn_container"] == vpn_name for e in listed)
@@ -76,8 +80,9 @@ def test_engines_share_the_vpn_namespace_on_distinct_ports(make_daemon: MakeDaem
     vpn = daemon.get("/vpn/status")[1]["vpns"][0]
     assert vpn["state"] == "healthy" and vpn["forwarded_port"] == FORWARDED
     assert vpn["public_ip"] == "203.0.113.7" and vpn["container_id"] == gluetun_id
-    assert any(ev.get("event") == f"Gluetun monitor started for container '{vpn_name}'"
-               for ev in daemon.log_events())
+    assert any(
+        ev.get("event") == f"Gluetun monitor started for container '{vpn_name}'" for ev in daemon.log_events()
+    )
 
 
 def test_unhealthy_then_healthy_restarts_the_engines(make_daemon: MakeDaemon, vpn_name: str) -> None:
@@ -105,9 +110,15 @@ def test_docker_restart_of_vpn_brings_engines_back(make_daemon: MakeDaemon, vpn_
     daemon = vpn_daemon(make_daemon, vpn_name, replicas=2)
     ids = {e["container_id"] for e in daemon.wait_engines(2)}
     docker("restart", "-t", "1", vpn_name)
-    wait_for("engines restarted and reachable", lambda: (
-        len(listed := daemon.engines()) == 2 and all_reachable(listed)
-        and {e["container_id"] for e in listed} == ids), timeout=30)
+    wait_for(
+        "engines restarted and reachable",
+        lambda: (
+            len(listed := daemon.engines()) == 2
+            and all_reachable(listed)
+            and {e["container_id"] for e in listed} == ids
+        ),
+        timeout=30,
+    )
 
 
 def test_recreated_vpn_gets_its_engines_recreated(make_daemon: MakeDaemon, vpn_name: str) -> None:
@@ -119,9 +130,17 @@ def test_recreated_vpn_gets_its_engines_recreated(make_daemon: MakeDaemon, vpn_n
     wait_for("engines hidden while the VPN is gone", lambda: daemon.engines() == [])
     assert set(daemon.managed()) == old  # kept (with their ports) until the VPN returns
     new_id = run_gluetun(vpn_name)
-    listed = wait_for("engines recreated on the new VPN", lambda: (
-        got if len(got := daemon.engines()) == 2 and not ({e["container_id"] for e in got} & old)
-        and all_reachable(got) else None), timeout=30)
+    listed = wait_for(
+        "engines recreated on the new VPN",
+        lambda: (
+            got
+            if len(got := daemon.engines()) == 2
+            and not ({e["container_id"] for e in got} & old)
+            and all_reachable(got)
+            else None
+        ),
+        timeout=30,
+    )
     for engine in listed:
         raw = inspect(engine["container_id"])
         assert raw is not None and raw["HostConfig"]["NetworkMode"] == f"container:{new_id}"
@@ -132,9 +151,14 @@ def test_no_engine_starts_while_the_vpn_is_unhealthy(make_daemon: MakeDaemon, vp
     run_gluetun(vpn_name, unhealthy=True)
     wait_vpn_health(vpn_name, "unhealthy")
     daemon = vpn_daemon(make_daemon, vpn_name, replicas=2, wait_healthy_s=1)
-    problems = wait_for("vpn_wait_timeout on /status", lambda: (
-        codes if "vpn_wait_timeout" in (codes := [p["code"] for p in daemon.status()["problems"]])
-        else None))
+    problems = wait_for(
+        "vpn_wait_timeout on /status",
+        lambda: (
+            codes
+            if "vpn_wait_timeout" in (codes := [p["code"] for p in daemon.status()["problems"]])
+            else None
+        ),
+    )
     assert "vpn_unhealthy" in problems
     time.sleep(1)
     assert daemon.managed() == []
@@ -144,8 +168,9 @@ def test_no_engine_starts_while_the_vpn_is_unhealthy(make_daemon: MakeDaemon, vp
     assert daemon.status()["problems"] == []
 
 
-def test_changed_forwarded_port_recreates_the_forwarded_engine(make_daemon: MakeDaemon,
-                                                              vpn_name: str) -> None:
+def test_changed_forwarded_port_recreates_the_forwarded_engine(
+    make_daemon: MakeDaemon, vpn_name: str
+) -> None:
     run_gluetun(vpn_name, forwarded_port=FORWARDED)
     wait_vpn_health(vpn_name, "healthy")
     daemon = vpn_daemon(make_daemon, vpn_name, replicas=2)
@@ -153,12 +178,15 @@ def test_changed_forwarded_port_recreates_the_forwarded_engine(make_daemon: Make
     def forwarded() -> list[dict[str, Any]]:
         return [e for e in daemon.engines() if e["forwarded"]]
 
-    (first,) = wait_for("a forwarded engine", lambda: f if len(daemon.engines()) == 2 and len(
-        f := forwarded()) == 1 else None)
+    (first,) = wait_for(
+        "a forwarded engine", lambda: f if len(daemon.engines()) == 2 and len(f := forwarded()) == 1 else None
+    )
     docker("exec", vpn_name, "standin-set-port", "40002")
-    (second,) = wait_for("forwarded engine recreated with the new port", lambda: (
-        f if len(f := forwarded()) == 1 and f[0]["container_id"] != first["container_id"] else None),
-        timeout=20)
+    (second,) = wait_for(
+        "forwarded engine recreated with the new port",
+        lambda: f if len(f := forwarded()) == 1 and f[0]["container_id"] != first["container_id"] else None,
+        timeout=20,
+    )
     info = engine_info(second["host"], second["port"])
     assert info is not None and info["P2P_PORT"] == "40002"
     assert inspect(first["container_id"]) is None
@@ -167,24 +195,34 @@ def test_changed_forwarded_port_recreates_the_forwarded_engine(make_daemon: Make
 
 def test_missing_vpn_and_bad_credentials_are_reported(make_daemon: MakeDaemon, vpn_name: str) -> None:
     daemon = vpn_daemon(make_daemon, vpn_name, replicas=1)
-    wait_for("vpn_missing on /status", lambda: "vpn_missing" in [
-        p["code"] for p in daemon.status()["problems"]])
+    wait_for(
+        "vpn_missing on /status", lambda: "vpn_missing" in [p["code"] for p in daemon.status()["problems"]]
+    )
     run_gluetun(vpn_name, api_key="right-key")
     wait_vpn_health(vpn_name, "healthy")
     daemon.write_config(vpn={"api_key": "wrong-key"})
-    error = wait_for("a 401 reported as bad credentials", lambda: (
-        daemon.get("/vpn/status")[1]["vpns"][0].get("control_error")), timeout=20)
+    error = wait_for(
+        "a 401 reported as bad credentials",
+        lambda: daemon.get("/vpn/status")[1]["vpns"][0].get("control_error"),
+        timeout=20,
+    )
     assert "401" in error and "api_key" in error
     assert daemon.get("/vpn/status")[1]["vpns"][0]["state"] == "healthy"  # not "VPN down"
     daemon.wait_engines(1)
     daemon.write_config(vpn={"api_key": "right-key"})
-    wait_for("control server read with the right key", lambda: (
-        (v := daemon.get("/vpn/status")[1]["vpns"][0])["control_error"] is None
-        and v["public_ip"] == "203.0.113.7"), timeout=20)
+    wait_for(
+        "control server read with the right key",
+        lambda: (
+            (v := daemon.get("/vpn/status")[1]["vpns"][0])["control_error"] is None
+            and v["public_ip"] == "203.0.113.7"
+        ),
+        timeout=20,
+    )
 
 
-def test_tunnel_down_or_new_public_ip_inside_gluetun_is_acted_on(make_daemon: MakeDaemon,
-                                                               vpn_name: str) -> None:
+def test_tunnel_down_or_new_public_ip_inside_gluetun_is_acted_on(
+    make_daemon: MakeDaemon, vpn_name: str
+) -> None:
     """A reconnect inside Gluetun that Docker's health check never shows: the control server
     says the tunnel stopped (engines hidden), then a new public IP (engines restarted)."""
     run_gluetun(vpn_name)
@@ -197,9 +235,19 @@ def test_tunnel_down_or_new_public_ip_inside_gluetun_is_acted_on(make_daemon: Ma
     listed = daemon.wait_engines(2, timeout=20)
     assert all(started_at(e["container_id"]) > before[e["container_id"]] for e in listed)
     restarted = {e["container_id"]: started_at(e["container_id"]) for e in listed}
-    docker("exec", vpn_name, "sh", "-c",
-           'echo \'{"public_ip": "198.51.100.1"}\' > /run/standin/www/v1/publicip/ip')
-    wait_for("engines restarted after the public IP changed", lambda: (
-        len(got := daemon.engines()) == 2
-        and all(started_at(e["container_id"]) > restarted[e["container_id"]] for e in got)), timeout=20)
+    docker(
+        "exec",
+        vpn_name,
+        "sh",
+        "-c",
+        'echo \'{"public_ip": "198.51.100.1"}\' > /run/standin/www/v1/publicip/ip',
+    )
+    wait_for(
+        "engines restarted after the public IP changed",
+        lambda: (
+            len(got := daemon.engines()) == 2
+            and all(started_at(e["container_id"]) > restarted[e["container_id"]] for e in got)
+        ),
+        timeout=20,
+    )
     assert daemon.get("/vpn/status")[1]["vpns"][0]["public_ip"] == "198.51.100.1"

@@ -20,8 +20,7 @@ def daemon_image() -> str:
         docker("info", timeout=20)
     except (AssertionError, OSError, subprocess.TimeoutExpired) as exc:
         pytest.fail(f"no Docker engine answers ({exc}); run `make test`, which starts one")
-    for image, make in ((DAEMON_IMAGE, "sidecar-image"), (ENGINE_IMAGE, "images"),
-                        (GLUETUN_IMAGE, "images")):
+    for image, make in ((DAEMON_IMAGE, "sidecar-image"), (ENGINE_IMAGE, "images"), (GLUETUN_IMAGE, "images")):
         if not docker("images", "-q", image):
             pytest.fail(f"image {image} missing; run `make {make}`")
     return DAEMON_IMAGE

@@ -63,9 +63,21 @@ def compose_config(cli: str, stack: str, extra_env: dict[str, str]) -> subproces
     taken out of this process's environment first (compose lets the shell override .env)."""
     known = set(env_example(stack))
     env = {k: v for k, v in os.environ.items() if k not in known} | extra_env
-    return subprocess.run([cli, "-f", str(COMPOSE_DIR / stack / "docker-compose.yml"),
-                           "--env-file", str(COMPOSE_DIR / stack / ".env.example"), "config"],
-                          capture_output=True, text=True, env=env, timeout=60, check=False)
+    return subprocess.run(
+        [
+            cli,
+            "-f",
+            str(COMPOSE_DIR / stack / "docker-compose.yml"),
+            "--env-file",
+            str(COMPOSE_DIR / stack / ".env.example"),
+            "config",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
 
 
 def resolved(cli: str, stack: str) -> dict[str, Any]:
@@ -99,8 +111,9 @@ def gluetun_services(services: dict[str, Any]) -> list[str]:
 
 def test_compose_version_supports_the_syntax_used(compose_cli: str) -> None:
     """depends_on conditions and ${VAR:?error} need docker-compose 1.27+ (or Compose v2)."""
-    version = subprocess.run([compose_cli, "version", "--short"], capture_output=True, text=True,
-                             timeout=30, check=True).stdout.strip()
+    version = subprocess.run(
+        [compose_cli, "version", "--short"], capture_output=True, text=True, timeout=30, check=True
+    ).stdout.strip()
     major, minor = (int(x) for x in version.split(".")[:2])
     assert (major, minor) >= (1, 27), version
 
@@ -122,8 +135,9 @@ def test_stack_validates_and_matches_its_config(compose_cli: str, stack: str) ->
     # the keys come from .env (secrets stay out of the YAML); every other variable is empty by
     # default, so the YAML decides
     assert orch["environment"]["GLUETUN_API_KEY"] == SECRETS["GLUETUN_API_KEY"]
-    assert all(v == "" for k, v in orch["environment"].items() if k != "GLUETUN_API_KEY"), \
+    assert all(v == "" for k, v in orch["environment"].items() if k != "GLUETUN_API_KEY"), (
         "empty by default: the YAML decides"
+    )
     assert orch["restart"] == "unless-stopped"
 
     acexy = services["acexy"]
@@ -183,13 +197,17 @@ def _for_the_test_bed(stack: dict[str, Any], run: str, api_port: int, confdir: P
         gluetun.update(image=GLUETUN_IMAGE, container_name=f"{run}-{name}", labels=labels)
         gluetun.pop("ports")
         gluetun.pop("devices")
-        gluetun["environment"].update(STANDIN_API_KEY=SECRETS["GLUETUN_API_KEY"],
-                                      STANDIN_FORWARDED_PORT=str(FORWARDED_PORT + index))
+        gluetun["environment"].update(
+            STANDIN_API_KEY=SECRETS["GLUETUN_API_KEY"], STANDIN_FORWARDED_PORT=str(FORWARDED_PORT + index)
+        )
     orch = services["orchestrator"]
     orch.pop("build")
-    orch.update(image=DAEMON_IMAGE, container_name=f"{run}-orchestrator", labels=labels,
-                volumes=[*(v for v in orch["volumes"] if not v.endswith(":/config:ro")),
-                         f"{confdir}:/config:ro"])
+    orch.update(
+        image=DAEMON_IMAGE,
+        container_name=f"{run}-orchestrator",
+        labels=labels,
+        volumes=[*(v for v in orch["volumes"] if not v.endswith(":/config:ro")), f"{confdir}:/config:ro"],
+    )
     if orch.get("network_mode") != "host":  # else the YAML's api.port is on the host already
         orch["ports"] = [f"127.0.0.1:{api_port}:8000"]
     # acexy's stand-in: same place in the stack (network, links, depends_on), with a Python to
@@ -197,22 +215,33 @@ def _for_the_test_bed(stack: dict[str, Any], run: str, api_port: int, confdir: P
     acexy = services["acexy"]
     for key in ("ports", "environment"):
         acexy.pop(key, None)
-    acexy.update(image=DAEMON_IMAGE, container_name=f"{run}-proxy", labels=labels,
-                 entrypoint=["sleep"], command=["600"])
+    acexy.update(
+        image=DAEMON_IMAGE,
+        container_name=f"{run}-proxy",
+        labels=labels,
+        entrypoint=["sleep"],
+        command=["600"],
+    )
     for network in out.get("networks", {}).values():
         network["name"] = f"{run}-{network['name']}"
     return out
 
 
-def _desired_for_the_test_bed(stack: str, run: str, services: dict[str, Any],
-                              api_port: int) -> dict[str, Any]:
+def _desired_for_the_test_bed(
+    stack: str, run: str, services: dict[str, Any], api_port: int
+) -> dict[str, Any]:
     """The stack's own YAML with the stand-in engine image, 2 engines and the renamed VPNs (and a
     free API port for a daemon on the host's network)."""
     desired = dict(yaml.safe_load((COMPOSE_DIR / stack / "config" / "orchestrator.yaml").read_text()))
     if services["orchestrator"].get("network_mode") == "host":
         desired["api"]["port"] = api_port
-    desired["engines"].update(image=ENGINE_IMAGE, min_replicas=2, min_free=0, max_replicas=4,
-                              labels={TEST_LABEL: "1", f"{TEST_LABEL}.run": run})
+    desired["engines"].update(
+        image=ENGINE_IMAGE,
+        min_replicas=2,
+        min_free=0,
+        max_replicas=4,
+        labels={TEST_LABEL: "1", f"{TEST_LABEL}.run": run},
+    )
     if desired["vpn"]["mode"] == "none":
         desired["engines"]["host_port_range"] = "29500-29509"
     else:
@@ -224,9 +253,14 @@ def _desired_for_the_test_bed(stack: str, run: str, services: dict[str, Any],
 
 def _fetch(container: str, url: str) -> str:
     """GET url from inside a container (the proxy's place in the stack)."""
-    return docker("exec", container, "python", "-c",
-                  "import sys, urllib.request as u; print(u.urlopen(sys.argv[1], timeout=5).read().decode())",
-                  url)
+    return docker(
+        "exec",
+        container,
+        "python",
+        "-c",
+        "import sys, urllib.request as u; print(u.urlopen(sys.argv[1], timeout=5).read().decode())",
+        url,
+    )
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -241,7 +275,8 @@ def test_stack_runs_with_standins(compose_cli: str, daemon_image: str, tmp_path:
     confdir.mkdir()
     confdir.chmod(0o755)
     (confdir / "orchestrator.yaml").write_text(
-        yaml.safe_dump(_desired_for_the_test_bed(stack, run, original["services"], api_port)))
+        yaml.safe_dump(_desired_for_the_test_bed(stack, run, original["services"], api_port))
+    )
     (confdir / "orchestrator.yaml").chmod(0o644)
     compose_file = tmp_path / "docker-compose.yml"
     compose_file.write_text(yaml.safe_dump(_for_the_test_bed(original, run, api_port, confdir)))
@@ -273,16 +308,28 @@ def test_stack_runs_with_standins(compose_cli: str, daemon_image: str, tmp_path:
             assert ports == {name: FORWARDED_PORT + i for i, name in enumerate(vpns)}, body  # key worked
         else:
             assert all(re.fullmatch(r"[\d.]+", e["host"]) for e in engines), "engines.address: ip"
-        stop = subprocess.run([*base, "stop", "-t", "10", "orchestrator"], capture_output=True,
-                              text=True, timeout=60, check=False)
+        stop = subprocess.run(
+            [*base, "stop", "-t", "10", "orchestrator"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         assert stop.returncode == 0, stop.stderr
         assert docker("inspect", "-f", "{{.State.ExitCode}}", f"{run}-orchestrator") == "0"
     finally:
-        logs = subprocess.run([*base, "logs", "--no-color", "orchestrator"], capture_output=True,
-                              text=True, timeout=60, check=False)
+        logs = subprocess.run(
+            [*base, "logs", "--no-color", "orchestrator"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         print(f"--- compose logs ---\n{logs.stdout[-20000:]}")
-        print("--- orchestrator state ---\n"
-              + docker("inspect", "-f", "{{json .State}}", f"{run}-orchestrator", check=False))
+        print(
+            "--- orchestrator state ---\n"
+            + docker("inspect", "-f", "{{json .State}}", f"{run}-orchestrator", check=False)
+        )
         subprocess.run([*base, "down", "-v", "-t", "1"], capture_output=True, timeout=120, check=False)
         leftovers = containers(f"label={TEST_LABEL}.run={run}")
         if leftovers:

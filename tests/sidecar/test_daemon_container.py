@@ -72,11 +72,22 @@ class Sidecar:
         path.chmod(0o644)  # readable by uid 10001, as an operator's file usually is
 
     def start(self) -> str:
-        args = ["run", "-d", "--name", self.name,
-                "--label", f"{TEST_LABEL}=1", "--label", f"{TEST_LABEL}.run={self.run_id}",
-                "-v", f"{SOCKET}:/var/run/docker.sock",
-                "-v", f"{self.workdir / 'config'}:/config:ro",
-                "-p", "127.0.0.1::8000"]
+        args = [
+            "run",
+            "-d",
+            "--name",
+            self.name,
+            "--label",
+            f"{TEST_LABEL}=1",
+            "--label",
+            f"{TEST_LABEL}.run={self.run_id}",
+            "-v",
+            f"{SOCKET}:/var/run/docker.sock",
+            "-v",
+            f"{self.workdir / 'config'}:/config:ro",
+            "-p",
+            "127.0.0.1::8000",
+        ]
         for var in EMPTY_SEED_VARS:
             args += ["-e", f"{var}="]
         docker(*args, self.image)
@@ -96,8 +107,14 @@ class Sidecar:
 
     def logs(self) -> str:
         """The container's output; the daemon logs JSON lines to stderr."""
-        done = subprocess.run(["docker", "logs", self.name], stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, timeout=30, check=False)
+        done = subprocess.run(
+            ["docker", "logs", self.name],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=30,
+            check=False,
+        )
         return done.stdout
 
     def engines(self, url: str) -> list[dict[str, Any]]:
@@ -154,12 +171,20 @@ def test_daemon_container_behind_gluetun(sidecar: Sidecar) -> None:
     run_gluetun(gluetun, forwarded_port=40123)
     gluetun_info = inspect(gluetun) or {}
     gluetun_ip = gluetun_info["NetworkSettings"]["IPAddress"]
-    sidecar.write_config({
-        "engines": {"image": ENGINE_IMAGE, "min_replicas": 2, "min_free": 0, "max_replicas": 4,
-                    "address": "ip", "labels": sidecar.labels},
-        "vpn": {"mode": "single", "containers": [gluetun]},
-        "log_level": "INFO",
-    })
+    sidecar.write_config(
+        {
+            "engines": {
+                "image": ENGINE_IMAGE,
+                "min_replicas": 2,
+                "min_free": 0,
+                "max_replicas": 4,
+                "address": "ip",
+                "labels": sidecar.labels,
+            },
+            "vpn": {"mode": "single", "containers": [gluetun]},
+            "log_level": "INFO",
+        }
+    )
     url = sidecar.start()
 
     listed = wait_for("2 engines in /engines", lambda: listing_of(sidecar.engines(url), 2), timeout=60)
@@ -173,24 +198,37 @@ def test_daemon_container_behind_gluetun(sidecar: Sidecar) -> None:
         assert answered is not None and answered["CONTAINER_ID"] == engine["container_id"]
     _assert_unprivileged(sidecar.name)
 
-    wait_for("Docker health 'healthy' (the image's HEALTHCHECK)",
-             lambda: (inspect(sidecar.name) or {})["State"]["Health"]["Status"] == "healthy",
-             timeout=45, interval=0.5)
+    wait_for(
+        "Docker health 'healthy' (the image's HEALTHCHECK)",
+        lambda: (inspect(sidecar.name) or {})["State"]["Health"]["Status"] == "healthy",
+        timeout=45,
+        interval=0.5,
+    )
 
     elapsed = _stop_within_grace(sidecar)
     assert elapsed < STOP_GRACE_S / 2, f"docker stop took {elapsed:.1f}s"
-    still_running = containers(f"label={TEST_LABEL}.run={sidecar.run_id}",
-                               "label=orchestrator.managed=acestream", "status=running")
+    still_running = containers(
+        f"label={TEST_LABEL}.run={sidecar.run_id}", "label=orchestrator.managed=acestream", "status=running"
+    )
     assert len(still_running) == 2, "engines must outlive the daemon, for the next one to adopt"
 
 
 def test_daemon_container_without_vpn(sidecar: Sidecar) -> None:
-    sidecar.write_config({
-        "engines": {"image": ENGINE_IMAGE, "min_replicas": 2, "min_free": 0, "max_replicas": 4,
-                    "address": "ip", "host_port_range": "29400-29409", "labels": sidecar.labels},
-        "vpn": {"mode": "none"},
-        "log_level": "INFO",
-    })
+    sidecar.write_config(
+        {
+            "engines": {
+                "image": ENGINE_IMAGE,
+                "min_replicas": 2,
+                "min_free": 0,
+                "max_replicas": 4,
+                "address": "ip",
+                "host_port_range": "29400-29409",
+                "labels": sidecar.labels,
+            },
+            "vpn": {"mode": "none"},
+            "log_level": "INFO",
+        }
+    )
     url = sidecar.start()
 
     listed = wait_for("2 engines in /engines", lambda: listing_of(sidecar.engines(url), 2), timeout=60)
@@ -208,8 +246,9 @@ def test_daemon_container_without_vpn(sidecar: Sidecar) -> None:
     assert elapsed < STOP_GRACE_S / 2, f"docker stop took {elapsed:.1f}s"
 
 
-def _check_config(daemon_image: str, tmp_path: Path, text: str,
-                  mode: int) -> subprocess.CompletedProcess[str]:
+def _check_config(
+    daemon_image: str, tmp_path: Path, text: str, mode: int
+) -> subprocess.CompletedProcess[str]:
     """`--check` of a YAML with the given text and file mode, mounted as the stacks mount it."""
     confdir = tmp_path / "config"
     confdir.mkdir()
@@ -217,9 +256,24 @@ def _check_config(daemon_image: str, tmp_path: Path, text: str,
     (confdir / "orchestrator.yaml").write_text(text)
     (confdir / "orchestrator.yaml").chmod(mode)
     done = subprocess.run(
-        ["docker", "run", "--rm", "--label", f"{TEST_LABEL}=1", "-v", f"{confdir}:/config:ro",
-         daemon_image, "--config", "/config/orchestrator.yaml", "--check"],
-        capture_output=True, text=True, timeout=60, check=False)
+        [
+            "docker",
+            "run",
+            "--rm",
+            "--label",
+            f"{TEST_LABEL}=1",
+            "-v",
+            f"{confdir}:/config:ro",
+            daemon_image,
+            "--config",
+            "/config/orchestrator.yaml",
+            "--check",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     return done
 
 

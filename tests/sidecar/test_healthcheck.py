@@ -25,25 +25,33 @@ def healthcheck() -> ModuleType:
     return module
 
 
-@pytest.mark.parametrize(("cmdline", "expected"), [
-    (b"/opt/venv/bin/python3\0/opt/venv/bin/acestream-orchestrator\0--config\0/config/x.yaml\0",
-     "/config/x.yaml"),
-    (b"python\0-m\0orchestrator\0--config=/etc/o.yaml\0--check\0", "/etc/o.yaml"),
-    (b"sleep\0600\0", "/config/orchestrator.yaml"),
-    (b"", "/config/orchestrator.yaml"),
-])
+@pytest.mark.parametrize(
+    ("cmdline", "expected"),
+    [
+        (
+            b"/opt/venv/bin/python3\0/opt/venv/bin/acestream-orchestrator\0--config\0/config/x.yaml\0",
+            "/config/x.yaml",
+        ),
+        (b"python\0-m\0orchestrator\0--config=/etc/o.yaml\0--check\0", "/etc/o.yaml"),
+        (b"sleep\0600\0", "/config/orchestrator.yaml"),
+        (b"", "/config/orchestrator.yaml"),
+    ],
+)
 def test_config_path_from_pid1(healthcheck: ModuleType, cmdline: bytes, expected: str) -> None:
     assert healthcheck.daemon_config_path(cmdline) == expected
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("api:\n  port: 9100\n", ("127.0.0.1", 9100)),            # wildcard host: loopback
-    ("api:\n  host: 10.1.2.3\n  port: 9100\n", ("10.1.2.3", 9100)),
-    ("api:\n  host: '::1'\n", ("[::1]", 8000)),
-    ("", ("127.0.0.1", 8000)),                               # every default
-    ("api:\n  port: 9100\nengines:\n  min_replicas: many\n", ("127.0.0.1", 9100)),  # invalid edit
-    ("api: [\n", ("127.0.0.1", 8000)),                       # not even YAML
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("api:\n  port: 9100\n", ("127.0.0.1", 9100)),  # wildcard host: loopback
+        ("api:\n  host: 10.1.2.3\n  port: 9100\n", ("10.1.2.3", 9100)),
+        ("api:\n  host: '::1'\n", ("[::1]", 8000)),
+        ("", ("127.0.0.1", 8000)),  # every default
+        ("api:\n  port: 9100\nengines:\n  min_replicas: many\n", ("127.0.0.1", 9100)),  # invalid edit
+        ("api: [\n", ("127.0.0.1", 8000)),  # not even YAML
+    ],
+)
 def test_api_address(healthcheck: ModuleType, tmp_path: Path, text: str, expected: tuple[str, int]) -> None:
     path = tmp_path / "orchestrator.yaml"
     path.write_text(text)

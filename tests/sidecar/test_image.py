@@ -51,21 +51,35 @@ def pyproject_pins() -> dict[str, str]:
 def test_lock_pins_exactly_what_pyproject_pins() -> None:
     runtime, build = lock_pins()
     direct = pyproject_pins()
-    differing = {name: (version, runtime.get(name)) for name, version in direct.items()
-                 if runtime.get(name) != version}
-    assert not differing, (f"docker/requirements.lock disagrees with pyproject.toml "
-                           f"(name: (pyproject, lock)): {differing}; regenerate the lock as its "
-                           f"header says")
+    differing = {
+        name: (version, runtime.get(name)) for name, version in direct.items() if runtime.get(name) != version
+    }
+    assert not differing, (
+        f"docker/requirements.lock disagrees with pyproject.toml "
+        f"(name: (pyproject, lock)): {differing}; regenerate the lock as its "
+        f"header says"
+    )
     assert set(build) == {"setuptools"}, build
     assert not set(runtime) & set(build)
 
 
 def test_image_holds_exactly_the_locked_packages(daemon_image: str) -> None:
-    script = ("import importlib.metadata as m, json, os, sys; print(json.dumps({"
-              "'dists': {d.metadata['Name']: d.version for d in m.distributions()}, "
-              "'python': sys.version_info[:2], 'executable': os.path.realpath(sys.executable)}))")
-    listing = docker("run", "--rm", "--label", f"{TEST_LABEL}=1", "--entrypoint", "/opt/venv/bin/python",
-                     daemon_image, "-c", script)
+    script = (
+        "import importlib.metadata as m, json, os, sys; print(json.dumps({"
+        "'dists': {d.metadata['Name']: d.version for d in m.distributions()}, "
+        "'python': sys.version_info[:2], 'executable': os.path.realpath(sys.executable)}))"
+    )
+    listing = docker(
+        "run",
+        "--rm",
+        "--label",
+        f"{TEST_LABEL}=1",
+        "--entrypoint",
+        "/opt/venv/bin/python",
+        daemon_image,
+        "-c",
+        script,
+    )
     found = json.loads(listing)
     installed = {normalize(name): version for name, version in found["dists"].items()}
     runtime, _ = lock_pins()
@@ -86,8 +100,13 @@ def test_image_metadata(daemon_image: str) -> None:
 
 
 def test_image_reports_its_own_command_line(daemon_image: str) -> None:
-    done = subprocess.run(["docker", "run", "--rm", "--label", f"{TEST_LABEL}=1", daemon_image, "--help"],
-                          capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run(
+        ["docker", "run", "--rm", "--label", f"{TEST_LABEL}=1", daemon_image, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert "--config" in done.stdout and "--check" in done.stdout
 
@@ -97,7 +116,14 @@ def test_context_excludes_local_state() -> None:
     lines = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()]
     assert "*" in lines
     included = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
-    assert included <= {"Dockerfile", "pyproject.toml", "README.md", "config.example.yaml", "docker",
-                        "orchestrator", "reconcilers"}, included
+    assert included <= {
+        "Dockerfile",
+        "pyproject.toml",
+        "README.md",
+        "config.example.yaml",
+        "docker",
+        "orchestrator",
+        "reconcilers",
+    }, included
     for path in included:
         assert (REPO / Path(path)).exists(), path

@@ -32,38 +32,75 @@ DOCKER_CLIENT_VARS = frozenset({"DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT
 
 # --- everybody else's, each with its reason ----------------------------------------------------
 # qmcgaw/gluetun's own variables, as the stacks set them on the Gluetun services
-GLUETUN_VARS = frozenset({
-    "VPN_SERVICE_PROVIDER", "VPN_TYPE", "WIREGUARD_PRIVATE_KEY", "WIREGUARD_ADDRESSES",
-    "OPENVPN_USER", "OPENVPN_PASSWORD", "SERVER_COUNTRIES", "VPN_PORT_FORWARDING", "TZ",
-    "HTTP_CONTROL_SERVER_ADDRESS", "HTTP_CONTROL_SERVER_AUTH_DEFAULT_ROLE", "FIREWALL_INPUT_PORTS",
-})
+GLUETUN_VARS = frozenset(
+    {
+        "VPN_SERVICE_PROVIDER",
+        "VPN_TYPE",
+        "WIREGUARD_PRIVATE_KEY",
+        "WIREGUARD_ADDRESSES",
+        "OPENVPN_USER",
+        "OPENVPN_PASSWORD",
+        "SERVER_COUNTRIES",
+        "VPN_PORT_FORWARDING",
+        "TZ",
+        "HTTP_CONTROL_SERVER_ADDRESS",
+        "HTTP_CONTROL_SERVER_AUTH_DEFAULT_ROLE",
+        "FIREWALL_INPUT_PORTS",
+    }
+)
 # the acexy proxy's (krinkuto11/acexy) variables
-ACEXY_VARS = frozenset({
-    "ACEXY_ORCH_URL", "ACEXY_ORCH_APIKEY", "ACEXY_MAX_STREAMS_PER_ENGINE", "ACEXY_LISTEN_ADDR",
-    "ACEXY_HOST", "ACEXY_PORT",
-})
+ACEXY_VARS = frozenset(
+    {
+        "ACEXY_ORCH_URL",
+        "ACEXY_ORCH_APIKEY",
+        "ACEXY_MAX_STREAMS_PER_ENGINE",
+        "ACEXY_LISTEN_ADDR",
+        "ACEXY_HOST",
+        "ACEXY_PORT",
+    }
+)
 # what the daemon gives every engine (orchestrator/engine_containers.py engine_env)
 ENGINE_VARS = frozenset({"HTTP_PORT", "HTTPS_PORT", "P2P_PORT", "BIND_ALL", "CONF"})
 # the stacks' own knobs: interpolated by compose in docker-compose.yml, never seen by a container
 # under their own name
-COMPOSE_KNOBS = frozenset({
-    "ORCHESTRATOR_IMAGE", "BASE_IMAGE", "DOCKER_SOCKET", "ORCHESTRATOR_BIND", "ORCHESTRATOR_PORT",
-    "GLUETUN_IMAGE", "WIREGUARD_PRIVATE_KEY_2", "WIREGUARD_ADDRESSES_2",
-    "ACEXY_IMAGE", "ACEXY_BIND", "ACEXY_HTTP_PORT",
-})
+COMPOSE_KNOBS = frozenset(
+    {
+        "ORCHESTRATOR_IMAGE",
+        "BASE_IMAGE",
+        "DOCKER_SOCKET",
+        "ORCHESTRATOR_BIND",
+        "ORCHESTRATOR_PORT",
+        "GLUETUN_IMAGE",
+        "WIREGUARD_PRIVATE_KEY_2",
+        "WIREGUARD_ADDRESSES_2",
+        "ACEXY_IMAGE",
+        "ACEXY_BIND",
+        "ACEXY_HTTP_PORT",
+    }
+)
 # knobs of this repository's scripts and test bed, which the README may mention
-TOOLING_VARS = frozenset({
-    "FORCE", "DEBIAN_MIRROR", "DEMO_PORT", "ENSURE_DOCKER_TIMEOUT_S", "DOCKERD_EXTRA_ARGS",
-    "STANDIN_READY_DELAY_S", "STANDIN_START_UNHEALTHY", "STANDIN_FORWARDED_PORT", "STANDIN_PUBLIC_IP",
-    "STANDIN_API_KEY",
-})
+TOOLING_VARS = frozenset(
+    {
+        "FORCE",
+        "DEBIAN_MIRROR",
+        "DEMO_PORT",
+        "ENSURE_DOCKER_TIMEOUT_S",
+        "DOCKERD_EXTRA_ARGS",
+        "STANDIN_READY_DELAY_S",
+        "STANDIN_START_UNHEALTHY",
+        "STANDIN_FORWARDED_PORT",
+        "STANDIN_PUBLIC_IP",
+        "STANDIN_API_KEY",
+    }
+)
 SERVICE_VARS = {  # which container may be given which variables, by the service's image
     "orchestrator": DAEMON_VARS | DOCKER_CLIENT_VARS,
     "gluetun": GLUETUN_VARS,
     "acexy": ACEXY_VARS,
 }
-KNOWN = (DAEMON_VARS | DOCKER_CLIENT_VARS | GLUETUN_VARS | ACEXY_VARS | ENGINE_VARS | COMPOSE_KNOBS
-         | TOOLING_VARS)
+KNOWN = (
+    DAEMON_VARS | DOCKER_CLIENT_VARS | GLUETUN_VARS | ACEXY_VARS | ENGINE_VARS | COMPOSE_KNOBS | TOOLING_VARS
+)
 
 NAME = r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+"  # in prose at least one underscore: not TODO, JSON, API
 
@@ -82,8 +119,10 @@ def env_file(path: Path) -> dict[str, str]:
         name, sep, value = line.partition("=")
         assert sep and re.fullmatch(r"[A-Z][A-Z0-9_]*", name), f"{path}:{number}: not NAME=value"
         assert name not in out, f"{path}:{number}: {name} twice"
-        assert "#" not in value, (f"{path}:{number}: docker-compose 1.x would keep the comment in the "
-                                  f"value of {name}: put comments on their own lines")
+        assert "#" not in value, (
+            f"{path}:{number}: docker-compose 1.x would keep the comment in the "
+            f"value of {name}: put comments on their own lines"
+        )
         out[name] = value
     return out
 
@@ -117,8 +156,11 @@ def readme_names() -> set[str]:
 
 def dotted_keys() -> dict[str, Any]:
     """SCHEMA's keys, dotted (`engines.image`, ..., `log_level`) -> default."""
-    return {(f"{section}.{key}" if key else section): default
-            for section, keys in SCHEMA.items() for key, (default, _check) in keys.items()}
+    return {
+        (f"{section}.{key}" if key else section): default
+        for section, keys in SCHEMA.items()
+        for key, (default, _check) in keys.items()
+    }
 
 
 def env_of_key() -> dict[str, set[str]]:
@@ -132,6 +174,7 @@ def env_of_key() -> dict[str, set[str]]:
 
 # --- compose stacks ----------------------------------------------------------------------------
 
+
 def test_there_are_stacks() -> None:
     assert STACKS, "compose/*/docker-compose.yml"
 
@@ -142,7 +185,8 @@ def test_stack_env_example_matches_its_compose_file(stack: Path) -> None:
     used = interpolated((stack / "docker-compose.yml").read_text())
     assert set(documented) == used, (
         f"{stack.name}: only in .env.example (does nothing): {sorted(set(documented) - used)}; "
-        f"used by docker-compose.yml but not in .env.example: {sorted(used - set(documented))}")
+        f"used by docker-compose.yml but not in .env.example: {sorted(used - set(documented))}"
+    )
     unknown = used - DAEMON_VARS - GLUETUN_VARS - ACEXY_VARS - COMPOSE_KNOBS
     assert not unknown, f"{stack.name}: variables nobody reads: {sorted(unknown)}"
     lacking = DAEMON_VARS - set(documented)
@@ -164,7 +208,8 @@ def test_stack_containers_get_only_variables_they_read(stack: Path) -> None:
                 assert value == f"${{{var}:-}}", f"{stack.name}/{name}: {var}: {value!r}"
     orchestrator_env = set(services["orchestrator"]["environment"])
     assert orchestrator_env >= DAEMON_VARS, (
-        f"{stack.name}: .env cannot reach the daemon for {sorted(DAEMON_VARS - orchestrator_env)}")
+        f"{stack.name}: .env cannot reach the daemon for {sorted(DAEMON_VARS - orchestrator_env)}"
+    )
 
 
 @pytest.mark.parametrize("stack", STACKS, ids=lambda p: p.name)
@@ -175,10 +220,13 @@ def test_stack_config_is_valid(stack: Path) -> None:
 
 # --- README.md -----------------------------------------------------------------------------------
 
+
 def test_readme_names_only_known_variables() -> None:
     unknown = readme_names() - KNOWN
-    assert not unknown, (f"README.md names variables nobody reads: {sorted(unknown)} (a typo? else "
-                         f"add them to the right list in {Path(__file__).name})")
+    assert not unknown, (
+        f"README.md names variables nobody reads: {sorted(unknown)} (a typo? else "
+        f"add them to the right list in {Path(__file__).name})"
+    )
 
 
 def test_readme_documents_every_variable_the_code_reads() -> None:
@@ -192,7 +240,7 @@ def _readme_table(header: str) -> list[list[str]]:
     start = next((i for i, line in enumerate(lines) if line.startswith(header)), None)
     assert start is not None, f"README.md: no table starting {header!r}"
     rows = []
-    for line in lines[start + 2:]:
+    for line in lines[start + 2 :]:
         if not line.startswith("|"):
             break
         rows.append([cell.strip() for cell in re.split(r"(?<!\\)\|", line.strip())[1:-1]])
@@ -223,9 +271,11 @@ def _fmt_default(value: Any) -> str:
 
 def expected_key_rows() -> list[str]:
     envs = env_of_key()
-    return [f"| `{key}` | `{_fmt_default(default)}` | "
-            f"{', '.join(f'`{v}`' for v in sorted(envs.get(key, ()), key=len))} | <what it does> |"
-            for key, default in dotted_keys().items()]
+    return [
+        f"| `{key}` | `{_fmt_default(default)}` | "
+        f"{', '.join(f'`{v}`' for v in sorted(envs.get(key, ()), key=len))} | <what it does> |"
+        for key, default in dotted_keys().items()
+    ]
 
 
 def test_readme_key_table_matches_the_schema() -> None:
@@ -233,11 +283,13 @@ def test_readme_key_table_matches_the_schema() -> None:
     found = {}
     for key, default, env, _what in rows:
         found[key.strip("`")] = (default.strip("`"), set(re.findall(r"`(" + NAME + ")`", env)))
-    expected = {key: (_fmt_default(default), env_of_key().get(key, set()))
-                for key, default in dotted_keys().items()}
-    assert found == expected, ("README.md's key table (## Configuration) is out of step with "
-                               "orchestrator/config.py SCHEMA/ENV_OVERRIDES; the rows should be:\n"
-                               + "\n".join(expected_key_rows()))
+    expected = {
+        key: (_fmt_default(default), env_of_key().get(key, set())) for key, default in dotted_keys().items()
+    }
+    assert found == expected, (
+        "README.md's key table (## Configuration) is out of step with "
+        "orchestrator/config.py SCHEMA/ENV_OVERRIDES; the rows should be:\n" + "\n".join(expected_key_rows())
+    )
 
 
 def test_readme_names_only_real_keys() -> None:
@@ -251,6 +303,7 @@ def test_readme_names_only_real_keys() -> None:
 
 
 # --- config.example.yaml comments ----------------------------------------------------------------
+
 
 def example_comment_vars() -> dict[str, set[str]]:
     """Dotted key -> the variables its line's comment names."""
@@ -273,5 +326,7 @@ def example_comment_vars() -> dict[str, set[str]]:
 def test_config_example_comments_name_the_right_variables() -> None:
     named = example_comment_vars()
     expected = {key: envs for key, envs in env_of_key().items()}
-    assert named == expected, ("config.example.yaml: each key's comment should name the variables "
-                               f"that override it: expected {expected}, found {named}")
+    assert named == expected, (
+        "config.example.yaml: each key's comment should name the variables "
+        f"that override it: expected {expected}, found {named}"
+    )

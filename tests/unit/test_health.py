@@ -24,40 +24,99 @@ class StaleCase:
 
 
 STALENESS_CASES = [
-    StaleCase(id="no_vpn_engine_is_fresh", engine=engine("a"), vpn=vpn("g1", started_at=500.0),
-              expected="fresh"),
+    StaleCase(
+        id="no_vpn_engine_is_fresh", engine=engine("a"), vpn=vpn("g1", started_at=500.0), expected="fresh"
+    ),
     StaleCase(id="vpn_gone_orphaned", engine=engine("a", vpn="g1"), vpn=None, expected="orphaned"),
-    StaleCase(id="vpn_without_container_orphaned", engine=engine("a", vpn="g1"),
-              vpn=vpn("g1", "missing"), expected="orphaned"),
-    StaleCase(id="vpn_recreated_new_id", engine=engine("a", vpn="g1", vpn_id="old-id"),
-              vpn=vpn("g1"), expected="recreate"),
-    StaleCase(id="vpn_recreated_even_if_engine_exited",
-              engine=engine("a", vpn="g1", vpn_id="old-id", status="exited"), vpn=vpn("g1"),
-              expected="recreate"),
-    StaleCase(id="engine_not_running_is_fresh", engine=engine("a", vpn="g1", status="exited"),
-              vpn=vpn("g1", started_at=500.0), expected="fresh"),
-    StaleCase(id="engine_never_started_is_fresh", engine=engine("a", vpn="g1", started_at=None),
-              vpn=vpn("g1", started_at=500.0), expected="fresh"),
-    StaleCase(id="vpn_restarted_after_engine", engine=engine("a", vpn="g1"),
-              vpn=vpn("g1", started_at=150.0), expected="restart"),
-    StaleCase(id="vpn_started_same_instant_not_after", engine=engine("a", vpn="g1"),
-              vpn=vpn("g1", started_at=100.0), expected="restart"),
-    StaleCase(id="vpn_restart_counts_without_reconnect_flag", engine=engine("a", vpn="g1"),
-              vpn=vpn("g1", started_at=150.0), reconnect=False, expected="restart"),
-    StaleCase(id="engine_started_after_vpn", engine=engine("a", vpn="g1"),
-              vpn=vpn("g1", started_at=99.0), expected="fresh"),
-    StaleCase(id="vpn_start_unknown", engine=engine("a", vpn="g1"),
-              vpn=vpn("g1", started_at=None), expected="fresh"),
-    StaleCase(id="reconnected_after_engine", engine=engine("a", vpn="g1"),
-              vpn=vpn("g1", reconnected_at=150.0), expected="restart"),
-    StaleCase(id="reconnected_same_instant", engine=engine("a", vpn="g1"),
-              vpn=vpn("g1", reconnected_at=100.0), expected="restart"),
-    StaleCase(id="reconnected_after_engine_flag_off", engine=engine("a", vpn="g1"),
-              vpn=vpn("g1", reconnected_at=150.0), reconnect=False, expected="fresh"),
-    StaleCase(id="reconnected_before_engine", engine=engine("a", vpn="g1"),
-              vpn=vpn("g1", reconnected_at=99.0), expected="fresh"),
-    StaleCase(id="health_is_not_staleness", engine=engine("a", vpn="g1"),
-              vpn=vpn("g1", "unhealthy"), expected="fresh"),
+    StaleCase(
+        id="vpn_without_container_orphaned",
+        engine=engine("a", vpn="g1"),
+        vpn=vpn("g1", "missing"),
+        expected="orphaned",
+    ),
+    StaleCase(
+        id="vpn_recreated_new_id",
+        engine=engine("a", vpn="g1", vpn_id="old-id"),
+        vpn=vpn("g1"),
+        expected="recreate",
+    ),
+    StaleCase(
+        id="vpn_recreated_even_if_engine_exited",
+        engine=engine("a", vpn="g1", vpn_id="old-id", status="exited"),
+        vpn=vpn("g1"),
+        expected="recreate",
+    ),
+    StaleCase(
+        id="engine_not_running_is_fresh",
+        engine=engine("a", vpn="g1", status="exited"),
+        vpn=vpn("g1", started_at=500.0),
+        expected="fresh",
+    ),
+    StaleCase(
+        id="engine_never_started_is_fresh",
+        engine=engine("a", vpn="g1", started_at=None),
+        vpn=vpn("g1", started_at=500.0),
+        expected="fresh",
+    ),
+    StaleCase(
+        id="vpn_restarted_after_engine",
+        engine=engine("a", vpn="g1"),
+        vpn=vpn("g1", started_at=150.0),
+        expected="restart",
+    ),
+    StaleCase(
+        id="vpn_started_same_instant_not_after",
+        engine=engine("a", vpn="g1"),
+        vpn=vpn("g1", started_at=100.0),
+        expected="restart",
+    ),
+    StaleCase(
+        id="vpn_restart_counts_without_reconnect_flag",
+        engine=engine("a", vpn="g1"),
+        vpn=vpn("g1", started_at=150.0),
+        reconnect=False,
+        expected="restart",
+    ),
+    StaleCase(
+        id="engine_started_after_vpn",
+        engine=engine("a", vpn="g1"),
+        vpn=vpn("g1", started_at=99.0),
+        expected="fresh",
+    ),
+    StaleCase(
+        id="vpn_start_unknown", engine=engine("a", vpn="g1"), vpn=vpn("g1", started_at=None), expected="fresh"
+    ),
+    StaleCase(
+        id="reconnected_after_engine",
+        engine=engine("a", vpn="g1"),
+        vpn=vpn("g1", reconnected_at=150.0),
+        expected="restart",
+    ),
+    StaleCase(
+        id="reconnected_same_instant",
+        engine=engine("a", vpn="g1"),
+        vpn=vpn("g1", reconnected_at=100.0),
+        expected="restart",
+    ),
+    StaleCase(
+        id="reconnected_after_engine_flag_off",
+        engine=engine("a", vpn="g1"),
+        vpn=vpn("g1", reconnected_at=150.0),
+        reconnect=False,
+        expected="fresh",
+    ),
+    StaleCase(
+        id="reconnected_before_engine",
+        engine=engine("a", vpn="g1"),
+        vpn=vpn("g1", reconnected_at=99.0),
+        expected="fresh",
+    ),
+    StaleCase(
+        id="health_is_not_staleness",
+        engine=engine("a", vpn="g1"),
+        vpn=vpn("g1", "unhealthy"),
+        expected="fresh",
+    ),
 ]
 
 
@@ -78,28 +137,42 @@ class VisCase:
 VISIBILITY_CASES = [
     VisCase(id="running_ready_no_vpn", engine=engine("a"), vpns=(), expected=True),
     VisCase(id="not_ready", engine=engine("a", ready=False), vpns=(), expected=False),
-    VisCase(id="exited_though_marked_ready", engine=engine("a", status="exited"), vpns=(),
-            expected=False),
+    VisCase(id="exited_though_marked_ready", engine=engine("a", status="exited"), vpns=(), expected=False),
     VisCase(id="restarting", engine=engine("a", status="restarting"), vpns=(), expected=False),
-    VisCase(id="behind_healthy_vpn", engine=engine("a", vpn="g1"), vpns=(vpn("g1"),),
-            expected=True),
-    VisCase(id="behind_healthy_vpn_not_ready", engine=engine("a", vpn="g1", ready=False),
-            vpns=(vpn("g1"),), expected=False),
+    VisCase(id="behind_healthy_vpn", engine=engine("a", vpn="g1"), vpns=(vpn("g1"),), expected=True),
+    VisCase(
+        id="behind_healthy_vpn_not_ready",
+        engine=engine("a", vpn="g1", ready=False),
+        vpns=(vpn("g1"),),
+        expected=False,
+    ),
     *[
-        VisCase(id=f"vpn_{state}", engine=engine("a", vpn="g1"), vpns=(vpn("g1", state),),
-                expected=False)
+        VisCase(id=f"vpn_{state}", engine=engine("a", vpn="g1"), vpns=(vpn("g1", state),), expected=False)
         for state in ("unhealthy", "starting", "stopped", "missing")
     ],
-    VisCase(id="vpn_not_observed", engine=engine("a", vpn="g1"), vpns=(vpn("g2"),),
-            expected=False),
-    VisCase(id="vpn_recreated", engine=engine("a", vpn="g1", vpn_id="old-id"),
-            vpns=(vpn("g1"),), expected=False),
-    VisCase(id="vpn_restarted_after_engine", engine=engine("a", vpn="g1"),
-            vpns=(vpn("g1", started_at=150.0),), expected=False),
-    VisCase(id="vpn_reconnected_after_engine", engine=engine("a", vpn="g1"),
-            vpns=(vpn("g1", reconnected_at=150.0),), expected=False),
-    VisCase(id="vpn_reconnected_flag_off", engine=engine("a", vpn="g1"),
-            vpns=(vpn("g1", reconnected_at=150.0),), reconnect=False, expected=True),
+    VisCase(id="vpn_not_observed", engine=engine("a", vpn="g1"), vpns=(vpn("g2"),), expected=False),
+    VisCase(
+        id="vpn_recreated", engine=engine("a", vpn="g1", vpn_id="old-id"), vpns=(vpn("g1"),), expected=False
+    ),
+    VisCase(
+        id="vpn_restarted_after_engine",
+        engine=engine("a", vpn="g1"),
+        vpns=(vpn("g1", started_at=150.0),),
+        expected=False,
+    ),
+    VisCase(
+        id="vpn_reconnected_after_engine",
+        engine=engine("a", vpn="g1"),
+        vpns=(vpn("g1", reconnected_at=150.0),),
+        expected=False,
+    ),
+    VisCase(
+        id="vpn_reconnected_flag_off",
+        engine=engine("a", vpn="g1"),
+        vpns=(vpn("g1", reconnected_at=150.0),),
+        reconnect=False,
+        expected=True,
+    ),
 ]
 
 

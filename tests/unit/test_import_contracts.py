@@ -19,29 +19,52 @@ LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 @pytest.mark.parametrize(
     ("module", "line", "contract"),
     [
-        ("orchestrator/api/views.py", "from orchestrator.daemon import Daemon",
-         "The daemon's layers point down"),
-        ("orchestrator/state/store.py", "from orchestrator.workers import executor",
-         "The daemon's layers point down"),
-        ("orchestrator/workers/readiness.py", "import aiodocker",
-         "Only the Docker gateway imports aiodocker"),
+        (
+            "orchestrator/api/views.py",
+            "from orchestrator.daemon import Daemon",
+            "The daemon's layers point down",
+        ),
+        (
+            "orchestrator/state/store.py",
+            "from orchestrator.workers import executor",
+            "The daemon's layers point down",
+        ),
+        (
+            "orchestrator/workers/readiness.py",
+            "import aiodocker",
+            "Only the Docker gateway imports aiodocker",
+        ),
         ("reconcilers/pool.py", "import structlog", "The planner is pure: no daemon, no I/O libraries"),
-        ("reconcilers/health.py", "from orchestrator.errors import OrchestratorError",
-         "The planner is pure: no daemon, no I/O libraries"),
+        (
+            "reconcilers/health.py",
+            "from orchestrator.errors import OrchestratorError",
+            "The planner is pure: no daemon, no I/O libraries",
+        ),
     ],
-    ids=["api_imports_daemon", "state_imports_workers", "aiodocker_outside_gateway",
-         "planner_logs", "planner_imports_daemon"],
+    ids=[
+        "api_imports_daemon",
+        "state_imports_workers",
+        "aiodocker_outside_gateway",
+        "planner_logs",
+        "planner_imports_daemon",
+    ],
 )
-def test_a_planted_bad_import_breaks_its_contract(tmp_path: Path, module: str, line: str,
-                                                  contract: str) -> None:
+def test_a_planted_bad_import_breaks_its_contract(
+    tmp_path: Path, module: str, line: str, contract: str
+) -> None:
     for package in ("orchestrator", "reconcilers"):
-        shutil.copytree(REPO / package, tmp_path / package,
-                        ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(REPO / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "pyproject.toml", tmp_path)
     with (tmp_path / module).open("a", encoding="utf-8") as source:
         source.write(f"\n{line}  # noqa\n")
-    done = subprocess.run([str(LINT_IMPORTS), "--no-cache"], cwd=tmp_path, capture_output=True,
-                          text=True, env={**os.environ, "PYTHONPATH": str(tmp_path)}, timeout=60,
-                          check=False)
+    done = subprocess.run(
+        [str(LINT_IMPORTS), "--no-cache"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        timeout=60,
+        check=False,
+    )
     assert done.returncode != 0, done.stdout
     assert f"{contract} BROKEN" in done.stdout, done.stdout

@@ -31,8 +31,14 @@ from tests.unit.factories import desired, port_range
         ("19000-19009", 1, 2, "19005-19009"),
         ("19000-19010", 1, 2, "19005-19009"),  # the odd port left over belongs to nobody
     ],
-    ids=["one_vpn_whole_range", "halves_first", "halves_second", "thirds_last", "small_second",
-         "odd_size_remainder_unused"],
+    ids=[
+        "one_vpn_whole_range",
+        "halves_first",
+        "halves_second",
+        "thirds_last",
+        "small_second",
+        "odd_size_remainder_unused",
+    ],
 )
 def test_vpn_share(whole: str, index: int, count: int, share: str) -> None:
     assert vpn_share(port_range(whole), index, count) == port_range(share)
@@ -70,8 +76,7 @@ def test_vpn_slot_ports(share: str, slot: int, forwarded: int | None, ports: Eng
     assert vpn_slot_ports(port_range(share), slot, forwarded) == ports
 
 
-@pytest.mark.parametrize("share", ["19000-19999", "19000-19499", "19500-19999", "30000-30008",
-                                   "19666-19998"])
+@pytest.mark.parametrize("share", ["19000-19999", "19000-19499", "19500-19999", "30000-30008", "19666-19998"])
 def test_every_slot_of_a_share_gets_distinct_ports_inside_it(share: str) -> None:
     rng = port_range(share)
     slots = slots_in_share(rng)
@@ -118,8 +123,15 @@ def test_host_slot_outside_range_is_refused(slot: int) -> None:
         ((5, 7), 3, 0),
         ((0, 1, 2), 3, None),
     ],
-    ids=["empty", "next_after_used", "reuses_freed_zero", "fills_gap", "duplicates",
-         "ignores_out_of_range", "full"],
+    ids=[
+        "empty",
+        "next_after_used",
+        "reuses_freed_zero",
+        "fills_gap",
+        "duplicates",
+        "ignores_out_of_range",
+        "full",
+    ],
 )
 def test_free_slot(used: tuple[int, ...], capacity: int, slot: int | None) -> None:
     d = desired(host_port_range=f"19000-{19000 + capacity - 1}")

@@ -17,11 +17,30 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "reconcilers"
 
-PURE_STDLIB = frozenset({
-    "__future__", "abc", "bisect", "collections", "copy", "dataclasses", "enum", "functools",
-    "hashlib", "heapq", "itertools", "json", "math", "numbers", "operator", "re", "statistics",
-    "string", "types", "typing",
-})
+PURE_STDLIB = frozenset(
+    {
+        "__future__",
+        "abc",
+        "bisect",
+        "collections",
+        "copy",
+        "dataclasses",
+        "enum",
+        "functools",
+        "hashlib",
+        "heapq",
+        "itertools",
+        "json",
+        "math",
+        "numbers",
+        "operator",
+        "re",
+        "statistics",
+        "string",
+        "types",
+        "typing",
+    }
+)
 FORBIDDEN = {
     "orchestrator": "the daemon; planning must not depend on it",
     "aiodocker": "Docker I/O belongs to the effect executor",
@@ -73,10 +92,12 @@ def violations(source: str, filename: str) -> list[str]:
                 found.append(f"{filename}:{node.lineno}: relative import leaves the package")
             elif node.level == 0:
                 names = [node.module or ""]
-        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-              and node.func.id in FORBIDDEN_CALLS):
-            found.append(f"{filename}:{node.lineno}: calls {node.func.id}() "
-                         f"({FORBIDDEN_CALLS[node.func.id]})")
+        elif (
+            isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in FORBIDDEN_CALLS
+        ):
+            found.append(
+                f"{filename}:{node.lineno}: calls {node.func.id}() ({FORBIDDEN_CALLS[node.func.id]})"
+            )
         for name in names:
             problem = _import_problem(name)
             if problem:
@@ -88,9 +109,7 @@ MODULES = sorted(PACKAGE.rglob("*.py"))
 
 
 def test_the_package_has_modules_to_check() -> None:
-    assert {"model.py", "pool.py", "health.py", "ports.py", "placement.py"} <= {
-        p.name for p in MODULES
-    }
+    assert {"model.py", "pool.py", "health.py", "ports.py", "placement.py"} <= {p.name for p in MODULES}
 
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(ROOT)))

@@ -42,8 +42,7 @@ class World:
 
     def engines(self) -> list[str]:
         """IDs of the managed engines the fake Docker holds."""
-        return [c.id for c in self.docker.containers.values()
-                if c.labels.get("orchestrator.pool") == POOL]
+        return [c.id for c in self.docker.containers.values() if c.labels.get("orchestrator.pool") == POOL]
 
 
 async def _control_server_stand_in(store: StateStore) -> None:
@@ -54,13 +53,15 @@ async def _control_server_stand_in(store: StateStore) -> None:
         changed.clear()
         for name, vpn in store.vpns.items():
             if not vpn.port_known:
-                store.apply_vpn(name, ControlRead(forwarded_port=None, public_ip=None,
-                                                  status="running"), time.time())
+                store.apply_vpn(
+                    name, ControlRead(forwarded_port=None, public_ip=None, status="running"), time.time()
+                )
 
 
 @asynccontextmanager
-async def world(yaml_text: str, docker: FakeDocker | None = None, *,
-                act: bool = False) -> AsyncIterator[World]:
+async def world(
+    yaml_text: str, docker: FakeDocker | None = None, *, act: bool = False
+) -> AsyncIterator[World]:
     """The event source on `docker`; with `act`, the executor and reconcile loop too."""
     config = parse_config(yaml_text, source="test.yaml", env={})
     fake = docker or FakeDocker()
@@ -72,8 +73,11 @@ async def world(yaml_text: str, docker: FakeDocker | None = None, *,
     async with asyncio.TaskGroup() as tasks:
         running.append(tasks.create_task(events.run()))
         if act:
-            running += [tasks.create_task(executor.run()), tasks.create_task(loop.run()),
-                        tasks.create_task(_control_server_stand_in(store))]
+            running += [
+                tasks.create_task(executor.run()),
+                tasks.create_task(loop.run()),
+                tasks.create_task(_control_server_stand_in(store)),
+            ]
         w = World(docker=fake, store=store, events=events, config=config)
         await w.until("the first resync", lambda: store.docker_connected)
         try:

@@ -15,8 +15,12 @@ from reconcilers.model import VpnState
 from tests.fakes.docker import FakeDocker
 from tests.workers.conftest import ONE_VPN, POOL, World, world
 
-ENGINE_LABELS = {"orchestrator.managed": "acestream", "orchestrator.pool": POOL,
-                 "orchestrator.slot": "0", "orchestrator.http_port": "6878"}
+ENGINE_LABELS = {
+    "orchestrator.managed": "acestream",
+    "orchestrator.pool": POOL,
+    "orchestrator.slot": "0",
+    "orchestrator.http_port": "6878",
+}
 
 
 async def crash(w: World) -> None:
@@ -82,17 +86,30 @@ VPN_ROWS = [
     VpnRow(id="crash_is_unhealthy_and_restartable", stage=crash, state="unhealthy"),
     VpnRow(id="docker_stop_is_left_alone", stage=docker_stop, state="stopped"),
     VpnRow(id="docker_kill_is_left_alone", stage=docker_kill, state="stopped"),
-    VpnRow(id="replayed_stop_does_not_stop_the_current_run",
-           stage=replayed_die_from_an_earlier_run, state="healthy"),
-    VpnRow(id="resync_floor_drops_an_older_health_event", stage=health_event_older_than_the_resync,
-           state="unhealthy"),
+    VpnRow(
+        id="replayed_stop_does_not_stop_the_current_run",
+        stage=replayed_die_from_an_earlier_run,
+        state="healthy",
+    ),
+    VpnRow(
+        id="resync_floor_drops_an_older_health_event",
+        stage=health_event_older_than_the_resync,
+        state="unhealthy",
+    ),
     VpnRow(id="health_event_applies_at_once", stage=health_flip, state="unhealthy"),
     VpnRow(id="recovery", stage=recovery, state="healthy", reconnect=True),
-    VpnRow(id="recreate_is_followed_to_the_new_id", stage=recreated_under_the_same_name,
-           state="healthy", new_container=True),
-    VpnRow(id="destroy_of_the_old_container_leaves_the_new_one",
-           stage=old_container_destroyed_after_the_new_one_runs, state="healthy",
-           new_container=True),
+    VpnRow(
+        id="recreate_is_followed_to_the_new_id",
+        stage=recreated_under_the_same_name,
+        state="healthy",
+        new_container=True,
+    ),
+    VpnRow(
+        id="destroy_of_the_old_container_leaves_the_new_one",
+        stage=old_container_destroyed_after_the_new_one_runs,
+        state="healthy",
+        new_container=True,
+    ),
 ]
 
 
@@ -104,9 +121,12 @@ async def test_vpn_event_ordering(row: VpnRow) -> None:
         await w.until("gluetun seen healthy", lambda: w.store.vpns["gluetun"].state == "healthy")
         await row.stage(w)
         current = docker.by_name("gluetun").id
-        await w.until(f"gluetun {row.state} on {current[:8]}", lambda: (
-            w.store.vpns["gluetun"].state == row.state
-            and w.store.vpns["gluetun"].container_id == current))
+        await w.until(
+            f"gluetun {row.state} on {current[:8]}",
+            lambda: (
+                w.store.vpns["gluetun"].state == row.state and w.store.vpns["gluetun"].container_id == current
+            ),
+        )
         await asyncio.sleep(0.05)  # anything still in flight would land now
         vpn = w.store.vpns["gluetun"]
         assert (vpn.state, vpn.container_id) == (row.state, current)

@@ -17,8 +17,14 @@ def network_modes(w: World) -> set[str]:
 
 
 async def filled(w: World, count: int = 2) -> list[str]:
-    await w.until(f"{count} engines", lambda: len(w.engines()) == count
-                  and all(c in w.store.engines for c in w.engines()) and not w.store.pending_count)
+    await w.until(
+        f"{count} engines",
+        lambda: (
+            len(w.engines()) == count
+            and all(c in w.store.engines for c in w.engines())
+            and not w.store.pending_count
+        ),
+    )
     return sorted(w.engines())
 
 
@@ -43,8 +49,10 @@ async def test_a_recreated_vpn_gets_its_engines_recreated_on_the_new_container()
     async with world(ONE_VPN, docker, act=True) as w:
         first = await filled(w)
         new = docker.recreate("gluetun")
-        await w.until("engines on the new VPN container", lambda: network_modes(w) == {
-            f"container:{new.id}"} and len(w.engines()) == 2)
+        await w.until(
+            "engines on the new VPN container",
+            lambda: network_modes(w) == {f"container:{new.id}"} and len(w.engines()) == 2,
+        )
         assert not set(first) & set(w.engines())
 
 
@@ -56,8 +64,10 @@ async def test_a_vpn_restarted_in_place_gets_its_engines_restarted() -> None:
         started = {c: docker.containers[c].started_at or 0.0 for c in first}
         docker.restart_in_place("gluetun")
         vpn_started = docker.by_name("gluetun").started_at or 0.0
-        await w.until("engines restarted after the VPN", lambda: all(
-            (docker.containers[c].started_at or 0.0) > vpn_started for c in first))
+        await w.until(
+            "engines restarted after the VPN",
+            lambda: all((docker.containers[c].started_at or 0.0) > vpn_started for c in first),
+        )
         assert sorted(w.engines()) == first  # the same containers, restarted
         assert all((docker.containers[c].started_at or 0.0) > started[c] for c in first)
 
