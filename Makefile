@@ -2,7 +2,8 @@
 #
 #   make check   everything that needs no Docker: lint, format, types, import contracts, and the
 #                unit, HTTP and in-memory worker tests (seconds)
-#   make test    check, then the Docker suites: integration, the daemon's image and compose
+#   make test    check, then the Docker suites: the stand-ins' own checks, integration, the
+#                daemon's image and compose
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -11,7 +12,7 @@ SOURCES := orchestrator reconcilers tests docker bench
 PYTEST := $(BIN)/pytest -q
 
 .PHONY: install docker images sidecar-image lint format format-check types imports fast check \
-	integration sidecar test run demo bench clean
+	standins integration sidecar test run demo bench clean
 
 install: $(STAMP)
 
@@ -54,6 +55,12 @@ images: docker
 sidecar-image: docker
 	bash testbed/build-sidecar-image.sh
 
+# The stand-ins' own checks: each behaves as the real image or release it stands for
+# (testbed/engine/README.md, testbed/gluetun/README.md), so the suites below can trust them.
+standins: images
+	bash testbed/engine/verify.sh
+	bash testbed/gluetun/verify.sh
+
 integration: install images
 	$(PYTEST) tests/integration
 
@@ -62,7 +69,7 @@ sidecar: install images sidecar-image
 
 # Everything CI runs, from a fresh machine: the checks first (fail fast, no Docker), then the
 # Docker engine, the stand-in images, the daemon's image and the suites that need them.
-test: check integration sidecar
+test: check standins integration sidecar
 
 run: install
 	$(BIN)/acestream-orchestrator --config $(or $(CONFIG),config.example.yaml)

@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import machine, summary, write_result
 from tests.integration.harness import (
     ENGINE_IMAGE,
+    ENGINE_LAUNCH,
     TEST_LABEL,
     Daemon,
     http_json,
@@ -77,6 +78,7 @@ def main() -> int:
         config={
             "engines": {
                 "image": ENGINE_IMAGE,
+                "launch": ENGINE_LAUNCH,
                 "pool": f"bench-{run_id}",
                 "min_replicas": ENGINES,
                 "min_free": 0,

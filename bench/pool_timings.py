@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import machine, summary, write_result
 from tests.integration.harness import (
     ENGINE_IMAGE,
+    ENGINE_LAUNCH,
     TEST_LABEL,
     Daemon,
     remove_test_containers,
@@ -39,6 +40,7 @@ def new_daemon(min_replicas: int) -> Daemon:
         config={
             "engines": {
                 "image": ENGINE_IMAGE,
+                "launch": ENGINE_LAUNCH,
                 "pool": f"bench-{run_id}",
                 "min_replicas": min_replicas,
                 "min_free": 0,

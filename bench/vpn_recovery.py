@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import EventWatch, machine, summary, write_result
 from tests.integration.harness import (
     ENGINE_IMAGE,
+    ENGINE_LAUNCH,
     TEST_LABEL,
     Daemon,
     docker,
@@ -112,6 +113,7 @@ def main() -> int:
         config={
             "engines": {
                 "image": ENGINE_IMAGE,
+                "launch": ENGINE_LAUNCH,
                 "pool": f"bench-{run_id}",
                 "min_replicas": ENGINES,
                 "min_free": 0,

@@ -19,6 +19,11 @@ EngineStatus = Literal["created", "running", "paused", "restarting", "removing",
 DEFAULT_HTTP_PORT = 6878
 DEFAULT_API_PORT = 62062
 DEFAULT_P2P_PORT = 8621
+# The engine documents no HTTPS default; this one is ours, distinct from every port above.
+DEFAULT_HTTPS_PORT = 6879
+# What an engine takes when it is not told otherwise: never handed out behind a VPN, where a
+# port left at its default would clash with the next engine in the namespace.
+ENGINE_DEFAULT_PORTS = frozenset({DEFAULT_HTTP_PORT, DEFAULT_API_PORT, DEFAULT_P2P_PORT})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -37,10 +42,24 @@ class PortRange:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class LaunchTemplate:
+    """How an engine image is started: the container's entrypoint, command and environment, with
+    `{http_port}`, `{https_port}`, `{api_port}`, `{p2p_port}` and `{cache_limit_gb}` filled in per
+    engine (`orchestrator.config.launch` holds the presets for the known image families)."""
+
+    preset: str
+    entrypoint: tuple[str, ...] | None = None
+    command: tuple[str, ...] | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class EngineSpec:
     """What every engine looks like and how many the operator wants."""
 
     image: str
+    launch: LaunchTemplate = LaunchTemplate(preset="custom")
+    cache_limit_gb: int = 1
     pool: str = "default"
     min_replicas: int = 3
     min_free: int = 1
@@ -72,12 +91,18 @@ class Desired:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EnginePorts:
-    """The ports one engine uses. `host_http` is set only for engines published on the host."""
+    """The ports one engine listens on. `host_http` is set only for engines published on the
+    host; `https` is 0 for an engine of the earlier three-port layout (read from its labels)."""
 
     http: int
+    https: int
     api: int
     p2p: int
     host_http: int | None = None
+
+    def listening(self) -> frozenset[int]:
+        """Every port it binds in its network namespace."""
+        return frozenset(p for p in (self.http, self.https, self.api, self.p2p) if p)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -12,9 +12,10 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from reconcilers.model import CreateEngine, Desired, EnginePorts, VpnObs
+from reconcilers.model import CreateEngine, Desired, EnginePorts, PortRange, VpnObs
 from reconcilers.ports import (
     host_slot_ports,
+    slot_takes_a_default,
     slots_in_share,
     vpn_share,
     vpn_slot_ports,
@@ -32,13 +33,13 @@ class Occupant:
 
 
 def _ports_used(ports: EnginePorts | None, vpn: str | None) -> set[int]:
-    """The ports an engine holds in its namespace: all three behind a VPN (shared namespace),
+    """The ports an engine holds in its namespace: every one behind a VPN (shared namespace),
     only the published host port without one (each engine has a namespace of its own)."""
     if ports is None:
         return set()
     if vpn is None:
         return {ports.host_http} if ports.host_http is not None else set()
-    return {ports.http, ports.api, ports.p2p}
+    return set(ports.listening())
 
 
 def ports_clash(vpn: str | None, ports: EnginePorts, held: Iterable[Occupant]) -> bool:
@@ -57,27 +58,33 @@ def free_slot(
     engine created under an earlier port layout keeps the ports on its labels)."""
     mine = [o for o in held if o.vpn == vpn]
     used_slots = {o.slot for o in mine}
+    share = _share(desired, vpn)
     for slot in range(slot_capacity(desired, vpn)):
         if slot in used_slots or (vpn, slot) in blocked:
+            continue
+        if share is not None and slot_takes_a_default(share, slot):
             continue
         if not ports_clash(vpn, ports_for(desired, vpn, slot, None), mine):
             return slot
     return None
 
 
-def slot_capacity(desired: Desired, vpn: str | None) -> int:
+def _share(desired: Desired, vpn: str | None) -> PortRange | None:
     if vpn is None:
-        return desired.engines.host_port_range.size
+        return None
     count = len(desired.vpn.containers)
-    index = desired.vpn.containers.index(vpn)
-    return slots_in_share(vpn_share(desired.vpn.port_range, index, count))
+    return vpn_share(desired.vpn.port_range, desired.vpn.containers.index(vpn), count)
+
+
+def slot_capacity(desired: Desired, vpn: str | None) -> int:
+    share = _share(desired, vpn)
+    return desired.engines.host_port_range.size if share is None else slots_in_share(share)
 
 
 def ports_for(desired: Desired, vpn: str | None, slot: int, forwarded_port: int | None) -> EnginePorts:
-    if vpn is None:
+    share = _share(desired, vpn)
+    if share is None:
         return host_slot_ports(desired.engines.host_port_range, slot)
-    count = len(desired.vpn.containers)
-    share = vpn_share(desired.vpn.port_range, desired.vpn.containers.index(vpn), count)
     return vpn_slot_ports(share, slot, forwarded_port)
 
 

@@ -41,6 +41,7 @@ from reconcilers.placement import (
     ports_for,
     slot_capacity,
 )
+from reconcilers.ports import BANDS
 
 
 def engine_spec_hash(desired: Desired) -> str:
@@ -50,9 +51,17 @@ def engine_spec_hash(desired: Desired) -> str:
         "image": spec.image,
         "env": dict(sorted(spec.env.items())),
         "labels": dict(sorted(spec.labels.items())),
+        "launch": {
+            "preset": spec.launch.preset,
+            "entrypoint": spec.launch.entrypoint,
+            "command": spec.launch.command,
+            "env": dict(sorted(spec.launch.env.items())),
+        },
+        "cache_limit_gb": spec.cache_limit_gb,
         "vpn_mode": desired.vpn.mode,
         # the port layout: engines of an earlier layout are rolled over to the new one
         "ports": str(desired.vpn.port_range) if desired.vpn.mode != "none" else str(spec.host_port_range),
+        "port_bands": BANDS,
         "vpns": len(desired.vpn.containers),
     }
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]

@@ -32,6 +32,7 @@ cat > .demo/config.yaml <<YAML
 # Written by scripts/demo.sh; edit it while the demo runs and watch the daemon follow.
 engines:
   image: acestream-orchestrator-test/engine:latest
+  launch: {preset: acestream-http-proxy}   # the stand-in starts like the default image
   min_replicas: 4
   min_free: 1
   max_replicas: 10

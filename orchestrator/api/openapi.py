@@ -72,6 +72,7 @@ SCHEMAS: dict[str, Any] = {
         port=INT,
         host_http_port={"type": ["integer", "null"]},
         container_http_port=INT,
+        https_port=INT,
         api_port=INT,
         p2p_port=INT,
         labels=STR_MAP,

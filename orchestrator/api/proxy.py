@@ -230,7 +230,7 @@ class ProxyApi:
             "port": port,
             "host_http_port": engine.ports.host_http or engine.ports.http,
             "container_http_port": engine.ports.http,
-            "container_https_port": engine.ports.api,
+            "container_https_port": engine.ports.https,
             "vpn_container": engine.vpn,
             "forwarded": engine.forwarded,
         }

@@ -36,6 +36,7 @@ def engine_view(store: StateStore, engine: EngineObs, address: Address) -> dict[
         "port": port,
         "host_http_port": engine.ports.host_http,
         "container_http_port": engine.ports.http,
+        "https_port": engine.ports.https,
         "api_port": engine.ports.api,
         "p2p_port": engine.ports.p2p,
         "labels": dict(facts.labels) if facts else {},

@@ -9,15 +9,24 @@ working and override the file (they are reported as `env VAR` when invalid).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from orchestrator.config.launch import PRESETS, LaunchKeyError, resolve_launch
 from orchestrator.config.schema import CONTAINER_NAME_VARS, ENV_OVERRIDES, SCHEMA, ApiConfig, Config
 from orchestrator.errors import ConfigError
-from reconcilers.model import Desired, EngineSpec, VpnSpec
+from reconcilers.model import Desired, EngineSpec, LaunchTemplate, VpnSpec
+from reconcilers.ports import BANDS, usable_slots, vpn_share
+
+# Ports Gluetun listens on in its own network namespace, which the engines behind it share.
+GLUETUN_LISTENERS = {
+    9999: "Gluetun's health server",
+    8888: "Gluetun's HTTP proxy",
+    8388: "Gluetun's Shadowsocks server",
+}
 
 
 def _lines_of(node: yaml.Node, prefix: str, out: dict[str, int]) -> None:
@@ -121,13 +130,16 @@ def _validated(
                 (value, where), line = overrides[dotted], None
             try:
                 values[dotted] = check(value)
+            except LaunchKeyError as exc:
+                sub = f"{dotted}.{exc.key}"
+                raise ConfigError(str(exc), source=where, line=lines.get(sub, line), key=sub) from exc
             except ValueError as exc:
                 raise ConfigError(str(exc), source=where, line=line, key=dotted) from exc
             sources[dotted] = where
     return values, sources
 
 
-def _cross_check(v: dict[str, Any], lines: dict[str, int], sources: dict[str, str]) -> None:
+def _blame(lines: dict[str, int], sources: dict[str, str]) -> Callable[..., ConfigError]:
     def fail(msg: str, key: str, *related: str) -> ConfigError:
         """Blame `key`; if the file does not write it, the first related key it does write
         (or that an environment variable set), else the section."""
@@ -138,6 +150,10 @@ def _cross_check(v: dict[str, Any], lines: dict[str, int], sources: dict[str, st
                 return ConfigError(msg, source=sources[candidate], line=lines[candidate], key=key)
         return ConfigError(msg, source=sources[key], line=lines.get(key.partition(".")[0]), key=key)
 
+    return fail
+
+
+def _cross_check(v: dict[str, Any], fail: Callable[..., ConfigError]) -> None:
     if v["engines.min_replicas"] > v["engines.max_replicas"]:
         raise fail(
             f"min_replicas ({v['engines.min_replicas']}) is above max_replicas ({v['engines.max_replicas']})",
@@ -160,24 +176,52 @@ def _cross_check(v: dict[str, Any], lines: dict[str, int], sources: dict[str, st
                 "engines.max_replicas",
             )
         return
-    per_vpn = v["vpn.port_range"].size // len(names) // 3
-    if per_vpn * len(names) < v["engines.max_replicas"]:
+    port_range = v["vpn.port_range"]
+    fits = sum(usable_slots(vpn_share(port_range, i, len(names))) for i in range(len(names)))
+    if fits < v["engines.max_replicas"]:
         raise fail(
-            f"{v['vpn.port_range']} is too small for max_replicas="
-            f"{v['engines.max_replicas']}: each engine needs 3 ports (HTTP, API, P2P) "
-            f"in its VPN's share, so it fits {per_vpn * len(names)}",
+            f"{port_range} is too small for max_replicas={v['engines.max_replicas']}: each engine "
+            f"needs {BANDS} ports (HTTP, HTTPS, API, P2P) in its VPN's share, so it fits {fits}",
             "vpn.port_range",
             "engines.max_replicas",
         )
+    gluetun_ports = {
+        v["vpn.api_port"]: "vpn.api_port, Gluetun's control server",
+        **{p: why for p, why in GLUETUN_LISTENERS.items() if p != v["vpn.api_port"]},
+    }
+    taken = sorted(p for p in gluetun_ports if port_range.start <= p <= port_range.end)
+    if taken:
+        raise fail(
+            f"{port_range} holds port(s) Gluetun itself listens on in the engines' network namespace: "
+            + "; ".join(f"{p} ({gluetun_ports[p]})" for p in taken),
+            "vpn.port_range",
+            "vpn.api_port",
+        )
+
+
+def _launch_template(v: dict[str, Any], fail: Callable[..., ConfigError]) -> LaunchTemplate:
+    template = resolve_launch(v["engines.launch"], v["engines.image"])
+    if template is None:
+        raise fail(
+            f"cannot tell how to start image {v['engines.image']!r}: set engines.launch.preset to "
+            f"one of {', '.join(PRESETS)}, or preset: custom with engines.launch.command, "
+            "entrypoint and/or env (see the README's Engine images)",
+            "engines.image",
+            "engines.launch",
+        )
+    return template
 
 
 def parse_config(text: str, *, source: str, env: Mapping[str, str] | None = None) -> Config:
     data, lines = _parse_yaml(text, source)
     v, sources = _validated(data, lines, source, os.environ if env is None else env)
-    _cross_check(v, lines, sources)
+    fail = _blame(lines, sources)
+    _cross_check(v, fail)
     desired = Desired(
         engines=EngineSpec(
             image=v["engines.image"],
+            launch=_launch_template(v, fail),
+            cache_limit_gb=v["engines.cache_limit_gb"],
             pool=v["engines.pool"],
             min_replicas=v["engines.min_replicas"],
             min_free=v["engines.min_free"],

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from orchestrator.config.launch import parse_launch
 from reconcilers.model import Desired, PortRange
 
 Checker = Callable[[Any], Any]
@@ -97,6 +98,22 @@ def _str_map(v: Any) -> dict[str, str]:
     return out
 
 
+# Labels the daemon writes itself (its memory, and the seed's names other tools read).
+OWN_LABEL_PREFIX = "orchestrator."
+SEED_LABELS = ("host.http_port", "acestream.forwarded")
+
+
+def _user_labels(v: Any) -> dict[str, str]:
+    labels = _str_map(v)
+    own = sorted(k for k in labels if k.startswith(OWN_LABEL_PREFIX) or k in SEED_LABELS)
+    if own:
+        raise ValueError(
+            f"{', '.join(own)}: the daemon writes these labels itself (its memory of "
+            f"each engine); choose names outside {OWN_LABEL_PREFIX}*"
+        )
+    return labels
+
+
 def _names(v: Any) -> tuple[str, ...]:
     if not isinstance(v, list) or not all(isinstance(n, str) and n for n in v):
         raise ValueError(f"expected a list of container names, got {v!r}")
@@ -119,7 +136,9 @@ SCHEMA: dict[str, dict[str, tuple[Any, Checker]]] = {
         "health_check_interval_s": (30, _number(0.5)),
         "ready_timeout_s": (120, _number(1)),
         "env": ({}, _str_map),
-        "labels": ({}, _str_map),
+        "labels": ({}, _user_labels),
+        "launch": ({"preset": "auto"}, parse_launch),
+        "cache_limit_gb": (1, _int(1, 1000)),
     },
     "vpn": {
         "mode": ("none", _choice("none", "single", "redundant")),

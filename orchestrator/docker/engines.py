@@ -3,17 +3,21 @@
 Labels are the daemon's memory. Everything needed to rebuild the pool after a crash (slot,
 ports, VPN and the VPN container it was created against, forwarded flag, spec hash) is written
 on the container at creation and read back here, so a restarted daemon adopts what it finds.
+The create body starts the engine through its image family's launch template
+(`config.launch`), so every port the engine binds is the one allocated to it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from collections.abc import Mapping
 from typing import Any
 
+from orchestrator.config.launch import render
 from orchestrator.docker.containers import ContainerInfo
 from orchestrator.state.records import EngineSighting
-from reconcilers.model import CreateEngine, EngineObs, EnginePorts, EngineSpec
+from reconcilers.model import CreateEngine, EngineObs, EnginePorts, EngineSpec, LaunchTemplate
 
 MANAGED = "orchestrator.managed"
 MANAGED_VALUE = "acestream"
@@ -26,6 +30,7 @@ VPN_ID = "orchestrator.vpn_id"
 FORWARDED = "orchestrator.forwarded"
 SPEC_HASH = "orchestrator.spec_hash"
 HTTP_PORT = "orchestrator.http_port"
+HTTPS_PORT = "orchestrator.https_port"
 API_PORT = "orchestrator.api_port"
 P2P_PORT = "orchestrator.p2p_port"
 HOST_HTTP_PORT = "orchestrator.host_http_port"
@@ -62,6 +67,7 @@ def engine_labels(create: CreateEngine, spec: EngineSpec) -> dict[str, str]:
             SEED_FORWARDED: "true" if create.forwarded else "false",
             SPEC_HASH: create.spec_hash,
             HTTP_PORT: str(create.ports.http),
+            HTTPS_PORT: str(create.ports.https),
             API_PORT: str(create.ports.api),
             P2P_PORT: str(create.ports.p2p),
         }
@@ -75,22 +81,22 @@ def engine_labels(create: CreateEngine, spec: EngineSpec) -> dict[str, str]:
     return labels
 
 
-def engine_env(create: CreateEngine, spec: EngineSpec) -> dict[str, str]:
+def engine_launch(create: CreateEngine, spec: EngineSpec) -> LaunchTemplate:
+    """The engine's entrypoint, command and environment: the spec's template with this engine's
+    ports and the cache limit filled in. The template's variables win over `engines.env`, whose
+    other entries every engine gets too."""
     ports = create.ports
-    conf = [f"--http-port={ports.http}", f"--api-port={ports.api}", f"--port={ports.p2p}", "--bind-all"]
-    env = dict(spec.env)
-    if "CONF" in env:
-        conf.append(env["CONF"])
-    env.update(
+    rendered = render(
+        spec.launch,
         {
-            "HTTP_PORT": str(ports.http),
-            "HTTPS_PORT": str(ports.api),
-            "P2P_PORT": str(ports.p2p),
-            "BIND_ALL": "true",
-            "CONF": "\n".join(conf),
-        }
+            "http_port": ports.http,
+            "https_port": ports.https,
+            "api_port": ports.api,
+            "p2p_port": ports.p2p,
+            "cache_limit_gb": spec.cache_limit_gb,
+        },
     )
-    return env
+    return dataclasses.replace(rendered, env={**spec.env, **rendered.env})
 
 
 def engine_name(create: CreateEngine) -> str:
@@ -100,13 +106,18 @@ def engine_name(create: CreateEngine) -> str:
 
 def create_body(create: CreateEngine, spec: EngineSpec) -> dict[str, Any]:
     """The Docker create request for one engine. No restart policy: the daemon restarts engines."""
+    launch = engine_launch(create, spec)
     host_config: dict[str, Any] = {"RestartPolicy": {"Name": "no"}}
     body: dict[str, Any] = {
         "Image": spec.image,
-        "Env": [f"{k}={v}" for k, v in engine_env(create, spec).items()],
+        "Env": [f"{k}={v}" for k, v in launch.env.items()],
         "Labels": engine_labels(create, spec),
         "HostConfig": host_config,
     }
+    if launch.entrypoint is not None:
+        body["Entrypoint"] = list(launch.entrypoint)
+    if launch.command is not None:
+        body["Cmd"] = list(launch.command)
     if create.vpn_id is not None:
         host_config["NetworkMode"] = f"container:{create.vpn_id}"
     else:
@@ -136,6 +147,7 @@ def engine_observation(info: ContainerInfo) -> EngineObs:
         slot=_int_label(labels, SLOT, -1),
         ports=EnginePorts(
             http=_int_label(labels, HTTP_PORT),
+            https=_int_label(labels, HTTPS_PORT),
             api=_int_label(labels, API_PORT),
             p2p=_int_label(labels, P2P_PORT),
             host_http=int(host_http) if host_http and host_http.isdigit() else None,

@@ -35,7 +35,8 @@ SECRET = "s3cret-key"  # noqa: S105 - a test key
 VPN_STARTED = time.time() - 1000.0
 ENGINE_STARTED = time.time() - 500.0
 
-NO_VPN = "engines: {image: engine:1, min_replicas: 1, min_free: 1, max_replicas: 4}\n"
+LAUNCH = "launch: {preset: acestream-http-proxy}"  # the image name says nothing of its family
+NO_VPN = f"engines: {{image: engine:1, {LAUNCH}, min_replicas: 1, min_free: 1, max_replicas: 4}}\n"
 ONE_VPN = NO_VPN + "vpn: {mode: single, containers: [gluetun], port_range: 19000-19299}\n"
 TWO_VPNS = NO_VPN + "vpn: {mode: redundant, containers: [g1, g2], port_range: 19000-19599}\n"
 WITH_KEY = f"api: {{api_key: {SECRET}}}\n"

@@ -16,11 +16,11 @@ from orchestrator.docker.gateway import DockerGateway
 from orchestrator.workers.executor import Executor
 from reconcilers import plan
 from reconcilers.model import CreateEngine, Plan, Problem
-from tests.http.conftest import NO_DOCKER, ONE_VPN, Api, MakeApi, assert_int, started_body
+from tests.http.conftest import LAUNCH, NO_DOCKER, ONE_VPN, Api, MakeApi, assert_int, started_body
 
 DETAIL_KEYS = {"error", "code", "message", "recovery_eta_seconds", "can_retry", "should_wait"}
-NO_SPARE = "engines: {image: engine:1, min_replicas: 1, min_free: 0, max_replicas: 4}\n"
-SMALL = "engines: {image: engine:1, min_replicas: 1, min_free: 0, max_replicas: 2}\n"
+NO_SPARE = f"engines: {{image: engine:1, {LAUNCH}, min_replicas: 1, min_free: 0, max_replicas: 4}}\n"
+SMALL = f"engines: {{image: engine:1, {LAUNCH}, min_replicas: 1, min_free: 0, max_replicas: 2}}\n"
 
 
 def creates(api: Api, now: float | None = None) -> list[CreateEngine]:
@@ -56,7 +56,7 @@ async def test_free_engine_is_handed_out_with_acexys_fields(make_api: MakeApi) -
     assert answer["container_id"] == engine.container_id
     assert answer["container_name"] == engine.name
     assert answer["host_http_port"] == 19000  # acexy connects to localhost:<host_http_port>
-    assert answer["container_http_port"] == 6878 and answer["container_https_port"] == 62062
+    assert answer["container_http_port"] == 6878 and answer["container_https_port"] == 6879
     for name in ("host_http_port", "container_http_port", "container_https_port", "port"):
         assert_int(answer[name])
     assert api.store.demand_until is None

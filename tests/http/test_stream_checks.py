@@ -44,7 +44,7 @@ async def test_streams_end_after_two_gone_answers_and_only_then(aiohttp_server: 
         forwarded=False,
         spec_hash="h",
         reason="t",
-        ports=EnginePorts(http=server.port, api=1, p2p=2, host_http=19000),
+        ports=EnginePorts(http=server.port, https=0, api=1, p2p=2, host_http=19000),
     )
     store.upsert_engine(
         engine_sighting(
@@ -102,7 +102,7 @@ async def test_checking_a_stream_with_a_malformed_stat_url_ends_nothing() -> Non
         forwarded=False,
         spec_hash="h",
         reason="t",
-        ports=EnginePorts(http=9, api=1, p2p=2, host_http=19000),
+        ports=EnginePorts(http=9, https=0, api=1, p2p=2, host_http=19000),
     )
     store.upsert_engine(
         engine_sighting(

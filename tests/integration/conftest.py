@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 
 from tests.integration.harness import (
+    ENGINE_FAMILIES,
     ENGINE_IMAGE,
+    ENGINE_LAUNCH,
     GLUETUN_IMAGE,
     TEST_LABEL,
     Daemon,
@@ -26,7 +28,7 @@ def docker_engine() -> Iterator[None]:
         docker("info", timeout=20)
     except (AssertionError, OSError, subprocess.TimeoutExpired) as exc:
         pytest.fail(f"no Docker engine answers ({exc}); run `make test`, which starts one")
-    for image in (ENGINE_IMAGE, GLUETUN_IMAGE):
+    for image in (*ENGINE_FAMILIES.values(), GLUETUN_IMAGE):
         if not docker("images", "-q", image):
             pytest.fail(f"stand-in image {image} missing; run `make images`")
     remove_test_containers()  # leftovers of an earlier, killed run
@@ -46,6 +48,7 @@ def make_daemon(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Call
         base: dict[str, Any] = {
             "engines": {
                 "image": ENGINE_IMAGE,
+                "launch": ENGINE_LAUNCH,
                 "pool": f"test-{run_id}",
                 "min_replicas": 2,
                 "min_free": 0,

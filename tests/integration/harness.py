@@ -28,6 +28,15 @@ from orchestrator.docker.containers import parse_docker_time
 REPO = Path(__file__).resolve().parents[2]
 TEST_LABEL = "acestream-orchestrator-test"
 ENGINE_IMAGE = "acestream-orchestrator-test/engine:latest"
+# The stand-in image of each engine family (testbed/engine) and the launch preset it needs
+# (`auto` cannot tell from the stand-ins' names).
+ENGINE_FAMILIES = {
+    "acestream-http-proxy": ENGINE_IMAGE,
+    "jopsis": "acestream-orchestrator-test/engine-jopsis:latest",
+    "jopsis-arm": "acestream-orchestrator-test/engine-jopsis-arm:latest",
+    "aceserve": "acestream-orchestrator-test/engine-aceserve:latest",
+}
+ENGINE_LAUNCH = {"preset": "acestream-http-proxy"}
 GLUETUN_IMAGE = "acestream-orchestrator-test/gluetun:latest"
 
 T = TypeVar("T")
@@ -38,6 +47,12 @@ def docker(*args: str, check: bool = True, timeout: float = 60) -> str:
     if check and done.returncode != 0:
         raise AssertionError(f"docker {' '.join(args)} failed: {done.stderr.strip()}")
     return done.stdout.strip()
+
+
+def logs(ref: str) -> str:
+    """A container's output, stdout and stderr together."""
+    done = subprocess.run(["docker", "logs", ref], capture_output=True, text=True, timeout=30, check=False)
+    return done.stdout + done.stderr
 
 
 def inspect(ref: str) -> dict[str, Any] | None:
@@ -62,7 +77,7 @@ def containers(*filters: str, all_states: bool = True) -> list[str]:
 
 
 def remove_test_containers() -> None:
-    leftovers = containers(f"label={TEST_LABEL}")
+    leftovers = containers(f"label={TEST_LABEL}=1")  # =dev, =verify: other runs of the bed
     if leftovers:
         docker("rm", "-f", *leftovers, check=False)
 
@@ -122,6 +137,12 @@ def run_gluetun(
     if api_key:
         args += ["-e", f"STANDIN_API_KEY={api_key}"]
     return docker(*args, GLUETUN_IMAGE)
+
+
+def vpn_ip(name: str) -> str:
+    info = inspect(name)
+    assert info is not None
+    return str(info["NetworkSettings"]["IPAddress"])
 
 
 def set_vpn_health(name: str, healthy: bool) -> None:

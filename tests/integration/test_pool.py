@@ -22,6 +22,7 @@ from tests.integration.harness import (
 )
 
 MakeDaemon = Callable[..., Daemon]
+READY_FLAG = "/tmp/standin/ready"  # the engine stand-in answers its API while this exists
 
 
 def test_engines_appear_ready_and_reachable(make_daemon: MakeDaemon) -> None:
@@ -186,15 +187,14 @@ def test_engine_that_stops_answering_is_hidden_until_it_answers_again(make_daemo
     daemon = make_daemon(engines={"min_replicas": 2, "health_check_interval_s": 0.5})
     listed = daemon.wait_engines(2)
     victim = listed[0]["container_id"]
-    route = "/run/standin/www/webui/api/service"
-    docker("exec", victim, "mv", route, route + ".off")  # the API hangs up; no Docker event
+    docker("exec", victim, "rm", READY_FLAG)  # the API stops answering; no Docker event
     wait_for(
         "the silent engine hidden",
         lambda: [e["container_id"] for e in daemon.engines()] == [listed[1]["container_id"]],
         timeout=15,
     )
     assert victim in daemon.managed(running_only=True)
-    docker("exec", victim, "mv", route + ".off", route)
+    docker("exec", victim, "touch", READY_FLAG)
     wait_for(
         "the engine listed again", lambda: victim in {e["container_id"] for e in daemon.engines()}, timeout=15
     )
@@ -218,8 +218,7 @@ def test_hung_engine_is_restarted_after_ready_timeout(make_daemon: MakeDaemon) -
     )
     (engine,) = daemon.wait_engines(1)
     before = started_at(engine["container_id"])
-    route = "/run/standin/www/webui/api/service"
-    docker("exec", engine["container_id"], "mv", route, route + ".off")  # hangs up, no event
+    docker("exec", engine["container_id"], "rm", READY_FLAG)  # stops answering, no event
     wait_for("the hung engine hidden", lambda: daemon.engines() == [], timeout=15)
     # restarted in place (the stand-in's restart brings its API back), listed again
     (back,) = daemon.wait_engines(1, timeout=20)

@@ -81,7 +81,7 @@ def test_even_split_with_one_forwarded_engine_per_vpn(make_daemon: MakeDaemon, v
         if engine["forwarded"]:
             info = engine_info(engine["host"], engine["port"])
             assert info is not None
-            assert info["P2P_PORT"] == ("40001" if engine["vpn_container"] == a else "40002")
+            assert info["ports"]["p2p"] == (40001 if engine["vpn_container"] == a else 40002)
     vpn_status = daemon.get("/vpn/status")[1]
     assert [v["name"] for v in vpn_status["vpns"]] == [a, b]
     assert all(v["state"] == "healthy" for v in vpn_status["vpns"])

@@ -17,6 +17,7 @@ from tests.integration.harness import (
     run_gluetun,
     set_vpn_health,
     started_at,
+    vpn_ip,
     wait_for,
     wait_vpn_health,
 )
@@ -37,12 +38,6 @@ def vpn_daemon(make_daemon: MakeDaemon, vpn: str, replicas: int = 3, **vpn_keys:
         engines={"min_replicas": replicas},
         vpn={"mode": "single", "containers": [vpn], "health_check_interval_s": 0.5, **vpn_keys},
     )
-
-
-def vpn_ip(name: str) -> str:
-    info = inspect(name)
-    assert info is not None
-    return str(info["NetworkSettings"]["IPAddress"])
 
 
 def all_reachable(engines: list[dict[str, Any]]) -> bool:
@@ -69,14 +64,18 @@ def test_engines_share_the_vpn_namespace_on_distinct_ports(make_daemon: MakeDaem
         assert raw["HostConfig"]["PortBindings"] in (None, {})
         info = engine_info(engine["host"], engine["port"])
         assert info is not None and info["CONTAINER_ID"] == engine["container_id"]
-        assert f"--http-port={engine['port']}" in info["CONF"]
-    infos = [engine_info(e["host"], e["port"]) or {} for e in listed]
-    api_ports = {info["HTTPS_PORT"] for info in infos}
-    p2p_ports = {info["P2P_PORT"] for info in infos}
-    assert len(api_ports) == 3 and len(p2p_ports) == 3
+        # what the engine really binds, from the flags its image's entrypoint gave it
+        assert info["ports"] == {
+            "http": engine["port"],
+            "https": engine["https_port"],
+            "api": engine["api_port"],
+            "p2p": engine["p2p_port"],
+        }
+    bound = [p for e in listed for p in (engine_info(e["host"], e["port"]) or {})["ports"].values()]
+    assert len(bound) == 12 and len(set(bound)) == 12, f"a port bound twice in one namespace: {bound}"
     (forwarded,) = [e for e in listed if e["forwarded"]]
     info = engine_info(forwarded["host"], forwarded["port"])
-    assert info is not None and info["P2P_PORT"] == str(FORWARDED) and f"--port={FORWARDED}" in info["CONF"]
+    assert info is not None and info["ports"]["p2p"] == FORWARDED and f"--port={FORWARDED}" in info["flags"]
     vpn = daemon.get("/vpn/status")[1]["vpns"][0]
     assert vpn["state"] == "healthy" and vpn["forwarded_port"] == FORWARDED
     assert vpn["public_ip"] == "203.0.113.7" and vpn["container_id"] == gluetun_id
@@ -188,7 +187,7 @@ def test_changed_forwarded_port_recreates_the_forwarded_engine(
         timeout=20,
     )
     info = engine_info(second["host"], second["port"])
-    assert info is not None and info["P2P_PORT"] == "40002"
+    assert info is not None and info["ports"]["p2p"] == 40002
     assert inspect(first["container_id"]) is None
     assert len(daemon.wait_engines(2)) == 2
 

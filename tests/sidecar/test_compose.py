@@ -30,6 +30,7 @@ from reconcilers.model import PortRange
 from reconcilers.ports import vpn_share
 from tests.integration.harness import (
     ENGINE_IMAGE,
+    ENGINE_LAUNCH,
     GLUETUN_IMAGE,
     REPO,
     TEST_LABEL,
@@ -237,6 +238,7 @@ def _desired_for_the_test_bed(
         desired["api"]["port"] = api_port
     desired["engines"].update(
         image=ENGINE_IMAGE,
+        launch=ENGINE_LAUNCH,
         min_replicas=2,
         min_free=0,
         max_replicas=4,

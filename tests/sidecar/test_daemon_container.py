@@ -28,6 +28,7 @@ import yaml
 from orchestrator.config import CONTAINER_NAME_VARS, ENV_OVERRIDES
 from tests.integration.harness import (
     ENGINE_IMAGE,
+    ENGINE_LAUNCH,
     TEST_LABEL,
     containers,
     docker,
@@ -175,6 +176,7 @@ def test_daemon_container_behind_gluetun(sidecar: Sidecar) -> None:
         {
             "engines": {
                 "image": ENGINE_IMAGE,
+                "launch": ENGINE_LAUNCH,
                 "min_replicas": 2,
                 "min_free": 0,
                 "max_replicas": 4,
@@ -218,6 +220,7 @@ def test_daemon_container_without_vpn(sidecar: Sidecar) -> None:
         {
             "engines": {
                 "image": ENGINE_IMAGE,
+                "launch": ENGINE_LAUNCH,
                 "min_replicas": 2,
                 "min_free": 0,
                 "max_replicas": 4,

@@ -47,7 +47,7 @@ from reconcilers.ports import vpn_slot_ports
 
 NOW = 1000.0
 CURRENT = "<current-spec>"
-UNSET_PORTS = EnginePorts(http=0, api=0, p2p=0)
+UNSET_PORTS = EnginePorts(http=0, https=0, api=0, p2p=0)
 DEFAULT_CONTAINERS: Mapping[str, tuple[str, ...]] = {
     "none": (),
     "single": ("g1",),

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from orchestrator.config import DEFAULT_IMAGE, ApiConfig, Config, load_config, parse_config
+from orchestrator.config.launch import PRESETS
 from orchestrator.errors import ConfigError
-from reconcilers.model import Desired, EngineSpec, PortRange, VpnSpec
+from reconcilers.model import Desired, EngineSpec, LaunchTemplate, PortRange, VpnSpec
 
 SRC = "conf/orchestrator.yaml"
 
@@ -25,7 +26,9 @@ def parse(text: str, **env: str) -> Config:
 
 def test_empty_text_gives_all_defaults() -> None:
     assert parse("") == Config(
-        desired=Desired(engines=EngineSpec(image=DEFAULT_IMAGE), vpn=VpnSpec()),
+        desired=Desired(
+            engines=EngineSpec(image=DEFAULT_IMAGE, launch=PRESETS["acestream-http-proxy"]), vpn=VpnSpec()
+        ),
         address="name",
         vpn_api_port=8000,
         vpn_api_key=None,
@@ -56,6 +59,8 @@ def test_every_key_is_read() -> None:
         "  idle_ttl_s: 30\n"
         "  env: {CONF: '--x', BIND_ALL: true, N: 3}\n"
         "  labels: {team: media}\n"
+        "  launch: {preset: custom, command: [run, '--http-port={http_port}']}\n"
+        "  cache_limit_gb: 3\n"
         "vpn:\n"
         "  mode: redundant\n"
         "  containers: [gluetun, gluetun2]\n"
@@ -76,6 +81,8 @@ def test_every_key_is_read() -> None:
         desired=Desired(
             engines=EngineSpec(
                 image="my/engine:2",
+                launch=LaunchTemplate(preset="custom", command=("run", "--http-port={http_port}"), env={}),
+                cache_limit_gb=3,
                 min_replicas=2,
                 min_free=0,
                 max_replicas=6,
@@ -286,7 +293,7 @@ BAD_FILES = [
         text="vpn:\n  mode: redundant\n  containers: [g1, g2]\n  port_range: 19000-19053\n",
         line=4,
         key="vpn.port_range",
-        says="fits 18",
+        says="fits 12",
     ),
     Bad(
         id="host_port_range_too_small",

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from orchestrator.config import CONTAINER_NAME_VARS, ENV_OVERRIDES, SCHEMA, load_config
+from orchestrator.config.launch import CUSTOM_KEYS, PLACEHOLDERS, PRESETS, preset_for_image
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
@@ -59,8 +60,11 @@ ACEXY_VARS = frozenset(
         "ACEXY_PORT",
     }
 )
-# what the daemon gives every engine (orchestrator/engine_containers.py engine_env)
-ENGINE_VARS = frozenset({"HTTP_PORT", "HTTPS_PORT", "P2P_PORT", "BIND_ALL", "CONF"})
+# what the engine images read (README: Engine images; orchestrator/config/launch.py)
+ENGINE_VARS = frozenset(
+    {"HTTP_PORT", "HTTPS_PORT", "P2P_PORT", "BIND_ALL", "CACHE_LIMIT", "INTERNAL_BUFFERING"}
+    | {"ACESTREAM_ARGS", "CONF"}
+)
 # the stacks' own knobs: interpolated by compose in docker-compose.yml, never seen by a container
 # under their own name
 COMPOSE_KNOBS = frozenset(
@@ -330,3 +334,23 @@ def test_config_example_comments_name_the_right_variables() -> None:
         "config.example.yaml: each key's comment should name the variables "
         f"that override it: expected {expected}, found {named}"
     )
+
+
+# --- engine launch templates (README: Engine images) ----------------------------------------------
+
+
+def test_readme_presets_table_lists_exactly_the_presets() -> None:
+    rows = _readme_table("| preset | images")
+    assert [row[0].strip("`") for row in rows] == [*PRESETS, "custom"]
+    for name, images, _how in rows:
+        for image in re.findall(r"`([a-z0-9./-]+/[a-z0-9.-]+(?::[a-z0-9.*-]+)?)`", images):
+            if "*" not in image and name != "`custom`":
+                assert preset_for_image(image) == name.strip("`"), f"{image} is not picked as {name}"
+
+
+def test_readme_documents_every_placeholder_and_custom_key() -> None:
+    text = README.read_text()
+    for placeholder in PLACEHOLDERS:
+        assert f"`{{{placeholder}}}`" in text, placeholder
+    for key in CUSTOM_KEYS:
+        assert f"`{key}`" in text, key

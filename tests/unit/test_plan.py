@@ -566,7 +566,7 @@ REDUNDANT_CASES = [
     ),
     Case(
         id="redundant-engines_per_vpn_capped_by_port_share",
-        desired=desired("redundant", min_replicas=6, max_replicas=6, vpn_port_range="19000-19011"),
+        desired=desired("redundant", min_replicas=6, max_replicas=6, vpn_port_range="19000-19015"),
         vpns=(G1, G2),
         actions=("create g1#0", "create g1#1", "create g2#0", "create g2#1"),
         problems=("ports_exhausted",),
@@ -701,7 +701,7 @@ RESILIENCE_CASES = [
         id="resilience-slot_whose_ports_an_old_layout_engine_holds_is_skipped",
         desired=TWO_SINGLE,
         vpns=(vpn("g1"),),
-        engines=(engine("a", 0, "g1", ports=EnginePorts(http=19000, api=19001, p2p=19002)),),
+        engines=(engine("a", 0, "g1", ports=EnginePorts(http=19000, https=0, api=19001, p2p=19002)),),
         actions=("create g1#3",),
     ),
     Case(
@@ -716,13 +716,37 @@ RESILIENCE_CASES = [
         vpns=(vpn("g1", forwarded_port=40001, port_known=False),),
         engines=(engine("a", 0, "g1"), engine("b", 1, "g1")),
     ),
+    # engines of the earlier release: three ports (no HTTPS label), another spec hash; the idle
+    # one is recreated in the four-port layout, the one with a stream waits until it is idle
+    Case(
+        id="resilience-three_port_engines_of_the_earlier_release_roll_over_idle_first",
+        desired=TWO_SINGLE,
+        vpns=(vpn("g1"),),
+        engines=(
+            engine(
+                "a",
+                0,
+                "g1",
+                spec_hash="old",
+                streams=1,
+                ports=EnginePorts(http=19000, https=0, api=19333, p2p=19666),
+            ),
+            engine(
+                "b", 1, "g1", spec_hash="old", ports=EnginePorts(http=19001, https=0, api=19334, p2p=19667)
+            ),
+        ),
+        actions=("recreate b -> g1#1",),
+    ),
     # the port range shrank: the engine's spec hash is stale and its slot no longer exists
     Case(
         id="resilience-recreate_of_an_engine_whose_slot_left_the_layout_removes_it",
         desired=desired(min_replicas=1, min_free=0, host_port_range="19000-19001"),
         engines=(
             engine(
-                "a", 5, spec_hash="old", ports=EnginePorts(http=6878, api=62062, p2p=8621, host_http=19005)
+                "a",
+                5,
+                spec_hash="old",
+                ports=EnginePorts(http=6878, https=6879, api=62062, p2p=8621, host_http=19005),
             ),
         ),
         actions=("remove a",),

@@ -7,14 +7,18 @@ import pytest
 from reconcilers.model import (
     DEFAULT_API_PORT,
     DEFAULT_HTTP_PORT,
+    DEFAULT_HTTPS_PORT,
     DEFAULT_P2P_PORT,
+    ENGINE_DEFAULT_PORTS,
     EnginePorts,
     PortRange,
 )
 from reconcilers.placement import Occupant, free_slot
 from reconcilers.ports import (
     host_slot_ports,
+    slot_takes_a_default,
     slots_in_share,
+    usable_slots,
     vpn_share,
     vpn_slot_ports,
 )
@@ -56,7 +60,7 @@ def test_vpn_shares_are_disjoint_and_inside_the_range(count: int) -> None:
 
 @pytest.mark.parametrize(
     ("share", "slots"),
-    [("19000-19999", 333), ("19000-19499", 166), ("19000-19005", 2), ("19000-19001", 0)],
+    [("19000-19999", 250), ("19000-19499", 125), ("19000-19007", 2), ("19000-19005", 1), ("19000-19002", 0)],
 )
 def test_slots_in_share(share: str, slots: int) -> None:
     assert slots_in_share(port_range(share)) == slots
@@ -65,10 +69,10 @@ def test_slots_in_share(share: str, slots: int) -> None:
 @pytest.mark.parametrize(
     ("share", "slot", "forwarded", "ports"),
     [
-        ("19000-19499", 0, None, EnginePorts(http=19000, api=19166, p2p=19332)),
-        ("19000-19499", 165, None, EnginePorts(http=19165, api=19331, p2p=19497)),
-        ("19500-19999", 0, None, EnginePorts(http=19500, api=19666, p2p=19832)),
-        ("19000-19499", 3, 40000, EnginePorts(http=19003, api=19169, p2p=40000)),
+        ("19000-19499", 0, None, EnginePorts(http=19000, https=19125, api=19250, p2p=19375)),
+        ("19000-19499", 124, None, EnginePorts(http=19124, https=19249, api=19374, p2p=19499)),
+        ("19500-19999", 0, None, EnginePorts(http=19500, https=19625, api=19750, p2p=19875)),
+        ("19000-19499", 3, 40000, EnginePorts(http=19003, https=19128, api=19253, p2p=40000)),
     ],
     ids=["first_slot", "last_slot", "second_share", "forwarded_port_replaces_p2p"],
 )
@@ -81,15 +85,15 @@ def test_every_slot_of_a_share_gets_distinct_ports_inside_it(share: str) -> None
     rng = port_range(share)
     slots = slots_in_share(rng)
     ports = [vpn_slot_ports(rng, s) for s in range(slots)]
-    flat = [p for e in ports for p in (e.http, e.api, e.p2p)]
-    assert len(flat) == 3 * slots
+    flat = [p for e in ports for p in (e.http, e.https, e.api, e.p2p)]
+    assert len(flat) == 4 * slots
     assert len(set(flat)) == len(flat), "a port is handed out twice within one namespace"
     assert all(rng.start <= p <= rng.end for p in flat)
     assert [e.http for e in ports] == list(range(rng.start, rng.start + slots))
     assert all(e.host_http is None for e in ports)
 
 
-@pytest.mark.parametrize("slot", [-1, 166, 1000])
+@pytest.mark.parametrize("slot", [-1, 125, 1000])
 def test_vpn_slot_outside_share_is_refused(slot: int) -> None:
     with pytest.raises(ValueError, match=f"slot {slot} outside"):
         vpn_slot_ports(port_range("19000-19499"), slot)
@@ -102,8 +106,17 @@ def test_vpn_slot_outside_share_is_refused(slot: int) -> None:
 )
 def test_host_slot_ports(host_range: str, slot: int, host_http: int) -> None:
     assert host_slot_ports(port_range(host_range), slot) == EnginePorts(
-        http=DEFAULT_HTTP_PORT, api=DEFAULT_API_PORT, p2p=DEFAULT_P2P_PORT, host_http=host_http
+        http=DEFAULT_HTTP_PORT,
+        https=DEFAULT_HTTPS_PORT,
+        api=DEFAULT_API_PORT,
+        p2p=DEFAULT_P2P_PORT,
+        host_http=host_http,
     )
+
+
+def test_an_engine_without_a_vpn_binds_four_distinct_ports() -> None:
+    ports = host_slot_ports(port_range("19000-19999"), 0)
+    assert len(ports.listening()) == 4
 
 
 @pytest.mark.parametrize("slot", [-1, 5])
@@ -137,3 +150,25 @@ def test_free_slot(used: tuple[int, ...], capacity: int, slot: int | None) -> No
     d = desired(host_port_range=f"19000-{19000 + capacity - 1}")
     held = [Occupant(vpn=None, slot=s, forwarded=False) for s in used]
     assert free_slot(d, None, held) == slot
+
+
+@pytest.mark.parametrize(
+    ("share", "unusable"),
+    [("19000-19999", ()), ("8600-8639", (1,)), ("6870-6909", (8,)), ("62040-62079", (2,))],
+    ids=["no_default_inside", "p2p_default_8621", "http_default_6878", "api_default_62062"],
+)
+def test_slots_that_would_hand_out_an_engine_default_are_never_used(
+    share: str, unusable: tuple[int, ...]
+) -> None:
+    rng = port_range(share)
+    bad = tuple(s for s in range(slots_in_share(rng)) if slot_takes_a_default(rng, s))
+    assert bad == unusable
+    assert usable_slots(rng) == slots_in_share(rng) - len(unusable)
+    for slot in unusable:
+        assert vpn_slot_ports(rng, slot).listening() & ENGINE_DEFAULT_PORTS
+
+
+def test_free_slot_behind_a_vpn_skips_a_slot_on_a_default_port() -> None:
+    d = desired("single", vpn_port_range="8600-8639")
+    held = [Occupant(vpn="g1", slot=0, forwarded=False)]
+    assert free_slot(d, "g1", held) == 2  # slot 1 would take the P2P default 8621

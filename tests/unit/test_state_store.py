@@ -22,7 +22,7 @@ def engine_info(cid: str, slot: int = 0, started_at: float = 1000.0, name: str =
         forwarded=False,
         spec_hash="h",
         reason="test",
-        ports=EnginePorts(http=6878, api=1, p2p=2, host_http=19000 + slot),
+        ports=EnginePorts(http=6878, https=0, api=1, p2p=2, host_http=19000 + slot),
     )
     return engine_sighting(
         ContainerInfo(

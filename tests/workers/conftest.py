@@ -18,7 +18,10 @@ from reconcilers.vpn import ControlRead
 from tests.fakes.docker import FakeDocker
 
 POOL = "fake"
-NO_VPN = f"engines: {{image: engine:1, pool: {POOL}, min_replicas: 2, min_free: 0}}\n"
+NO_VPN = (
+    f"engines: {{image: engine:1, launch: {{preset: acestream-http-proxy}}, pool: {POOL}, min_replicas: 2, "
+    "min_free: 0}\n"
+)
 ONE_VPN = NO_VPN + "vpn: {mode: single, containers: [gluetun], port_range: 19000-19299}\n"
 
 

@@ -1,0 +1,196 @@
+"""How each engine image family is started, and which family an image belongs to.
+
+The engine images read their settings differently (see README "Engine images"), so the daemon
+needs a launch template per family to give every engine its own HTTP, HTTPS, API and P2P ports
+and a cache limit:
+
+- `acestream-http-proxy` (`ghcr.io/krinkuto11/acestream-http-proxy`, amd64): its entrypoint
+  reads a few variables and has none for the API port, and it drops any command. So the
+  template overrides the entrypoint to run the engine binary with every flag, behind the image's
+  own init (`catatonit`), the way the image's entrypoint ends.
+- `jopsis` (`jopsis/acestream:x64`): one `ACESTREAM_ARGS` string, word-split by its `sh -c`
+  command (a command would replace it, so none is given).
+- `jopsis-arm` (`jopsis/acestream:arm32-*`, `arm64-*`) and `aceserve`
+  (`ghcr.io/krinkuto11/acestream:latest-*`, `jopsis/aceserve`, multi-arch): the command line,
+  `python main.py` plus the image's own defaults and the engine's flags (AceServe runs without
+  `--client-console`).
+
+`preset: auto` picks the family from the image name; an image it does not know needs
+`engines.launch.preset` or a `custom` template (`entrypoint`, `command`, `env`).
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Mapping
+from typing import Any
+
+from reconcilers.model import LaunchTemplate
+
+PLACEHOLDERS = ("http_port", "https_port", "api_port", "p2p_port", "cache_limit_gb")
+ENGINE_FLAGS = (
+    "--http-port",
+    "{http_port}",
+    "--https-port",
+    "{https_port}",
+    "--api-port",
+    "{api_port}",
+    "--port",
+    "{p2p_port}",
+    "--cache-limit",
+    "{cache_limit_gb}",
+)
+_ANDROID_DEFAULTS = (
+    "--live-cache-type",
+    "memory",
+    "--live-mem-cache-size",
+    "104857600",
+    "--disable-sentry",
+    "--log-stdout",
+    "--disable-upnp",
+)
+
+PRESETS: dict[str, LaunchTemplate] = {
+    "acestream-http-proxy": LaunchTemplate(
+        preset="acestream-http-proxy",
+        entrypoint=("/usr/bin/catatonit", "--", "/app/start-engine"),
+        command=(
+            "--client-console",
+            "--bind-all",
+            "--http-port={http_port}",
+            "--https-port={https_port}",
+            "--api-port={api_port}",
+            "--port={p2p_port}",
+            "--cache-limit={cache_limit_gb}",
+        ),
+    ),
+    "jopsis": LaunchTemplate(
+        preset="jopsis",
+        env={"ACESTREAM_ARGS": "--client-console --bind-all " + " ".join(ENGINE_FLAGS)},
+    ),
+    "jopsis-arm": LaunchTemplate(
+        preset="jopsis-arm",
+        command=("python", "main.py", "--bind-all", "--client-console", *_ANDROID_DEFAULTS, *ENGINE_FLAGS),
+    ),
+    "aceserve": LaunchTemplate(
+        preset="aceserve",
+        command=("python", "main.py", "--bind-all", *_ANDROID_DEFAULTS, *ENGINE_FLAGS),
+    ),
+}
+CHOICES = ("auto", *PRESETS, "custom")
+CUSTOM_KEYS = ("entrypoint", "command", "env")
+
+
+class LaunchKeyError(ValueError):
+    """A bad value under `engines.launch`, naming the sub-key at fault."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+def preset_for_image(image: str) -> str | None:
+    """The family of a known image name, or None when the name says nothing certain."""
+    ref = image.lower().split("@", 1)[0]  # a digest pins the image, it does not name it
+    name, _, tag = ref.rpartition(":") if ":" in ref.rsplit("/", 1)[-1] else (ref, "", "")
+    if name.endswith("/acestream-http-proxy") or name == "acestream-http-proxy":
+        return "acestream-http-proxy"
+    if name.endswith("/aceserve") or name.endswith("krinkuto11/acestream"):
+        return "aceserve"
+    if name.endswith("jopsis/acestream"):
+        if tag.startswith("x64"):
+            return "jopsis"
+        if re.match(r"arm(32|64)-v", tag):
+            return "jopsis-arm"
+        if re.search(r"-(amd64|arm32|arm64)$", tag):
+            return "aceserve"  # jopsis publishes its AceServe builds under this name too
+    return None
+
+
+def _strings(key: str, value: Any) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise LaunchKeyError(key, f"expected a non-empty list of strings, got {value!r}")
+    return tuple(value)
+
+
+def _check_placeholders(key: str, text: str) -> None:
+    for _, field, spec, conversion in string.Formatter().parse(text):
+        if field is None:
+            continue
+        if field not in PLACEHOLDERS or spec or conversion:
+            raise LaunchKeyError(
+                key,
+                f"unknown placeholder {{{field}}} in {text!r} (known: "
+                + ", ".join(f"{{{p}}}" for p in PLACEHOLDERS)
+                + "; write {{ and }} for literal braces)",
+            )
+
+
+def parse_launch(value: Any) -> LaunchTemplate:
+    """`engines.launch` as written: `preset` (default auto), and for `custom` the template."""
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        raise ValueError(
+            f"expected a mapping with preset (and, for custom, entrypoint, command, env), got {value!r}"
+        )
+    unknown = sorted(set(value) - {"preset", *CUSTOM_KEYS})
+    if unknown:
+        raise LaunchKeyError(str(unknown[0]), f"unknown key (known: preset, {', '.join(CUSTOM_KEYS)})")
+    preset = value.get("preset", "auto")
+    if preset not in CHOICES:
+        raise LaunchKeyError("preset", f"must be one of {', '.join(CHOICES)}, got {preset!r}")
+    given = [k for k in CUSTOM_KEYS if value.get(k) not in (None, {}, [])]
+    if preset != "custom":
+        if given:
+            raise LaunchKeyError(
+                given[0],
+                f"only for preset: custom (preset {preset} has its own "
+                "template); set preset: custom to write your own",
+            )
+        return LaunchTemplate(preset=str(preset))
+    if not given:
+        raise LaunchKeyError("preset", "preset custom needs at least one of entrypoint, command, env")
+    entrypoint = _strings("entrypoint", value.get("entrypoint"))
+    command = _strings("command", value.get("command"))
+    env_raw = value.get("env") or {}
+    if not isinstance(env_raw, dict) or not all(
+        isinstance(k, str) and isinstance(v, str | int) and not isinstance(v, bool)
+        for k, v in env_raw.items()
+    ):
+        raise LaunchKeyError("env", f"expected a mapping of names to strings, got {env_raw!r}")
+    env = {k: str(v) for k, v in env_raw.items()}
+    for key, texts in (
+        ("entrypoint", entrypoint or ()),
+        ("command", command or ()),
+        ("env", tuple(env.values())),
+    ):
+        for text in texts:
+            _check_placeholders(key, text)
+    return LaunchTemplate(preset="custom", entrypoint=entrypoint, command=command, env=env)
+
+
+def resolve_launch(written: LaunchTemplate, image: str) -> LaunchTemplate | None:
+    """The template in force: a preset's own, the image's family for `auto` (None when the image
+    is not one the daemon knows), or the custom one as written."""
+    if written.preset == "custom":
+        return written
+    preset = preset_for_image(image) if written.preset == "auto" else written.preset
+    return PRESETS[preset] if preset is not None else None
+
+
+def render(template: LaunchTemplate, values: Mapping[str, int]) -> LaunchTemplate:
+    """The template with every placeholder filled in for one engine."""
+
+    def fill(text: str) -> str:
+        return text.format_map(values)
+
+    return LaunchTemplate(
+        preset=template.preset,
+        entrypoint=tuple(fill(t) for t in template.entrypoint) if template.entrypoint else None,
+        command=tuple(fill(t) for t in template.command) if template.command else None,
+        env={k: fill(v) for k, v in template.env.items()},
+    )
