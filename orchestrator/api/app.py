@@ -1,8 +1,12 @@
 """The HTTP API (aiohttp): what proxies and operators read.
 
-Every answer is JSON, errors included: an unknown route is a JSON 404, an unexpected failure a
-JSON 500 with no traceback leaked. Handlers only read the state store; they never wait on
-Docker, so they answer in well under the proxy's 3-second timeout from the daemon's first second.
+Every answer is JSON, errors included: an unknown route is a JSON 404, a known route asked with
+another method a JSON 405 carrying `Allow` (HEAD is answered wherever GET is), an unexpected
+failure a JSON 500 with no traceback leaked. What a request may cost is bounded (`Limits`): its
+body size and how long its body may take, and how long an idle or half-sent connection is kept.
+Only a request aiohttp cannot parse as HTTP at all gets aiohttp's own plain-text 400. Handlers
+only read the state store; they never wait on Docker, so they answer in well under the proxy's
+3-second timeout from the daemon's first second.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from aiohttp import web
 
 from orchestrator.api.auth import api_key_middleware
 from orchestrator.api.context import CONTEXT, ApiContext
+from orchestrator.api.json_body import DEFAULT_LIMITS, LIMITS, Limits
 from orchestrator.api.metrics import add_metrics
 from orchestrator.api.openapi import openapi_json
 from orchestrator.api.proxy import add_proxy_routes
@@ -25,6 +30,7 @@ from orchestrator.api.views import engine_detail_view, engine_view, rfc3339, vpn
 
 log = structlog.get_logger()
 
+DROPPED_HEADERS = frozenset({"content-type", "content-length"})
 ENGINES_CACHE: web.AppKey[list[Any]] = web.AppKey("engines_cache")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -36,8 +42,12 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     except web.HTTPException as exc:
         if exc.content_type == "application/json":
             raise
+        kept = {k: v for k, v in exc.headers.items() if k.lower() not in DROPPED_HEADERS}  # Allow on a 405
         return json_error(
-            exc.status, exc.reason.lower().replace(" ", "_"), f"{exc.reason}: {request.method} {request.path}"
+            exc.status,
+            exc.reason.lower().replace(" ", "_"),
+            f"{exc.reason}: {request.method} {request.path}",
+            headers=kept,
         )
     except Exception:
         log.exception("http_handler_failed", path=request.path, method=request.method)
@@ -144,10 +154,17 @@ async def vpn_status(request: web.Request) -> web.Response:
     return web.json_response({"mode": ctx.desired.vpn.mode, "vpns": vpn_views(ctx.store)})
 
 
-def make_app(ctx: ApiContext) -> web.Application:
+def make_app(ctx: ApiContext, *, limits: Limits = DEFAULT_LIMITS) -> web.Application:
     auth = api_key_middleware(lambda: ctx.config.api.api_key)
-    app = web.Application(middlewares=[json_errors, auth], client_max_size=64 * 1024)
+    app = web.Application(
+        middlewares=[json_errors, auth],
+        client_max_size=limits.max_body,
+        # closes a connection idle, or still sending its request line and headers, this long
+        # after it opened or after its last answer (aiohttp's own default is an hour)
+        handler_args={"keepalive_timeout": limits.idle_timeout_s, "lingering_time": limits.linger_s},
+    )
     app[CONTEXT] = ctx
+    app[LIMITS] = limits
     app[ENGINES_CACHE] = [None, b"[]"]
     app.router.add_get("/engines", engines)
     app.router.add_get("/engines/{container_id}", engine)

@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from orchestrator import __version__
+from orchestrator.api.json_body import DEFAULT_LIMITS, MAX_TEXT, NOT_BLANK
 
 JSON = "application/json"
 TIME = {"type": ["string", "null"], "format": "date-time"}
@@ -20,6 +21,17 @@ INT = {"type": "integer"}
 STR = {"type": "string"}
 BOOL = {"type": "boolean"}
 STR_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
+# What request bodies may hold (json_body.Fields): a field sent as null is one left out; every
+# string is at most MAX_TEXT characters; a required name has a character other than white space.
+TEXT = {"type": "string", "maxLength": MAX_TEXT}
+OPT_TEXT = {"type": ["string", "null"], "maxLength": MAX_TEXT}
+NAME = {"type": "string", "minLength": 1, "maxLength": MAX_TEXT, "pattern": NOT_BLANK}
+OPT_MAP = {"type": ["object", "null"], "additionalProperties": TEXT}
+KIB = DEFAULT_LIMITS.max_body // 1024
+BODY_RULES = (
+    f"The body must be `Content-Type: application/json` (UTF-8, no BOM) and at most {KIB} KiB, "
+    f"sent within {DEFAULT_LIMITS.body_timeout_s:g} s; a field sent as null counts as left out."
+)
 
 
 def ref(name: str) -> dict[str, str]:
@@ -45,11 +57,19 @@ AUTH = {
     "401": reply("Missing or malformed bearer token", ref("Error")),
     "403": reply("Wrong API key", ref("Error")),
 }
-BAD_BODY = {
-    "400": reply("Body is not JSON", ref("Error")),
-    "413": reply("Body larger than 64 KiB", ref("Error")),
-    "422": reply("Body has a wrong or missing field (named in `field`)", ref("Error")),
-}
+
+
+def bad_body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "400": reply("Body is empty, not UTF-8 or not JSON", schema),
+        "408": reply(f"Body not received within {DEFAULT_LIMITS.body_timeout_s:g} s", schema),
+        "413": reply(f"Body larger than {KIB} KiB", schema),
+        "415": reply("Content-Type is not application/json (UTF-8)", schema),
+        "422": reply("Body has a wrong or missing field (named in `field`)", schema),
+    }
+
+
+BAD_BODY = bad_body(ref("Error"))
 
 SCHEMAS: dict[str, Any] = {
     "Error": obj(["error", "message"], error=STR, message=STR, field={"type": ["string", "null"]}),
@@ -107,11 +127,11 @@ SCHEMAS: dict[str, Any] = {
     ),
     "StreamStarted": obj(
         ["engine", "stream"],
-        container_id={**STR, "description": "Ignored: often the proxy's own ID"},
+        container_id={**OPT_TEXT, "description": "Ignored: often the proxy's own ID"},
         engine=obj(
             ["host", "port"],
             host={
-                **STR,
+                **NAME,
                 "description": "Container name, short ID, IP, VPN name or IP; localhost/127.0.0.1/::1 match "
                 "the one engine owning the port",
             },
@@ -119,25 +139,34 @@ SCHEMAS: dict[str, Any] = {
         ),
         stream=obj(
             ["key_type", "key"],
-            key_type={**STR, "examples": ["content_id", "infohash", "url", "magnet"]},
-            key=STR,
+            key_type={**NAME, "examples": ["content_id", "infohash", "url", "magnet"]},
+            key=NAME,
         ),
-        session=obj(
-            None,
-            playback_session_id=STR,
-            stat_url={**STR, "description": "May be empty"},
-            command_url={**STR, "description": "May be empty"},
-            is_live={"type": ["integer", "boolean"], "enum": [0, 1, True, False]},
-        ),
-        labels={**STR_MAP, "description": "`stream_id` names the stream; default key|session"},
+        session={
+            **obj(
+                None,
+                playback_session_id=OPT_TEXT,
+                stat_url={**OPT_TEXT, "description": "May be empty"},
+                command_url={**OPT_TEXT, "description": "May be empty"},
+                is_live={"enum": [0, 1, True, False, None], "description": "Default true"},
+            ),
+            "type": ["object", "null"],
+        },
+        labels={
+            **OPT_MAP,
+            "description": "`stream_id` names the stream; when absent or empty, key|playback_session_id",
+        },
     ),
     "StreamEnded": obj(
-        ["stream_id"], stream_id=STR, reason=STR, container_id={**STR, "description": "Ignored"}
+        ["stream_id"],
+        stream_id=NAME,
+        reason={**OPT_TEXT, "description": "Default `unspecified`"},
+        container_id={**OPT_TEXT, "description": "Ignored"},
     ),
     "ProvisionRequest": obj(
         None,
-        labels={**STR_MAP, "description": "Validated, then ignored"},
-        env={**STR_MAP, "description": "Validated, then ignored"},
+        labels={**OPT_MAP, "description": "Validated, then ignored"},
+        env={**OPT_MAP, "description": "Validated, then ignored"},
     ),
     "ProvisionResponse": obj(
         ["container_id", "container_name", "host_http_port", "container_http_port", "container_https_port"],
@@ -240,7 +269,7 @@ PATHS: dict[str, Any] = {
                     "name": "container_id",
                     "in": "path",
                     "required": True,
-                    "schema": STR,
+                    "schema": {"type": "string", "minLength": 1},
                     "description": "Full ID, 12+ character prefix, or container name",
                 }
             ],
@@ -280,7 +309,7 @@ PATHS: dict[str, Any] = {
         "post": {
             "summary": "The proxy started a stream on the engine at (host, port)",
             "description": "The engine is found by engine.host/engine.port, never by container_id. "
-            "The same stream ID reported again replaces the record.",
+            "The same stream ID reported again replaces the record. " + BODY_RULES,
             "security": SECURED,
             "requestBody": {"required": True, "content": {JSON: {"schema": ref("StreamStarted")}}},
             "responses": {
@@ -296,7 +325,7 @@ PATHS: dict[str, Any] = {
             "summary": "The proxy ended a stream",
             "security": SECURED,
             "description": "Ends exactly that stream. An unknown ID ends nothing (404); a stream "
-            "already ended answers 200 with its first ending unchanged.",
+            "already ended answers 200 with its first ending unchanged. " + BODY_RULES,
             "requestBody": {"required": True, "content": {JSON: {"schema": ref("StreamEnded")}}},
             "responses": {
                 "200": reply("Ended stream", ref("Stream")),
@@ -308,18 +337,27 @@ PATHS: dict[str, Any] = {
     "/streams": {
         "get": {
             "summary": "Streams, active first then recent history",
+            "description": "Each parameter at most once and, when given, not empty.",
             "parameters": [
-                {"name": "container_id", "in": "query", "required": False, "schema": STR},
+                {
+                    "name": "container_id",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "string", "minLength": 1},
+                    "description": "Full ID, 12+ character prefix, or container name",
+                },
                 {
                     "name": "status",
                     "in": "query",
                     "required": False,
-                    "schema": {"enum": ["started", "ended"]},
+                    "schema": {"type": "string", "enum": ["started", "ended"]},
                 },
             ],
             "responses": {
                 "200": reply("Streams", {"type": "array", "items": ref("Stream")}),
-                "400": reply("Bad status", ref("Error")),
+                "400": reply(
+                    "A parameter empty, repeated, or a status other than started/ended", ref("Error")
+                ),
             },
         }
     },
@@ -331,15 +369,23 @@ PATHS: dict[str, Any] = {
             "`detail`; while `should_wait` is true, one extra free engine is wanted "
             "for 60 s (repeated calls extend that single demand). Non-empty `labels` "
             "and `env` are validated and accepted but ignored: every engine follows "
-            "the YAML's engines.labels and engines.env.",
+            "the YAML's engines.labels and engines.env. An empty body, whatever its "
+            "Content-Type, is `{}`; any other: " + BODY_RULES,
             "security": SECURED,
             "requestBody": {"required": False, "content": {JSON: {"schema": ref("ProvisionRequest")}}},
             "responses": {
                 "200": reply("A free engine", ref("ProvisionResponse")),
-                "503": reply("None free yet, or blocked", ref("ProvisionError")),
+                "503": {
+                    **reply("None free yet, or blocked", ref("ProvisionError")),
+                    "headers": {
+                        "Retry-After": {
+                            "description": "recovery_eta_seconds, when there is one",
+                            "schema": {"type": "integer", "minimum": 1},
+                        }
+                    },
+                },
                 "500": reply("general_error", ref("ProvisionError")),
-                "413": reply("Body larger than 64 KiB", ref("ProvisionError")),
-                "422": reply("Bad labels/env", ref("ProvisionError")),
+                **bad_body(ref("ProvisionError")),
                 **AUTH,
             },
         }

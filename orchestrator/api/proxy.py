@@ -40,7 +40,23 @@ STATUSES: dict[str, StreamStatus] = {"started": "started", "ended": "ended"}
 
 
 def body_error(exc: BodyError) -> web.Response:
-    return json_error(exc.status, exc.code, exc.message, field=exc.field)
+    return _closing(json_error(exc.status, exc.code, exc.message, field=exc.field), exc)
+
+
+def _closing(resp: web.Response, exc: BodyError) -> web.Response:
+    if exc.close:
+        resp.force_close()  # what is left of a huge or trickled body is not read
+    return resp
+
+
+def query_value(request: web.Request, name: str) -> str | None:
+    """One query parameter: None when absent; a BodyError (400) when empty or repeated."""
+    values = request.query.getall(name, [])
+    if len(values) > 1:
+        raise BodyError(400, "invalid_query", f"{name} given {len(values)} times; give it once", name)
+    if values and not values[0]:
+        raise BodyError(400, "invalid_query", f"{name} is empty; leave it out or give a value", name)
+    return values[0] if values else None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -176,12 +192,14 @@ class ProxyApi:
         return web.json_response(stream_view(ended))
 
     async def streams(self, request: web.Request) -> web.Response:
-        status = request.query.get("status") or None
+        try:
+            status, ref = query_value(request, "status"), query_value(request, "container_id")
+        except BodyError as exc:
+            return body_error(exc)
         if status is not None and status not in STATUSES:
             return json_error(
-                400, "invalid_query", f"status must be started or ended, got {status!r}", field="status"
+                400, "invalid_query", f"status must be started or ended, got {status[:100]!r}", field="status"
             )
-        ref = request.query.get("container_id") or None
         store = self.ctx.store
         if ref is not None:
             engine = store.find_engine(ref)
@@ -197,10 +215,10 @@ class ProxyApi:
             fields.string_map("env")
         except BodyError as exc:
             metrics.count_provision("invalid_body")
-            return self._refuse(
+            refused = self._refuse(
                 Blocked(
                     code="invalid_body",
-                    error="invalid_body",
+                    error=exc.code,
                     message=exc.message,
                     eta=None,
                     should_wait=False,
@@ -208,6 +226,7 @@ class ProxyApi:
                     http_status=exc.status,
                 )
             )
+            return _closing(refused, exc)
         store, now = self.ctx.store, time.time()
         engine = free_engine(store, store.held_engines(now))
         if engine is not None:

@@ -20,6 +20,7 @@ from aiohttp.test_utils import TestClient
 
 from orchestrator.api.app import make_app
 from orchestrator.api.context import ApiContext
+from orchestrator.api.json_body import DEFAULT_LIMITS, Limits
 from orchestrator.config import Config, parse_config
 from orchestrator.config.watcher import ConfigWatcher
 from orchestrator.docker.containers import ContainerInfo, vpn_container
@@ -150,7 +151,8 @@ class Api:
         sent = dict(headers or {})
         if key is not None:
             sent.setdefault("Authorization", f"Bearer {key}")
-        if raw is not None:
+        if raw is not None:  # sent as JSON, as the proxy does, unless `headers` say otherwise
+            sent.setdefault("Content-Type", "application/json")
             resp = await self.client.post(path, data=raw, headers=sent)
         else:
             resp = await self.client.post(path, json=body, headers=sent)
@@ -168,7 +170,9 @@ MakeApi = Callable[..., Awaitable[Api]]
 
 @pytest.fixture
 async def make_api(aiohttp_client: Any) -> AsyncIterator[MakeApi]:
-    async def make(yaml_text: str = NO_VPN, *, docker_connected: bool = True) -> Api:
+    async def make(
+        yaml_text: str = NO_VPN, *, docker_connected: bool = True, limits: Limits = DEFAULT_LIMITS
+    ) -> Api:
         config = parse_config(yaml_text, source="test.yaml", env={})
         watcher = ConfigWatcher(config)
         store = StateStore(
@@ -177,9 +181,29 @@ async def make_api(aiohttp_client: Any) -> AsyncIterator[MakeApi]:
         if docker_connected:
             store.set_docker(connected=True)
         ctx = ApiContext(store=store, watcher=watcher, started_at=time.time())
-        return Api(ctx=ctx, client=await aiohttp_client(make_app(ctx)))
+        return Api(ctx=ctx, client=await aiohttp_client(make_app(ctx, limits=limits)))
 
     yield make
+
+
+def snapshot(store: StateStore) -> dict[str, Any]:
+    """Everything a request could change, through the store's read-only views: compare one taken
+    before a refused request with one taken after."""
+    now = time.time()
+    return {
+        "version": store.version,
+        "engines": dict(store.engines),
+        "visible": store.visible,
+        "vpns": dict(store.vpns),
+        "active": dict(store.streams.active),
+        "ended": tuple(store.streams.ended),
+        "started": store.streams.total_started,
+        "last_usage": dict(store.streams.last_usage),
+        "demand_until": store.demand_until,
+        "held": store.held_engines(now),
+        "pending": store.pending_count,
+        "busy": store.busy_count,
+    }
 
 
 def started_body(

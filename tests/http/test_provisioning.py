@@ -170,7 +170,7 @@ async def vpn_missing(api: Api) -> None:
 
 
 async def vpn_missing_for_long(api: Api) -> None:
-    api.add_vpn("gluetun", state="missing", since=time.time() - 31)  # wait_healthy_s is 30
+    api.add_vpn("gluetun", state="missing", since=time.time() - api.desired.vpn.wait_healthy_s - 1)
 
 
 async def vpn_stopped(api: Api) -> None:

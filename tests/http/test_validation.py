@@ -36,7 +36,7 @@ def assert_untouched(api: Api) -> None:
     ("body", "field"),
     [
         (mutated("engine.port", "6878"), "engine.port"),
-        (mutated("engine.port", 6878.0), "engine.port"),
+        (mutated("engine.port", 6878.5), "engine.port"),
         (mutated("engine.port", True), "engine.port"),
         (mutated("engine.port", 0), "engine.port"),
         (mutated("engine.port", 70000), "engine.port"),
@@ -79,6 +79,8 @@ async def test_stream_started_bad_types(make_api: MakeApi, body: Any, field: str
         mutated("session.stat_url", None),
         mutated("session", ...),
         mutated("session.is_live", True),
+        mutated("session.is_live", 1.0),
+        mutated("engine.port", 6878.0),  # JSON Schema's integer, as the OpenAPI document says
         mutated("container_id", ...),
         mutated("labels", {}),
     ],
