@@ -27,12 +27,12 @@ from bench.common import EventWatch, machine, summary, write_result
 from tests.integration.harness import (
     ENGINE_IMAGE,
     ENGINE_LAUNCH,
-    TEST_LABEL,
     Daemon,
     docker,
     remove_test_containers,
     run_gluetun,
     set_vpn_health,
+    test_labels,
     wait_vpn_health,
 )
 
@@ -96,7 +96,7 @@ def main() -> int:
                 "min_free": 0,
                 "max_replicas": 4,
                 "address": "ip",
-                "labels": {TEST_LABEL: "1", f"{TEST_LABEL}.run": run_id},
+                "labels": test_labels(run_id),
             },
             "vpn": {"mode": "redundant", "containers": [a, b], "unhealthy_restart_timeout_s": 600},
             "log_level": "INFO",

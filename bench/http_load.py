@@ -24,10 +24,10 @@ from bench.common import machine, summary, write_result
 from tests.integration.harness import (
     ENGINE_IMAGE,
     ENGINE_LAUNCH,
-    TEST_LABEL,
     Daemon,
     http_json,
     remove_test_containers,
+    test_labels,
 )
 
 ENGINES = 20
@@ -84,7 +84,7 @@ def main() -> int:
                 "min_free": 0,
                 "max_replicas": ENGINES + 1,
                 "address": "ip",
-                "labels": {TEST_LABEL: "1", f"{TEST_LABEL}.run": run_id},
+                "labels": test_labels(run_id),
             },
             "log_level": "WARNING",
         },

@@ -21,9 +21,9 @@ from bench.common import machine, summary, write_result
 from tests.integration.harness import (
     ENGINE_IMAGE,
     ENGINE_LAUNCH,
-    TEST_LABEL,
     Daemon,
     remove_test_containers,
+    test_labels,
 )
 
 
@@ -46,7 +46,7 @@ def new_daemon(min_replicas: int) -> Daemon:
                 "min_free": 0,
                 "max_replicas": 20,
                 "address": "ip",
-                "labels": {TEST_LABEL: "1", f"{TEST_LABEL}.run": run_id},
+                "labels": test_labels(run_id),
             },
             "log_level": "INFO",
         },

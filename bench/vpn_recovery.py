@@ -27,13 +27,13 @@ from bench.common import EventWatch, machine, summary, write_result
 from tests.integration.harness import (
     ENGINE_IMAGE,
     ENGINE_LAUNCH,
-    TEST_LABEL,
     Daemon,
     docker,
     engine_info,
     remove_test_containers,
     run_gluetun,
     set_vpn_health,
+    test_labels,
     wait_for,
     wait_vpn_health,
 )
@@ -118,7 +118,7 @@ def main() -> int:
                 "min_replicas": ENGINES,
                 "min_free": 0,
                 "address": "ip",
-                "labels": {TEST_LABEL: "1", f"{TEST_LABEL}.run": run_id},
+                "labels": test_labels(run_id),
             },
             "vpn": {"mode": "single", "containers": [vpn], "unhealthy_restart_timeout_s": 600},
             "log_level": "INFO",

@@ -15,10 +15,10 @@ from tests.integration.harness import (
     ENGINE_IMAGE,
     ENGINE_LAUNCH,
     GLUETUN_IMAGE,
-    TEST_LABEL,
     Daemon,
     docker,
     remove_test_containers,
+    test_labels,
 )
 
 
@@ -53,7 +53,7 @@ def make_daemon(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Call
                 "min_replicas": 2,
                 "min_free": 0,
                 "address": "ip",
-                "labels": {TEST_LABEL: "1", f"{TEST_LABEL}.run": run_id},
+                "labels": test_labels(run_id),
             },
             "log_level": "DEBUG",
         }

@@ -76,8 +76,52 @@ def containers(*filters: str, all_states: bool = True) -> list[str]:
     return [c for c in docker(*args).splitlines() if c]
 
 
+SESSION_LABEL = f"{TEST_LABEL}.session"  # the pid of the pytest (or bench) process that made it
+SESSION = str(os.getpid())
+
+
+def test_labels(run: str | None = None) -> dict[str, str]:
+    """The labels of everything a test makes: cleaned up by this session, or by a later one
+    once this session's process is gone (two sessions at once leave each other alone)."""
+    labels = {TEST_LABEL: "1", SESSION_LABEL: SESSION}
+    if run is not None:
+        labels[f"{TEST_LABEL}.run"] = run
+    return labels
+
+
+def label_args(run: str | None = None) -> list[str]:
+    return [arg for key, value in test_labels(run).items() for arg in ("--label", f"{key}={value}")]
+
+
+def _session_alive(owner: str) -> bool:
+    if owner == SESSION:
+        return False  # ours: ours to clean
+    if not owner.isdigit():
+        return False  # no owner: a leftover of a harness that did not label its session
+    try:
+        cmdline = Path(f"/proc/{owner}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"python" in cmdline
+
+
 def remove_test_containers() -> None:
-    leftovers = containers(f"label={TEST_LABEL}=1")  # =dev, =verify: other runs of the bed
+    """Containers of this session, and leftovers of sessions that are gone (=verify, =dev: the
+    stand-ins' self-checks and other tools, are never touched)."""
+    listed = docker(
+        "ps",
+        "-a",
+        "--no-trunc",
+        "--filter",
+        f"label={TEST_LABEL}=1",
+        "--format",
+        f'{{{{.ID}}}} {{{{.Label "{SESSION_LABEL}"}}}}',
+    )
+    leftovers = [
+        cid
+        for cid, _, owner in (line.partition(" ") for line in listed.splitlines())
+        if not _session_alive(owner.strip())
+    ]
     if leftovers:
         docker("rm", "-f", *leftovers, check=False)
 
@@ -127,8 +171,7 @@ def run_gluetun(
         "-d",
         "--name",
         name,
-        "--label",
-        f"{TEST_LABEL}=1",
+        *label_args(),
         "-e",
         f"STANDIN_FORWARDED_PORT={forwarded_port}",
     ]

@@ -38,6 +38,7 @@ from tests.integration.harness import (
     docker,
     free_port,
     http_json,
+    test_labels,
     wait_for,
 )
 from tests.sidecar.conftest import DAEMON_IMAGE
@@ -192,7 +193,7 @@ def _for_the_test_bed(stack: dict[str, Any], run: str, api_port: int, confdir: P
     depends_on conditions, healthchecks, mounts, environment) stays as the stack has it."""
     out = copy.deepcopy(stack)
     services = out["services"]
-    labels = {TEST_LABEL: "1", f"{TEST_LABEL}.run": run}
+    labels = test_labels(run)
     for index, name in enumerate(gluetun_services(services)):
         gluetun = services[name]
         gluetun.update(image=GLUETUN_IMAGE, container_name=f"{run}-{name}", labels=labels)
@@ -242,7 +243,7 @@ def _desired_for_the_test_bed(
         min_replicas=2,
         min_free=0,
         max_replicas=4,
-        labels={TEST_LABEL: "1", f"{TEST_LABEL}.run": run},
+        labels=test_labels(run),
     )
     if desired["vpn"]["mode"] == "none":
         desired["engines"]["host_port_range"] = "29500-29509"

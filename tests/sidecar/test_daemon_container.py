@@ -35,8 +35,10 @@ from tests.integration.harness import (
     engine_info,
     http_json,
     inspect,
+    label_args,
     listing_of,
     run_gluetun,
+    test_labels,
     wait_for,
 )
 
@@ -62,7 +64,7 @@ class Sidecar:
 
     @property
     def labels(self) -> dict[str, str]:
-        return {TEST_LABEL: "1", f"{TEST_LABEL}.run": self.run_id}
+        return test_labels(self.run_id)
 
     def write_config(self, config: dict[str, Any]) -> None:
         confdir = self.workdir / "config"
@@ -78,10 +80,7 @@ class Sidecar:
             "-d",
             "--name",
             self.name,
-            "--label",
-            f"{TEST_LABEL}=1",
-            "--label",
-            f"{TEST_LABEL}.run={self.run_id}",
+            *label_args(self.run_id),
             "-v",
             f"{SOCKET}:/var/run/docker.sock",
             "-v",
@@ -263,8 +262,7 @@ def _check_config(
             "docker",
             "run",
             "--rm",
-            "--label",
-            f"{TEST_LABEL}=1",
+            *label_args(),
             "-v",
             f"{confdir}:/config:ro",
             daemon_image,

@@ -14,7 +14,7 @@ import subprocess
 import tomllib
 from pathlib import Path
 
-from tests.integration.harness import REPO, TEST_LABEL, docker
+from tests.integration.harness import REPO, docker, label_args
 
 LOCK = REPO / "docker" / "requirements.lock"
 BUILD_ONLY_MARK = "# build only"
@@ -72,8 +72,7 @@ def test_image_holds_exactly_the_locked_packages(daemon_image: str) -> None:
     listing = docker(
         "run",
         "--rm",
-        "--label",
-        f"{TEST_LABEL}=1",
+        *label_args(),
         "--entrypoint",
         "/opt/venv/bin/python",
         daemon_image,
@@ -101,7 +100,7 @@ def test_image_metadata(daemon_image: str) -> None:
 
 def test_image_reports_its_own_command_line(daemon_image: str) -> None:
     done = subprocess.run(
-        ["docker", "run", "--rm", "--label", f"{TEST_LABEL}=1", daemon_image, "--help"],
+        ["docker", "run", "--rm", *label_args(), daemon_image, "--help"],
         capture_output=True,
         text=True,
         timeout=60,
