@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ns=acestream-orchestrator-test
 base=$ns/python-base:bookworm
-image=$ns/orchestrator:latest
+image=${DAEMON_IMAGE:-$ns/orchestrator:latest}  # DAEMON_IMAGE: another tag, e.g. for a second checkout
 say() { echo "build-sidecar-image: $*"; }
 die() { echo "build-sidecar-image: ERROR: $*" >&2; exit 1; }
 

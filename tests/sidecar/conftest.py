@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from typing import Any
@@ -10,7 +11,7 @@ import pytest
 
 from tests.integration.harness import ENGINE_IMAGE, GLUETUN_IMAGE, docker
 
-DAEMON_IMAGE = "acestream-orchestrator-test/orchestrator:latest"
+DAEMON_IMAGE = os.environ.get("DAEMON_IMAGE", "acestream-orchestrator-test/orchestrator:latest")
 
 
 @pytest.fixture(scope="session")
