@@ -27,12 +27,13 @@ from bench.common import EventWatch, machine, summary, write_result
 from tests.integration.harness import (
     ENGINE_IMAGE,
     ENGINE_LAUNCH,
+    NO_PROBE,
     Daemon,
     docker,
     remove_test_containers,
     run_gluetun,
+    session_labels,
     set_vpn_health,
-    test_labels,
     wait_vpn_health,
 )
 
@@ -96,9 +97,14 @@ def main() -> int:
                 "min_free": 0,
                 "max_replicas": 4,
                 "address": "ip",
-                "labels": test_labels(run_id),
+                "labels": session_labels(run_id),
             },
-            "vpn": {"mode": "redundant", "containers": [a, b], "unhealthy_restart_timeout_s": 600},
+            "vpn": {
+                "mode": "redundant",
+                "containers": [a, b],
+                "unhealthy_restart_timeout_s": 600,
+                "tunnel_probe": NO_PROBE,
+            },
             "log_level": "INFO",
         },
     )

@@ -27,7 +27,7 @@ from tests.integration.harness import (
     Daemon,
     http_json,
     remove_test_containers,
-    test_labels,
+    session_labels,
 )
 
 ENGINES = 20
@@ -84,7 +84,7 @@ def main() -> int:
                 "min_free": 0,
                 "max_replicas": ENGINES + 1,
                 "address": "ip",
-                "labels": test_labels(run_id),
+                "labels": session_labels(run_id),
             },
             "log_level": "WARNING",
         },

@@ -23,7 +23,7 @@ from tests.integration.harness import (
     ENGINE_LAUNCH,
     Daemon,
     remove_test_containers,
-    test_labels,
+    session_labels,
 )
 
 
@@ -46,7 +46,7 @@ def new_daemon(min_replicas: int) -> Daemon:
                 "min_free": 0,
                 "max_replicas": 20,
                 "address": "ip",
-                "labels": test_labels(run_id),
+                "labels": session_labels(run_id),
             },
             "log_level": "INFO",
         },

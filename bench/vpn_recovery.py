@@ -27,13 +27,14 @@ from bench.common import EventWatch, machine, summary, write_result
 from tests.integration.harness import (
     ENGINE_IMAGE,
     ENGINE_LAUNCH,
+    NO_PROBE,
     Daemon,
     docker,
     engine_info,
     remove_test_containers,
     run_gluetun,
+    session_labels,
     set_vpn_health,
-    test_labels,
     wait_for,
     wait_vpn_health,
 )
@@ -118,9 +119,14 @@ def main() -> int:
                 "min_replicas": ENGINES,
                 "min_free": 0,
                 "address": "ip",
-                "labels": test_labels(run_id),
+                "labels": session_labels(run_id),
             },
-            "vpn": {"mode": "single", "containers": [vpn], "unhealthy_restart_timeout_s": 600},
+            "vpn": {
+                "mode": "single",
+                "containers": [vpn],
+                "unhealthy_restart_timeout_s": 600,
+                "tunnel_probe": NO_PROBE,
+            },
             "log_level": "INFO",
         },
     )

@@ -27,7 +27,7 @@ from orchestrator.config.watcher import ConfigWatcher
 from orchestrator.docker.gateway import DockerGateway
 from orchestrator.logs import configure_logging
 from orchestrator.state.store import StateStore
-from orchestrator.vpn.control import GluetunControl
+from orchestrator.vpn.control import Credentials, GluetunControl
 from orchestrator.vpn.poller import ControlPoller
 from orchestrator.workers.event_source import EventSource
 from orchestrator.workers.executor import Executor
@@ -68,6 +68,12 @@ class Daemon:
             self.events.request_resync()
         self.store.changed()
 
+    def _control_credentials(self) -> Credentials:
+        config = self.config
+        return Credentials(
+            api_key=config.vpn_api_key, user=config.vpn_api_user, password=config.vpn_api_password
+        )
+
     async def run(self, *, install_signal_handlers: bool = True) -> None:
         config = self.config
         log.info(
@@ -103,7 +109,7 @@ class Daemon:
 
     async def _run_tasks(self, session: aiohttp.ClientSession, stop: asyncio.Event) -> None:
         prober = ReadinessProber(self.store, session, lambda: self.config)
-        control = GluetunControl(session, api_key=lambda: self.config.vpn_api_key)
+        control = GluetunControl(session, credentials=self._control_credentials)
         poller = ControlPoller(control, self.store, lambda: self.config)
         try:
             async with asyncio.TaskGroup() as tasks:

@@ -8,7 +8,8 @@
     │   └── DockerConflict        name or port already in use (transient: pick again)
     │       └── PortInUse         a port the engine needs is taken by something else
     └── ControlApiError           Gluetun control server did not answer usefully
-        └── ControlApiAuthError   it answered 401: the API key is wrong or missing
+        ├── ControlApiAuthError   it answered 401 on a route every role covers: wrong credentials
+        └── ControlApiUnreachable no connection at all (refused, timed out): Gluetun is stuck
 
 Third-party errors are wrapped at the boundary (`raise ... from exc`) by the one module that
 talks to each service: `docker.gateway` for Docker, `vpn.control` for Gluetun.
@@ -60,4 +61,8 @@ class ControlApiError(OrchestratorError):
 
 
 class ControlApiAuthError(ControlApiError):
+    pass
+
+
+class ControlApiUnreachable(ControlApiError):
     pass

@@ -72,6 +72,20 @@ class EngineSpec:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TunnelProbe:
+    """One small container per VPN, in the VPN's network namespace, whose Docker health check
+    dials `host:port` over TCP: from in there only the tunnel leads out, so a failing dial is a
+    dead tunnel, seen within a few `interval_s` (Docker's own verdict on Gluetun lags by minutes)."""
+
+    host: str
+    port: int
+    interval_s: float = 2.0
+    timeout_s: float = 2.0
+    retries: int = 2
+    image: str | None = None  # None: the VPN container's own image (Gluetun's has sh and nc)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class VpnSpec:
     """Which Gluetun containers the engines are routed through, and how failures are handled."""
 
@@ -79,8 +93,9 @@ class VpnSpec:
     containers: tuple[str, ...] = ()
     port_range: PortRange = PortRange(start=19000, end=19999)
     restart_engines_on_reconnect: bool = True
-    unhealthy_restart_timeout_s: float = 60.0
-    wait_healthy_s: float = 30.0
+    unhealthy_restart_timeout_s: float = 300.0
+    wait_healthy_s: float = 60.0
+    probe: TunnelProbe | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -132,8 +147,8 @@ class VpnObs:
     """One Gluetun container as the daemon last saw it, from every signal it has.
 
     `state` is the verdict the planner acts on; `docker_state` is Docker's view alone, which the
-    control server can overrule (`tunnel_down`). The transitions between them are the rules of
-    `reconcilers.vpn`."""
+    tunnel probe replaces while it has a verdict (`probe_up`) and the control server overrules
+    while it says the tunnel is not running (`tunnel_down`). The rules are `reconcilers.vpn`'s."""
 
     name: str
     container_id: str | None
@@ -147,11 +162,18 @@ class VpnObs:
     # for the forwarded port, so the first engine placed on it can be the forwarded one.
     port_known: bool = True
     ip: str | None = None
+    image: str | None = None  # the container's image ID (what its tunnel probe runs)
+    running: bool = False  # the container's process runs (a crashed one is `unhealthy` too)
     docker_state: VpnState | None = None
-    tunnel_down: bool = False  # the control server says the tunnel is stopped
-    public_ip: str | None = None
+    tunnel_down: bool = False  # the control server says the tunnel is not running
+    public_ip: str | None = None  # the last one known (an empty answer means "reconnecting")
     control_status: str | None = None
     control_error: str | None = None
+    control_failed_since: float | None = None  # the control server has not answered since
+    control_unreachable_since: float | None = None  # ... not even a TCP connection (not a 401)
+    probe_up: bool | None = None  # the tunnel probe's last verdict; None: none yet (or no probe)
+    probe_error: str | None = None  # the probe cannot run (its image lacks sh or nc)
+    forced_restarts: int = 0  # restarts the daemon forced since the VPN was last healthy
     # when a stop/kill event for it came: an exit after that, until it runs again, is on purpose
     stop_requested_at: float | None = None
 
@@ -167,8 +189,22 @@ class PendingCreate:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ProbeObs:
+    """A tunnel-probe container (labels included), as the daemon last saw it."""
+
+    container_id: str
+    vpn: str
+    vpn_id: str
+    status: EngineStatus
+    started_at: float | None
+    spec_hash: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Observed:
     engines: tuple[EngineObs, ...] = ()
+    probes: tuple[ProbeObs, ...] = ()
+    pending_probes: frozenset[str] = frozenset()  # VPNs whose probe is being created
     vpns: Mapping[str, VpnObs] = field(default_factory=dict)
     pending_creates: tuple[PendingCreate, ...] = ()
     busy_containers: frozenset[str] = frozenset()
@@ -220,7 +256,39 @@ class RestartVpn:
     reason: str
 
 
-Action = CreateEngine | RemoveEngine | RestartEngine | RecreateEngine | RestartVpn
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CreateProbe:
+    vpn: str
+    vpn_id: str
+    image: str
+    spec_hash: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RemoveProbe:
+    container_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RestartProbe:
+    """Restart a probe left in its VPN's dead namespace (the VPN restarted in place)."""
+
+    container_id: str
+    reason: str
+
+
+Action = (
+    CreateEngine
+    | RemoveEngine
+    | RestartEngine
+    | RecreateEngine
+    | RestartVpn
+    | CreateProbe
+    | RemoveProbe
+    | RestartProbe
+)
 
 
 ProblemCode = Literal[
@@ -233,6 +301,7 @@ ProblemCode = Literal[
     "max_capacity",
     "circuit_breaker",
     "ports_exhausted",
+    "probe_broken",
 ]
 
 

@@ -29,7 +29,9 @@ from reconcilers.model import (
     Problem,
     RecreateEngine,
     RemoveEngine,
+    RemoveProbe,
     RestartEngine,
+    RestartProbe,
     RestartVpn,
     VpnObs,
 )
@@ -42,6 +44,7 @@ from reconcilers.placement import (
     slot_capacity,
 )
 from reconcilers.ports import BANDS
+from reconcilers.probes import plan_probes
 
 
 def engine_spec_hash(desired: Desired) -> str:
@@ -67,6 +70,10 @@ def engine_spec_hash(desired: Desired) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
+CRASH_RESTART_S = 10.0
+CONTROL_DEAD_S = 60.0
+
+
 @dataclass(slots=True)
 class _Pass:
     """Scratch state of one planning pass."""
@@ -84,22 +91,22 @@ class _Pass:
 
     def act(self, action: Action) -> None:
         self.actions.append(action)
-        if isinstance(action, RemoveEngine | RestartEngine | RecreateEngine):
+        if isinstance(action, RemoveEngine | RestartEngine | RecreateEngine | RemoveProbe | RestartProbe):
             self.touched.add(action.container_id)
         if isinstance(action, RemoveEngine | RecreateEngine):
             self.removed.add(action.container_id)
 
-    def free(self, engine: EngineObs) -> bool:
-        """Not busy with an operation, not cooling down after a failed one, and not already
-        acted upon in this pass."""
-        cooldown = self.observed.cooldowns.get(engine.container_id)
+    def free_container(self, container_id: str) -> bool:
+        cooldown = self.observed.cooldowns.get(container_id)
         if cooldown is not None and cooldown > self.now:
             self.wakes.append(cooldown)
             return False
-        return (
-            engine.container_id not in self.observed.busy_containers
-            and engine.container_id not in self.touched
-        )
+        return container_id not in self.observed.busy_containers and container_id not in self.touched
+
+    def free(self, engine: EngineObs) -> bool:
+        """Not busy with an operation, not cooling down after a failed one, and not already
+        acted upon in this pass."""
+        return self.free_container(engine.container_id)
 
     def vpn(self, name: str | None) -> VpnObs | None:
         return self.observed.vpns.get(name) if name else None
@@ -108,6 +115,7 @@ class _Pass:
 def plan(desired: Desired, observed: Observed, now: float) -> Plan:
     p = _Pass(desired=desired, observed=observed, now=now, spec_hash=engine_spec_hash(desired))
     _check_vpns(p)
+    _keep_probes(p)
     _repair_engines(p)
     target = _size_pool(p)
     _keep_forwarded_engines(p)
@@ -122,10 +130,9 @@ def plan(desired: Desired, observed: Observed, now: float) -> Plan:
 
 
 def _check_vpns(p: _Pass) -> None:
-    """Report VPNs that are not healthy; restart one stuck unhealthy past the timeout."""
+    """Report VPNs that are not healthy; restart one that Gluetun cannot heal by itself."""
     if p.desired.vpn.mode == "none":
         return
-    timeout = p.desired.vpn.unhealthy_restart_timeout_s
     for name in p.desired.vpn.containers:
         vpn = p.observed.vpns.get(name)
         if vpn is None or vpn.state == "missing":
@@ -145,21 +152,47 @@ def _check_vpns(p: _Pass) -> None:
             continue
         if vpn.state != "unhealthy" or vpn.container_id is None:
             continue
-        since = max(vpn.state_since, vpn.last_forced_restart or vpn.state_since)
-        due = since + timeout
         p.problems.append(
             Problem(
                 code="vpn_unhealthy", vpn=name, message=f"VPN '{name}' unhealthy since {vpn.state_since:.0f}"
             )
         )
+        due, why = restart_due(vpn, p.desired.vpn.unhealthy_restart_timeout_s)
         if p.now >= due and vpn.container_id not in p.observed.busy_containers:
-            p.act(
-                RestartVpn(
-                    name=name, container_id=vpn.container_id, reason=f"unhealthy for more than {timeout:g}s"
-                )
-            )
+            p.act(RestartVpn(name=name, container_id=vpn.container_id, reason=why))
         else:
             p.wakes.append(due)
+
+
+def restart_due(vpn: VpnObs, timeout: float) -> tuple[float, str]:
+    """When an unhealthy VPN is restarted through Docker, and why.
+
+    Gluetun heals its tunnel itself (it restarts it inside the container at +6 s, then with
+    back-off), and every container restart kills every attached engine's network and
+    renegotiates port forwarding: so a running Gluetun is restarted only when its tunnel has been
+    down for `timeout` (300 s by default: past Gluetun's own retries), or its control server has
+    not even accepted a connection for `CONTROL_DEAD_S` while the tunnel is down (Gluetun itself
+    is stuck). A crashed container (exited with an error nobody asked for) cannot heal itself:
+    it is restarted after `CRASH_RESTART_S`. Each further restart while it stays unhealthy waits
+    twice as long (capped at 32x)."""
+    backoff = 2.0 ** min(vpn.forced_restarts, 5)
+    last = vpn.last_forced_restart or 0.0
+    since = max(vpn.state_since, last)
+    if not vpn.running:
+        return since + CRASH_RESTART_S * backoff, "crashed (exited with an error nobody asked for)"
+    due, why = since + timeout * backoff, f"tunnel down for {timeout * backoff:g}s"
+    if vpn.control_unreachable_since is not None:
+        dead = max(vpn.control_unreachable_since, last) + min(CONTROL_DEAD_S, timeout) * backoff
+        if dead < due:
+            due, why = dead, "tunnel down and its control server not answering at all"
+    return due, why
+
+
+def _keep_probes(p: _Pass) -> None:
+    planned = plan_probes(p.desired, p.observed, p.free_container)
+    for action in planned.actions:
+        p.act(action)
+    p.problems.extend(planned.problems)
 
 
 def _repair_engines(p: _Pass) -> None:

@@ -1,21 +1,31 @@
-"""A VPN's state from every signal: Docker's inspect and events, and Gluetun's control server.
+"""A VPN's state from every signal: Docker, its events, Gluetun's control server, the tunnel probe.
 
 `advance(previous, name, sighting, at)` is the whole state machine: it returns the VPN's new
 observation and the transitions worth telling the operator about (the store logs them). Each
 signal is a *sighting*: what `docker inspect` shows, a health or stop event Docker sent, what the
-control server answered (or that it did not). The rules, each a row of `tests/unit/test_vpn.py`:
+control server answered (or that it did not), what the tunnel probe found. The rules, each a
+row of `tests/unit/test_vpn.py`:
 
 - Docker's view (`docker_state`): running and healthy (or without a HEALTHCHECK) is `healthy`;
   `unhealthy`/`starting` as Docker says; restarting is `starting`; an exit with an error nobody
-  asked for, witnessed by this daemon, is a crash and counts as `unhealthy` (so it is restarted
-  after the timeout); any other stop is `stopped` (left alone); no container is `missing`.
+  asked for, witnessed by this daemon, is a crash and counts as `unhealthy` (so it is restarted);
+  any other stop is `stopped` (left alone); no container is `missing`.
 - A stop or kill event marks the next exit as on purpose, until the container runs again; a stop
   event from before the container's current run (a replay) changes nothing.
-- The control server saying the tunnel is stopped overrules a healthy Docker (`tunnel_down`); a
-  new container or a new run forgets what the old one's control server said.
-- `unhealthy -> healthy` on the same container is a reconnect (`reconnected_at`); so is a new
-  public IP while healthy. The first healthy verdict of a run waits for the forwarded port to be
-  read (`port_known`).
+- While its container runs, the tunnel probe's verdict replaces Docker's health: Docker learns
+  of a dead tunnel from Gluetun minutes late, or never (a crashed tunnel keeps it `healthy`),
+  and some releases leave it `unhealthy` after Gluetun healed itself. Without a verdict (no probe,
+  or none yet), Docker's health decides.
+- The control server saying the tunnel is anything but `running` (`stopped`, `crashed`,
+  `starting`, `stopping`) makes the VPN `unhealthy`, whatever the health says. A failed poll keeps
+  the last status it gave, for `CONTROL_STALE_S`; after that its word no longer counts.
+- An empty public IP (`""`: reconnecting) is unknown, not a value: the last known one stays, so
+  A -> "" -> B is a reconnect, like any new IP while healthy, and like `unhealthy -> healthy` on
+  the same container (`reconnected_at`).
+- A new container or a new run forgets what the old one's control server and probe said (and
+  its public IP); the
+  first healthy verdict of a run waits for the forwarded port to be read (`port_known`).
+- A forced restart is counted until the VPN is healthy again (the planner backs off with it).
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ from typing import Literal
 from reconcilers.model import VpnObs, VpnState
 
 CLEAN_EXIT_CODES = (0, 143)  # exited by itself, or on SIGTERM (docker stop)
+CONTROL_STALE_S = 30.0  # a control server silent this long: its last status no longer counts
 StopAction = Literal["die", "stop", "kill", "pause"]
 TransitionKind = Literal[
     "recovered",
@@ -35,6 +46,7 @@ TransitionKind = Literal[
     "tunnel_status",
     "reconnected",
     "forwarded_port",
+    "probe",
 ]
 
 
@@ -48,6 +60,7 @@ class VpnContainer:
     started_at: float | None
     exit_code: int | None = None
     ip: str | None = None
+    image: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -75,18 +88,32 @@ class StopReported:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ControlRead:
-    """The control server answered."""
+    """The control server answered. `public_ip` None: unknown (empty while reconnecting);
+    `port_read` False: neither port route could be read, the forwarded port stays as it was."""
 
     forwarded_port: int | None
     public_ip: str | None
     status: str | None
+    port_read: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ControlFailed:
-    """The control server could not be read (timeout, 401, garbage)."""
+    """The control server could not be read (`unreachable`: not even a connection)."""
 
     error: str
+    unreachable: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProbeReported:
+    """The tunnel probe's verdict (`up` None: it has none, e.g. it is gone), from a probe created
+    against container `vpn_id` and started at `started_at`; `error`: it cannot run at all."""
+
+    vpn_id: str
+    started_at: float | None
+    up: bool | None
+    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -94,7 +121,15 @@ class ForcedRestart:
     """The daemon restarted the VPN container itself."""
 
 
-Sighting = ContainerSeen | HealthReported | StopReported | ControlRead | ControlFailed | ForcedRestart
+Sighting = (
+    ContainerSeen
+    | HealthReported
+    | StopReported
+    | ControlRead
+    | ControlFailed
+    | ProbeReported
+    | ForcedRestart
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -109,6 +144,7 @@ class Transition:
     previous_ip: str | None = None
     port: int | None = None
     previous_port: int | None = None
+    probe_up: bool | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -133,6 +169,11 @@ def docker_state(container: VpnContainer | None, *, on_purpose: bool) -> VpnStat
     return "healthy"  # "healthy", or no HEALTHCHECK at all
 
 
+def tunnel_works(status: str | None) -> bool | None:
+    """What a `/v1/vpn/status` answer says of the tunnel; None: nothing (unreadable)."""
+    return None if status is None else status == "running"
+
+
 def advance(previous: VpnObs | None, name: str, sighting: Sighting, at: float) -> VpnUpdate | None:
     """The VPN after `sighting`, or None when the sighting does not apply to it (an event about
     another container, a control reading for a VPN never seen)."""
@@ -142,24 +183,23 @@ def advance(previous: VpnObs | None, name: str, sighting: Sighting, at: float) -
         case HealthReported(container_id=cid, health=health):
             if previous is None or previous.container_id != cid:
                 return None
-            return _verdict(previous, name, health, at, None)
+            return _verdict(previous, name, health, at, None, running=True)
         case StopReported(container_id=cid, action=action):
             return _stopped(previous, name, cid, action, at)
         case ControlRead():
             return None if previous is None else _control(previous, name, sighting, at)
-        case ControlFailed(error=error):
-            if previous is None:
-                return None
-            # an unreadable control server says nothing about the tunnel: Docker decides
-            read = ControlRead(
-                forwarded_port=previous.forwarded_port, public_ip=previous.public_ip, status=None
-            )
-            update = _control(previous, name, read, at)
-            return dataclasses.replace(update, obs=dataclasses.replace(update.obs, control_error=error))
+        case ControlFailed():
+            return None if previous is None else _control_failed(previous, name, sighting, at)
+        case ProbeReported():
+            return None if previous is None else _probe(previous, name, sighting, at)
         case ForcedRestart():
             if previous is None:
                 return None
-            return VpnUpdate(obs=dataclasses.replace(previous, last_forced_restart=at))
+            return VpnUpdate(
+                obs=dataclasses.replace(
+                    previous, last_forced_restart=at, forced_restarts=previous.forced_restarts + 1
+                )
+            )
 
 
 def _seen(previous: VpnObs | None, name: str, container: VpnContainer | None, at: float) -> VpnUpdate:
@@ -176,7 +216,8 @@ def _seen(previous: VpnObs | None, name: str, container: VpnContainer | None, at
     # one found exited at start-up may have been stopped on purpose: leave it alone
     witnessed = obs is not None and obs.state not in ("missing", "stopped")
     on_purpose = obs is None or obs.stop_requested_at is not None or not witnessed
-    return _verdict(obs, name, docker_state(container, on_purpose=on_purpose), at, container)
+    running = container is not None and container.status == "running"
+    return _verdict(obs, name, docker_state(container, on_purpose=on_purpose), at, container, running=running)
 
 
 def _stopped(
@@ -191,22 +232,50 @@ def _stopped(
     if action == "kill" or at < (obs.started_at or 0.0):
         return VpnUpdate(obs=obs)
     crashed = action == "die" and obs.stop_requested_at is None
-    return _verdict(obs, name, "unhealthy" if crashed else "stopped", at, None)
+    return _verdict(obs, name, "unhealthy" if crashed else "stopped", at, None, running=False)
+
+
+def _combined(docker: VpnState, obs: VpnObs | None, running: bool) -> VpnState:
+    """The verdict from Docker's view, the probe's and the control server's."""
+    if not running or docker not in ("healthy", "unhealthy", "starting") or obs is None:
+        return docker
+    state = docker
+    if obs.probe_up is not None:
+        state = "healthy" if obs.probe_up else "unhealthy"
+    if obs.tunnel_down and state == "healthy":
+        state = "unhealthy"
+    return state
 
 
 def _verdict(
-    previous: VpnObs | None, name: str, docker: VpnState, at: float, container: VpnContainer | None
+    previous: VpnObs | None,
+    name: str,
+    docker: VpnState,
+    at: float,
+    container: VpnContainer | None,
+    *,
+    running: bool,
 ) -> VpnUpdate:
-    """Apply Docker's verdict, overruled by the control server while it says the tunnel is down."""
+    """Apply Docker's verdict, combined with what the probe and the control server say."""
     prev = previous
     if (
         prev is not None
         and container is not None
         and (container.id != prev.container_id or container.started_at != prev.started_at)
     ):
-        # a new container or a new run: what its control server said before no longer holds
-        prev = dataclasses.replace(prev, tunnel_down=False, public_ip=None)
-    state: VpnState = "unhealthy" if docker == "healthy" and prev is not None and prev.tunnel_down else docker
+        # a new container or a new run: what its control server and probe said no longer holds
+        prev = dataclasses.replace(
+            prev,
+            tunnel_down=False,
+            public_ip=None,
+            probe_up=None,
+            probe_error=None,
+            control_failed_since=None,
+            control_unreachable_since=None,
+        )
+    if prev is not None and not running:
+        prev = dataclasses.replace(prev, probe_up=None)  # its probe shares the dead namespace
+    state = _combined(docker, prev, running)
     if container is not None:
         container_id: str | None = container.id
     else:
@@ -233,38 +302,51 @@ def _verdict(
         reconnected_at=reconnected_at,
         port_known=prev.port_known if same and prev is not None else state != "healthy",
         ip=container.ip if container is not None else base.ip,
+        image=container.image if container is not None and container.image else base.image,
+        running=running,
         docker_state=docker,
+        forced_restarts=0 if state == "healthy" else base.forced_restarts,
     )
     return VpnUpdate(obs=obs, transitions=tuple(transitions))
 
 
+def _reverdict(obs: VpnObs, name: str, at: float, transitions: list[Transition]) -> VpnUpdate:
+    """Re-combine after the control server's or the probe's word changed."""
+    verdict = _verdict(obs, name, obs.docker_state or obs.state, at, None, running=obs.running)
+    return VpnUpdate(obs=verdict.obs, transitions=(*transitions, *verdict.transitions))
+
+
 def _control(previous: VpnObs, name: str, read: ControlRead, at: float) -> VpnUpdate:
     obs = dataclasses.replace(
-        previous, public_ip=read.public_ip, control_status=read.status, control_error=None
+        previous,
+        public_ip=read.public_ip or previous.public_ip,
+        control_status=read.status,
+        control_error=None,
+        control_failed_since=None,
+        control_unreachable_since=None,
     )
     transitions: list[Transition] = []
-    down = read.status == "stopped"
+    works = tunnel_works(read.status)
+    down = obs.tunnel_down if works is None else not works
     if down != obs.tunnel_down:
         obs = dataclasses.replace(obs, tunnel_down=down)
         transitions.append(Transition(kind="tunnel_status", state=obs.state, status=read.status))
-        verdict = _verdict(obs, name, obs.docker_state or obs.state, at, None)
-        obs, transitions = verdict.obs, [*transitions, *verdict.transitions]
+    update = _reverdict(obs, name, at, transitions)
+    obs, transitions = dataclasses.replace(update.obs, port_known=True), list(update.transitions)
     if (
         previous.public_ip
         and read.public_ip
         and read.public_ip != previous.public_ip
         and obs.state == "healthy"
     ):
-        # the tunnel reconnected inside Gluetun without any Docker health change
+        # the tunnel reconnected inside Gluetun (perhaps with an empty IP in between)
         transitions.append(
             Transition(
                 kind="reconnected", state=obs.state, public_ip=read.public_ip, previous_ip=previous.public_ip
             )
         )
         obs = dataclasses.replace(obs, reconnected_at=at)
-    if not obs.port_known:
-        obs = dataclasses.replace(obs, port_known=True)
-    if obs.forwarded_port != read.forwarded_port:
+    if read.port_read and obs.forwarded_port != read.forwarded_port:
         transitions.append(
             Transition(
                 kind="forwarded_port",
@@ -275,3 +357,39 @@ def _control(previous: VpnObs, name: str, read: ControlRead, at: float) -> VpnUp
         )
         obs = dataclasses.replace(obs, forwarded_port=read.forwarded_port)
     return VpnUpdate(obs=obs, transitions=tuple(transitions))
+
+
+def _control_failed(previous: VpnObs, name: str, failed: ControlFailed, at: float) -> VpnUpdate:
+    since = previous.control_failed_since if previous.control_failed_since is not None else at
+    unreachable_since = (previous.control_unreachable_since or at) if failed.unreachable else None
+    obs = dataclasses.replace(
+        previous,
+        control_error=failed.error,
+        control_failed_since=since,
+        control_unreachable_since=unreachable_since,
+    )
+    update = VpnUpdate(obs=obs)
+    if obs.tunnel_down and at - since >= CONTROL_STALE_S:
+        # its last "not running" is too old to hide the engines on: the others decide
+        transitions = [Transition(kind="tunnel_status", state=obs.state, status=None)]
+        update = _reverdict(dataclasses.replace(obs, tunnel_down=False), name, at, transitions)
+    # nothing to wait for: placement goes ahead without a forwarded port
+    return dataclasses.replace(update, obs=dataclasses.replace(update.obs, port_known=True))
+
+
+def _probe(previous: VpnObs, name: str, probe: ProbeReported, at: float) -> VpnUpdate | None:
+    if previous.container_id != probe.vpn_id:
+        return None  # a probe of a container this VPN no longer is
+    if (
+        probe.started_at is not None
+        and previous.started_at is not None
+        and probe.started_at <= previous.started_at
+    ):
+        return None  # started before the VPN's current run: its namespace is the dead one
+    # an error stays until the probe gives a verdict (a probe gone says nothing of its error)
+    error = probe.error if probe.error is not None or probe.up is not None else previous.probe_error
+    if (previous.probe_up, previous.probe_error) == (probe.up, error):
+        return VpnUpdate(obs=previous)
+    obs = dataclasses.replace(previous, probe_up=probe.up, probe_error=error)
+    transitions = [Transition(kind="probe", state=previous.state, probe_up=probe.up, status=probe.error)]
+    return _reverdict(obs, name, at, transitions)

@@ -42,6 +42,7 @@ vpn:
   mode: $mode
   containers: [${containers%, }]
   unhealthy_restart_timeout_s: 60
+  tunnel_probe: {target: ""}   # the stand-ins have no tunnel to probe
 api:
   port: $port
 log_level: INFO

@@ -21,7 +21,10 @@ from reconcilers.model import EngineObs
 DEMAND_S = 60.0  # how long one provisioning request keeps an extra free engine wanted
 VPN_ETA_S = 10
 CAPACITY_ETA_S = 30
-PROVISIONING_ETA_S = 2
+# while an engine is being prepared: how long a new engine takes to answer, as this pool's
+# engines did lately (the proxy retries after half the ETA, then after the whole of it)
+PROVISIONING_ETA_DEFAULT_S = 10
+PROVISIONING_ETA_MIN_S, PROVISIONING_ETA_MAX_S = 2, 60
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -47,12 +50,14 @@ class Blocked:
         }
 
 
-def in_progress() -> Blocked:
+def in_progress(store: StateStore) -> Blocked:
+    typical = store.typical_ready_s()
+    eta = PROVISIONING_ETA_DEFAULT_S if typical is None else math.ceil(typical * 1.5 + 1)
     return Blocked(
         code="provisioning_in_progress",
         error="provisioning",
         message="no free engine right now; one is being prepared, retry shortly",
-        eta=PROVISIONING_ETA_S,
+        eta=min(PROVISIONING_ETA_MAX_S, max(PROVISIONING_ETA_MIN_S, eta)),
         should_wait=True,
         can_retry=True,
     )

@@ -233,7 +233,7 @@ class ProxyApi:
             store.hand_out(engine.container_id, now)  # the planner now counts it as busy
             metrics.count_provision("engine")
             return web.json_response(self._engine_answer(engine))
-        blocked = blocked_reason(self.ctx, now) or in_progress()
+        blocked = blocked_reason(self.ctx, now) or in_progress(store)
         if blocked.should_wait:
             store.want_free_engine(now + DEMAND_S)  # one demand, extended by every retry
         metrics.count_provision(blocked.code)

@@ -98,6 +98,11 @@ def vpn_views(store: StateStore) -> list[dict[str, Any]]:
                 "forwarded_port": obs.forwarded_port,
                 "control_status": obs.control_status,
                 "control_error": obs.control_error,
+                "docker_health": obs.docker_state,
+                "tunnel_probe": None
+                if obs.probe_up is None and obs.probe_error is None
+                else {"tunnel_up": obs.probe_up, "error": obs.probe_error},
+                "forced_restarts": obs.forced_restarts,
                 "engines": sum(1 for e in store.engines.values() if e.vpn == name),
                 "visible_engines": sum(1 for e in store.visible if e.vpn == name),
             }

@@ -9,6 +9,7 @@ from orchestrator.config.schema import (
     SCHEMA,
     ApiConfig,
     Config,
+    schema_leaves,
 )
 
 __all__ = [
@@ -20,4 +21,5 @@ __all__ = [
     "Config",
     "load_config",
     "parse_config",
+    "schema_leaves",
 ]

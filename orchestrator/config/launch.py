@@ -26,6 +26,7 @@ import string
 from collections.abc import Mapping
 from typing import Any
 
+from orchestrator.config.checks import Section, SubKeyError
 from reconcilers.model import LaunchTemplate
 
 PLACEHOLDERS = ("http_port", "https_port", "api_port", "p2p_port", "cache_limit_gb")
@@ -82,14 +83,6 @@ CHOICES = ("auto", *PRESETS, "custom")
 CUSTOM_KEYS = ("entrypoint", "command", "env")
 
 
-class LaunchKeyError(ValueError):
-    """A bad value under `engines.launch`, naming the sub-key at fault."""
-
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(message)
-        self.key = key
-
-
 def preset_for_image(image: str) -> str | None:
     """The family of a known image name, or None when the name says nothing certain."""
     ref = image.lower().split("@", 1)[0]  # a digest pins the image, it does not name it
@@ -108,12 +101,28 @@ def preset_for_image(image: str) -> str | None:
     return None
 
 
-def _strings(key: str, value: Any) -> tuple[str, ...] | None:
-    if value is None:
+def _strings(v: Any) -> tuple[str, ...] | None:
+    if v is None:
         return None
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-        raise LaunchKeyError(key, f"expected a non-empty list of strings, got {value!r}")
-    return tuple(value)
+    if not isinstance(v, list) or not v or not all(isinstance(x, str) for x in v):
+        raise ValueError(f"expected a non-empty list of strings, got {v!r}")
+    return tuple(v)
+
+
+def _env(v: Any) -> dict[str, str]:
+    if v is None:
+        return {}
+    if not isinstance(v, dict) or not all(
+        isinstance(k, str) and isinstance(x, str | int) and not isinstance(x, bool) for k, x in v.items()
+    ):
+        raise ValueError(f"expected a mapping of names to strings, got {v!r}")
+    return {k: str(x) for k, x in v.items()}
+
+
+def _preset(v: Any) -> str:
+    if v not in CHOICES:
+        raise ValueError(f"must be one of {', '.join(CHOICES)}, got {v!r}")
+    return str(v)
 
 
 def _check_placeholders(key: str, text: str) -> None:
@@ -121,7 +130,7 @@ def _check_placeholders(key: str, text: str) -> None:
         if field is None:
             continue
         if field not in PLACEHOLDERS or spec or conversion:
-            raise LaunchKeyError(
+            raise SubKeyError(
                 key,
                 f"unknown placeholder {{{field}}} in {text!r} (known: "
                 + ", ".join(f"{{{p}}}" for p in PLACEHOLDERS)
@@ -129,48 +138,39 @@ def _check_placeholders(key: str, text: str) -> None:
             )
 
 
-def parse_launch(value: Any) -> LaunchTemplate:
+def _template(v: dict[str, Any]) -> LaunchTemplate:
     """`engines.launch` as written: `preset` (default auto), and for `custom` the template."""
-    if value is None:
-        value = {}
-    if not isinstance(value, dict):
-        raise ValueError(
-            f"expected a mapping with preset (and, for custom, entrypoint, command, env), got {value!r}"
-        )
-    unknown = sorted(set(value) - {"preset", *CUSTOM_KEYS})
-    if unknown:
-        raise LaunchKeyError(str(unknown[0]), f"unknown key (known: preset, {', '.join(CUSTOM_KEYS)})")
-    preset = value.get("preset", "auto")
-    if preset not in CHOICES:
-        raise LaunchKeyError("preset", f"must be one of {', '.join(CHOICES)}, got {preset!r}")
-    given = [k for k in CUSTOM_KEYS if value.get(k) not in (None, {}, [])]
+    preset = v["preset"]
+    given = [k for k in CUSTOM_KEYS if v[k] not in (None, {})]
     if preset != "custom":
         if given:
-            raise LaunchKeyError(
+            raise SubKeyError(
                 given[0],
                 f"only for preset: custom (preset {preset} has its own "
                 "template); set preset: custom to write your own",
             )
-        return LaunchTemplate(preset=str(preset))
+        return LaunchTemplate(preset=preset)
     if not given:
-        raise LaunchKeyError("preset", "preset custom needs at least one of entrypoint, command, env")
-    entrypoint = _strings("entrypoint", value.get("entrypoint"))
-    command = _strings("command", value.get("command"))
-    env_raw = value.get("env") or {}
-    if not isinstance(env_raw, dict) or not all(
-        isinstance(k, str) and isinstance(v, str | int) and not isinstance(v, bool)
-        for k, v in env_raw.items()
-    ):
-        raise LaunchKeyError("env", f"expected a mapping of names to strings, got {env_raw!r}")
-    env = {k: str(v) for k, v in env_raw.items()}
+        raise SubKeyError("preset", "preset custom needs at least one of entrypoint, command, env")
     for key, texts in (
-        ("entrypoint", entrypoint or ()),
-        ("command", command or ()),
-        ("env", tuple(env.values())),
+        ("entrypoint", v["entrypoint"] or ()),
+        ("command", v["command"] or ()),
+        ("env", tuple(v["env"].values())),
     ):
         for text in texts:
             _check_placeholders(key, text)
-    return LaunchTemplate(preset="custom", entrypoint=entrypoint, command=command, env=env)
+    return LaunchTemplate(preset="custom", entrypoint=v["entrypoint"], command=v["command"], env=v["env"])
+
+
+LAUNCH = Section(
+    {
+        "preset": ("auto", _preset),
+        "entrypoint": (None, _strings),
+        "command": (None, _strings),
+        "env": ({}, _env),
+    },
+    then=_template,
+)
 
 
 def resolve_launch(written: LaunchTemplate, image: str) -> LaunchTemplate | None:

@@ -15,10 +15,11 @@ from typing import Any
 
 import yaml
 
-from orchestrator.config.launch import PRESETS, LaunchKeyError, resolve_launch
+from orchestrator.config.checks import SubKeyError
+from orchestrator.config.launch import PRESETS, resolve_launch
 from orchestrator.config.schema import CONTAINER_NAME_VARS, ENV_OVERRIDES, SCHEMA, ApiConfig, Config
 from orchestrator.errors import ConfigError
-from reconcilers.model import Desired, EngineSpec, LaunchTemplate, VpnSpec
+from reconcilers.model import Desired, EngineSpec, LaunchTemplate, TunnelProbe, VpnSpec
 from reconcilers.ports import BANDS, usable_slots, vpn_share
 
 # Ports Gluetun listens on in its own network namespace, which the engines behind it share.
@@ -130,7 +131,7 @@ def _validated(
                 (value, where), line = overrides[dotted], None
             try:
                 values[dotted] = check(value)
-            except LaunchKeyError as exc:
+            except SubKeyError as exc:
                 sub = f"{dotted}.{exc.key}"
                 raise ConfigError(str(exc), source=where, line=lines.get(sub, line), key=sub) from exc
             except ValueError as exc:
@@ -199,6 +200,20 @@ def _cross_check(v: dict[str, Any], fail: Callable[..., ConfigError]) -> None:
         )
 
 
+def _probe(v: dict[str, Any]) -> TunnelProbe | None:
+    if v["target"] is None:
+        return None
+    host, port = v["target"]
+    return TunnelProbe(
+        host=host,
+        port=port,
+        interval_s=v["interval_s"],
+        timeout_s=v["timeout_s"],
+        retries=v["retries"],
+        image=v["image"],
+    )
+
+
 def _launch_template(v: dict[str, Any], fail: Callable[..., ConfigError]) -> LaunchTemplate:
     template = resolve_launch(v["engines.launch"], v["engines.image"])
     if template is None:
@@ -239,6 +254,7 @@ def parse_config(text: str, *, source: str, env: Mapping[str, str] | None = None
             restart_engines_on_reconnect=v["vpn.restart_engines_on_reconnect"],
             unhealthy_restart_timeout_s=v["vpn.unhealthy_restart_timeout_s"],
             wait_healthy_s=v["vpn.wait_healthy_s"],
+            probe=_probe(v["vpn.tunnel_probe"]),
         ),
     )
     return Config(
@@ -246,6 +262,9 @@ def parse_config(text: str, *, source: str, env: Mapping[str, str] | None = None
         address=v["engines.address"],
         vpn_api_port=v["vpn.api_port"],
         vpn_api_key=v["vpn.api_key"],
+        vpn_api_user=v["vpn.api_user"],
+        vpn_api_password=v["vpn.api_password"],
+        vpn_forwarded_ports=v["vpn.forwarded_ports"],
         vpn_poll_interval_s=v["vpn.health_check_interval_s"],
         engine_check_interval_s=v["engines.health_check_interval_s"],
         api=ApiConfig(host=v["api.host"], port=v["api.port"], api_key=v["api.api_key"]),

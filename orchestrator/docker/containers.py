@@ -28,6 +28,11 @@ class ContainerInfo:
     network_mode: str = ""
     error: str = ""
     exit_code: int | None = None
+    image: str | None = None  # the image ID it runs
+    # the last health check: its exit code and output (a probe that cannot run says why here)
+    health_exit_code: int | None = None
+    health_output: str = ""
+    ran_s: float | None = None  # an exited container: how long its last run lasted
 
 
 def parse_docker_time(value: str | None) -> float | None:
@@ -48,6 +53,8 @@ def container_info(raw: Mapping[str, Any]) -> ContainerInfo:
     """Convert a `docker inspect` document."""
     state = raw.get("State") or {}
     health = (state.get("Health") or {}).get("Status")
+    checks = (state.get("Health") or {}).get("Log") or []
+    last_check = checks[-1] if checks and isinstance(checks[-1], dict) else {}
     networks = ((raw.get("NetworkSettings") or {}).get("Networks") or {}).values()
     ip = next((n.get("IPAddress") for n in networks if n.get("IPAddress")), None)
     return ContainerInfo(
@@ -62,7 +69,18 @@ def container_info(raw: Mapping[str, Any]) -> ContainerInfo:
         network_mode=(raw.get("HostConfig") or {}).get("NetworkMode", ""),
         error=state.get("Error", ""),
         exit_code=state.get("ExitCode") if not state.get("Running") else None,
+        image=raw.get("Image") or None,
+        health_exit_code=last_check.get("ExitCode"),
+        ran_s=_ran_for(state),
+        health_output=str(last_check.get("Output") or "").strip()[-300:],
     )
+
+
+def _ran_for(state: Mapping[str, Any]) -> float | None:
+    started, finished = parse_docker_time(state.get("StartedAt")), parse_docker_time(state.get("FinishedAt"))
+    if state.get("Running") or started is None or finished is None:
+        return None
+    return max(0.0, finished - started)
 
 
 def vpn_container(info: ContainerInfo | None) -> VpnContainer | None:
@@ -76,4 +94,5 @@ def vpn_container(info: ContainerInfo | None) -> VpnContainer | None:
         started_at=info.started_at,
         exit_code=info.exit_code,
         ip=info.ip,
+        image=info.image,
     )

@@ -32,12 +32,14 @@ from orchestrator.state.breaker import BreakerState, CreateBreaker
 from orchestrator.state.records import ActionError, EngineFacts, EngineSighting
 from orchestrator.state.streams import Reservations, Stream, StreamRegistry, StreamsView
 from reconcilers import visible_engines
-from reconcilers.model import EngineObs, EngineStatus, Observed, PendingCreate, Plan, VpnObs
+from reconcilers.model import EngineObs, EngineStatus, Observed, PendingCreate, Plan, ProbeObs, VpnObs
 from reconcilers.vpn import Sighting, Transition, advance
 
 log = structlog.get_logger()
 
 RECENT_ERRORS = 20
+READY_SAMPLES = 20
+READY_SAMPLE_MAX_S = 120.0  # longer: an engine adopted long after it started, not a start time
 
 
 @dataclass(slots=True)
@@ -45,6 +47,7 @@ class _World:
     engines: dict[str, EngineObs] = field(default_factory=dict)
     facts: dict[str, EngineFacts] = field(default_factory=dict)
     vpns: dict[str, VpnObs] = field(default_factory=dict)
+    probes: dict[str, ProbeObs] = field(default_factory=dict)
     # Engines adopted from an earlier daemon: their streams are unknown, so their idle clock
     # starts when this daemon first saw them (no scale-down of a possibly busy engine at once).
     adopted_at: dict[str, float] = field(default_factory=dict)
@@ -56,6 +59,7 @@ class _Work:
     pending_creates: dict[int, PendingCreate] = field(default_factory=dict)
     pending_names: dict[int, str] = field(default_factory=dict)
     pending_seq: int = 0
+    pending_probes: set[str] = field(default_factory=set)  # VPN names
     busy: set[str] = field(default_factory=set)
     removing: set[str] = field(default_factory=set)
     cooldowns: dict[str, float] = field(default_factory=dict)
@@ -80,6 +84,8 @@ class _Telemetry:
     last_pass_duration_s: float = 0.0
     events_received: int = 0
     resyncs: int = 0
+    # how long the last engines took from their start to their first answer
+    ready_after_s: deque[float] = field(default_factory=lambda: deque(maxlen=READY_SAMPLES))
     docker_connected: bool = False
     docker_error: str | None = None
 
@@ -109,6 +115,10 @@ class StateStore:
     @property
     def vpns(self) -> Mapping[str, VpnObs]:
         return self._world.vpns
+
+    @property
+    def probes(self) -> Mapping[str, ProbeObs]:
+        return self._world.probes
 
     @property
     def visible(self) -> tuple[EngineObs, ...]:
@@ -181,6 +191,11 @@ class StateStore:
     @property
     def last_create_failure(self) -> float | None:
         return self._work.breaker.last_failure
+
+    def typical_ready_s(self) -> float | None:
+        """The median time the pool's latest engines took from start to their first answer."""
+        samples = sorted(self._telemetry.ready_after_s)
+        return samples[len(samples) // 2] if samples else None
 
     def breaker_state(self, now: float) -> BreakerState:
         return self._work.breaker.state(now)
@@ -257,9 +272,12 @@ class StateStore:
         engine = self._world.engines.get(container_id)
         if engine is None or engine.started_at != started_at or engine.ready:
             return
+        now = time.time()
         self._world.engines[container_id] = dataclasses.replace(engine, ready=True)
         self._world.unready_since.pop(container_id, None)
-        self._set_health_check(container_id, time.time())
+        self._set_health_check(container_id, now)
+        if started_at is not None and 0 <= now - started_at <= READY_SAMPLE_MAX_S:
+            self._telemetry.ready_after_s.append(now - started_at)
         log.info("engine_ready", container=engine.name, container_id=container_id[:12])
         self.changed()
 
@@ -315,6 +333,36 @@ class StateStore:
         self._world.unready_since.pop(container_id, None)
         self._touch(container_id)
 
+    # -- tunnel probes -------------------------------------------------------------------------
+    def upsert_probe(self, probe: ProbeObs) -> None:
+        self._world.probes[probe.container_id] = probe
+        self._touch(probe.container_id)
+        self.changed()
+
+    def drop_probe(self, container_id: str) -> None:
+        if self._world.probes.pop(container_id, None) is not None:
+            self._touch(container_id)
+            self.changed()
+
+    def replace_probes(self, probes: Iterable[ProbeObs], snapshot: int) -> None:
+        """Full resync of the probes, as `replace_engines` for the engines."""
+        listed = {p.container_id: p for p in probes}
+        for gone in [c for c in self._world.probes if c not in listed and not self.newer_than(c, snapshot)]:
+            self._world.probes.pop(gone)
+            self._touch(gone)
+        for cid, probe in listed.items():
+            if not self.newer_than(cid, snapshot):
+                self._world.probes[cid] = probe
+        self.changed()
+
+    def begin_probe(self, vpn: str) -> None:
+        self._work.pending_probes.add(vpn)
+        self.changed()
+
+    def end_probe(self, vpn: str) -> None:
+        self._work.pending_probes.discard(vpn)
+        self.changed()
+
     # -- VPNs ----------------------------------------------------------------------------------
     def apply_vpn(self, name: str, sighting: Sighting, at: float) -> bool:
         """Feed one signal about a VPN through its state machine; False when it did not apply."""
@@ -352,6 +400,11 @@ class StateStore:
                     vpn=name,
                     public_ip=t.public_ip,
                     previous_ip=t.previous_ip,
+                )
+            case "probe":
+                verdict = {True: "tunnel up", False: "tunnel down", None: "no verdict"}[t.probe_up]
+                (log.warning if t.probe_up is False or t.status else log.info)(
+                    "tunnel_probe", vpn=name, verdict=verdict, error=t.status
                 )
             case "forwarded_port":
                 log.info("vpn_forwarded_port", vpn=name, port=t.port, previous=t.previous_port)
@@ -492,6 +545,8 @@ class StateStore:
                 for e in self._world.engines.values()
                 if e.name not in creating
             ),
+            probes=tuple(self._world.probes.values()),
+            pending_probes=frozenset(work.pending_probes),
             extra_demand=demand,
             vpns=dict(self._world.vpns),
             pending_creates=tuple(work.pending_creates.values()),

@@ -1,11 +1,22 @@
-"""Gluetun's control server client: forwarded port, public IP and VPN status.
+"""Gluetun's control server client: VPN status, public IP and forwarded port, for every release.
 
-Docker's health is the primary signal of a VPN's state; the control server adds what Docker
-cannot see: the forwarded port (a change means the forwarded engine must be recreated), the
-public IP, and a short internal VPN reconnect. A 401 means the API key is wrong, which is reported as a
-credentials problem, never as the VPN being down. Newer Gluetun serves `/v1/portforward`; older
-releases only `/v1/openvpn/portforwarded` (newer ones answer that with a 301), so the new route is
-tried first and the old one is the fallback.
+What each release line answers (docs/gluetun-releases.md; the test bed's stand-in answers the
+same, tests/integration/test_gluetun_releases.py runs this client over all of them):
+
+- `GET /v1/vpn/status` is served by every release, to every role that has any route: so a 401
+  there, and only there, means the credentials are wrong (`ControlApiAuthError`).
+- The forwarded port lives at `/v1/portforward` from v3.41 on; v3.39-v3.40 answer that route 401
+  whatever the credentials (no role covers it), and ≤ v3.38 400. So on anything but a 200 the old
+  route `/v1/openvpn/portforwarded` is asked (v3.41+ answer it with a 301 to the new one, not
+  followed). The answer is `{"port": N}`, `{"ports": [...]}` (v3.41, several ports, no `port`
+  key) or both (master): `port`, else the first of `ports`; 0 means none. When neither route can
+  be read, the reading says so (`port_read`), and the port known before stays.
+- `GET /v1/publicip/ip` answers `{"public_ip": ""}` while the tunnel reconnects: unknown.
+- Credentials: `X-API-Key` (an `apikey` role) and/or HTTP Basic (a `basic` role), as configured.
+  `?api_key=` is not used: only master reads it.
+
+A failure to connect at all (refused, timed out) is `ControlApiUnreachable`: with the tunnel
+down it means Gluetun itself is stuck, the one case a forced restart helps.
 """
 
 from __future__ import annotations
@@ -17,64 +28,116 @@ from typing import Any
 import aiohttp
 import structlog
 
-from orchestrator.errors import ControlApiAuthError, ControlApiError
+from orchestrator.errors import ControlApiAuthError, ControlApiError, ControlApiUnreachable
 
 log = structlog.get_logger()
 
 TIMEOUT = aiohttp.ClientTimeout(total=3.0)
+STATUS_ROUTE = "/v1/vpn/status"
+PUBLIC_IP_ROUTE = "/v1/publicip/ip"
 PORT_ROUTES = ("/v1/portforward", "/v1/openvpn/portforwarded")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Credentials:
+    api_key: str | None = None
+    user: str | None = None
+    password: str | None = None
+
+    def headers(self) -> dict[str, str]:
+        headers = {"X-API-Key": self.api_key} if self.api_key else {}
+        if self.user is not None and self.password is not None:
+            headers["Authorization"] = aiohttp.encode_basic_auth(self.user, self.password)
+        return headers
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ControlReading:
-    forwarded_port: int | None
-    public_ip: str | None
-    vpn_status: str | None
+    vpn_status: str | None  # None: the status route gave no usable answer
+    public_ip: str | None  # None: unknown (empty while reconnecting, or unreadable)
+    forwarded_port: int | None  # None: no forwarded port
+    port_read: bool = True  # False: neither port route could be read (`port_error` says why)
+    port_error: str | None = None
+
+
+def port_of(body: Any) -> int | None:
+    """The forwarded port of a port route's answer (`port`, else the first of `ports`)."""
+    if not isinstance(body, dict):
+        raise ValueError(f"expected a JSON object, got {body!r}")
+    port = body.get("port")
+    if port in (None, 0):
+        ports = body.get("ports")
+        port = ports[0] if isinstance(ports, list) and ports else None
+    if port in (None, 0):
+        return None
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise ValueError(f"unexpected port value {port!r}")
+    return port
 
 
 class GluetunControl:
-    def __init__(self, session: aiohttp.ClientSession, *, api_key: Callable[[], str | None]) -> None:
+    def __init__(self, session: aiohttp.ClientSession, *, credentials: Callable[[], Credentials]) -> None:
         self._session = session
-        self._api_key = api_key
+        self._credentials = credentials
 
     async def _get(self, base: str, path: str) -> tuple[int, Any]:
+        """(status, decoded JSON body or None). Raises only for a server that cannot be reached."""
+        credentials = self._credentials()
         try:
-            key = self._api_key()
-            headers = {"X-API-Key": key} if key else {}
             async with self._session.get(
-                base + path, headers=headers, timeout=TIMEOUT, allow_redirects=False
+                base + path,
+                headers=credentials.headers(),
+                timeout=TIMEOUT,
+                allow_redirects=False,
             ) as resp:
-                if resp.status == 401:
-                    raise ControlApiAuthError(f"{path}: 401 Unauthorized (check vpn.api_key)")
                 if resp.status != 200:
                     return resp.status, None
                 try:
-                    return 200, await resp.json(content_type=None)
-                except ValueError as exc:
-                    raise ControlApiError(f"{path}: answered something that is not JSON") from exc
+                    return 200, await resp.json(content_type=None)  # Gluetun says text/plain
+                except ValueError:
+                    return 200, None
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise ControlApiError(f"{path}: {type(exc).__name__}: {exc}".rstrip(": ")) from exc
+            raise ControlApiUnreachable(f"{path}: {type(exc).__name__}: {exc}".rstrip(": ")) from exc
 
-    async def forwarded_port(self, base: str) -> int | None:
+    async def vpn_status(self, base: str) -> str | None:
+        status, body = await self._get(base, STATUS_ROUTE)
+        if status == 401:
+            raise ControlApiAuthError(
+                f"{STATUS_ROUTE}: 401 Unauthorized: check vpn.api_key (or vpn.api_user and "
+                "vpn.api_password) against the control server's roles"
+            )
+        if status != 200:
+            raise ControlApiError(f"{STATUS_ROUTE}: HTTP {status}")
+        value = body.get("status") if isinstance(body, dict) else None
+        return value if isinstance(value, str) else None
+
+    async def public_ip(self, base: str) -> str | None:
+        status, body = await self._get(base, PUBLIC_IP_ROUTE)
+        value = body.get("public_ip") if status == 200 and isinstance(body, dict) else None
+        return value if isinstance(value, str) and value else None
+
+    async def forwarded_port(self, base: str) -> tuple[int | None, bool, str | None]:
+        """(port, read, why not read)."""
+        answers: list[str] = []
         for path in PORT_ROUTES:
             status, body = await self._get(base, path)
             if status == 200:
-                port = body.get("port") if isinstance(body, dict) else None
-                if isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536:
-                    return port
-                if port in (0, None):
-                    return None
-                raise ControlApiError(f"{path}: unexpected port value {port!r}")
-        return None
+                try:
+                    return port_of(body), True, None
+                except ValueError as exc:
+                    answers.append(f"{path}: {exc}")
+                    continue
+            answers.append(f"{path}: HTTP {status}")
+        return None, False, "; ".join(answers)
 
     async def read(self, base: str) -> ControlReading:
-        port = await self.forwarded_port(base)
-        _, ip_body = await self._get(base, "/v1/publicip/ip")
-        _, status_body = await self._get(base, "/v1/vpn/status")
-        public_ip = ip_body.get("public_ip") if isinstance(ip_body, dict) else None
-        status = status_body.get("status") if isinstance(status_body, dict) else None
+        status = await self.vpn_status(base)
+        public_ip = await self.public_ip(base)
+        port, port_read, port_error = await self.forwarded_port(base)
         return ControlReading(
+            vpn_status=status,
+            public_ip=public_ip,
             forwarded_port=port,
-            public_ip=public_ip if isinstance(public_ip, str) else None,
-            vpn_status=status if isinstance(status, str) else None,
+            port_read=port_read,
+            port_error=port_error,
         )

@@ -3,7 +3,8 @@
 All VPNs are asked at once every `vpn.health_check_interval_s`, and at once when a VPN's
 container or state changes (so a VPN that just turned healthy has its forwarded port read before
 engines are placed). A reading or a failure becomes a sighting of the VPN state machine
-(`reconcilers.vpn`); an error is logged once per distinct message.
+(`reconcilers.vpn`); an error is logged once per distinct message. A static forwarded port
+(`vpn.forwarded_ports`) wins over what the control server says.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Callable
 import structlog
 
 from orchestrator.config import Config
-from orchestrator.errors import ControlApiAuthError, ControlApiError
+from orchestrator.errors import ControlApiAuthError, ControlApiError, ControlApiUnreachable
 from orchestrator.state.endpoints import vpn_host
 from orchestrator.state.store import StateStore
 from orchestrator.vpn.control import GluetunControl
@@ -67,24 +68,26 @@ class ControlPoller:
         try:
             reading = await self._control.read(self._base_url(name))
         except ControlApiError as exc:
-            error = str(exc)
-            if error != self._last_error.get(name):
-                log.warning(
-                    "gluetun_control_error",
-                    vpn=name,
-                    error=error,
-                    auth_failed=isinstance(exc, ControlApiAuthError),
-                )
-            self._last_error[name] = error
-            self._store.apply_vpn(name, ControlFailed(error=error), time.time())
+            self._report(name, str(exc), auth_failed=isinstance(exc, ControlApiAuthError))
+            failed = ControlFailed(error=str(exc), unreachable=isinstance(exc, ControlApiUnreachable))
+            self._store.apply_vpn(name, failed, time.time())
             return
-        if self._last_error.get(name):
-            log.info("gluetun_control_ok", vpn=name)
-        self._last_error[name] = None
-        self._store.apply_vpn(
-            name,
-            ControlRead(
-                forwarded_port=reading.forwarded_port, public_ip=reading.public_ip, status=reading.vpn_status
-            ),
-            time.time(),
+        self._report(name, reading.port_error, auth_failed=False)
+        static = self._config().vpn_forwarded_ports.get(name)
+        read = ControlRead(
+            forwarded_port=static if static is not None else reading.forwarded_port,
+            public_ip=reading.public_ip,
+            status=reading.vpn_status,
+            port_read=static is not None or reading.port_read,
         )
+        self._store.apply_vpn(name, read, time.time())
+
+    def _report(self, name: str, error: str | None, *, auth_failed: bool) -> None:
+        """Log an error once per distinct message, and its end once."""
+        if error == self._last_error.get(name):
+            return
+        if error is None:
+            log.info("gluetun_control_ok", vpn=name)
+        else:
+            log.warning("gluetun_control_error", vpn=name, error=error, auth_failed=auth_failed)
+        self._last_error[name] = error

@@ -22,10 +22,11 @@ from orchestrator.config import Config
 from orchestrator.docker.api import DockerApi
 from orchestrator.docker.containers import vpn_container
 from orchestrator.docker.engines import engine_sighting, is_engine, pool_filters
+from orchestrator.docker.probes import cannot_run, is_probe, probe_observation
 from orchestrator.errors import DockerError
 from orchestrator.state.store import StateStore
-from reconcilers.model import EngineStatus, VpnState
-from reconcilers.vpn import ContainerSeen, HealthReported, StopAction, StopReported
+from reconcilers.model import EngineStatus, ProbeObs, VpnState
+from reconcilers.vpn import ContainerSeen, HealthReported, ProbeReported, StopAction, StopReported
 
 log = structlog.get_logger()
 
@@ -108,14 +109,15 @@ class EventSource:
             snapshot = self._store.generation
             pool = self._pool()
             ids = await self._docker.list_ids(pool_filters(pool))
-            infos = [
-                info
-                for info in await asyncio.gather(*(self._docker.inspect(i) for i in ids))
-                if info is not None and is_engine(info.labels, pool)
+            listed = [
+                i for i in await asyncio.gather(*(self._docker.inspect(i) for i in ids)) if i is not None
             ]
+            infos = [info for info in listed if is_engine(info.labels, pool)]
+            probes = [probe_observation(info) for info in listed if is_probe(info.labels, pool)]
             now = time.time()
             vpns = {name: await self._docker.inspect(name) for name in self._vpn_names()}
             self._store.replace_engines([engine_sighting(info) for info in infos], snapshot)
+            self._store.replace_probes(probes, snapshot)
             for name, info in vpns.items():
                 if not self._store.newer_than(f"vpn:{name}", snapshot):
                     self._store.apply_vpn(name, ContainerSeen(container=vpn_container(info)), now)
@@ -138,6 +140,8 @@ class EventSource:
             await self._apply_vpn(vpn, container_id, action, at, time_nano)
         elif is_engine(attributes, self._pool()) or container_id in self._store.engines:
             await self._apply_engine(container_id, action, at)
+        elif is_probe(attributes, self._pool()) or container_id in self._store.probes:
+            await self._apply_probe(container_id, action, at, time_nano)
 
     async def _apply_vpn(self, vpn: str, container_id: str, action: str, at: float, time_nano: int) -> None:
         if action.startswith("health_status"):
@@ -171,3 +175,42 @@ class EventSource:
             self._store.drop_engine(container_id)
         elif is_engine(info.labels, self._pool()):
             self._store.upsert_engine(engine_sighting(info))
+
+    async def _apply_probe(self, container_id: str, action: str, at: float, time_nano: int) -> None:
+        """A tunnel probe's events: its verdict on the tunnel goes to its VPN at once."""
+        known = self._store.probes.get(container_id)
+        if action == "destroy":
+            self._store.drop_probe(container_id)
+            if known is not None:
+                self._report_probe(known, None, at)
+            return
+        if action.startswith("health_status"):
+            health = action.partition(":")[2].strip()
+            if health not in ("healthy", "unhealthy") or time_nano < self._resync_floor_nano:
+                return
+            if health == "unhealthy":  # a dead tunnel, or a probe that cannot run at all?
+                info = await self._docker.inspect(container_id)
+                why = cannot_run(info) if info is not None else None
+                if known is not None:
+                    visible = len(self._store.visible)
+                    self._report_probe(known, None if why else False, at, error=why)
+                    if len(self._store.visible) < visible:
+                        self._on_hidden((time.time_ns() - time_nano) / 1e9)
+                return
+            if known is not None:
+                self._report_probe(known, True, at)
+            return
+        info = await self._docker.inspect(container_id)
+        if info is None or not is_probe(info.labels, self._pool()):
+            self._store.drop_probe(container_id)
+            if known is not None:
+                self._report_probe(known, None, at)
+            return
+        probe = probe_observation(info)
+        self._store.upsert_probe(probe)
+        if probe.status != "running":
+            self._report_probe(known or probe, None, at)
+
+    def _report_probe(self, probe: ProbeObs, up: bool | None, at: float, error: str | None = None) -> None:
+        verdict = ProbeReported(vpn_id=probe.vpn_id, started_at=probe.started_at, up=up, error=error)
+        self._store.apply_vpn(probe.vpn, verdict, at)

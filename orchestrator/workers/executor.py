@@ -21,20 +21,24 @@ import structlog
 
 from orchestrator.docker.api import DockerApi
 from orchestrator.docker.engines import create_body, engine_name, engine_sighting
+from orchestrator.docker.probes import cooldown_key, probe_body, probe_name, probe_observation
 from orchestrator.errors import DockerError, PortInUse
 from orchestrator.state.records import ActionError
 from orchestrator.state.store import StateStore
 from reconcilers.model import (
     Action,
     CreateEngine,
+    CreateProbe,
     Desired,
     PendingCreate,
     RecreateEngine,
     RemoveEngine,
+    RemoveProbe,
     RestartEngine,
+    RestartProbe,
     RestartVpn,
 )
-from reconcilers.vpn import ForcedRestart
+from reconcilers.vpn import ForcedRestart, ProbeReported
 
 log = structlog.get_logger()
 
@@ -44,6 +48,7 @@ ENGINE_STOP_TIMEOUT_S = 3
 VPN_STOP_TIMEOUT_S = 10
 COOLDOWN_MAX_S = 60.0
 SLOT_BLOCK_S = 300.0
+PROBE_SETTLE_S = 1.0  # a new probe still running this long after its start can run
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,11 +62,15 @@ def _target(action: Action) -> str:
     match action:
         case CreateEngine(vpn=vpn):
             return vpn or "engine"
+        case CreateProbe(vpn=vpn):
+            return f"probe of {vpn}"
         case (
             RecreateEngine(container_id=cid)
             | RemoveEngine(container_id=cid)
             | RestartEngine(container_id=cid)
             | RestartVpn(container_id=cid)
+            | RemoveProbe(container_id=cid)
+            | RestartProbe(container_id=cid)
         ):
             return cid
         case _:
@@ -69,7 +78,7 @@ def _target(action: Action) -> str:
 
 
 def _container_of(action: Action) -> str | None:
-    return None if isinstance(action, CreateEngine) else _target(action)
+    return None if isinstance(action, CreateEngine | CreateProbe) else _target(action)
 
 
 class Executor:
@@ -105,6 +114,15 @@ class Executor:
             case RestartVpn():
                 self._store.mark_busy(action.container_id)
                 return self._restart_vpn(action)
+            case CreateProbe():
+                self._store.begin_probe(action.vpn)
+                return self._create_probe(action)
+            case RemoveProbe():
+                self._store.mark_busy(action.container_id)
+                return self._remove_probe(action)
+            case RestartProbe():
+                self._store.mark_busy(action.container_id)
+                return self._restart_probe(action)
             case _:
                 assert_never(action)
 
@@ -152,8 +170,10 @@ class Executor:
         repeated = self._store.record_action_error(
             ActionError(at=now, action=kind, target=target[:24], message=message, transient=transient)
         )
-        if isinstance(action, RemoveEngine | RestartEngine | RestartVpn):
+        if isinstance(action, RemoveEngine | RestartEngine | RestartVpn | RemoveProbe | RestartProbe):
             self._cool_down(action.container_id, now)
+        if isinstance(action, CreateProbe):
+            self._cool_down(cooldown_key(action.vpn), now)
         create = action.create if isinstance(action, RecreateEngine) else action
         if isinstance(create, CreateEngine) and isinstance(exc, PortInUse) and create.vpn is None:
             # the slot's host port is taken by something else: skip the slot for a while
@@ -209,6 +229,49 @@ class Executor:
             self._store.end_create(token)
             raise
         await self._create(action.create, name, token)
+
+    async def _create_probe(self, action: CreateProbe) -> None:
+        try:
+            spec = self._desired()
+            if spec.vpn.probe is None:
+                return  # turned off since it was planned
+            body = probe_body(action, spec.vpn.probe, spec.engines)
+            info = await self._docker.create_and_start(probe_name(action), body)
+            await asyncio.sleep(PROBE_SETTLE_S)
+            settled = await self._docker.inspect(info.id)
+            if settled is None or settled.status != "running":
+                # its image cannot run the probe (no sh, no sleep): say so, and retry after a
+                # cool-down (the failure below), never in a loop
+                why = (
+                    f"the probe container exited at once (exit code "
+                    f"{settled.exit_code if settled else 'unknown'}): its image needs sh, sleep and nc"
+                )
+                await self._docker.remove(info.id)
+                verdict = ProbeReported(vpn_id=action.vpn_id, started_at=None, up=None, error=why)
+                self._store.apply_vpn(action.vpn, verdict, time.time())
+                raise DockerError(why)
+            self._store.upsert_probe(probe_observation(settled))
+            log.info(
+                "tunnel_probe_created",
+                vpn=action.vpn,
+                container_id=info.id[:12],
+                target=f"{spec.vpn.probe.host}:{spec.vpn.probe.port}",
+            )
+        finally:
+            self._store.end_probe(action.vpn)
+
+    async def _remove_probe(self, action: RemoveProbe) -> None:
+        await self._docker.remove(action.container_id)
+        self._store.drop_probe(action.container_id)
+        log.info("tunnel_probe_removed", container_id=action.container_id[:12], reason=action.reason)
+
+    async def _restart_probe(self, action: RestartProbe) -> None:
+        await self._docker.restart(action.container_id, ENGINE_STOP_TIMEOUT_S)
+        info = await self._docker.inspect(action.container_id)
+        if info is None:
+            self._store.drop_probe(action.container_id)
+        else:
+            self._store.upsert_probe(probe_observation(info))
 
     async def _restart_vpn(self, action: RestartVpn) -> None:
         self._store.apply_vpn(action.name, ForcedRestart(), time.time())

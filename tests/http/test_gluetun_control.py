@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -11,11 +12,15 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from orchestrator.errors import ControlApiAuthError, ControlApiError
-from orchestrator.vpn.control import GluetunControl
+from orchestrator.errors import ControlApiAuthError, ControlApiUnreachable
+from orchestrator.vpn.control import Credentials, GluetunControl
 
 Route = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MakeServer = Callable[..., Awaitable[TestServer]]
+
+
+def no_credentials() -> Credentials:
+    return Credentials()
 
 
 def reply(status: int = 200, body: Any = None, text: str | None = None) -> Route:
@@ -57,6 +62,24 @@ GOOD_REST = {
             },
             41000,
         ),
+        # v3.41 with several forwarded ports: no `port` key
+        ({"/v1/portforward": reply(body={"ports": [42000, 42001]})}, 42000),
+        # v3.39-v3.40: the new route is 401 whatever the key, the old one answers
+        (
+            {
+                "/v1/portforward": reply(401, text="Unauthorized"),
+                "/v1/openvpn/portforwarded": reply(body={"port": 43000}),
+            },
+            43000,
+        ),
+        # <= v3.38: the new route is 400
+        (
+            {
+                "/v1/portforward": reply(400, text="bad request"),
+                "/v1/openvpn/portforwarded": reply(body={"port": 44000}),
+            },
+            44000,
+        ),
     ],
     ids=[
         "new_route",
@@ -64,6 +87,9 @@ GOOD_REST = {
         "port_missing_is_none",
         "old_route_fallback",
         "new_route_preferred",
+        "several_ports_no_port_key",
+        "v3_40_new_route_401",
+        "v3_38_new_route_400",
     ],
 )
 async def test_reads_the_forwarded_port(
@@ -71,55 +97,89 @@ async def test_reads_the_forwarded_port(
 ) -> None:
     base = await serve(aiohttp_server, {**GOOD_REST, **routes})
     async with aiohttp.ClientSession() as session:
-        reading = await GluetunControl(session, api_key=lambda: None).read(base)
-    assert reading.forwarded_port == port
+        reading = await GluetunControl(session, credentials=no_credentials).read(base)
+    assert reading.forwarded_port == port and reading.port_read
     assert reading.public_ip == "203.0.113.9" and reading.vpn_status == "running"
 
 
 @pytest.mark.parametrize(
     ("route", "error"),
     [
-        (reply(text="<html>not json</html>"), "not JSON"),
+        (reply(text="<html>not json</html>"), "JSON object"),
         (reply(body={"port": "fifty"}), "unexpected port value"),
         (reply(body={"port": 70000}), "unexpected port value"),
+        (reply(500, text="oops"), "HTTP 500"),
     ],
-    ids=["garbage", "port_not_a_number", "port_out_of_range"],
+    ids=["garbage", "port_not_a_number", "port_out_of_range", "server_error"],
 )
-async def test_garbage_is_a_clear_error(aiohttp_server: MakeServer, route: Route, error: str) -> None:
+async def test_an_unreadable_port_is_said_and_the_rest_still_read(
+    aiohttp_server: MakeServer, route: Route, error: str
+) -> None:
     base = await serve(aiohttp_server, {"/v1/portforward": route, **GOOD_REST})
     async with aiohttp.ClientSession() as session:
-        with pytest.raises(ControlApiError, match=error):
-            await GluetunControl(session, api_key=lambda: None).read(base)
+        reading = await GluetunControl(session, credentials=no_credentials).read(base)
+    assert not reading.port_read and reading.port_error is not None and error in reading.port_error
+    assert reading.vpn_status == "running" and reading.public_ip == "203.0.113.9"
 
 
-async def test_401_is_bad_credentials_and_the_key_is_sent(aiohttp_server: MakeServer) -> None:
+@pytest.mark.parametrize(
+    "body", [{"public_ip": ""}, {"ip": "x"}, "garbage"], ids=["empty", "no_key", "garbage"]
+)
+async def test_an_empty_public_ip_is_unknown(aiohttp_server: MakeServer, body: Any) -> None:
+    routes = {"/v1/publicip/ip": reply(body=body), "/v1/vpn/status": reply(body={"status": "stopping"})}
+    base = await serve(aiohttp_server, routes)
+    async with aiohttp.ClientSession() as session:
+        reading = await GluetunControl(session, credentials=no_credentials).read(base)
+    assert reading.public_ip is None and reading.vpn_status == "stopping"
+
+
+async def test_only_a_401_on_the_status_route_is_bad_credentials(aiohttp_server: MakeServer) -> None:
     async def guarded(request: web.Request) -> web.StreamResponse:
         if request.headers.get("X-API-Key") != "right":
             return web.json_response({"error": "unauthorized"}, status=401)
-        return web.json_response({"port": 40001})
+        return web.json_response({"status": "running"})
 
-    base = await serve(aiohttp_server, {"/v1/portforward": guarded, **GOOD_REST})
+    routes = {
+        "/v1/vpn/status": guarded,
+        "/v1/publicip/ip": reply(body={"public_ip": "203.0.113.9"}),
+        "/v1/portforward": reply(401, text="Unauthorized"),  # as v3.39-v3.40: never a role for it
+        "/v1/openvpn/portforwarded": reply(body={"port": 40001}),
+    }
+    base = await serve(aiohttp_server, routes)
     async with aiohttp.ClientSession() as session:
-        with pytest.raises(ControlApiAuthError, match="401"):
-            await GluetunControl(session, api_key=lambda: "wrong").read(base)
-        with pytest.raises(ControlApiAuthError):
-            await GluetunControl(session, api_key=lambda: None).read(base)
-        reading = await GluetunControl(session, api_key=lambda: "right").read(base)
-    assert reading.forwarded_port == 40001
+        for wrong in (Credentials(api_key="wrong"), Credentials()):
+            with pytest.raises(ControlApiAuthError, match=r"vpn\.api_key"):
+                await GluetunControl(session, credentials=functools.partial(lambda c: c, wrong)).read(base)
+        reading = await GluetunControl(session, credentials=lambda: Credentials(api_key="right")).read(base)
+    assert reading.forwarded_port == 40001 and reading.vpn_status == "running"
 
 
-async def test_a_control_server_that_hangs_times_out(aiohttp_server: MakeServer) -> None:
+async def test_http_basic_credentials_are_sent(aiohttp_server: MakeServer) -> None:
+    async def basic_only(request: web.Request) -> web.StreamResponse:
+        expected = aiohttp.encode_basic_auth("operator", "hunter2")
+        if request.headers.get("Authorization") != expected:
+            return web.Response(status=401, text="Unauthorized")
+        return web.json_response({"status": "running"})
+
+    base = await serve(aiohttp_server, {**GOOD_REST, "/v1/vpn/status": basic_only})
+    basic = Credentials(user="operator", password="hunter2")  # noqa: S106 - a test password
+    async with aiohttp.ClientSession() as session:
+        reading = await GluetunControl(session, credentials=lambda: basic).read(base)
+    assert reading.vpn_status == "running"
+
+
+async def test_a_control_server_that_hangs_is_unreachable(aiohttp_server: MakeServer) -> None:
     async def hang(request: web.Request) -> web.StreamResponse:
         await asyncio.sleep(10)
-        return web.json_response({"port": 1})
+        return web.json_response({"status": "running"})
 
-    base = await serve(aiohttp_server, {"/v1/portforward": hang, **GOOD_REST})
+    base = await serve(aiohttp_server, {**GOOD_REST, "/v1/vpn/status": hang})
     async with aiohttp.ClientSession() as session:
-        with pytest.raises(ControlApiError, match="Timeout"):
-            await GluetunControl(session, api_key=lambda: None).read(base)
+        with pytest.raises(ControlApiUnreachable, match="Timeout"):
+            await GluetunControl(session, credentials=no_credentials).read(base)
 
 
-async def test_unreachable_control_server_is_an_error() -> None:
+async def test_a_refused_connection_is_unreachable() -> None:
     async with aiohttp.ClientSession() as session:
-        with pytest.raises(ControlApiError):
-            await GluetunControl(session, api_key=lambda: None).read("http://127.0.0.1:9")
+        with pytest.raises(ControlApiUnreachable):
+            await GluetunControl(session, credentials=no_credentials).read("http://127.0.0.1:9")

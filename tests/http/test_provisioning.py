@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from orchestrator.docker.containers import ContainerInfo
+from orchestrator.docker.engines import engine_labels, engine_sighting
 from orchestrator.docker.gateway import DockerGateway
 from orchestrator.workers.executor import Executor
 from reconcilers import plan
@@ -95,11 +97,11 @@ async def test_none_free_answers_503_should_wait_and_raises_the_demand(make_api:
     answer = await resp.json()
 
     assert time.time() - started < 0.5
-    assert resp.status == 503 and resp.headers["Retry-After"] == "2"
+    assert resp.status == 503 and resp.headers["Retry-After"] == "10"
     detail = assert_detail(answer)
     assert detail["code"] == "provisioning_in_progress" and detail["error"] == "provisioning"
     assert detail["should_wait"] is True and detail["can_retry"] is True
-    assert detail["recovery_eta_seconds"] == 2
+    assert detail["recovery_eta_seconds"] == 10  # no engine start seen yet: the default
     assert api.store.demand_until is not None and api.store.demand_until > started + 50
 
 
@@ -275,3 +277,27 @@ async def test_docker_unreachable_is_a_general_error(make_api: MakeApi) -> None:
 
     assert got == 500 and answer["detail"]["code"] == "general_error"
     assert "Docker" in answer["detail"]["message"]
+
+
+async def test_the_wait_while_an_engine_is_prepared_follows_how_long_engines_take(make_api: MakeApi) -> None:
+    """The proxy retries after half the ETA, then the whole: the ETA must cover an engine's start."""
+    api = await make_api(NO_SPARE)
+    info = ContainerInfo(
+        id="f" * 64,
+        name="acestream-engine-9",
+        status="running",
+        health=None,
+        started_at=time.time() - 3.5,
+        created_at=time.time() - 5.0,
+        ip="172.18.0.99",
+        labels=engine_labels(creates(api)[0], api.desired.engines),
+    )
+    api.store.upsert_engine(engine_sighting(info))
+    api.store.mark_ready(info.id, info.started_at)  # it took 3.5 s to answer
+    await busy(api, 1)
+    await api.post("/events/stream_started", started_body("acestream-engine-9", 6878, session="x"))
+
+    _, answer = await api.post("/provision/acestream", {})
+
+    assert answer["detail"]["code"] == "provisioning_in_progress"
+    assert answer["detail"]["recovery_eta_seconds"] == 7  # ceil(3.5 s x 1.5 + 1)

@@ -15,10 +15,11 @@ from tests.integration.harness import (
     ENGINE_IMAGE,
     ENGINE_LAUNCH,
     GLUETUN_IMAGE,
+    NO_PROBE,
     Daemon,
     docker,
     remove_test_containers,
-    test_labels,
+    session_labels,
 )
 
 
@@ -53,8 +54,9 @@ def make_daemon(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Call
                 "min_replicas": 2,
                 "min_free": 0,
                 "address": "ip",
-                "labels": test_labels(run_id),
+                "labels": session_labels(run_id),
             },
+            "vpn": {"tunnel_probe": NO_PROBE},
             "log_level": "DEBUG",
         }
         daemon = Daemon(workdir=workdir, config=base, run_id=run_id, env=env or {})

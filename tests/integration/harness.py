@@ -37,13 +37,30 @@ ENGINE_FAMILIES = {
     "aceserve": "acestream-orchestrator-test/engine-aceserve:latest",
 }
 ENGINE_LAUNCH = {"preset": "acestream-http-proxy"}
+# The tunnel probe is off unless a test turns it on with a target of its own: its default dials a
+# public address, which no test may do.
+NO_PROBE = {"target": ""}
 GLUETUN_IMAGE = "acestream-orchestrator-test/gluetun:latest"
 
 T = TypeVar("T")
 
 
-def docker(*args: str, check: bool = True, timeout: float = 60) -> str:
-    done = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, check=False)
+def docker(
+    *args: str,
+    check: bool = True,
+    timeout: float = 60,
+    input_text: str | None = None,
+    env: dict[str, str] | None = None,
+) -> str:
+    done = subprocess.run(
+        ["docker", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        input=input_text,
+        env={**os.environ, **env} if env else None,
+    )
     if check and done.returncode != 0:
         raise AssertionError(f"docker {' '.join(args)} failed: {done.stderr.strip()}")
     return done.stdout.strip()
@@ -80,7 +97,7 @@ SESSION_LABEL = f"{TEST_LABEL}.session"  # the pid of the pytest (or bench) proc
 SESSION = str(os.getpid())
 
 
-def test_labels(run: str | None = None) -> dict[str, str]:
+def session_labels(run: str | None = None) -> dict[str, str]:
     """The labels of everything a test makes: cleaned up by this session, or by a later one
     once this session's process is gone (two sessions at once leave each other alone)."""
     labels = {TEST_LABEL: "1", SESSION_LABEL: SESSION}
@@ -90,7 +107,7 @@ def test_labels(run: str | None = None) -> dict[str, str]:
 
 
 def label_args(run: str | None = None) -> list[str]:
-    return [arg for key, value in test_labels(run).items() for arg in ("--label", f"{key}={value}")]
+    return [arg for key, value in session_labels(run).items() for arg in ("--label", f"{key}={value}")]
 
 
 def _session_alive(owner: str) -> bool:

@@ -32,13 +32,14 @@ from tests.integration.harness import (
     ENGINE_IMAGE,
     ENGINE_LAUNCH,
     GLUETUN_IMAGE,
+    NO_PROBE,
     REPO,
     TEST_LABEL,
     containers,
     docker,
     free_port,
     http_json,
-    test_labels,
+    session_labels,
     wait_for,
 )
 from tests.sidecar.conftest import DAEMON_IMAGE
@@ -193,7 +194,7 @@ def _for_the_test_bed(stack: dict[str, Any], run: str, api_port: int, confdir: P
     depends_on conditions, healthchecks, mounts, environment) stays as the stack has it."""
     out = copy.deepcopy(stack)
     services = out["services"]
-    labels = test_labels(run)
+    labels = session_labels(run)
     for index, name in enumerate(gluetun_services(services)):
         gluetun = services[name]
         gluetun.update(image=GLUETUN_IMAGE, container_name=f"{run}-{name}", labels=labels)
@@ -243,8 +244,9 @@ def _desired_for_the_test_bed(
         min_replicas=2,
         min_free=0,
         max_replicas=4,
-        labels=test_labels(run),
+        labels=session_labels(run),
     )
+    desired["vpn"]["tunnel_probe"] = NO_PROBE  # the stacks' probe dials a public address
     if desired["vpn"]["mode"] == "none":
         desired["engines"]["host_port_range"] = "29500-29509"
     else:

@@ -29,6 +29,7 @@ from orchestrator.config import CONTAINER_NAME_VARS, ENV_OVERRIDES
 from tests.integration.harness import (
     ENGINE_IMAGE,
     ENGINE_LAUNCH,
+    NO_PROBE,
     TEST_LABEL,
     containers,
     docker,
@@ -38,7 +39,7 @@ from tests.integration.harness import (
     label_args,
     listing_of,
     run_gluetun,
-    test_labels,
+    session_labels,
     wait_for,
 )
 
@@ -64,7 +65,7 @@ class Sidecar:
 
     @property
     def labels(self) -> dict[str, str]:
-        return test_labels(self.run_id)
+        return session_labels(self.run_id)
 
     def write_config(self, config: dict[str, Any]) -> None:
         confdir = self.workdir / "config"
@@ -182,7 +183,7 @@ def test_daemon_container_behind_gluetun(sidecar: Sidecar) -> None:
                 "address": "ip",
                 "labels": sidecar.labels,
             },
-            "vpn": {"mode": "single", "containers": [gluetun]},
+            "vpn": {"mode": "single", "containers": [gluetun], "tunnel_probe": NO_PROBE},
             "log_level": "INFO",
         }
     )

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from reconcilers.model import (
     Action,
     CreateEngine,
+    CreateProbe,
     Desired,
     EngineObs,
     EnginePorts,
@@ -32,10 +33,14 @@ from reconcilers.model import (
     PendingCreate,
     Plan,
     PortRange,
+    ProbeObs,
     RecreateEngine,
     RemoveEngine,
+    RemoveProbe,
     RestartEngine,
+    RestartProbe,
     RestartVpn,
+    TunnelProbe,
     VpnMode,
     VpnObs,
     VpnSpec,
@@ -44,6 +49,7 @@ from reconcilers.model import (
 from reconcilers.placement import ports_for
 from reconcilers.pool import engine_spec_hash
 from reconcilers.ports import vpn_slot_ports
+from reconcilers.probes import probe_spec_hash
 
 NOW = 1000.0
 CURRENT = "<current-spec>"
@@ -74,6 +80,7 @@ def desired(
     unhealthy_restart_timeout_s: float = 60.0,
     wait_healthy_s: float = 30.0,
     image: str = "engine:1",
+    probe: TunnelProbe | None = None,
 ) -> Desired:
     return Desired(
         engines=EngineSpec(
@@ -91,6 +98,7 @@ def desired(
             restart_engines_on_reconnect=restart_on_reconnect,
             unhealthy_restart_timeout_s=unhealthy_restart_timeout_s,
             wait_healthy_s=wait_healthy_s,
+            probe=probe,
         ),
     )
 
@@ -145,7 +153,12 @@ def vpn(
     forwarded_port: int | None = None,
     last_forced_restart: float | None = None,
     port_known: bool = True,
+    running: bool | None = None,
+    forced_restarts: int = 0,
+    control_unreachable_since: float | None = None,
+    image: str | None = "gluetun:image",
 ) -> VpnObs:
+    """`running` defaults to what the state says (a crash is `unhealthy` and not running)."""
     if container_id is None and state != "missing":
         container_id = f"{name}-id"
     return VpnObs(
@@ -158,6 +171,34 @@ def vpn(
         forwarded_port=forwarded_port,
         last_forced_restart=last_forced_restart,
         port_known=port_known,
+        running=state in ("healthy", "unhealthy", "starting") if running is None else running,
+        forced_restarts=forced_restarts,
+        control_unreachable_since=control_unreachable_since,
+        image=image,
+    )
+
+
+PROBE = TunnelProbe(host="10.0.0.1", port=443)
+
+
+def probe(
+    id: str = "p1",
+    vpn: str = "g1",
+    *,
+    vpn_id: str | None = None,
+    status: EngineStatus = "running",
+    started_at: float | None = 100.0,
+    spec_hash: str = CURRENT,
+) -> ProbeObs:
+    """A tunnel probe of VPN `vpn`, created against `<vpn>-id` and started at 100 (after the
+    VPN's 50) unless a row says otherwise; `observed()` stamps the row's probe spec hash."""
+    return ProbeObs(
+        container_id=id,
+        vpn=vpn,
+        vpn_id=vpn_id or f"{vpn}-id",
+        status=status,
+        started_at=started_at,
+        spec_hash=spec_hash,
     )
 
 
@@ -186,9 +227,16 @@ def observed(
     create_blocked_until: float | None = None,
     cooldowns: Mapping[str, float] | None = None,
     blocked_slots: Iterable[tuple[str | None, int]] = (),
+    probes: Iterable[ProbeObs] = (),
+    pending_probes: Iterable[str] = (),
 ) -> Observed:
+    stamped = tuple(
+        dataclasses.replace(p, spec_hash=probe_spec_hash(d)) if p.spec_hash == CURRENT else p for p in probes
+    )
     return Observed(
         engines=tuple(_stamp(d, e) for e in engines),
+        probes=stamped,
+        pending_probes=frozenset(pending_probes),
         vpns={v.name: v for v in vpns},
         pending_creates=tuple(pending_creates),
         busy_containers=frozenset(busy) | frozenset(removing),
@@ -216,6 +264,12 @@ def describe(action: Action) -> str:
             return f"restart {action.container_id}"
         case RestartVpn():
             return f"restart_vpn {action.name}"
+        case CreateProbe():
+            return f"create_probe {action.vpn}"
+        case RemoveProbe():
+            return f"remove_probe {action.container_id}"
+        case RestartProbe():
+            return f"restart_probe {action.container_id}"
     raise AssertionError(f"unknown action {action!r}")
 
 

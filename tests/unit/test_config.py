@@ -15,7 +15,7 @@ import pytest
 from orchestrator.config import DEFAULT_IMAGE, ApiConfig, Config, load_config, parse_config
 from orchestrator.config.launch import PRESETS
 from orchestrator.errors import ConfigError
-from reconcilers.model import Desired, EngineSpec, LaunchTemplate, PortRange, VpnSpec
+from reconcilers.model import Desired, EngineSpec, LaunchTemplate, PortRange, TunnelProbe, VpnSpec
 
 SRC = "conf/orchestrator.yaml"
 
@@ -27,7 +27,8 @@ def parse(text: str, **env: str) -> Config:
 def test_empty_text_gives_all_defaults() -> None:
     assert parse("") == Config(
         desired=Desired(
-            engines=EngineSpec(image=DEFAULT_IMAGE, launch=PRESETS["acestream-http-proxy"]), vpn=VpnSpec()
+            engines=EngineSpec(image=DEFAULT_IMAGE, launch=PRESETS["acestream-http-proxy"]),
+            vpn=VpnSpec(probe=TunnelProbe(host="1.1.1.1", port=443)),
         ),
         address="name",
         vpn_api_port=8000,
@@ -98,6 +99,7 @@ def test_every_key_is_read() -> None:
                 restart_engines_on_reconnect=False,
                 unhealthy_restart_timeout_s=90.0,
                 wait_healthy_s=10.5,
+                probe=TunnelProbe(host="1.1.1.1", port=443),
             ),
         ),
         address="ip",

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from orchestrator.config import SCHEMA, load_config, parse_config
+from orchestrator.config import SCHEMA, load_config, parse_config, schema_leaves
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.yaml"
 
@@ -22,22 +22,23 @@ def _example_mapping() -> dict[str, Any]:
     return data
 
 
-def documented_keys(data: dict[str, Any]) -> set[str]:
-    """Dotted keys of the example: `section.key` inside a section, `section` for a bare value.
-
-    Values that are themselves mappings (`engines.env: {}`) are leaves: their keys are data.
-    """
-    keys: set[str] = set()
+def example_leaves(data: dict[str, Any]) -> dict[str, Any]:
+    """Dotted keys of the example with their values: `section.key`, `section` for a bare value,
+    `section.key.sub` inside a mapping the schema knows the keys of (`vpn.tunnel_probe`). Other
+    mapping values (`engines.env: {}`) are leaves: their keys are data."""
+    nested = {k.rsplit(".", 1)[0] for k in schema_leaves() if k.count(".") == 2}
+    out: dict[str, Any] = {}
     for section, value in data.items():
-        if isinstance(value, dict) and "" not in SCHEMA.get(section, {}):
-            keys |= {f"{section}.{key}" for key in value}
-        else:
-            keys.add(str(section))
-    return keys
-
-
-def schema_keys() -> set[str]:
-    return {f"{section}.{key}" if key else section for section, keys in SCHEMA.items() for key in keys}
+        if not isinstance(value, dict) or "" in SCHEMA.get(section, {}):
+            out[str(section)] = value
+            continue
+        for key, item in value.items():
+            dotted = f"{section}.{key}"
+            if dotted in nested and isinstance(item, dict):
+                out |= {f"{dotted}.{sub}": v for sub, v in item.items()}
+            else:
+                out[dotted] = item
+    return out
 
 
 def test_example_parses_to_the_all_defaults_config() -> None:
@@ -45,26 +46,26 @@ def test_example_parses_to_the_all_defaults_config() -> None:
 
 
 def test_example_documents_exactly_the_schema_keys() -> None:
-    documented, known = documented_keys(_example_mapping()), schema_keys()
+    documented, known = set(example_leaves(_example_mapping())), set(schema_leaves())
     assert not known - documented, f"keys missing from {EXAMPLE.name}: {sorted(known - documented)}"
     unknown = sorted(documented - known)
     assert not unknown, f"keys in {EXAMPLE.name} the code does not know: {unknown}"
 
 
 def test_example_values_are_the_schema_defaults() -> None:
-    data = _example_mapping()
-    for section, keys in SCHEMA.items():
-        for key, (default, _check) in keys.items():
-            dotted = f"{section}.{key}" if key else section
-            value = data[section][key] if key else data[section]
-            assert value == default, f"{dotted}: example says {value!r}, code says {default!r}"
+    documented = example_leaves(_example_mapping())
+    for dotted, default in schema_leaves().items():
+        value = documented[dotted]
+        assert value == default, f"{dotted}: example says {value!r}, code says {default!r}"
 
 
 def test_key_walk_sees_a_missing_or_extra_key() -> None:
     """The walk above is what makes the two key tests bite: check it on a doctored example."""
     data = _example_mapping()
     del data["vpn"]["wait_healthy_s"]
+    del data["vpn"]["tunnel_probe"]["retries"]
     data["api"]["colour"] = "blue"
-    documented = documented_keys(data)
-    assert "vpn.wait_healthy_s" in schema_keys() - documented
-    assert documented - schema_keys() == {"api.colour"}
+    data["vpn"]["tunnel_probe"]["shade"] = 1
+    documented = set(example_leaves(data))
+    assert {"vpn.wait_healthy_s", "vpn.tunnel_probe.retries"} <= set(schema_leaves()) - documented
+    assert documented - set(schema_leaves()) == {"api.colour", "vpn.tunnel_probe.shade"}

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from orchestrator.config import CONTAINER_NAME_VARS, ENV_OVERRIDES, SCHEMA, load_config
+from orchestrator.config import CONTAINER_NAME_VARS, ENV_OVERRIDES, SCHEMA, load_config, schema_leaves
 from orchestrator.config.launch import CUSTOM_KEYS, PLACEHOLDERS, PRESETS, preset_for_image
 
 REPO = Path(__file__).resolve().parents[2]
@@ -159,12 +159,8 @@ def readme_names() -> set[str]:
 
 
 def dotted_keys() -> dict[str, Any]:
-    """SCHEMA's keys, dotted (`engines.image`, ..., `log_level`) -> default."""
-    return {
-        (f"{section}.{key}" if key else section): default
-        for section, keys in SCHEMA.items()
-        for key, (default, _check) in keys.items()
-    }
+    """Every key, dotted (`engines.image`, `vpn.tunnel_probe.target`, `log_level`) -> default."""
+    return schema_leaves()
 
 
 def env_of_key() -> dict[str, set[str]]:
@@ -298,7 +294,7 @@ def test_readme_key_table_matches_the_schema() -> None:
 
 def test_readme_names_only_real_keys() -> None:
     sections = "|".join(s for s, keys in SCHEMA.items() if "" not in keys)
-    keys = set(dotted_keys())
+    keys = set(dotted_keys()) | {k.rsplit(".", 1)[0] for k in dotted_keys()}  # nested: the mapping too
     named = set()
     for span in code_spans(README.read_text()):
         named |= set(re.findall(r"(?<![\w./-])((?:" + sections + r")\.[a-z_]+)\b", span))

@@ -9,6 +9,7 @@ creates only behind a healthy VPN's current container, `plan` deterministic, ...
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from dataclasses import dataclass
 
@@ -20,12 +21,14 @@ from reconcilers.model import (
     DEFAULT_HTTP_PORT,
     DEFAULT_P2P_PORT,
     CreateEngine,
+    CreateProbe,
     Desired,
     EngineObs,
     EnginePorts,
     Observed,
     PendingCreate,
     Plan,
+    ProbeObs,
     RecreateEngine,
     RemoveEngine,
     VpnObs,
@@ -33,6 +36,7 @@ from reconcilers.model import (
 from reconcilers.ports import vpn_share
 from tests.unit.factories import (
     NOW,
+    PROBE,
     action_summary,
     creates,
     desired,
@@ -40,6 +44,7 @@ from tests.unit.factories import (
     observed,
     pending,
     port_range,
+    probe,
     problem_codes,
     vpn,
 )
@@ -57,6 +62,8 @@ class Case:
     blocked_until: float | None = None
     cooldowns: tuple[tuple[str, float], ...] = ()
     blocked_slots: tuple[tuple[str | None, int], ...] = ()
+    probes: tuple[ProbeObs, ...] = ()
+    pending_probes: tuple[str, ...] = ()
     now: float = NOW
     # expectations
     actions: tuple[str, ...] = ()
@@ -76,6 +83,8 @@ class Case:
             create_blocked_until=self.blocked_until,
             cooldowns=dict(self.cooldowns),
             blocked_slots=self.blocked_slots,
+            probes=self.probes,
+            pending_probes=self.pending_probes,
         )
 
 
@@ -753,7 +762,178 @@ RESILIENCE_CASES = [
     ),
 ]
 
-ALL_CASES = POOL_CASES + SINGLE_CASES + REDUNDANT_CASES + REGRESSION_CASES + RESILIENCE_CASES
+
+# The tunnel probes: one fresh probe per running VPN while the probe is on.
+PROBED = desired("redundant", min_replicas=0, min_free=0, probe=PROBE)
+PROBE_CASES = [
+    Case(
+        id="probe-one_per_running_vpn",
+        desired=PROBED,
+        vpns=(G1, G2),
+        actions=("create_probe g1", "create_probe g2"),
+    ),
+    Case(
+        id="probe-kept_when_fresh",
+        desired=PROBED,
+        vpns=(G1, G2),
+        probes=(probe("p1", "g1"), probe("p2", "g2")),
+    ),
+    Case(
+        id="probe-none_while_off",
+        desired=QUIET_SINGLE,
+        vpns=(G1,),
+        probes=(probe("p1"),),
+        actions=("remove_probe p1",),
+    ),
+    Case(
+        id="probe-none_for_a_vpn_not_running",
+        desired=PROBED,
+        vpns=(vpn("g1", "unhealthy", running=False, state_since=NOW - 5), vpn("g2", "stopped")),
+        problems=("vpn_stopped@g2", "vpn_unhealthy@g1"),
+        wake_at=NOW + 5,
+    ),
+    Case(
+        id="probe-not_created_twice_while_one_is_under_way",
+        desired=PROBED,
+        vpns=(G1, G2),
+        probes=(probe("p2", "g2"),),
+        pending_probes=("g1",),
+    ),
+    Case(
+        id="probe-of_a_recreated_vpn_is_replaced",
+        desired=PROBED,
+        vpns=(G1, G2),
+        probes=(probe("p1", "g1", vpn_id="old-g1-id"), probe("p2", "g2")),
+        actions=("remove_probe p1", "create_probe g1"),
+    ),
+    Case(
+        id="probe-in_a_restarted_vpns_dead_namespace_is_restarted",
+        desired=PROBED,
+        vpns=(vpn("g1", started_at=200.0), G2),
+        probes=(probe("p1", "g1", started_at=150.0), probe("p2", "g2")),
+        actions=("restart_probe p1",),
+    ),
+    Case(
+        id="probe-of_old_settings_is_replaced",
+        desired=PROBED,
+        vpns=(G1, G2),
+        probes=(probe("p1", "g1", spec_hash="old"), probe("p2", "g2")),
+        actions=("remove_probe p1", "create_probe g1"),
+    ),
+    Case(
+        id="probe-exited_is_replaced",
+        desired=PROBED,
+        vpns=(G1, G2),
+        probes=(probe("p1", "g1", status="exited"), probe("p2", "g2")),
+        actions=("remove_probe p1", "create_probe g1"),
+    ),
+    Case(
+        id="probe-a_second_one_is_removed",
+        desired=PROBED,
+        vpns=(G1, G2),
+        probes=(probe("p1", "g1"), probe("p1b", "g1"), probe("p2", "g2")),
+        actions=("remove_probe p1b",),
+    ),
+    Case(
+        id="probe-busy_is_left_alone",
+        desired=PROBED,
+        vpns=(G1, G2),
+        probes=(probe("p1", "g1", spec_hash="old"), probe("p2", "g2")),
+        busy=("p1",),
+    ),
+    Case(
+        id="probe-of_a_vpn_no_longer_listed_is_removed",
+        desired=desired("single", min_replicas=0, min_free=0, probe=PROBE),
+        vpns=(G1,),
+        probes=(probe("p1", "g1"), probe("p2", "g2")),
+        actions=("remove_probe p2",),
+    ),
+    Case(
+        id="probe-that_cannot_run_is_a_problem",
+        desired=PROBED,
+        vpns=(dataclasses.replace(G1, probe_error="nc: not found"), G2),
+        probes=(probe("p1", "g1"), probe("p2", "g2")),
+        problems=("probe_broken@g1",),
+    ),
+]
+
+# When an unhealthy VPN is restarted through Docker: not while Gluetun heals itself.
+PATIENT = desired("single", min_replicas=0, min_free=0, unhealthy_restart_timeout_s=300)
+RESTART_CASES = [
+    Case(
+        id="restart-tunnel_down_waits_past_gluetuns_own_retries",
+        desired=PATIENT,
+        vpns=(vpn("g1", "unhealthy", state_since=NOW - 120),),
+        problems=("vpn_unhealthy@g1",),
+        wake_at=NOW + 180,
+    ),
+    Case(
+        id="restart-tunnel_down_past_the_timeout",
+        desired=PATIENT,
+        vpns=(vpn("g1", "unhealthy", state_since=NOW - 300),),
+        problems=("vpn_unhealthy@g1",),
+        actions=("restart_vpn g1",),
+    ),
+    Case(
+        id="restart-each_further_one_waits_twice_as_long",
+        desired=PATIENT,
+        vpns=(vpn("g1", "unhealthy", state_since=NOW - 400, forced_restarts=2),),
+        problems=("vpn_unhealthy@g1",),
+        wake_at=NOW - 400 + 1200,
+    ),
+    Case(
+        id="restart-control_server_dead_and_tunnel_down_is_quicker",
+        desired=PATIENT,
+        vpns=(vpn("g1", "unhealthy", state_since=NOW - 100, control_unreachable_since=NOW - 60),),
+        problems=("vpn_unhealthy@g1",),
+        actions=("restart_vpn g1",),
+    ),
+    Case(
+        id="restart-control_server_dead_not_yet",
+        desired=PATIENT,
+        vpns=(vpn("g1", "unhealthy", state_since=NOW - 100, control_unreachable_since=NOW - 20),),
+        problems=("vpn_unhealthy@g1",),
+        wake_at=NOW + 40,
+    ),
+    Case(
+        id="restart-a_crash_is_restarted_soon",
+        desired=PATIENT,
+        vpns=(vpn("g1", "unhealthy", state_since=NOW - 10, running=False),),
+        problems=("vpn_unhealthy@g1",),
+        actions=("restart_vpn g1",),
+    ),
+    Case(
+        id="restart-a_crash_again_backs_off",
+        desired=PATIENT,
+        vpns=(
+            vpn(
+                "g1",
+                "unhealthy",
+                state_since=NOW - 10,
+                running=False,
+                forced_restarts=1,
+                last_forced_restart=NOW - 12,
+            ),
+        ),
+        problems=("vpn_unhealthy@g1",),
+        wake_at=NOW - 10 + 20,
+    ),
+    Case(
+        id="restart-a_healthy_vpn_with_a_dead_control_server_is_left_alone",
+        desired=PATIENT,
+        vpns=(vpn("g1", control_unreachable_since=NOW - 1000),),
+    ),
+]
+
+ALL_CASES = (
+    POOL_CASES
+    + SINGLE_CASES
+    + REDUNDANT_CASES
+    + REGRESSION_CASES
+    + RESILIENCE_CASES
+    + PROBE_CASES
+    + RESTART_CASES
+)
 
 
 def _param(case: Case) -> object:
@@ -778,7 +958,11 @@ def _after(observed_: Observed, result: Plan) -> list[tuple[str | None, EnginePo
 def check_invariants(d: Desired, o: Observed, now: float, result: Plan) -> None:
     assert plan(d, o, now) == result, "plan() is not deterministic"
     assert result.wake_at is None or result.wake_at > now, "wake_at must lie in the future"
-    touched = [getattr(a, "container_id", None) for a in result.actions if not isinstance(a, CreateEngine)]
+    touched = [
+        getattr(a, "container_id", None)
+        for a in result.actions
+        if not isinstance(a, CreateEngine | CreateProbe)
+    ]
     assert len(touched) == len(set(touched)), f"a container is acted on twice: {touched}"
     assert not set(touched) & o.busy_containers, "acted on a busy container"
 

@@ -1,0 +1,188 @@
+"""Checkers for the desired-state YAML: each turns a raw value into a typed one, or raises
+`ValueError` with a message the loader puts next to the file, line and key (`SubKeyError` when
+the fault is one key inside a mapping, e.g. `vpn.tunnel_probe.interval_s`)."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from reconcilers.model import PortRange
+
+Checker = Callable[[Any], Any]
+
+
+class SubKeyError(ValueError):
+    """A bad value inside a mapping-valued key, naming the inner key at fault."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class Section:
+    """A mapping of known keys, each with its default and checker (`vpn.tunnel_probe`); `then`
+    turns the checked dict into the value the config holds, checking keys against each other."""
+
+    def __init__(
+        self, fields: Mapping[str, tuple[Any, Checker]], then: Callable[[dict[str, Any]], Any] = dict
+    ) -> None:
+        self.fields = fields
+        self._then = then
+
+    def defaults(self) -> dict[str, Any]:
+        return {key: default for key, (default, _) in self.fields.items()}
+
+    def __call__(self, v: Any) -> Any:
+        if v is None:
+            v = {}
+        if not isinstance(v, dict):
+            raise ValueError(f"expected a mapping with {', '.join(self.fields)}, got {v!r}")
+        unknown = sorted(str(k) for k in set(v) - set(self.fields))
+        if unknown:
+            raise SubKeyError(unknown[0], f"unknown key (known: {', '.join(self.fields)})")
+        out: dict[str, Any] = {}
+        for key, (default, checker) in self.fields.items():
+            try:
+                out[key] = checker(v.get(key, default))
+            except SubKeyError as exc:
+                raise SubKeyError(f"{key}.{exc.key}", str(exc)) from exc
+            except ValueError as exc:
+                raise SubKeyError(key, str(exc)) from exc
+        return self._then(out)
+
+
+def int_in(minimum: int, maximum: int = 2**31) -> Checker:
+    def check(v: Any) -> int:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ValueError(f"expected an integer, got {v!r}")
+        if not minimum <= v <= maximum:
+            raise ValueError(f"must be between {minimum} and {maximum}, got {v}")
+        return v
+
+    return check
+
+
+def number(minimum: float) -> Checker:
+    def check(v: Any) -> float:
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            raise ValueError(f"expected a finite number, got {v!r}")
+        if v < minimum:
+            raise ValueError(f"must be at least {minimum:g}, got {v}")
+        return float(v)
+
+    return check
+
+
+def boolean(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ValueError(f"expected true or false, got {v!r}")
+    return v
+
+
+def text(v: Any) -> str:
+    if not isinstance(v, str) or not v.strip():
+        raise ValueError(f"expected a non-empty string, got {v!r}")
+    return v
+
+
+def label_value(v: Any) -> str:
+    if not isinstance(v, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", v):
+        raise ValueError(f"expected a name of letters, digits, '.', '_' or '-', got {v!r}")
+    return v
+
+
+def optional_text(v: Any) -> str | None:
+    return None if v is None else text(v)
+
+
+def choice(*options: str) -> Checker:
+    def check(v: Any) -> str:
+        if v not in options:
+            raise ValueError(f"must be one of {', '.join(options)}, got {v!r}")
+        return str(v)
+
+    return check
+
+
+def port_range(v: Any) -> PortRange:
+    match = re.fullmatch(r"\s*(\d+)\s*-\s*(\d+)\s*", str(v)) if isinstance(v, str) else None
+    if not match:
+        raise ValueError(f"expected a port range like 19000-19999, got {v!r}")
+    start, end = int(match[1]), int(match[2])
+    if not 1 <= start <= end <= 65535:
+        raise ValueError(f"port range {v!r} must satisfy 1 <= start <= end <= 65535")
+    return PortRange(start=start, end=end)
+
+
+def str_map(v: Any) -> dict[str, str]:
+    if v is None:
+        return {}
+    if not isinstance(v, dict):
+        raise ValueError(f"expected a mapping of names to values, got {v!r}")
+    out = {}
+    for key, value in v.items():
+        if not isinstance(key, str) or isinstance(value, dict | list) or value is None:
+            raise ValueError(f"entry {key!r}: expected a string name and a scalar value")
+        out[key] = str(value).lower() if isinstance(value, bool) else str(value)
+    return out
+
+
+# Labels the daemon writes itself (its memory, and the seed's names other tools read).
+OWN_LABEL_PREFIX = "orchestrator."
+SEED_LABELS = ("host.http_port", "acestream.forwarded")
+
+
+def user_labels(v: Any) -> dict[str, str]:
+    labels = str_map(v)
+    own = sorted(k for k in labels if k.startswith(OWN_LABEL_PREFIX) or k in SEED_LABELS)
+    if own:
+        raise ValueError(
+            f"{', '.join(own)}: the daemon writes these labels itself (its memory of "
+            f"each engine); choose names outside {OWN_LABEL_PREFIX}*"
+        )
+    return labels
+
+
+def names(v: Any) -> tuple[str, ...]:
+    if not isinstance(v, list) or not all(isinstance(n, str) and n for n in v):
+        raise ValueError(f"expected a list of container names, got {v!r}")
+    if len(set(v)) != len(v):
+        raise ValueError(f"container names must be distinct, got {v!r}")
+    return tuple(v)
+
+
+# section -> key -> (default, checker). The single source of truth for the YAML keys.
+
+
+def host_port(v: Any) -> tuple[str, int] | None:
+    """`host:port` (`[v6]:port` too); empty or null: None (off)."""
+    if v is None or v == "":
+        return None
+    match = (
+        re.fullmatch(r"\s*(\[[0-9a-fA-F:.]+\]|[^\s:\[\]]+):(\d{1,5})\s*", v) if isinstance(v, str) else None
+    )
+    if not match or not 1 <= int(match[2]) <= 65535:
+        raise ValueError(f"expected host:port (e.g. 1.1.1.1:443), or empty to turn it off, got {v!r}")
+    return match[1].strip("[]"), int(match[2])
+
+
+def port_map(v: Any) -> dict[str, int]:
+    """Container name -> port."""
+    if v is None:
+        return {}
+    if not isinstance(v, dict):
+        raise ValueError(f"expected a mapping of VPN container names to ports, got {v!r}")
+    out: dict[str, int] = {}
+    for name, port in v.items():
+        if (
+            not isinstance(name, str)
+            or isinstance(port, bool)
+            or not isinstance(port, int)
+            or not 1 <= port <= 65535
+        ):
+            raise ValueError(f"entry {name!r}: expected a container name and a port 1-65535, got {port!r}")
+        out[name] = port
+    return out
