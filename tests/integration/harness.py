@@ -89,6 +89,9 @@ def test_labels(run: str | None = None) -> dict[str, str]:
     return labels
 
 
+test_labels.__test__ = False  # type: ignore[attr-defined]  # a helper: pytest must not collect it
+
+
 def label_args(run: str | None = None) -> list[str]:
     return [arg for key, value in test_labels(run).items() for arg in ("--label", f"{key}={value}")]
 
