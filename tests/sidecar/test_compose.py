@@ -27,7 +27,7 @@ import yaml
 
 from orchestrator.config import CONTAINER_NAME_VARS, ENV_OVERRIDES, Config, load_config
 from reconcilers.model import PortRange
-from reconcilers.ports import vpn_share
+from reconcilers.ports import slots_in_share, usable_slots, vpn_share
 from tests.integration.harness import (
     ENGINE_IMAGE,
     ENGINE_LAUNCH,
@@ -39,6 +39,7 @@ from tests.integration.harness import (
     docker,
     free_port,
     http_json,
+    inspect,
     session_labels,
     wait_for,
 )
@@ -90,18 +91,20 @@ def resolved(cli: str, stack: str) -> dict[str, Any]:
     return dict(yaml.safe_load(done.stdout))
 
 
-def published_ports(service: dict[str, Any]) -> set[int]:
-    """Host ports a service publishes (compose prints ranges expanded, in either syntax)."""
-    ports: set[int] = set()
+def published(service: dict[str, Any]) -> dict[tuple[str, int], int]:
+    """(host address, host port) -> container port of every port a service publishes (compose
+    1.29 prints each port of a range on its own line, `127.0.0.1:19000:19000/tcp`)."""
+    out: dict[tuple[str, int], int] = {}
     for entry in service.get("ports", []):
-        if isinstance(entry, dict):
-            ports.add(int(entry["published"]))
-            continue
-        match = re.fullmatch(r"(?:[\d.]+:)?(\d+)(?:-(\d+))?:\d+(?:-\d+)?(?:/\w+)?", str(entry))
+        match = re.fullmatch(r"(?:([\d.]+):)?(\d+):(\d+)(?:/tcp)?", str(entry))
         assert match, entry
-        start = int(match[1])
-        ports.update(range(start, int(match[2] or start) + 1))
-    return ports
+        out[(match[1] or "0.0.0.0", int(match[2]))] = int(match[3])
+    return out
+
+
+def api_port_of(orch: dict[str, Any], config: Config) -> int:
+    """The host port the daemon's API is published on (its api.port inside the container)."""
+    return next(port for (_, port), inner in published(orch).items() if inner == config.api.port)
 
 
 def stack_config(stack: str) -> Config:
@@ -143,38 +146,50 @@ def test_stack_validates_and_matches_its_config(compose_cli: str, stack: str) ->
     )
     assert orch["restart"] == "unless-stopped"
 
+    # acexy dials localhost:<host_http_port> after it provisioned an engine: only the host's
+    # network has every engine's HTTP port there (published by the daemon, or on Gluetun)
     acexy = services["acexy"]
     assert acexy["depends_on"]["orchestrator"]["condition"] == "service_healthy"
+    assert acexy["network_mode"] == "host", "acexy dials localhost:<host_http_port>"
+    assert "ports" not in acexy and "networks" not in acexy
+    assert acexy["environment"]["ACEXY_ADDR"] == "0.0.0.0:8080", "what acexy reads (not ACEXY_LISTEN_ADDR)"
     if orch.get("network_mode") == "host":  # the API is wherever the YAML puts it
         assert config.api.host == "127.0.0.1", "host networking: keep the API off the LAN"
-        assert acexy["network_mode"] == "host"
         assert acexy["environment"]["ACEXY_ORCH_URL"] == f"http://127.0.0.1:{config.api.port}"
     else:
-        assert config.api.port in {int(str(p).split(":")[-1].split("/")[0]) for p in orch["ports"]}
-        assert acexy["environment"]["ACEXY_ORCH_URL"] == f"http://orchestrator:{config.api.port}"
+        api = published(orch)
+        assert set(api.values()) == {config.api.port}, api
+        assert acexy["environment"]["ACEXY_ORCH_URL"] == f"http://127.0.0.1:{api_port_of(orch, config)}"
+        assert all(ip == "127.0.0.1" for ip, _ in api), "the API stays on the host's loopback"
+    assert config.address == "ip", "acexy, on the host's network, reaches every container's IP"
 
     gluetuns = gluetun_services(services)
     names = [services[g]["container_name"] for g in gluetuns]
     assert tuple(names) == vpn.containers, "vpn.containers must name the Gluetun containers, in order"
     if vpn.mode == "none":
-        assert config.address == "ip", "engines sit on the default bridge: no DNS there"
         assert orch["network_mode"] == "host", "from the host every bridge IP is reachable"
         return
     assert vpn.mode == ("single" if len(names) == 1 else "redundant")
-    assert config.address == "name"
     for index, name in enumerate(gluetuns):
         gluetun = services[name]
         share = vpn_share(vpn.port_range, index, len(gluetuns))
-        assert published_ports(gluetun) == set(range(share.start, share.end + 1)), name
+        http_band = range(share.start, share.start + slots_in_share(share))
+        # each VPN publishes the HTTP ports of its share, nothing else, on the loopback only
+        assert published(gluetun) == {("127.0.0.1", port): port for port in http_band}, name
+        assert usable_slots(share) >= config.desired.engines.max_replicas, f"{name}: max_replicas fit"
         assert gluetun["environment"]["HTTP_CONTROL_SERVER_ADDRESS"] == f":{config.vpn_api_port}"
+        assert gluetun["environment"]["HTTP_CONTROL_SERVER_LOG"] == "off", "one INFO line per poll"
         role = gluetun["environment"]["HTTP_CONTROL_SERVER_AUTH_DEFAULT_ROLE"]
         assert SECRETS["GLUETUN_API_KEY"] in role
         assert orch["environment"]["GLUETUN_API_KEY"] == SECRETS["GLUETUN_API_KEY"]
-        assert orch["depends_on"][name]["condition"] in ("service_healthy", "service_started")
-        assert set(gluetun["networks"]) == set(orch["networks"]) == set(acexy["networks"])
-    if vpn.mode == "single":
-        assert orch["depends_on"][gluetuns[0]]["condition"] == "service_healthy"
-    assert vpn.port_range == PortRange(start=19000, end=19999)
+        # not service_healthy: a Gluetun unhealthy before its first healthy verdict aborts `up`
+        assert orch["depends_on"][name]["condition"] == "service_started"
+        assert set(gluetun["networks"]) == set(orch["networks"])
+        volumes = [v.split(":") for v in gluetun.get("volumes", [])]
+        assert any(target == "/gluetun" and not source.startswith("/") for source, target, *_ in volumes), (
+            f"{name}: a named volume for /gluetun"
+        )
+    assert vpn.port_range == PortRange(start=19000, end=19199)
 
 
 @pytest.mark.parametrize("stack", [s for s in STACKS if s != "plain"])
@@ -189,9 +204,10 @@ FORWARDED_PORT = 40555  # the first stand-in VPN's; the next one's is one more
 
 def _for_the_test_bed(stack: dict[str, Any], run: str, api_port: int, confdir: Path) -> dict[str, Any]:
     """A resolved stack, runnable here: stand-ins for Gluetun and acexy, the daemon's image built
-    from the Dockerfile, names and network made unique, no engine port range published (1000
-    docker-proxy processes), every container labelled for clean-up. The rest (networks, links,
-    depends_on conditions, healthchecks, mounts, environment) stays as the stack has it."""
+    from the Dockerfile, names and network made unique, no engine port published (the host's
+    ports are shared with other tests), every container and volume labelled for clean-up. The
+    rest (networks, depends_on conditions, healthchecks, mounts, environment) stays as the stack
+    has it."""
     out = copy.deepcopy(stack)
     services = out["services"]
     labels = session_labels(run)
@@ -213,8 +229,8 @@ def _for_the_test_bed(stack: dict[str, Any], run: str, api_port: int, confdir: P
     )
     if orch.get("network_mode") != "host":  # else the YAML's api.port is on the host already
         orch["ports"] = [f"127.0.0.1:{api_port}:8000"]
-    # acexy's stand-in: same place in the stack (network, links, depends_on), with a Python to
-    # fetch what acexy fetches (busybox-static's wget cannot resolve names)
+    # acexy's stand-in: same place in the stack (the host's network, depends_on), with a Python
+    # to fetch what acexy fetches
     acexy = services["acexy"]
     for key in ("ports", "environment"):
         acexy.pop(key, None)
@@ -227,6 +243,8 @@ def _for_the_test_bed(stack: dict[str, Any], run: str, api_port: int, confdir: P
     )
     for network in out.get("networks", {}).values():
         network["name"] = f"{run}-{network['name']}"
+    for volume in out.get("volumes", {}).values():
+        volume["labels"] = labels
     return out
 
 
@@ -256,6 +274,14 @@ def _desired_for_the_test_bed(
     return desired
 
 
+def container_ip(name: str) -> str:
+    """A container's IP on its (one) network."""
+    info = inspect(name)
+    assert info is not None, name
+    networks = info["NetworkSettings"]["Networks"].values()
+    return str(next(n["IPAddress"] for n in networks if n.get("IPAddress")))
+
+
 def _fetch(container: str, url: str) -> str:
     """GET url from inside a container (the proxy's place in the stack)."""
     return docker(
@@ -273,9 +299,7 @@ def test_stack_runs_with_standins(compose_cli: str, daemon_image: str, tmp_path:
     run = "compose-" + uuid.uuid4().hex[:8]
     api_port = free_port()
     original = resolved(compose_cli, stack)
-    orch_url = original["services"]["acexy"]["environment"]["ACEXY_ORCH_URL"]
-    if original["services"]["orchestrator"].get("network_mode") == "host":
-        orch_url = orch_url.replace(":8000", f":{api_port}")
+    orch_url = original["services"]["acexy"]["environment"]["ACEXY_ORCH_URL"].replace(":8000", f":{api_port}")
     confdir = tmp_path / "config"
     confdir.mkdir()
     confdir.chmod(0o755)
@@ -306,7 +330,7 @@ def test_stack_runs_with_standins(compose_cli: str, daemon_image: str, tmp_path:
             answer = _fetch(f"{run}-proxy", f"http://{engine['host']}:{engine['port']}/standin/info")
             assert engine["container_id"] in answer
         if vpns:
-            assert {e["host"] for e in engines} == set(vpns), "engines.address: name"
+            assert {e["host"] for e in engines} == {container_ip(v) for v in vpns}, "engines.address: ip"
             status, body = http_json(f"http://127.0.0.1:{api_port}/vpn/status")
             assert status == 200
             ports = {v["name"]: v["forwarded_port"] for v in body["vpns"]}

@@ -46,16 +46,18 @@ GLUETUN_VARS = frozenset(
         "TZ",
         "HTTP_CONTROL_SERVER_ADDRESS",
         "HTTP_CONTROL_SERVER_AUTH_DEFAULT_ROLE",
+        "HTTP_CONTROL_SERVER_LOG",
         "FIREWALL_INPUT_PORTS",
     }
 )
-# the acexy proxy's (krinkuto11/acexy) variables
+# the acexy proxy's (krinkuto11/acexy) variables, the ones its code reads (not ACEXY_LISTEN_ADDR,
+# which its README names: ../shared/tools/acexy/README.md)
 ACEXY_VARS = frozenset(
     {
+        "ACEXY_ADDR",
         "ACEXY_ORCH_URL",
         "ACEXY_ORCH_APIKEY",
         "ACEXY_MAX_STREAMS_PER_ENGINE",
-        "ACEXY_LISTEN_ADDR",
         "ACEXY_HOST",
         "ACEXY_PORT",
     }
@@ -74,6 +76,7 @@ COMPOSE_KNOBS = frozenset(
         "DOCKER_SOCKET",
         "ORCHESTRATOR_BIND",
         "ORCHESTRATOR_PORT",
+        "ENGINE_BIND",
         "GLUETUN_IMAGE",
         "WIREGUARD_PRIVATE_KEY_2",
         "WIREGUARD_ADDRESSES_2",
