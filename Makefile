@@ -2,8 +2,8 @@
 #
 #   make check   everything that needs no Docker: lint, format, types, import contracts, and the
 #                unit, HTTP and in-memory worker tests (seconds)
-#   make test    check, then the Docker suites: the stand-ins' own checks, integration, the
-#                daemon's image and compose
+#   make test    check, then the Docker suites: the stand-ins' own checks, integration, the real
+#                Gluetun lane, the daemon's image and compose
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -11,8 +11,8 @@ STAMP := $(VENV)/.installed
 SOURCES := orchestrator reconcilers tests docker bench
 PYTEST := $(BIN)/pytest -q
 
-.PHONY: install docker images sidecar-image lint format format-check types imports fast check \
-	standins integration sidecar test run demo bench clean
+.PHONY: install docker images realvpn-images sidecar-image lint format format-check types imports \
+	fast check standins integration realvpn sidecar test run demo bench clean
 
 install: $(STAMP)
 
@@ -50,6 +50,10 @@ docker:
 images: docker
 	bash testbed/build-images.sh
 
+# The real Gluetun v3.39.1 behind a real WireGuard tunnel (from ../shared/tools; skipped without it)
+realvpn-images: docker
+	bash testbed/realvpn/build-images.sh
+
 # The daemon's own image (Dockerfile) FROM a Python base made locally with debootstrap, and
 # docker-compose to validate compose/: what tests/sidecar runs against.
 sidecar-image: docker
@@ -64,12 +68,15 @@ standins: images
 integration: install images
 	$(PYTEST) tests/integration
 
+realvpn: install images realvpn-images
+	$(PYTEST) tests/realvpn
+
 sidecar: install images sidecar-image
 	$(PYTEST) tests/sidecar
 
 # Everything CI runs, from a fresh machine: the checks first (fail fast, no Docker), then the
 # Docker engine, the stand-in images, the daemon's image and the suites that need them.
-test: check standins integration sidecar
+test: check standins integration realvpn sidecar
 
 run: install
 	$(BIN)/acestream-orchestrator --config $(or $(CONFIG),config.example.yaml)
