@@ -46,6 +46,7 @@ GLUETUN_VARS = frozenset(
         "TZ",
         "HTTP_CONTROL_SERVER_ADDRESS",
         "HTTP_CONTROL_SERVER_AUTH_DEFAULT_ROLE",
+        "FIREWALL_VPN_INPUT_PORTS",
         "HTTP_CONTROL_SERVER_LOG",
         "FIREWALL_INPUT_PORTS",
     }
@@ -98,6 +99,7 @@ TOOLING_VARS = frozenset(
         "STANDIN_FORWARDED_PORT",
         "STANDIN_PUBLIC_IP",
         "STANDIN_API_KEY",
+        "STANDIN_RELEASE",
     }
 )
 SERVICE_VARS = {  # which container may be given which variables, by the service's image
