@@ -7,6 +7,8 @@
 # Every Python package is pinned (docker/requirements.lock, checked against pyproject.toml).
 # The daemon runs as uid 10001 when the Docker socket's permissions allow it (docker/entrypoint.sh),
 # is PID 1 and handles SIGTERM, so `docker stop` is clean within a couple of seconds.
+# /var/lib/acestream-orchestrator (state_dir, owned by 10001) holds the streams across restarts:
+# mount a volume there (the compose stacks do; a new named volume takes the directory's owner).
 # Works with the legacy builder and BuildKit alike (no BuildKit-only syntax).
 ARG BASE_IMAGE=python:3.11-slim
 
@@ -35,7 +37,8 @@ RUN chmod 0755 /usr/local/bin/orchestrator-entrypoint /usr/local/bin/orchestrato
  && groupadd --system --gid 10001 orchestrator \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
       --shell /usr/sbin/nologin orchestrator \
- && mkdir -p /config
+ && mkdir -p /config /var/lib/acestream-orchestrator \
+ && chown 10001:10001 /var/lib/acestream-orchestrator
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 LABEL org.opencontainers.image.title="acestream-orchestrator" \
       org.opencontainers.image.description="Keeps a pool of AceStream engine containers alive behind Gluetun VPN containers" \

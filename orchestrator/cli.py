@@ -30,6 +30,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--docker-url", default=None, help="Docker API address (default: DOCKER_HOST or the local socket)"
     )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="where streams are kept across restarts (default: the YAML's state_dir, "
+        "else /var/lib/acestream-orchestrator)",
+    )
     parser.add_argument("--check", action="store_true", help="validate the configuration and exit")
     args = parser.parse_args(argv)
     try:
@@ -45,12 +52,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.config}: OK")
         return 0
     configure_logging(config.log_level)
-    asyncio.run(_serve(config, args.config, args.docker_url))
+    asyncio.run(_serve(config, args.config, args.docker_url, args.state_dir))
     return 0
 
 
-async def _serve(config: Config, path: Path, docker_url: str | None) -> None:
-    await Daemon(config, path, docker_url).run()
+async def _serve(config: Config, path: Path, docker_url: str | None, state_dir: Path | None) -> None:
+    await Daemon(config, path, docker_url, state_dir=state_dir).run()
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from orchestrator.config import Config
 from orchestrator.config.watcher import ConfigWatcher
 from orchestrator.docker.gateway import DockerGateway
 from orchestrator.logs import configure_logging
+from orchestrator.state.journal import StreamJournal
 from orchestrator.state.store import StateStore
 from orchestrator.vpn.control import Credentials, GluetunControl
 from orchestrator.vpn.poller import ControlPoller
@@ -43,11 +44,18 @@ class Daemon:
     """The running daemon's parts; `run()` drives them."""
 
     def __init__(
-        self, config: Config, config_path: Path | None = None, docker_url: str | None = None
+        self,
+        config: Config,
+        config_path: Path | None = None,
+        docker_url: str | None = None,
+        *,
+        state_dir: Path | None = None,
     ) -> None:
         self.watcher = ConfigWatcher(config, config_path, on_change=self._config_changed)
+        self.journal = StreamJournal(state_dir or config.state_dir)
         self.store = StateStore(
-            restart_on_reconnect=lambda: self.config.desired.vpn.restart_engines_on_reconnect
+            restart_on_reconnect=lambda: self.config.desired.vpn.restart_engines_on_reconnect,
+            journal=self.journal,
         )
         self.gateway = DockerGateway(docker_url)
         self.events = EventSource(self.gateway, self.store, lambda: self.config, observe_hide_latency)
@@ -82,6 +90,7 @@ class Daemon:
             vpn_mode=config.desired.vpn.mode,
             min_replicas=config.desired.engines.min_replicas,
         )
+        self.store.restore_streams()  # before the API answers: busy engines are known at once
         stop = asyncio.Event()
         if install_signal_handlers:
             loop = asyncio.get_running_loop()
@@ -105,6 +114,7 @@ class Daemon:
         finally:
             await runner.cleanup()
             await self.gateway.close()
+            self.journal.close()
             log.info("daemon_stopped")
 
     async def _run_tasks(self, session: aiohttp.ClientSession, stop: asyncio.Event) -> None:

@@ -122,6 +122,7 @@ async def status(request: web.Request) -> web.Response:
                     "at": rfc3339(watcher.error_at),
                 },
             },
+            "state": {"durable": store.state_error is None, "error": store.state_error},
             "docker": {
                 "connected": store.docker_connected,
                 "error": store.docker_error,

@@ -122,6 +122,7 @@ SCHEMAS: dict[str, Any] = {
         command_url=STR,
         is_live=BOOL,
         started_at=TIME,
+        confirmed_at=TIME,
         ended_at=TIME,
         end_reason={"type": ["string", "null"]},
     ),
@@ -309,7 +310,9 @@ PATHS: dict[str, Any] = {
         "post": {
             "summary": "The proxy started a stream on the engine at (host, port)",
             "description": "The engine is found by engine.host/engine.port, never by container_id. "
-            "The same stream ID reported again replaces the record. " + BODY_RULES,
+            "The same stream ID reported again replaces the record. With "
+            "engines.max_streams_per_engine streams already on the engine, the one with the oldest "
+            "sign of life is ended (reason evicted_over_cap) to make room. " + BODY_RULES,
             "security": SECURED,
             "requestBody": {"required": True, "content": {JSON: {"schema": ref("StreamStarted")}}},
             "responses": {

@@ -161,7 +161,8 @@ class ProxyApi:
                 command_url=event.command_url,
                 is_live=event.is_live,
                 started_at=time.time(),
-            )
+            ),
+            cap=self.ctx.config.max_streams_per_engine,
         )
         log.info(
             "stream_started",

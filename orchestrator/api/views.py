@@ -68,6 +68,7 @@ def stream_view(stream: Stream) -> dict[str, Any]:
         "command_url": stream.command_url,
         "is_live": stream.is_live,
         "started_at": rfc3339(stream.started_at),
+        "confirmed_at": rfc3339(stream.confirmed_at),
         "ended_at": rfc3339(stream.ended_at),
         "end_reason": stream.end_reason,
     }

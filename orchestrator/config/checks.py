@@ -98,6 +98,15 @@ def optional_text(v: Any) -> str | None:
     return None if v is None else text(v)
 
 
+def absolute_dir(v: Any) -> str | None:
+    """An absolute directory path, or null (none: nothing kept across restarts)."""
+    if v is None:
+        return None
+    if not isinstance(v, str) or not v.startswith("/") or "\0" in v:
+        raise ValueError(f"expected an absolute path (or null for none), got {v!r}")
+    return v
+
+
 def choice(*options: str) -> Checker:
     def check(v: Any) -> str:
         if v not in options:

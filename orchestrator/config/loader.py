@@ -17,7 +17,14 @@ import yaml
 
 from orchestrator.config.checks import SubKeyError
 from orchestrator.config.launch import PRESETS, resolve_launch
-from orchestrator.config.schema import CONTAINER_NAME_VARS, ENV_OVERRIDES, SCHEMA, ApiConfig, Config
+from orchestrator.config.schema import (
+    CONTAINER_NAME_VARS,
+    ENV_OVERRIDES,
+    NULL_MEANS_NONE,
+    SCHEMA,
+    ApiConfig,
+    Config,
+)
 from orchestrator.errors import ConfigError
 from reconcilers.model import Desired, EngineSpec, LaunchTemplate, TunnelProbe, VpnSpec
 from reconcilers.ports import BANDS, usable_slots, vpn_share
@@ -96,7 +103,7 @@ def _given(data: dict[str, Any], lines: dict[str, int], source: str) -> dict[str
                 key=str(section),
             )
         if "" in keys:
-            if raw is not None:
+            if raw is not None or section in NULL_MEANS_NONE:
                 given[section] = raw
             continue
         if raw is None:
@@ -267,8 +274,11 @@ def parse_config(text: str, *, source: str, env: Mapping[str, str] | None = None
         vpn_forwarded_ports=v["vpn.forwarded_ports"],
         vpn_poll_interval_s=v["vpn.health_check_interval_s"],
         engine_check_interval_s=v["engines.health_check_interval_s"],
+        stream_ttl_s=v["engines.stream_ttl_s"],
+        max_streams_per_engine=v["engines.max_streams_per_engine"],
         api=ApiConfig(host=v["api.host"], port=v["api.port"], api_key=v["api.api_key"]),
         log_level=v["log_level"],
+        state_dir=Path(v["state_dir"]) if v["state_dir"] else None,
     )
 
 

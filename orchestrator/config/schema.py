@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from orchestrator.config.checks import (
     Checker,
     Section,
+    absolute_dir,
     boolean,
     choice,
     host_port,
@@ -34,6 +36,7 @@ from reconcilers.model import Desired
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEFAULT_IMAGE = "ghcr.io/krinkuto11/acestream-http-proxy:latest"
+DEFAULT_STATE_DIR = "/var/lib/acestream-orchestrator"
 
 
 TUNNEL_PROBE = Section(
@@ -62,6 +65,8 @@ SCHEMA: dict[str, dict[str, tuple[Any, Checker]]] = {
         "labels": ({}, user_labels),
         "launch": (LAUNCH.defaults(), LAUNCH),
         "cache_limit_gb": (1, int_in(1, 1000)),
+        "stream_ttl_s": (21600, number(60)),
+        "max_streams_per_engine": (20, int_in(1, 1000)),
     },
     "vpn": {
         "mode": ("none", choice("none", "single", "redundant")),
@@ -84,7 +89,11 @@ SCHEMA: dict[str, dict[str, tuple[Any, Checker]]] = {
         "api_key": (None, optional_text),
     },
     "log_level": {"": ("INFO", choice(*LOG_LEVELS))},
+    "state_dir": {"": (DEFAULT_STATE_DIR, absolute_dir)},
 }
+
+# top-level keys whose `null` is a value of its own (elsewhere null means the default)
+NULL_MEANS_NONE = frozenset({"state_dir"})
 
 
 def schema_leaves() -> dict[str, Any]:
@@ -143,5 +152,8 @@ class Config:
     vpn_forwarded_ports: Mapping[str, int] = field(default_factory=dict)
     vpn_poll_interval_s: float = 5.0
     engine_check_interval_s: float = 30.0
+    stream_ttl_s: float = 21600.0
+    max_streams_per_engine: int = 20
     api: ApiConfig = ApiConfig()
     log_level: str = "INFO"
+    state_dir: Path | None = Path(DEFAULT_STATE_DIR)  # None: streams kept in memory only

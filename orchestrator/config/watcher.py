@@ -16,6 +16,7 @@ import dataclasses
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
@@ -37,28 +38,52 @@ def _fingerprint(path: Path) -> tuple[int, int, int] | None:
     return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
+@dataclass(frozen=True, slots=True)
+class _RestartOnly:
+    keys: str
+    get: Callable[[Config], object]
+    keep: Callable[[Config, Config], Config]  # (loaded, current) -> loaded with current's value
+    hint: str
+
+
+RESTART_ONLY = (
+    _RestartOnly(
+        "engines.pool",
+        lambda c: c.desired.engines.pool,
+        lambda new, cur: dataclasses.replace(
+            new,
+            desired=dataclasses.replace(
+                new.desired, engines=dataclasses.replace(new.desired.engines, pool=cur.desired.engines.pool)
+            ),
+        ),
+        "a new pool name orphans the running engines; restart to apply",
+    ),
+    _RestartOnly(
+        "api.host, api.port",
+        lambda c: f"{c.api.host}:{c.api.port}",
+        lambda new, cur: dataclasses.replace(
+            new, api=dataclasses.replace(new.api, host=cur.api.host, port=cur.api.port)
+        ),
+        "restart the daemon to apply",
+    ),
+    _RestartOnly(
+        "state_dir",
+        lambda c: c.state_dir,
+        lambda new, cur: dataclasses.replace(new, state_dir=cur.state_dir),
+        "the stream journal is opened at start-up; restart to apply",
+    ),
+)
+
+
 def keep_restart_only_keys(current: Config, loaded: Config) -> Config:
-    """`loaded`, except for the keys that apply only at start-up, which keep their value in force."""
+    """`loaded`, except for the keys that apply only at start-up, which keep their value in force.
+    Always compared with the config in force, so a refused change stays refused through every
+    later edit (and undoing it is no change at all)."""
     vetted = loaded
-    pool = current.desired.engines.pool
-    if loaded.desired.engines.pool != pool:
-        log.warning(
-            "config_needs_restart",
-            keys="engines.pool",
-            kept=pool,
-            hint="a new pool name orphans the running engines; restart to apply",
-        )
-        engines = dataclasses.replace(loaded.desired.engines, pool=pool)
-        vetted = dataclasses.replace(vetted, desired=dataclasses.replace(vetted.desired, engines=engines))
-    if (loaded.api.host, loaded.api.port) != (current.api.host, current.api.port):
-        log.warning(
-            "config_needs_restart",
-            keys="api.host, api.port",
-            kept=f"{current.api.host}:{current.api.port}",
-            hint="restart the daemon to apply",
-        )
-        api = dataclasses.replace(loaded.api, host=current.api.host, port=current.api.port)
-        vetted = dataclasses.replace(vetted, api=api)
+    for key in RESTART_ONLY:
+        if key.get(loaded) != key.get(current):
+            log.warning("config_needs_restart", keys=key.keys, kept=str(key.get(current)), hint=key.hint)
+            vetted = key.keep(vetted, current)
     return vetted
 
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from orchestrator.state.breaker import BreakerState, CreateBreaker
+from orchestrator.state.journal import StreamJournal
 from orchestrator.state.records import ActionError, EngineFacts, EngineSighting
 from orchestrator.state.streams import Reservations, Stream, StreamRegistry, StreamsView
 from reconcilers import visible_engines
@@ -91,8 +92,11 @@ class _Telemetry:
 
 
 class StateStore:
-    def __init__(self, restart_on_reconnect: Callable[[], bool] = lambda: True) -> None:
+    def __init__(
+        self, restart_on_reconnect: Callable[[], bool] = lambda: True, journal: StreamJournal | None = None
+    ) -> None:
         self._restart_on_reconnect = restart_on_reconnect
+        self._journal = journal or StreamJournal(None)
         self._world = _World()
         self._work = _Work()
         self._demand = _Demand()
@@ -173,6 +177,11 @@ class StateStore:
         return self._telemetry.docker_error
 
     @property
+    def state_error(self) -> str | None:
+        """Why streams are kept in memory only (None: written through to the state directory)."""
+        return self._journal.error
+
+    @property
     def action_errors(self) -> tuple[ActionError, ...]:
         return tuple(self._work.errors)
 
@@ -245,6 +254,10 @@ class StateStore:
         same_run = old is not None and old.started_at == seen.obs.started_at
         ready = bool(old and same_run and old.ready and seen.obs.status == "running")
         self._world.engines[cid] = dataclasses.replace(seen.obs, ready=ready)
+        if seen.obs.started_at is not None:
+            # a restart ends every playback session; streams older than this run are over
+            # (this also catches a restart while no daemon was watching)
+            self._end_streams_of(cid, "engine_restarted", now, started_before=seen.obs.started_at)
         self._touch(cid)
         facts = self._world.facts.get(cid)
         self._world.facts[cid] = EngineFacts(
@@ -320,6 +333,12 @@ class StateStore:
             if cid not in self._world.engines and sighting.obs.name not in creating:
                 self._world.adopted_at[cid] = now
             self._upsert_engine(sighting, now)
+        # streams restored from the journal whose engine went while no daemon was watching
+        for gone in {s.container_id for s in self._demand.streams.active.values()} - set(self._world.engines):
+            self._end_streams_of(gone, "engine_gone", now)
+        for gone in set(self._demand.streams.last_usage) - set(self._world.engines):
+            self._demand.streams.forget_engine(gone)
+            self._journal.forget_engine(gone)
         self.changed()
 
     def _touch(self, key: str) -> None:
@@ -327,6 +346,9 @@ class StateStore:
         self._touched[key] = self.generation
 
     def _forget_engine(self, container_id: str) -> None:
+        self._end_streams_of(container_id, "engine_gone", time.time())
+        self._demand.streams.forget_engine(container_id)
+        self._journal.forget_engine(container_id)
         self._world.engines.pop(container_id, None)
         self._world.facts.pop(container_id, None)
         self._world.adopted_at.pop(container_id, None)
@@ -470,19 +492,87 @@ class StateStore:
         self.changed()
 
     # -- proxy demand --------------------------------------------------------------------------
-    def start_stream(self, stream: Stream) -> Stream:
-        """A stream the proxy reported: the engine it runs on is busy, any demand is met."""
-        started = self._demand.streams.start(stream)
+    def restore_streams(self) -> int:
+        """Read back the streams an earlier daemon recorded (once, before serving the proxy):
+        their engines count as busy from the first plan. Returns how many are active."""
+        loaded = self._journal.open()
+        self._demand.streams.load(loaded.active, loaded.ended, loaded.last_usage)
+        self.changed()
+        return len(loaded.active)
+
+    def start_stream(self, stream: Stream, cap: int | None = None) -> Stream:
+        """A stream the proxy reported: the engine it runs on is busy, any demand is met. With
+        `cap` streams already on the engine, the one with the oldest sign of life makes room
+        (the newest report is the freshest truth; the engine stays busy either way)."""
+        streams = self._demand.streams
+        evicted: list[Stream] = []
+        while (
+            cap is not None and stream.id not in streams.active and streams.count(stream.container_id) >= cap
+        ):
+            oldest = streams.oldest(stream.container_id)
+            done = streams.end(oldest.id, "evicted_over_cap", stream.started_at) if oldest else None
+            if done is None:
+                break
+            evicted.append(done)
+        if evicted:
+            log.warning(
+                "streams_ended",
+                container_id=stream.container_id[:12],
+                reason="evicted_over_cap",
+                streams=[s.id for s in evicted],
+                hint=f"more than engines.max_streams_per_engine={cap} streams reported on one engine",
+            )
+        started = streams.start(stream)
         self._demand.demand_until = None
         self._demand.reservations.release(stream.container_id)
+        self._record([*evicted, started])
         self.changed()
         return started
 
     def end_stream(self, stream_id: str, reason: str, at: float) -> Stream | None:
         ended = self._demand.streams.end(stream_id, reason, at)
         if ended is not None:
+            self._record([ended])
             self.changed()
         return ended
+
+    def confirm_streams(self, stream_ids: Iterable[str], at: float) -> None:
+        """The engines say these sessions are alive (nothing to plan: it only moves their TTL)."""
+        confirmed = [s for s in (self._demand.streams.confirm(i, at) for i in stream_ids) if s is not None]
+        if confirmed:
+            self._journal.put(confirmed, {})
+            self.version += 1
+
+    def end_unconfirmed(self, ttl_s: float, now: float) -> list[Stream]:
+        """End the streams with no sign of life for `ttl_s` (no end reported, no engine saying so)."""
+        stale = [s.id for s in self._demand.streams.active.values() if now - s.alive_at >= ttl_s]
+        ended = [e for e in (self._demand.streams.end(i, "unconfirmed", now) for i in stale) if e is not None]
+        if ended:
+            log.warning("streams_ended", reason="unconfirmed", ttl_s=ttl_s, streams=[s.id for s in ended])
+            self._record(ended)
+            self.changed()
+        return ended
+
+    def _end_streams_of(
+        self, container_id: str, reason: str, at: float, *, started_before: float | None = None
+    ) -> None:
+        ended = self._demand.streams.end_for_engine(container_id, reason, at, started_before=started_before)
+        if ended:
+            engine = self._world.engines.get(container_id)
+            log.warning(
+                "streams_ended",
+                container=engine.name if engine else None,
+                container_id=container_id[:12],
+                reason=reason,
+                streams=[s.id for s in ended],
+            )
+            self._record(ended)
+
+    def _record(self, streams: list[Stream]) -> None:
+        usage = self._demand.streams.last_usage
+        self._journal.put(
+            streams, {s.container_id: usage[s.container_id] for s in streams if s.container_id in usage}
+        )
 
     def hand_out(self, container_id: str, now: float) -> None:
         """Provisioning gave the engine to a proxy: it counts as busy until its stream is
@@ -569,26 +659,9 @@ class StateStore:
             if e.container_id not in self._work.removing
         )
         if visible != self._visible:
-            before, self._visible = self._visible, visible
-            self._end_streams_of_lost(before, visible)
+            self._visible = visible
         for event in self._watchers:
             event.set()
-
-    def _end_streams_of_lost(self, before: tuple[EngineObs, ...], after: tuple[EngineObs, ...]) -> None:
-        still = {e.container_id for e in after}
-        now = time.time()
-        streams = self._demand.streams
-        for engine in before:
-            if engine.container_id in still:
-                continue
-            reason = "engine_hidden" if engine.container_id in self._world.engines else "engine_gone"
-            ended = streams.end_for_engine(engine.container_id, reason, now)
-            if ended:
-                log.warning(
-                    "streams_ended", container=engine.name, reason=reason, streams=[s.id for s in ended]
-                )
-        for gone in [c for c in streams.last_usage if c not in self._world.engines]:
-            streams.forget_engine(gone)
 
     def watch(self) -> asyncio.Event:
         """An event set on every change from now on; the watcher clears it when it looks."""

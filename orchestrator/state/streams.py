@@ -1,15 +1,19 @@
 """Streams the proxy reports, per engine: what makes an engine busy and keeps it from scale-down.
 
 The proxy says when a stream starts and ends; the registry keeps the active ones and a bounded
-history of ended ones. A stream ends only by its own ID (an unknown ID ends nothing), or when
-its engine dies, is removed or is hidden by a VPN failure, always with a reason.
+history of ended ones. A stream ends by its own ID (an unknown ID ends nothing), or when the
+daemon knows its session cannot be alive any more: its engine is gone or restarted, the engine
+says the session is over, or nothing confirmed it for `engines.stream_ttl_s`; always with a
+reason. An engine merely leaving `/engines` for a while (a VPN blip) ends nothing: the session
+lives in the engine, and the viewer may still be watching. The store writes every change
+through to the journal (`journal.py`), so a restarted daemon knows them all.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -29,9 +33,15 @@ class Stream:
     command_url: str = ""
     is_live: bool = True
     started_at: float
+    confirmed_at: float | None = None  # the engine last said the session is alive
     status: StreamStatus = "started"
     ended_at: float | None = None
     end_reason: str | None = None
+
+    @property
+    def alive_at(self) -> float:
+        """The last sign that the session is alive."""
+        return max(self.started_at, self.confirmed_at or 0.0)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -66,6 +76,15 @@ class StreamRegistry:
         self.last_usage: dict[str, float] = {}
         self.total_started = 0
 
+    def load(
+        self, active: Iterable[Stream], ended: Iterable[Stream], last_usage: Mapping[str, float]
+    ) -> None:
+        """What an earlier daemon knew (from the journal), before anything else is recorded."""
+        self.active = {s.id: s for s in active}
+        self.ended.extend(ended)
+        self.last_usage.update(last_usage)
+        self.total_started = len(self.active)
+
     def start(self, stream: Stream) -> Stream:
         """Record a stream; the same ID reported again replaces the earlier record."""
         self.active[stream.id] = stream
@@ -82,9 +101,31 @@ class StreamRegistry:
         self.last_usage[stream.container_id] = at
         return done
 
-    def end_for_engine(self, container_id: str, reason: str, at: float) -> list[Stream]:
-        ids = [s.id for s in self.active.values() if s.container_id == container_id]
+    def confirm(self, stream_id: str, at: float) -> Stream | None:
+        stream = self.active.get(stream_id)
+        if stream is None:
+            return None
+        self.active[stream_id] = confirmed = dataclasses.replace(stream, confirmed_at=at)
+        return confirmed
+
+    def end_for_engine(
+        self, container_id: str, reason: str, at: float, *, started_before: float | None = None
+    ) -> list[Stream]:
+        """End the engine's streams (only those older than `started_before`, when given)."""
+        ids = [
+            s.id
+            for s in self.active.values()
+            if s.container_id == container_id and (started_before is None or s.started_at < started_before)
+        ]
         return [s for s in (self.end(i, reason, at) for i in ids) if s is not None]
+
+    def oldest(self, container_id: str) -> Stream | None:
+        """The engine's stream with the oldest sign of life."""
+        return min(
+            (s for s in self.active.values() if s.container_id == container_id),
+            key=lambda s: s.alive_at,
+            default=None,
+        )
 
     def forget_engine(self, container_id: str) -> None:
         self.last_usage.pop(container_id, None)

@@ -5,8 +5,10 @@ it, and the stream would keep its engine busy forever (the pool creeping up to m
 So, with every liveness round, the daemon asks each active stream's `stat_url` (rewritten to
 the engine's address as the daemon reaches it). The engine answers a finished playback session
 with 404, or with JSON carrying an `error` and no `response`; two such answers in a row end the
-stream with reason `stat_url_gone`. A stream without a `stat_url`, or an engine that does not
-answer at all, is left to the other rules (the engine's own liveness and visibility).
+stream with reason `stat_url_gone`; an answer saying the session is alive confirms the stream.
+A stream with no sign of life (no confirmation, no report) for `engines.stream_ttl_s` ends with
+reason `unconfirmed`: a stream without a `stat_url`, on an engine that never answers, cannot
+keep an engine busy forever.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ class StreamChecker:
         self._session = session
         self._misses: dict[str, int] = {}
 
-    async def check(self, address: Address, now: float) -> None:
+    async def check(self, address: Address, now: float, ttl_s: float) -> None:
         """Ask about every stream at once (one hung engine must not stretch the round)."""
         checks: list[tuple[Stream, str]] = []
         for stream in list(self._store.streams.active.values()):
@@ -72,6 +74,9 @@ class StreamChecker:
             if url is not None:
                 checks.append((stream, url))
         answers = await asyncio.gather(*(session_gone(self._session, url) for _, url in checks))
+        self._store.confirm_streams(
+            (stream.id for (stream, _), gone in zip(checks, answers, strict=True) if gone is False), now
+        )
         for (stream, _), gone in zip(checks, answers, strict=True):
             engine = self._store.engines.get(stream.container_id)
             if engine is None:
@@ -87,3 +92,4 @@ class StreamChecker:
                 )
         for gone_id in set(self._misses) - set(self._store.streams.active):
             del self._misses[gone_id]
+        self._store.end_unconfirmed(ttl_s, now)

@@ -139,6 +139,22 @@ class Api:
             self.store.mark_ready(info.id, info.started_at)
         return self.store.engines[info.id]
 
+    def restart_engine(self, engine: EngineObs) -> EngineObs:
+        """The same container seen again in a later run (Docker restarted it)."""
+        facts = self.store.facts[engine.container_id]
+        info = ContainerInfo(
+            id=engine.container_id,
+            name=engine.name,
+            status="running",
+            health=None,
+            started_at=time.time(),
+            created_at=engine.created_at,
+            ip=facts.ip,
+            labels=facts.labels,
+        )
+        self.store.upsert_engine(engine_sighting(info))
+        return self.store.engines[info.id]
+
     async def post(
         self,
         path: str,

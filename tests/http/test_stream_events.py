@@ -9,6 +9,7 @@ import pytest
 
 from reconcilers.vpn import HealthReported
 from tests.http.conftest import (
+    NO_VPN,
     ONE_VPN,
     TWO_VPNS,
     MakeApi,
@@ -198,18 +199,55 @@ async def test_stream_ended_without_reason(make_api: MakeApi) -> None:
     assert status == 200 and stream["end_reason"] == "unspecified"
 
 
-async def test_streams_of_an_engine_hidden_by_its_vpn_are_ended_with_a_reason(make_api: MakeApi) -> None:
-    api = await make_api(ONE_VPN)
+async def test_streams_outlive_a_vpn_blip_that_hides_their_engine(make_api: MakeApi) -> None:
+    api = await make_api(ONE_VPN.replace("port_range:", "restart_engines_on_reconnect: false, port_range:"))
     api.add_vpn("gluetun")
     engine = api.add_engine(0, "gluetun")
     await api.post("/events/stream_started", started_body("gluetun", engine.ports.http))
-    assert (await api.get("/engines"))[1][0]["streams"] == ["a1b2c3|sess-1"]
 
     api.store.apply_vpn(
         "gluetun", HealthReported(container_id=vpn_id("gluetun"), health="unhealthy"), time.time()
     )
-
     assert (await api.get("/engines"))[1] == []
-    status, ended = await api.get("/streams", container_id=engine.container_id, status="ended")
-    assert status == 200 and [s["end_reason"] for s in ended] == ["engine_hidden"]
+    assert [s["id"] for s in (await api.get("/streams", status="started"))[1]] == ["a1b2c3|sess-1"]
+
+    api.store.apply_vpn(
+        "gluetun", HealthReported(container_id=vpn_id("gluetun"), health="healthy"), time.time()
+    )
+    (listed,) = (await api.get("/engines"))[1]
+    assert listed["streams"] == ["a1b2c3|sess-1"]
+    assert (await api.get("/streams", status="ended"))[1] == []
+
+
+async def test_streams_end_when_their_engine_restarts_or_goes(make_api: MakeApi) -> None:
+    api = await make_api()
+    first, second = api.add_engine(0), api.add_engine(1)
+    await api.post("/events/stream_started", started_body(first.name, 6878, session="on-first"))
+    await api.post("/events/stream_started", started_body(second.name, 6878, session="on-second"))
+
+    api.restart_engine(first)
+    api.store.drop_engine(second.container_id)
+
+    status, ended = await api.get("/streams", status="ended")
+    assert status == 200
+    assert {(s["id"], s["end_reason"]) for s in ended} == {
+        ("a1b2c3|on-first", "engine_restarted"),
+        ("a1b2c3|on-second", "engine_gone"),
+    }
     assert (await api.get("/streams", status="started"))[1] == []
+
+
+async def test_streams_on_one_engine_are_capped_the_oldest_making_room(make_api: MakeApi) -> None:
+    api = await make_api(NO_VPN.replace("max_replicas: 4", "max_replicas: 4, max_streams_per_engine: 2"))
+    engine = api.add_engine(0)
+    for session in ("s1", "s2", "s3"):
+        status, _ = await api.post("/events/stream_started", started_body(engine.name, 6878, session=session))
+        assert status == 200
+
+    active = (await api.get("/streams", status="started"))[1]
+    assert sorted(s["id"] for s in active) == ["a1b2c3|s2", "a1b2c3|s3"]
+    (evicted,) = (await api.get("/streams", status="ended"))[1]
+    assert (evicted["id"], evicted["end_reason"]) == ("a1b2c3|s1", "evicted_over_cap")
+    # the same stream reported again is not one more
+    await api.post("/events/stream_started", started_body(engine.name, 6878, session="s3"))
+    assert len((await api.get("/streams", status="started"))[1]) == 2

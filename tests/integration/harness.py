@@ -256,6 +256,7 @@ class Daemon:
             else:
                 self.config[key] = value
         self.config.setdefault("api", {})["port"] = self.port
+        self.config.setdefault("state_dir", str(self.workdir / "state"))
         self.config_path.write_text(yaml.safe_dump(self.config))
 
     def write_raw(self, text: str) -> None:

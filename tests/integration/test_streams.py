@@ -115,8 +115,34 @@ def test_provisioning_answers_fast_and_never_overshoots(make_daemon: MakeDaemon)
     assert body["container_id"] in daemon.managed()
 
 
-def test_daemon_restart_keeps_engines_whose_streams_it_cannot_know(make_daemon: MakeDaemon) -> None:
-    daemon = make_daemon(engines={"min_replicas": 1, "min_free": 1, "idle_ttl_s": 600})
+def test_a_killed_daemon_restarts_knowing_every_stream_and_removes_no_busy_engine(
+    make_daemon: MakeDaemon,
+) -> None:
+    daemon = make_daemon(engines={"min_replicas": 1, "min_free": 1, "idle_ttl_s": 2})
+    started: list[str] = []
+    for key in ("one", "two"):  # each stream raises the target by one: 3 engines, 2 busy
+        engine = next(e for e in daemon.wait_engines(len(started) + 1) if not e["streams"])
+        status, body = stream_started(daemon, engine["host"], engine["port"], key)
+        assert status == 200
+        started.append(body["id"])
+    ids = {e["container_id"] for e in daemon.wait_engines(3)}
+    daemon.stop(signal.SIGKILL)
+    seen = len(daemon.log_events())
+
+    daemon.start()  # returns at its first /health answer
+
+    status, active = http_json(daemon.url + "/streams?status=started")
+    assert status == 200 and sorted(s["id"] for s in active) == sorted(started)
+    time.sleep(4)  # twice idle_ttl_s: without the streams it would have scaled down to 1
+    assert set(daemon.managed()) == ids
+    assert "engine_removed" not in [ev.get("event") for ev in daemon.log_events()[seen:]]
+    assert daemon.status()["state"] == {"durable": True, "error": None}
+
+
+def test_without_its_state_a_restarted_daemon_keeps_engines_whose_streams_it_cannot_know(
+    make_daemon: MakeDaemon,
+) -> None:
+    daemon = make_daemon(engines={"min_replicas": 1, "min_free": 1, "idle_ttl_s": 600}, state_dir=None)
     (first,) = daemon.wait_engines(1)
     assert stream_started(daemon, first["host"], first["port"], "live")[0] == 200
     ids = {e["container_id"] for e in daemon.wait_engines(2)}
@@ -127,6 +153,7 @@ def test_daemon_restart_keeps_engines_whose_streams_it_cannot_know(make_daemon: 
     time.sleep(2)
     assert set(daemon.managed()) == ids
     assert "engine_removed" not in [ev.get("event") for ev in daemon.log_events()[seen:]]
+    assert daemon.status()["state"]["durable"] is False
 
 
 @pytest.fixture
@@ -136,19 +163,37 @@ def vpn_name() -> Iterator[str]:
     docker("rm", "-f", name, check=False)
 
 
-def test_vpn_failure_ends_the_streams_on_its_engines(make_daemon: MakeDaemon, vpn_name: str) -> None:
+@pytest.mark.parametrize("restart_on_reconnect", [False, True])
+def test_a_vpn_blip_ends_streams_only_when_it_restarts_their_engine(
+    make_daemon: MakeDaemon, vpn_name: str, restart_on_reconnect: bool
+) -> None:
     run_gluetun(vpn_name)
     wait_vpn_health(vpn_name, "healthy")
     daemon = make_daemon(
         engines={"min_replicas": 2, "min_free": 0},
-        vpn={"mode": "single", "containers": [vpn_name], "unhealthy_restart_timeout_s": 300},
+        vpn={
+            "mode": "single",
+            "containers": [vpn_name],
+            "unhealthy_restart_timeout_s": 300,
+            "restart_engines_on_reconnect": restart_on_reconnect,
+        },
     )
     engine = daemon.wait_engines(2)[0]
     status, body = stream_started(daemon, engine["host"], engine["port"], "live")
     assert status == 200
     set_vpn_health(vpn_name, False)
-    ended = wait_for(
-        "the stream ended by the VPN failure", lambda: http_json(daemon.url + "/streams?status=ended")[1]
-    )
-    assert [(s["id"], s["end_reason"]) for s in ended] == [(body["id"], "engine_hidden")]
-    assert http_json(daemon.url + "/streams?status=started")[1] == []
+    wait_for("its engines hidden", lambda: daemon.engines() == [])
+    status, active = http_json(daemon.url + "/streams?status=started")
+    assert [s["id"] for s in active] == [body["id"]], "hidden is not gone: the viewer may still watch"
+
+    set_vpn_health(vpn_name, True)
+    back = daemon.wait_engines(2, timeout=60)
+    if restart_on_reconnect:  # its engine restarted: that session is over
+        ended = wait_for(
+            "the stream ended by the restart", lambda: http_json(daemon.url + "/streams?status=ended")[1]
+        )
+        assert [(s["id"], s["end_reason"]) for s in ended] == [(body["id"], "engine_restarted")]
+    else:
+        (same,) = [e for e in back if e["container_id"] == engine["container_id"]]
+        assert same["streams"] == [body["id"]]
+        assert http_json(daemon.url + "/streams?status=ended")[1] == []

@@ -137,6 +137,10 @@ def test_stack_validates_and_matches_its_config(compose_cli: str, stack: str) ->
     orch = services["orchestrator"]
     assert f"{COMPOSE_DIR / stack / 'config'}:/config:ro" in orch["volumes"]
     assert any(v.startswith("/var/run/docker.sock:/var/run/docker.sock") for v in orch["volumes"])
+    # the streams outlive the container (a restart, an upgrade): a named volume on state_dir
+    assert config.state_dir is not None
+    state = [v for v in orch["volumes"] if v.split(":")[1:2] == [str(config.state_dir)]]
+    assert len(state) == 1 and not state[0].startswith("/"), orch["volumes"]
     assert set(orch["environment"]) == SEED_VARS, "every seed variable reaches the daemon from .env"
     # the keys come from .env (secrets stay out of the YAML); every other variable is empty by
     # default, so the YAML decides
@@ -323,6 +327,8 @@ def test_stack_runs_with_standins(compose_cli: str, daemon_image: str, tmp_path:
             return body if status == 200 and len(body) == 2 else None
 
         engines = wait_for(f"2 engines in the {stack} stack", listed, timeout=60)
+        status, body = http_json(f"http://127.0.0.1:{api_port}/status")
+        assert status == 200 and body["state"] == {"durable": True, "error": None}, body.get("state")
         # what acexy does: ACEXY_ORCH_URL, then each engine at the host:port /engines reports
         seen_by_proxy = json.loads(_fetch(f"{run}-proxy", f"{orch_url}/engines"))
         assert {e["container_id"] for e in seen_by_proxy} == {e["container_id"] for e in engines}
