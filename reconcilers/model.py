@@ -201,6 +201,17 @@ class ProbeObs:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SpecFailure:
+    """Engines of this spec cannot be made to run: a create Docker refused for good (no such
+    image, an invalid option), or an engine that exited soon after it started. A rollout to that
+    spec stops until the YAML changes again (or an engine of it turns ready after all)."""
+
+    spec_hash: str
+    reason: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Observed:
     engines: tuple[EngineObs, ...] = ()
     probes: tuple[ProbeObs, ...] = ()
@@ -215,6 +226,7 @@ class Observed:
     cooldowns: Mapping[str, float] = field(default_factory=dict)
     # (vpn, slot) whose ports something else holds (e.g. a host port in use): not handed out
     blocked_slots: frozenset[tuple[str | None, int]] = frozenset()
+    spec_failure: SpecFailure | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -302,6 +314,7 @@ ProblemCode = Literal[
     "circuit_breaker",
     "ports_exhausted",
     "probe_broken",
+    "rollout_paused",
 ]
 
 

@@ -7,8 +7,16 @@ is already under way (`Observed.busy_containers`, `Observed.pending_creates`) is
 twice.
 
 Order of concerns in one pass: VPN force-restarts, repair of broken or stale engines, pool
-size (create / scale down / rebalance), the forwarded engine of each VPN, and finally a rolling
-recreate of engines whose spec changed.
+size (create / scale down / rebalance), the forwarded engine of each VPN, and finally the
+rollout of a changed spec.
+
+A rollout replaces one idle engine at a time, create-before-remove: one engine of the new spec
+is started beside the old ones (while `max_replicas` and a free slot allow), and only once it
+answers does the pool's own scale-down remove an old one (old-spec engines go first). Where
+there is no room, or the engine holds its VPN's forwarded port, the engine is recreated in place
+(remove, then create). Every create, recreates included, waits for the create circuit breaker.
+The first failure of the new spec (`Observed.spec_failure`) stops the rollout with the old
+engines left running, until the YAML changes again.
 """
 
 from __future__ import annotations
@@ -110,6 +118,22 @@ class _Pass:
 
     def vpn(self, name: str | None) -> VpnObs | None:
         return self.observed.vpns.get(name) if name else None
+
+    def may_create(self) -> bool:
+        """False while the create circuit breaker is open (and says so once, with a wake-up)."""
+        blocked = self.observed.create_blocked_until
+        if blocked is None or blocked <= self.now:
+            return True
+        self.wakes.append(blocked)
+        if not any(pr.code == "circuit_breaker" for pr in self.problems):
+            self.problems.append(
+                Problem(code="circuit_breaker", message="engine creation keeps failing; retrying later")
+            )
+        return False
+
+    def stale(self, engine: EngineObs) -> bool:
+        """Of an earlier spec: a rollout replaces it."""
+        return engine.spec_hash != self.spec_hash
 
 
 def plan(desired: Desired, observed: Observed, now: float) -> Plan:
@@ -307,6 +331,8 @@ def _size_pool(p: _Pass) -> int:
     if have < target:
         _grow(p, target - have, room=spec.max_replicas - len(p.kept) - len(pending))
     elif have > target:
+        if have == target + 1 and _rollout_step_starting(p, counting):
+            return target  # the rollout's new engine is starting: the old one goes once it answers
         _shrink(p, counting, have - target)
     elif not pending:
         _rebalance(p, counting)
@@ -320,12 +346,7 @@ def _grow(p: _Pass, deficit: int, room: int) -> None:
                 Problem(code="max_capacity", message=f"at max_replicas={p.desired.engines.max_replicas}")
             )
         return
-    blocked = p.observed.create_blocked_until
-    if blocked is not None and blocked > p.now:
-        p.wakes.append(blocked)
-        p.problems.append(
-            Problem(code="circuit_breaker", message="engine creation keeps failing; retrying later")
-        )
+    if not p.may_create():
         return
     if p.desired.vpn.mode != "none":
         healthy = healthy_vpns(p.desired, p.observed.vpns)
@@ -386,13 +407,16 @@ def _idle_expired(p: _Pass, engine: EngineObs) -> bool:
 
 
 def _shrink(p: _Pass, counting: list[EngineObs], surplus: int) -> None:
-    """Remove idle engines, from the most loaded VPN first, unready and unforwarded first."""
+    """Remove idle engines: those of an earlier spec first, then from the most loaded VPN,
+    unready and unforwarded first."""
     load = Counter(e.vpn for e in counting)
     candidates = [e for e in counting if p.free(e) and _idle_expired(p, e)]
     for _ in range(surplus):
         if not candidates:
             return
-        victim = min(candidates, key=lambda e: (-load[e.vpn], e.ready, e.forwarded, -e.created_at))
+        victim = min(
+            candidates, key=lambda e: (not p.stale(e), -load[e.vpn], e.ready, e.forwarded, -e.created_at)
+        )
         candidates.remove(victim)
         load[victim.vpn] -= 1
         p.act(RemoveEngine(container_id=victim.container_id, reason="pool above target"))
@@ -423,6 +447,8 @@ def _recreate(p: _Pass, engine: EngineObs, *, forwarded: bool, port: int | None,
     if not 0 <= engine.slot < slot_capacity(p.desired, engine.vpn):
         p.act(RemoveEngine(container_id=engine.container_id, reason=f"{reason}; slot gone"))
         return
+    if not p.may_create():
+        return  # never remove an engine whose replacement could not be created now
     ports = ports_for(p.desired, engine.vpn, engine.slot, port if forwarded else None)
     planned = tuple(
         a.create if isinstance(a, RecreateEngine) else a
@@ -468,17 +494,75 @@ def _keep_forwarded_engines(p: _Pass) -> None:
             _recreate(p, idle[0], forwarded=True, port=port, reason="VPN has no forwarded engine")
 
 
+def _rollout_step_starting(p: _Pass, counting: list[EngineObs]) -> bool:
+    """A rollout is under way and its new engine is being created or has not answered yet."""
+    return any(p.stale(e) for e in counting) and (
+        bool(p.observed.pending_creates)
+        or any(not p.stale(e) and not e.ready and e.status == "running" for e in counting)
+    )
+
+
 def _roll_changed_spec(p: _Pass) -> None:
-    """Recreate one idle engine at a time whose image, env or labels differ from the YAML."""
-    if p.observed.pending_creates or any(isinstance(a, CreateEngine | RecreateEngine) for a in p.actions):
+    """Start the next step of a rollout: one idle engine of an earlier spec is replaced."""
+    stale = [e for e in p.kept if p.stale(e) and e.container_id not in p.removed]
+    if not stale:
         return
-    for engine in p.kept:
-        if engine.spec_hash != p.spec_hash and p.free(engine) and _idle_expired(p, engine):
-            vpn = p.vpn(engine.vpn)
-            if engine.vpn is not None and (vpn is None or vpn.state != "healthy"):
-                continue
-            port = vpn.forwarded_port if vpn else None
-            _recreate(
-                p, engine, forwarded=engine.forwarded and bool(port), port=port, reason="engine spec changed"
+    failure = p.observed.spec_failure
+    if failure is not None and failure.spec_hash == p.spec_hash:
+        p.problems.append(
+            Problem(
+                code="rollout_paused",
+                message=f"{len(stale)} engines keep the previous spec: the new one failed "
+                f"({failure.reason}); fix the YAML and the rollout resumes",
             )
+        )
+        return
+    if p.observed.pending_creates or any(
+        isinstance(a, CreateEngine | RecreateEngine | RemoveEngine) for a in p.actions
+    ):
+        return  # one step at a time, after the pool's own work
+    new = [e for e in p.kept if not p.stale(e) and e.status == "running" and not e.ready]
+    if new:
+        _report_slow_new_engines(p, new)
+        return
+    candidates = [e for e in stale if p.free(e) and _idle_expired(p, e) and _vpn_healthy(p, e)]
+    if not candidates or not p.may_create():
+        return
+    spec = p.desired.engines
+    movable = [e for e in candidates if not e.forwarded]
+    if movable and len(p.kept) < spec.max_replicas:
+        creates = place_new_engines(
+            p.desired,
+            p.observed.vpns,
+            _occupants(p),
+            count=1,
+            spec_hash=p.spec_hash,
+            reason="engine spec changed: the replacement starts first",
+            blocked=p.observed.blocked_slots,
+        )
+        if creates:
+            p.act(creates[0])
             return
+    engine = movable[0] if movable else candidates[0]
+    vpn = p.vpn(engine.vpn)
+    port = vpn.forwarded_port if vpn else None
+    _recreate(p, engine, forwarded=engine.forwarded and bool(port), port=port, reason="engine spec changed")
+
+
+def _vpn_healthy(p: _Pass, engine: EngineObs) -> bool:
+    vpn = p.vpn(engine.vpn)
+    return engine.vpn is None or (vpn is not None and vpn.state == "healthy")
+
+
+def _report_slow_new_engines(p: _Pass, new: list[EngineObs]) -> None:
+    """The rollout waits for its new engine; past `ready_timeout_s` that is a stop, said once."""
+    timeout = p.desired.engines.ready_timeout_s
+    late = [e for e in new if e.started_at is not None and p.now - e.started_at >= timeout]
+    if late:
+        p.problems.append(
+            Problem(
+                code="rollout_paused",
+                message=f"the new spec's engine {late[0].name} has not answered its API for "
+                f"{timeout:g}s; the engines of the previous spec are kept",
+            )
+        )

@@ -161,4 +161,10 @@ def engine_observation(info: ContainerInfo) -> EngineObs:
 
 def engine_sighting(info: ContainerInfo) -> EngineSighting:
     """An engine container as the state store takes it."""
-    return EngineSighting(obs=engine_observation(info), ip=info.ip, labels=dict(info.labels))
+    return EngineSighting(
+        obs=engine_observation(info),
+        ip=info.ip,
+        labels=dict(info.labels),
+        ran_s=info.ran_s,
+        exit_code=info.exit_code,
+    )

@@ -17,6 +17,8 @@ class EngineSighting:
     obs: EngineObs
     ip: str | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
+    ran_s: float | None = None  # exited: how long its last run lasted
+    exit_code: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

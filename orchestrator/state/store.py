@@ -33,12 +33,22 @@ from orchestrator.state.journal import StreamJournal
 from orchestrator.state.records import ActionError, EngineFacts, EngineSighting
 from orchestrator.state.streams import Reservations, Stream, StreamRegistry, StreamsView
 from reconcilers import visible_engines
-from reconcilers.model import EngineObs, EngineStatus, Observed, PendingCreate, Plan, ProbeObs, VpnObs
+from reconcilers.model import (
+    EngineObs,
+    EngineStatus,
+    Observed,
+    PendingCreate,
+    Plan,
+    ProbeObs,
+    SpecFailure,
+    VpnObs,
+)
 from reconcilers.vpn import Sighting, Transition, advance
 
 log = structlog.get_logger()
 
 RECENT_ERRORS = 20
+EARLY_EXIT_S = 30.0  # an engine that exits this soon after it started, never having answered: a bad spec
 READY_SAMPLES = 20
 READY_SAMPLE_MAX_S = 120.0  # longer: an engine adopted long after it started, not a start time
 
@@ -66,6 +76,8 @@ class _Work:
     cooldowns: dict[str, float] = field(default_factory=dict)
     blocked_slots: dict[tuple[str | None, int], float] = field(default_factory=dict)
     breaker: CreateBreaker = field(default_factory=CreateBreaker)
+    spec_failure: SpecFailure | None = None
+    early_exits: set[str] = field(default_factory=set)  # engines already counted as failed creates
     errors: deque[ActionError] = field(default_factory=lambda: deque(maxlen=RECENT_ERRORS))
     completed: int = 0
 
@@ -251,6 +263,7 @@ class StateStore:
     def _upsert_engine(self, seen: EngineSighting, now: float) -> None:
         cid = seen.obs.container_id
         old = self._world.engines.get(cid)
+        self._note_early_exit(old, seen, now)
         same_run = old is not None and old.started_at == seen.obs.started_at
         ready = bool(old and same_run and old.ready and seen.obs.status == "running")
         self._world.engines[cid] = dataclasses.replace(seen.obs, ready=ready)
@@ -266,6 +279,23 @@ class StateStore:
             first_seen=facts.first_seen if facts else (seen.obs.created_at or now),
             last_seen=now,
             last_health_check=facts.last_health_check if facts and same_run else None,
+        )
+
+    def _note_early_exit(self, old: EngineObs | None, seen: EngineSighting, now: float) -> None:
+        """An engine that exited soon after it started, never having answered, and not by our
+        hand: its spec cannot run. That counts as a failed create (the breaker backs off the
+        create/exit loop a crashing image would be) and stops a rollout to that spec."""
+        engine, cid = seen.obs, seen.obs.container_id
+        if engine.status not in ("exited", "dead") or seen.ran_s is None or seen.ran_s > EARLY_EXIT_S:
+            return
+        if (old is not None and old.ready) or cid in self._work.busy or cid in self._work.early_exits:
+            return
+        self._work.early_exits.add(cid)
+        self.create_failed(
+            now,
+            spec_hash=engine.spec_hash,
+            reason=f"engine {engine.name} exited {seen.ran_s:.0f}s after it started "
+            f"(exit code {seen.exit_code})",
         )
 
     def drop_engine(self, container_id: str) -> None:
@@ -288,6 +318,9 @@ class StateStore:
         now = time.time()
         self._world.engines[container_id] = dataclasses.replace(engine, ready=True)
         self._world.unready_since.pop(container_id, None)
+        failure = self._work.spec_failure
+        if failure is not None and failure.spec_hash == engine.spec_hash:
+            self._work.spec_failure = None  # an engine of that spec works after all
         self._set_health_check(container_id, now)
         if started_at is not None and 0 <= now - started_at <= READY_SAMPLE_MAX_S:
             self._telemetry.ready_after_s.append(now - started_at)
@@ -346,6 +379,7 @@ class StateStore:
         self._touched[key] = self.generation
 
     def _forget_engine(self, container_id: str) -> None:
+        self._work.early_exits.discard(container_id)
         self._end_streams_of(container_id, "engine_gone", time.time())
         self._demand.streams.forget_engine(container_id)
         self._journal.forget_engine(container_id)
@@ -483,8 +517,12 @@ class StateStore:
         self.version += 1
         return repeated
 
-    def create_failed(self, now: float) -> None:
+    def create_failed(self, now: float, *, spec_hash: str | None = None, reason: str | None = None) -> None:
+        """A create failed; with `spec_hash` and `reason`: for a reason of that spec's own (an
+        image that does not exist, an engine that exits at once), which stops a rollout to it."""
         self._work.breaker.failed(now)
+        if spec_hash is not None and reason is not None:
+            self._work.spec_failure = SpecFailure(spec_hash=spec_hash, reason=reason, at=now)
         self.changed()
 
     def create_succeeded(self) -> None:
@@ -645,6 +683,7 @@ class StateStore:
             blocked_slots=frozenset(k for k, t in work.blocked_slots.items() if t > now),
             removing=frozenset(work.removing),
             create_blocked_until=work.breaker.blocked_until,
+            spec_failure=work.spec_failure,
         )
 
     def changed(self) -> None:

@@ -58,6 +58,14 @@ class _Job:
     context: contextvars.Context
 
 
+class _RemoveStepFailed(DockerError):
+    """A recreate's remove step failed: the engine is still there; nothing was created."""
+
+    def __init__(self, message: str, *, transient: bool) -> None:
+        super().__init__(f"removing it failed: {message}")
+        self.transient = transient
+
+
 def _target(action: Action) -> str:
     match action:
         case CreateEngine(vpn=vpn):
@@ -170,16 +178,24 @@ class Executor:
         repeated = self._store.record_action_error(
             ActionError(at=now, action=kind, target=target[:24], message=message, transient=transient)
         )
-        if isinstance(action, RemoveEngine | RestartEngine | RestartVpn | RemoveProbe | RestartProbe):
-            self._cool_down(action.container_id, now)
+        removing_failed = isinstance(exc, _RemoveStepFailed)
+        if removing_failed or isinstance(
+            action, RemoveEngine | RestartEngine | RestartVpn | RemoveProbe | RestartProbe
+        ):
+            self._cool_down(_target(action), now)
         if isinstance(action, CreateProbe):
             self._cool_down(cooldown_key(action.vpn), now)
         create = action.create if isinstance(action, RecreateEngine) else action
         if isinstance(create, CreateEngine) and isinstance(exc, PortInUse) and create.vpn is None:
             # the slot's host port is taken by something else: skip the slot for a while
             self._store.block_slot(create.vpn, create.slot, now + SLOT_BLOCK_S)
-        if isinstance(action, CreateEngine | RecreateEngine):
-            self._store.create_failed(now)
+        if isinstance(create, CreateEngine) and not removing_failed:
+            # a create Docker refuses for good (no such image, an invalid option) is the spec's
+            # own fault: it stops a rollout to that spec
+            permanent = isinstance(exc, DockerError) and not transient
+            self._store.create_failed(
+                now, spec_hash=create.spec_hash if permanent else None, reason=message if permanent else None
+            )
         (log.debug if repeated else log.error)(
             "action_failed",
             action=kind,
@@ -192,9 +208,18 @@ class Executor:
     async def _create(self, action: CreateEngine, name: str, token: int) -> None:
         try:
             spec = self._desired().engines
+            snapshot = self._store.generation
             info = await self._docker.create_and_start(name, create_body(action, spec))
+            if self._store.newer_than(info.id, snapshot):
+                # its events were seen while it was being made: ask again, for the latest word
+                latest = await self._docker.inspect(info.id)
+                if latest is None:
+                    self._store.drop_engine(info.id)
+                    raise DockerError(f"engine {name} was removed as soon as it was created")
+                info = latest
             self._store.upsert_engine(engine_sighting(info))
-            self._store.create_succeeded()
+            if info.status == "running":  # not exited at once
+                self._store.create_succeeded()
             log.info(
                 "engine_created",
                 container=info.name,
@@ -225,6 +250,9 @@ class Executor:
         try:
             await self._docker.remove(action.container_id)
             self._store.drop_engine(action.container_id)
+        except DockerError as exc:
+            self._store.end_create(token)
+            raise _RemoveStepFailed(str(exc), transient=exc.transient) from exc
         except BaseException:
             self._store.end_create(token)
             raise

@@ -68,6 +68,11 @@ class ReconcileLoop:
 
     def _log_pass(self, result: Plan, previous: Plan | None) -> None:
         problems = sorted(p.code for p in result.problems)
+        before = {p.code for p in previous.problems} if previous else set()
+        for problem in result.problems:
+            if problem.code not in before:  # each problem in the log once, when it appears
+                before.add(problem.code)
+                log.warning(problem.code, message=problem.message, vpn=problem.vpn)
         changed = previous is None or problems != sorted(p.code for p in previous.problems)
         if not result.actions and not changed:
             return

@@ -40,6 +40,7 @@ from reconcilers.model import (
     RestartEngine,
     RestartProbe,
     RestartVpn,
+    SpecFailure,
     TunnelProbe,
     VpnMode,
     VpnObs,
@@ -229,7 +230,9 @@ def observed(
     blocked_slots: Iterable[tuple[str | None, int]] = (),
     probes: Iterable[ProbeObs] = (),
     pending_probes: Iterable[str] = (),
+    failed_spec: str | None = None,
 ) -> Observed:
+    """`failed_spec`: CURRENT (this desired state's spec) or another hash that failed."""
     stamped = tuple(
         dataclasses.replace(p, spec_hash=probe_spec_hash(d)) if p.spec_hash == CURRENT else p for p in probes
     )
@@ -244,6 +247,13 @@ def observed(
         create_blocked_until=create_blocked_until,
         cooldowns=dict(cooldowns or {}),
         blocked_slots=frozenset(blocked_slots),
+        spec_failure=None
+        if failed_spec is None
+        else SpecFailure(
+            spec_hash=engine_spec_hash(d) if failed_spec == CURRENT else failed_spec,
+            reason="image not found",
+            at=NOW - 5,
+        ),
     )
 
 

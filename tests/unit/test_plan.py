@@ -35,6 +35,7 @@ from reconcilers.model import (
 )
 from reconcilers.ports import vpn_share
 from tests.unit.factories import (
+    CURRENT,
     NOW,
     PROBE,
     action_summary,
@@ -64,6 +65,7 @@ class Case:
     blocked_slots: tuple[tuple[str | None, int], ...] = ()
     probes: tuple[ProbeObs, ...] = ()
     pending_probes: tuple[str, ...] = ()
+    failed_spec: str | None = None
     now: float = NOW
     # expectations
     actions: tuple[str, ...] = ()
@@ -85,11 +87,14 @@ class Case:
             blocked_slots=self.blocked_slots,
             probes=self.probes,
             pending_probes=self.pending_probes,
+            failed_spec=self.failed_spec,
         )
 
 
 NONE = desired()
 SINGLE = desired("single")
+TWO_SINGLE = desired("single", min_replicas=2, min_free=0)
+OLD3 = (engine("a", 0, spec_hash="old"), engine("b", 1, spec_hash="old"), engine("c", 2, spec_hash="old"))
 RED4 = desired("redundant", min_replicas=4)
 QUIET_SINGLE = desired("single", min_replicas=0, min_free=0)  # target 0: isolates VPN rules
 G1 = vpn("g1")
@@ -219,19 +224,103 @@ POOL_CASES = [
         blocked_until=NOW,
         actions=("create host#0", "create host#1", "create host#2"),
     ),
+    # a rollout: create-before-remove, one engine at a time
     Case(
-        id="pool-spec_changed_one_recreate_per_pass",
+        id="pool-spec_changed_starts_one_replacement_beside_the_old_engines",
+        desired=NONE,
+        engines=OLD3,
+        actions=("create host#3",),
+        target=3,
+    ),
+    Case(
+        id="pool-spec_changed_old_engines_stay_while_the_replacement_starts",
         desired=NONE,
         engines=(
-            engine("a", 0, spec_hash="old"),
-            engine("b", 1, spec_hash="old"),
-            engine("c", 2, spec_hash="old"),
+            *OLD3,
+            engine("new", 3, ready=False, started_at=NOW - 5),
         ),
+        target=3,
+        wake_at=NOW + 115,  # when it is restarted if it still does not answer
+    ),
+    Case(
+        id="pool-spec_changed_old_engines_stay_while_the_replacement_is_created",
+        desired=NONE,
+        engines=OLD3,
+        pending=(pending(3),),
+        target=3,
+    ),
+    Case(
+        id="pool-spec_changed_replacement_answers_an_old_engine_goes",
+        desired=NONE,
+        engines=(
+            *OLD3,
+            engine("new", 3),
+        ),
+        actions=("remove a",),
+    ),
+    Case(
+        id="pool-spec_changed_scale_down_takes_old_spec_engines_first",
+        desired=desired(min_replicas=1, min_free=0),
+        engines=(engine("new", 0, created_at=1), engine("b", 1, spec_hash="old", created_at=0)),
+        actions=("remove b",),
+    ),
+    Case(
+        id="pool-spec_changed_at_max_replicas_recreates_in_place",
+        desired=desired(max_replicas=3),
+        engines=OLD3,
         actions=("recreate a -> host#0",),
     ),
     Case(
-        id="pool-spec_changed_skips_streaming_engine",
+        id="pool-spec_changed_forwarded_engine_recreated_in_place",
+        desired=TWO_SINGLE,
+        vpns=(vpn("g1", forwarded_port=40001),),
+        engines=(
+            engine("a", 0, "g1", spec_hash="old", forwarded=True, p2p=40001),
+            engine("b", 1, "g1"),
+        ),
+        actions=("recreate a -> g1#0 fwd p2p=40001",),
+    ),
+    Case(
+        id="pool-spec_changed_no_free_slot_recreates_in_place",
+        desired=desired(host_port_range="19000-19002"),
+        engines=OLD3,
+        actions=("recreate a -> host#0",),
+    ),
+    Case(
+        id="pool-spec_changed_failed_spec_pauses_the_rollout",
         desired=NONE,
+        engines=OLD3,
+        failed_spec=CURRENT,
+        problems=("rollout_paused",),
+    ),
+    Case(
+        id="pool-spec_changed_failure_of_an_earlier_spec_does_not_pause",
+        desired=NONE,
+        engines=OLD3,
+        failed_spec="some-other-spec",
+        actions=("create host#3",),
+    ),
+    Case(
+        id="pool-spec_changed_waits_for_the_circuit_breaker",
+        desired=desired(max_replicas=3),
+        engines=OLD3,
+        blocked_until=NOW + 30,
+        problems=("circuit_breaker",),
+        wake_at=NOW + 30,
+    ),
+    Case(
+        id="pool-spec_changed_replacement_never_answering_pauses_the_rollout",
+        desired=NONE,
+        engines=(
+            *OLD3,
+            engine("new", 3, ready=False, started_at=NOW - 130),
+        ),
+        actions=("restart new",),
+        problems=("engines_not_answering", "rollout_paused"),
+    ),
+    Case(
+        id="pool-spec_changed_skips_streaming_engine",
+        desired=desired(max_replicas=3),
         engines=(engine("a", 0, spec_hash="old", streams=1), engine("b", 1, spec_hash="old"), engine("c", 2)),
         actions=("recreate b -> host#1",),
     ),
@@ -649,7 +738,6 @@ REGRESSION_CASES = [
 # Rules that keep a long-running pool healthy: broken engines, failed actions, ports held by
 # someone else, port-layout changes and the forwarded engine's streams.
 TWO = desired(min_replicas=2, min_free=0)
-TWO_SINGLE = desired("single", min_replicas=2, min_free=0)
 RESILIENCE_CASES = [
     Case(
         id="resilience-paused_engine_is_replaced",
@@ -726,7 +814,8 @@ RESILIENCE_CASES = [
         engines=(engine("a", 0, "g1"), engine("b", 1, "g1")),
     ),
     # engines of the earlier release: three ports (no HTTPS label), another spec hash; the idle
-    # one is recreated in the four-port layout, the one with a stream waits until it is idle
+    # one is replaced by one in the four-port layout (created first, in a slot whose ports are
+    # free), the one with a stream waits until it is idle
     Case(
         id="resilience-three_port_engines_of_the_earlier_release_roll_over_idle_first",
         desired=TWO_SINGLE,
@@ -744,12 +833,13 @@ RESILIENCE_CASES = [
                 "b", 1, "g1", spec_hash="old", ports=EnginePorts(http=19001, https=0, api=19334, p2p=19667)
             ),
         ),
-        actions=("recreate b -> g1#1",),
+        actions=("create g1#2",),
     ),
-    # the port range shrank: the engine's spec hash is stale and its slot no longer exists
+    # the port range shrank: the engine's spec hash is stale and its slot no longer exists; with
+    # no room for a replacement beside it, it is removed (the pool places one in the new layout)
     Case(
         id="resilience-recreate_of_an_engine_whose_slot_left_the_layout_removes_it",
-        desired=desired(min_replicas=1, min_free=0, host_port_range="19000-19001"),
+        desired=desired(min_replicas=1, min_free=0, max_replicas=1, host_port_range="19000-19001"),
         engines=(
             engine(
                 "a",

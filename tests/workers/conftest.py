@@ -43,6 +43,11 @@ class World:
         except TimeoutError:
             raise AssertionError(f"timed out after {within}s waiting for {what}") from None
 
+    def reconfigure(self, yaml_text: str) -> None:
+        """A valid YAML edit, as the config watcher applies one."""
+        self.config = parse_config(yaml_text, source="test.yaml", env={})
+        self.store.changed()
+
     def engines(self) -> list[str]:
         """IDs of the managed engines the fake Docker holds."""
         return [c.id for c in self.docker.containers.values() if c.labels.get("orchestrator.pool") == POOL]
@@ -69,9 +74,10 @@ async def world(
     config = parse_config(yaml_text, source="test.yaml", env={})
     fake = docker or FakeDocker()
     store = StateStore()
-    events = EventSource(fake, store, lambda: config)
-    executor = Executor(fake, store, lambda: config.desired)
-    loop = ReconcileLoop(store, executor, lambda: config.desired)
+    held: list[World] = []  # the world, once made: its config is the one in force
+    events = EventSource(fake, store, lambda: held[0].config if held else config)
+    executor = Executor(fake, store, lambda: held[0].config.desired)
+    loop = ReconcileLoop(store, executor, lambda: held[0].config.desired)
     running: list[asyncio.Task[None]] = []
     async with asyncio.TaskGroup() as tasks:
         running.append(tasks.create_task(events.run()))
@@ -82,6 +88,7 @@ async def world(
                 tasks.create_task(_control_server_stand_in(store)),
             ]
         w = World(docker=fake, store=store, events=events, config=config)
+        held.append(w)
         await w.until("the first resync", lambda: store.docker_connected)
         try:
             yield w

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from orchestrator.errors import ImageNotFound
+from orchestrator.errors import DockerError, ImageNotFound
 from tests.fakes.docker import FakeDocker
 from tests.workers.conftest import NO_VPN, ONE_VPN, World, world
 
@@ -82,3 +82,21 @@ async def test_failing_creates_open_the_breaker_instead_of_hot_looping() -> None
         assert docker.calls["create"] - tried <= 2  # backing off, not retrying every pass
         assert w.store.breaker_state(time.time()) == "open"
         assert not w.engines()
+
+
+async def test_a_recreate_whose_remove_fails_cools_down_and_leaves_the_breaker_closed() -> None:
+    full = NO_VPN.replace("min_free: 0", "min_free: 0, max_replicas: 2")  # no room: recreate in place
+    docker = FakeDocker()
+    async with world(full, docker, act=True) as w:
+        first = await filled(w)
+        docker.failures["remove"] = lambda ref: DockerError(f"remove {ref}: device or resource busy")
+        w.reconfigure(full.replace("min_free: 0", "min_free: 0, env: {NEW: '1'}"))
+        await w.until(
+            "a failed recreate", lambda: any(e.action == "RecreateEngine" for e in w.store.action_errors)
+        )
+        tried = docker.calls["remove"]
+        await asyncio.sleep(1.5)
+        assert docker.calls["remove"] - tried <= 1  # cooling down, not retrying every pass
+        assert w.store.create_failures == 0, "a remove that failed is no failed create"
+        assert w.store.breaker_state(time.time()) == "closed"
+        assert sorted(w.engines()) == first
