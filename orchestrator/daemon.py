@@ -34,6 +34,7 @@ from orchestrator.workers.event_source import EventSource
 from orchestrator.workers.executor import Executor
 from orchestrator.workers.readiness import ReadinessProber
 from orchestrator.workers.reconcile_loop import ReconcileLoop
+from reconcilers.vpn_list import unknown_vpns
 
 log = structlog.get_logger()
 
@@ -51,14 +52,23 @@ class Daemon:
         *,
         state_dir: Path | None = None,
     ) -> None:
-        self.watcher = ConfigWatcher(config, config_path, on_change=self._config_changed)
+        self.watcher = ConfigWatcher(
+            config,
+            config_path,
+            on_change=self._config_changed,
+            hold=self._hold_unknown_vpns,
+            on_held=lambda wanted: self.events.request_resync(),
+        )
         self.journal = StreamJournal(state_dir or config.state_dir)
         self.store = StateStore(
             restart_on_reconnect=lambda: self.config.desired.vpn.restart_engines_on_reconnect,
             journal=self.journal,
+            configured_vpns=lambda: self.config.desired.vpn.containers,
         )
         self.gateway = DockerGateway(docker_url)
-        self.events = EventSource(self.gateway, self.store, lambda: self.config, observe_hide_latency)
+        self.events = EventSource(
+            self.gateway, self.store, lambda: self.config, observe_hide_latency, vpn_names=self._followed_vpns
+        )
         self.executor = Executor(self.gateway, self.store, lambda: self.config.desired)
         self.loop = ReconcileLoop(self.store, self.executor, lambda: self.config.desired)
         self.api = ApiContext(store=self.store, watcher=self.watcher, started_at=time.time())
@@ -67,11 +77,34 @@ class Daemon:
     def config(self) -> Config:
         return self.watcher.current
 
+    def _followed_vpns(self) -> tuple[str, ...]:
+        """The VPNs in force, and those a held edit waits for."""
+        in_force = self.config.desired.vpn.containers
+        return in_force + tuple(n for n in self.watcher.wanted.desired.vpn.containers if n not in in_force)
+
+    def _hold_unknown_vpns(self, current: Config, wanted: Config) -> str | None:
+        existing = [n for n, v in self.store.vpns.items() if v.state != "missing"]
+        unknown = unknown_vpns(current.desired.vpn.containers, wanted.desired.vpn.containers, existing)
+        if not unknown:
+            return None
+        return (
+            f"vpn.containers names {', '.join(repr(n) for n in unknown)}, but no container has that "
+            "name: the edit waits (the VPNs in force stay) until it exists, or the YAML changes"
+        )
+
+    async def _recheck_held_edits(self) -> None:
+        """A held edit goes in force once the VPN container it names appears."""
+        changed = self.store.watch()
+        while True:
+            await changed.wait()
+            changed.clear()
+            self.watcher.recheck()
+
     def _config_changed(self, previous: Config, config: Config) -> None:
         if config.log_level != previous.log_level:
             configure_logging(config.log_level)
         if set(config.desired.vpn.containers) != set(previous.desired.vpn.containers):
-            for gone in set(self.store.vpns) - set(config.desired.vpn.containers):
+            for gone in set(self.store.vpns) - set(self._followed_vpns()):
                 self.store.forget_vpn(gone)
             self.events.request_resync()
         self.store.changed()
@@ -131,6 +164,7 @@ class Daemon:
                 tasks.create_task(prober.run_liveness(), name="liveness")
                 tasks.create_task(poller.run(), name="gluetun-control")
                 tasks.create_task(self.watcher.run(), name="config-watcher")
+                tasks.create_task(self._recheck_held_edits(), name="held-edits")
                 await stop.wait()
                 log.info("daemon_stopping", reason="signal")
                 raise _Stop

@@ -95,6 +95,7 @@ class VpnSpec:
     restart_engines_on_reconnect: bool = True
     unhealthy_restart_timeout_s: float = 300.0
     wait_healthy_s: float = 60.0
+    drain_grace_s: float = 1800.0  # an engine with streams on a VPN dropped from the list
     probe: TunnelProbe | None = None
 
 
@@ -227,6 +228,8 @@ class Observed:
     # (vpn, slot) whose ports something else holds (e.g. a host port in use): not handed out
     blocked_slots: frozenset[tuple[str | None, int]] = frozenset()
     spec_failure: SpecFailure | None = None
+    # since when the engines of a VPN (None: those behind none) are no longer wanted there
+    leaving_since: Mapping[str | None, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -315,6 +318,7 @@ ProblemCode = Literal[
     "ports_exhausted",
     "probe_broken",
     "rollout_paused",
+    "draining",
 ]
 
 

@@ -232,15 +232,8 @@ def _repair_engines(p: _Pass) -> None:
             if engine.container_id in p.observed.busy_containers or engine.status == "running":
                 p.kept.append(engine)
             continue
-        if engine.vpn is None and configured:
-            p.act(RemoveEngine(container_id=engine.container_id, reason="engine is not behind a VPN"))
-            continue
-        if engine.vpn is not None and engine.vpn not in configured:
-            p.act(
-                RemoveEngine(
-                    container_id=engine.container_id, reason=f"VPN '{engine.vpn}' is no longer configured"
-                )
-            )
+        if (engine.vpn is None and configured) or (engine.vpn is not None and engine.vpn not in configured):
+            _drain(p, engine)
             continue
         if engine.status in ("exited", "dead", "created", "paused"):
             p.act(RemoveEngine(container_id=engine.container_id, reason=f"engine {engine.status}"))
@@ -260,6 +253,32 @@ def _repair_engines(p: _Pass) -> None:
         elif state == "fresh" and (vpn is None or vpn.state == "healthy"):
             _restart_if_never_ready(p, engine)
         p.kept.append(engine)
+
+
+def _drain(p: _Pass, engine: EngineObs) -> None:
+    """An engine the config no longer wants where it is (its VPN dropped or renamed, or VPNs
+    turned on): hidden already; removed once idle, or once its streams outlived the grace."""
+    why = (
+        "engine is not behind a VPN" if engine.vpn is None else f"VPN '{engine.vpn}' is no longer configured"
+    )
+    if engine.streams == 0:
+        p.act(RemoveEngine(container_id=engine.container_id, reason=why))
+        return
+    grace = p.desired.vpn.drain_grace_s
+    due = p.observed.leaving_since.get(engine.vpn, p.now) + grace
+    if p.now >= due:
+        p.act(RemoveEngine(container_id=engine.container_id, reason=f"{why}; drain grace of {grace:g}s over"))
+        return
+    p.wakes.append(due)
+    if not any(pr.code == "draining" for pr in p.problems):
+        p.problems.append(
+            Problem(
+                code="draining",
+                message=f"engines with streams stay until idle (at most {grace:g}s) on a VPN no longer "
+                "configured; they take no new streams",
+                vpn=engine.vpn,
+            )
+        )
 
 
 def _restart_if_never_ready(p: _Pass, engine: EngineObs) -> None:

@@ -18,7 +18,8 @@ row of `tests/unit/test_vpn.py`:
   or none yet), Docker's health decides.
 - The control server saying the tunnel is anything but `running` (`stopped`, `crashed`,
   `starting`, `stopping`) makes the VPN `unhealthy`, whatever the health says. A failed poll keeps
-  the last status it gave, for `CONTROL_STALE_S`; after that its word no longer counts.
+  the last status it gave, for `CONTROL_STALE_S`; after that its word no longer counts (and its
+  falling silent is not a reconnect: no engine restarts for it).
 - An empty public IP (`""`: reconnecting) is unknown, not a value: the last known one stays, so
   A -> "" -> B is a reconnect, like any new IP while healthy, and like `unhealthy -> healthy` on
   the same container (`reconnected_at`).
@@ -370,9 +371,17 @@ def _control_failed(previous: VpnObs, name: str, failed: ControlFailed, at: floa
     )
     update = VpnUpdate(obs=obs)
     if obs.tunnel_down and at - since >= CONTROL_STALE_S:
-        # its last "not running" is too old to hide the engines on: the others decide
+        # its last "not running" is too old to hide the engines on: the others decide. Not
+        # knowing any more is no sign the tunnel reconnected: no engine restarts for it.
         transitions = [Transition(kind="tunnel_status", state=obs.state, status=None)]
         update = _reverdict(dataclasses.replace(obs, tunnel_down=False), name, at, transitions)
+        update = VpnUpdate(
+            obs=dataclasses.replace(update.obs, reconnected_at=obs.reconnected_at),
+            transitions=tuple(
+                dataclasses.replace(t, kind="state_changed") if t.kind == "recovered" else t
+                for t in update.transitions
+            ),
+        )
     # nothing to wait for: placement goes ahead without a forwarded port
     return dataclasses.replace(update, obs=dataclasses.replace(update.obs, port_known=True))
 

@@ -106,12 +106,14 @@ async def status(request: web.Request) -> web.Response:
             },
             "problems": [
                 {"code": p.code, "message": p.message, "vpn": p.vpn} for p in (plan.problems if plan else ())
-            ],
+            ]
+            + ([{"code": "config_held", "message": watcher.held, "vpn": None}] if watcher.held else []),
             "last_reconcile": rfc3339(store.last_reconcile_at),
             "reconcile_passes": store.reconcile_passes,
             "config": {
                 "path": str(watcher.path) if watcher.path else None,
                 "loaded_at": rfc3339(watcher.loaded_at),
+                "held": watcher.held,
                 "last_error": None
                 if config_error is None
                 else {

@@ -261,6 +261,7 @@ def parse_config(text: str, *, source: str, env: Mapping[str, str] | None = None
             restart_engines_on_reconnect=v["vpn.restart_engines_on_reconnect"],
             unhealthy_restart_timeout_s=v["vpn.unhealthy_restart_timeout_s"],
             wait_healthy_s=v["vpn.wait_healthy_s"],
+            drain_grace_s=v["vpn.drain_grace_s"],
             probe=_probe(v["vpn.tunnel_probe"]),
         ),
     )

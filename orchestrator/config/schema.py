@@ -80,6 +80,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Checker]]] = {
         "restart_engines_on_reconnect": (True, boolean),
         "unhealthy_restart_timeout_s": (300, number(1)),
         "wait_healthy_s": (60, number(0)),
+        "drain_grace_s": (1800, number(0)),
         "health_check_interval_s": (5, number(0.5)),
         "tunnel_probe": (TUNNEL_PROBE.defaults(), TUNNEL_PROBE),
     },

@@ -6,7 +6,9 @@ the file and Kubernetes-style symlink swaps are both seen). A valid edit is vett
 config in force (keys that need a restart keep their value, with a warning), then replaces it at
 once; an invalid one is logged with its file, line and key, shown on `/status`, and the last good
 configuration stays in force. Each new file is compared with the config *in force*, so an edit
-refused once stays refused on every later edit until the daemon restarts.
+refused once stays refused on every later edit until the daemon restarts. A valid edit the world
+cannot take yet (a VPN container name that does not exist) is *held*: reported, the config in
+force unchanged, and put in force once it can be.
 """
 
 from __future__ import annotations
@@ -88,20 +90,35 @@ def keep_restart_only_keys(current: Config, loaded: Config) -> Config:
 
 
 class ConfigWatcher:
+    """`hold(current, wanted)` vets a valid edit against the world: a reason to keep it waiting
+    (a VPN container that does not exist yet) or None. A held edit is tried again on every
+    `recheck()` and put in force as soon as nothing holds it; `on_held` hears of each new one."""
+
     def __init__(
         self,
         current: Config,
         path: Path | None = None,
         *,
         on_change: Callable[[Config, Config], None] = lambda previous, config: None,
+        hold: Callable[[Config, Config], str | None] = lambda current, wanted: None,
+        on_held: Callable[[Config], None] = lambda wanted: None,
     ) -> None:
         self.path = path
         self._current = current
+        self._wanted = current
         self.error: ConfigError | None = None
         self.error_at: float | None = None
+        self.held: str | None = None
         self.loaded_at = time.time()
         self._on_change = on_change
+        self._hold = hold
+        self._on_held = on_held
         self._seen = _fingerprint(path) if path is not None else None
+
+    @property
+    def wanted(self) -> Config:
+        """The file's latest valid configuration: the one in force, unless it is held."""
+        return self._wanted
 
     @property
     def current(self) -> Config:
@@ -139,18 +156,36 @@ class ConfigWatcher:
         self.apply(loaded)
 
     def apply(self, loaded: Config) -> bool:
-        """Put a valid configuration in force (vetted first); False when nothing changes."""
-        config = keep_restart_only_keys(self._current, loaded)
-        if config == self._current:
+        """Put a valid configuration in force (vetted first); False when nothing changes now."""
+        self._wanted = keep_restart_only_keys(self._current, loaded)
+        return self._settle(announce=True)
+
+    def recheck(self) -> bool:
+        """Try a held edit again (what held it may have changed); True when it went in force."""
+        return self.held is not None and self._settle(announce=False)
+
+    def _settle(self, *, announce: bool) -> bool:
+        wanted = self._wanted
+        reason = self._hold(self._current, wanted) if wanted != self._current else None
+        if reason is not None:
+            if announce or reason != self.held:
+                log.warning("config_held", reason=reason, kept="the configuration in force stays")
+                self.held = reason
+                self._on_held(wanted)
             return False
-        previous, self._current = self._current, config
+        if self.held is not None:
+            log.info("config_released", hint="what held the edit is resolved")
+            self.held = None
+        if wanted == self._current:
+            return False
+        previous, self._current = self._current, wanted
         self.loaded_at = time.time()
         log.info(
             "config_applied",
             file=str(self.path) if self.path else None,
-            min_replicas=config.desired.engines.min_replicas,
-            max_replicas=config.desired.engines.max_replicas,
-            vpn_mode=config.desired.vpn.mode,
+            min_replicas=wanted.desired.engines.min_replicas,
+            max_replicas=wanted.desired.engines.max_replicas,
+            vpn_mode=wanted.desired.vpn.mode,
         )
-        self._on_change(previous, config)
+        self._on_change(previous, wanted)
         return True

@@ -63,6 +63,8 @@ class _World:
     # starts when this daemon first saw them (no scale-down of a possibly busy engine at once).
     adopted_at: dict[str, float] = field(default_factory=dict)
     unready_since: dict[str, float] = field(default_factory=dict)
+    # since when the config no longer wants engines on that VPN (None: behind no VPN)
+    leaving_since: dict[str | None, float] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -104,10 +106,17 @@ class _Telemetry:
 
 
 class StateStore:
+    """`configured_vpns`: the VPN containers in force (empty: none); engines elsewhere are leaving
+    (hidden, drained by the planner). None: every engine belongs (tests of other concerns)."""
+
     def __init__(
-        self, restart_on_reconnect: Callable[[], bool] = lambda: True, journal: StreamJournal | None = None
+        self,
+        restart_on_reconnect: Callable[[], bool] = lambda: True,
+        journal: StreamJournal | None = None,
+        configured_vpns: Callable[[], tuple[str, ...]] | None = None,
     ) -> None:
         self._restart_on_reconnect = restart_on_reconnect
+        self._configured_vpns = configured_vpns
         self._journal = journal or StreamJournal(None)
         self._world = _World()
         self._work = _Work()
@@ -684,10 +693,27 @@ class StateStore:
             removing=frozenset(work.removing),
             create_blocked_until=work.breaker.blocked_until,
             spec_failure=work.spec_failure,
+            leaving_since=dict(self._world.leaving_since),
         )
+
+    def leaving(self, engine: EngineObs) -> bool:
+        """The config in force no longer wants it where it is: it takes no new stream."""
+        if self._configured_vpns is None:
+            return False
+        configured = self._configured_vpns()
+        return engine.vpn not in configured if engine.vpn is not None else bool(configured)
+
+    def _track_leaving(self) -> None:
+        now = time.time()
+        leaving = {e.vpn for e in self._world.engines.values() if self.leaving(e)}
+        for key in set(self._world.leaving_since) - leaving:
+            del self._world.leaving_since[key]
+        for key in leaving:
+            self._world.leaving_since.setdefault(key, now)
 
     def changed(self) -> None:
         self.version += 1
+        self._track_leaving()
         visible = tuple(
             e
             for e in visible_engines(
@@ -695,7 +721,7 @@ class StateStore:
                 self._world.vpns,
                 restart_on_reconnect=self._restart_on_reconnect(),
             )
-            if e.container_id not in self._work.removing
+            if e.container_id not in self._work.removing and not self.leaving(e)
         )
         if visible != self._visible:
             self._visible = visible

@@ -46,8 +46,12 @@ class EventSource:
         store: StateStore,
         config: Callable[[], Config],
         on_hidden: Callable[[float], None] = lambda seconds: None,
+        vpn_names: Callable[[], tuple[str, ...]] | None = None,
     ) -> None:
+        """`vpn_names`: the VPN containers to follow (default: those in force; the daemon adds
+        those a held edit names, to see them appear)."""
         self._on_hidden = on_hidden
+        self._vpn_names_of = vpn_names
         self._docker = docker
         self._store = store
         self._config = config
@@ -60,6 +64,8 @@ class EventSource:
         return self._config().desired.engines.pool
 
     def _vpn_names(self) -> tuple[str, ...]:
+        if self._vpn_names_of is not None:
+            return self._vpn_names_of()
         return self._config().desired.vpn.containers
 
     async def run(self) -> None:

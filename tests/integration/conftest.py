@@ -38,6 +38,15 @@ def docker_engine() -> Iterator[None]:
 
 
 @pytest.fixture
+def vpns() -> Iterator[tuple[str, str]]:
+    """Two Gluetun container names of this test's own (the containers removed at teardown)."""
+    suffix = uuid.uuid4().hex[:6]
+    names = (f"gluetun-a-{suffix}", f"gluetun-b-{suffix}")
+    yield names
+    docker("rm", "-f", *names, check=False)
+
+
+@pytest.fixture
 def make_daemon(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., Daemon]]:
     """Build daemons whose engines carry this test's run label; all removed at teardown."""
     made: list[Daemon] = []

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import time
-import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -23,14 +22,6 @@ from tests.integration.harness import (
 )
 
 MakeDaemon = Callable[..., Daemon]
-
-
-@pytest.fixture
-def vpns() -> Iterator[tuple[str, str]]:
-    suffix = uuid.uuid4().hex[:6]
-    names = (f"gluetun-a-{suffix}", f"gluetun-b-{suffix}")
-    yield names
-    docker("rm", "-f", *names, check=False)
 
 
 def start_vpns(names: tuple[str, str], **kwargs: Any) -> None:

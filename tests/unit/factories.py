@@ -231,6 +231,7 @@ def observed(
     probes: Iterable[ProbeObs] = (),
     pending_probes: Iterable[str] = (),
     failed_spec: str | None = None,
+    leaving_since: Mapping[str | None, float] | None = None,
 ) -> Observed:
     """`failed_spec`: CURRENT (this desired state's spec) or another hash that failed."""
     stamped = tuple(
@@ -247,6 +248,7 @@ def observed(
         create_blocked_until=create_blocked_until,
         cooldowns=dict(cooldowns or {}),
         blocked_slots=frozenset(blocked_slots),
+        leaving_since=dict(leaving_since or {}),
         spec_failure=None
         if failed_spec is None
         else SpecFailure(

@@ -66,6 +66,7 @@ class Case:
     probes: tuple[ProbeObs, ...] = ()
     pending_probes: tuple[str, ...] = ()
     failed_spec: str | None = None
+    leaving_since: tuple[tuple[str | None, float], ...] = ()
     now: float = NOW
     # expectations
     actions: tuple[str, ...] = ()
@@ -88,6 +89,7 @@ class Case:
             probes=self.probes,
             pending_probes=self.pending_probes,
             failed_spec=self.failed_spec,
+            leaving_since=dict(self.leaving_since),
         )
 
 
@@ -557,6 +559,34 @@ SINGLE_CASES = [
         vpns=(G1,),
         engines=(engine("a", 0, "old"), engine("b", 0, "g1"), engine("c", 1, "g1")),
         actions=("remove a", "create g1#2"),
+    ),
+    # a VPN dropped from (or renamed in) the list: its engines with streams drain
+    Case(
+        id="single-streaming_engine_on_a_dropped_vpn_drains_within_the_grace",
+        desired=SINGLE,
+        vpns=(G1,),
+        engines=(engine("a", 0, "old", streams=2), engine("b", 0, "g1"), engine("c", 1, "g1")),
+        leaving_since=(("old", NOW - 100),),
+        actions=("create g1#2",),  # the draining engine counts for nothing: a replacement starts
+        problems=("draining@old",),
+        wake_at=NOW - 100 + 1800,
+    ),
+    Case(
+        id="single-streaming_engine_on_a_dropped_vpn_removed_after_the_grace",
+        desired=SINGLE,
+        vpns=(G1,),
+        engines=(engine("a", 0, "old", streams=2), *G1_ENGINES),
+        leaving_since=(("old", NOW - 1800),),
+        actions=("remove a",),
+    ),
+    Case(
+        id="single-streaming_engine_without_vpn_drains_when_vpns_are_turned_on",
+        desired=SINGLE,
+        vpns=(G1,),
+        engines=(engine("a", 0, streams=1), *G1_ENGINES),
+        leaving_since=((None, NOW - 10),),
+        problems=("draining",),
+        wake_at=NOW - 10 + 1800,
     ),
 ]
 

@@ -246,8 +246,8 @@ CASES = [
         before=vpn("unhealthy", tunnel_down=True, docker_state="healthy", control_failed_since=AT - 31),
         sighting=ControlFailed(error="timeout"),
         state="healthy",
-        transitions=("tunnel_status", "recovered"),
-        fields={"control_failed_since": AT - 31},
+        transitions=("tunnel_status", "state_changed"),  # not "recovered": no sign of a reconnect
+        fields={"control_failed_since": AT - 31, "reconnected_at": None},
     ),
     Case(
         id="a_recreated_gluetun_forgets_what_the_old_one_said",

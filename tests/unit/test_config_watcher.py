@@ -1,0 +1,98 @@
+"""The config watcher on a real file: what goes in force, what is refused, what waits."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from orchestrator.config import Config, parse_config
+from orchestrator.config.watcher import ConfigWatcher
+
+BASE = "engines: {image: engine:1, launch: {preset: acestream-http-proxy}, pool: main, min_replicas: 2}\n"
+
+
+def edit(path: Path, text: str) -> None:
+    """Write the file so the watcher sees a change even within one clock tick."""
+    path.write_text(text)
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+
+
+def watching(tmp_path: Path, text: str = BASE, **kw: object) -> tuple[ConfigWatcher, Path, list[Config]]:
+    path = tmp_path / "orchestrator.yaml"
+    path.write_text(text)
+    applied: list[Config] = []
+    watcher = ConfigWatcher(
+        parse_config(text, source=str(path), env={}),
+        path,
+        on_change=lambda previous, config: applied.append(config),
+        **kw,  # type: ignore[arg-type]
+    )
+    return watcher, path, applied
+
+
+def test_a_refused_pool_rename_stays_refused_through_later_edits_and_its_undo(tmp_path: Path) -> None:
+    watcher, path, applied = watching(tmp_path)
+
+    edit(path, BASE.replace("pool: main", "pool: other"))
+    watcher.check()
+    assert watcher.current.desired.engines.pool == "main" and applied == []
+
+    edit(path, BASE.replace("pool: main", "pool: other").replace("min_replicas: 2", "min_replicas: 3"))
+    watcher.check()  # an unrelated edit: applied, the rename still refused
+    assert watcher.current.desired.engines.min_replicas == 3
+    assert watcher.current.desired.engines.pool == "main"
+
+    edit(path, BASE.replace("min_replicas: 2", "min_replicas: 3"))
+    watcher.check()  # the rename undone: nothing to apply
+    assert watcher.current.desired.engines.pool == "main"
+    assert [c.desired.engines.pool for c in applied] == ["main"]
+
+
+def test_state_dir_changes_wait_for_a_restart(tmp_path: Path) -> None:
+    watcher, path, _ = watching(tmp_path, BASE + "state_dir: /var/lib/a\n")
+    edit(path, BASE + "state_dir: /var/lib/b\nlog_level: DEBUG\n")
+    watcher.check()
+    assert watcher.current.log_level == "DEBUG"
+    assert watcher.current.state_dir == Path("/var/lib/a")
+
+
+def test_an_edit_naming_a_vpn_that_does_not_exist_waits_for_it(tmp_path: Path) -> None:
+    vpns = "vpn: {mode: single, containers: [NAME]}\n"
+    existing: set[str] = {"gluetun"}
+    held: list[Config] = []
+
+    def hold(current: Config, wanted: Config) -> str | None:
+        missing = [n for n in wanted.desired.vpn.containers if n not in existing]
+        return f"no container {missing}" if missing else None
+
+    watcher, path, applied = watching(
+        tmp_path, BASE + vpns.replace("NAME", "gluetun"), hold=hold, on_held=held.append
+    )
+
+    edit(path, BASE + vpns.replace("NAME", "gluetn"))  # the typo
+    watcher.check()
+    assert watcher.current.desired.vpn.containers == ("gluetun",)
+    assert watcher.held is not None and "gluetn" in watcher.held
+    assert watcher.wanted.desired.vpn.containers == ("gluetn",)
+    assert [c.desired.vpn.containers for c in held] == [("gluetn",)] and applied == []
+    assert watcher.recheck() is False  # nothing changed in the world
+
+    existing.add("gluetn")  # the operator creates it after all
+    assert watcher.recheck() is True
+    assert watcher.current.desired.vpn.containers == ("gluetn",) and watcher.held is None
+
+
+def test_a_held_edit_is_dropped_when_the_file_goes_back(tmp_path: Path) -> None:
+    good = BASE + "vpn: {mode: single, containers: [gluetun]}\n"
+    watcher, path, applied = watching(
+        tmp_path,
+        good,
+        hold=lambda current, wanted: "missing" if "typo" in wanted.desired.vpn.containers else None,
+    )
+    edit(path, good.replace("gluetun", "typo"))
+    watcher.check()
+    assert watcher.held == "missing"
+    edit(path, good)
+    watcher.check()
+    assert watcher.held is None and applied == [] and watcher.wanted == watcher.current
