@@ -65,12 +65,17 @@ def int_in(minimum: int, maximum: int = 2**31) -> Checker:
     return check
 
 
-def number(minimum: float) -> Checker:
+MAX_SECONDS = 366 * 86400.0  # every number key is a duration: a year is past any sensible one
+
+
+def number(minimum: float, maximum: float = MAX_SECONDS) -> Checker:
     def check(v: Any) -> float:
         if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
             raise ValueError(f"expected a finite number, got {v!r}")
         if v < minimum:
             raise ValueError(f"must be at least {minimum:g}, got {v}")
+        if v > maximum:
+            raise ValueError(f"must be at most {maximum:g} (a year, in seconds), got {v:g}")
         return float(v)
 
     return check

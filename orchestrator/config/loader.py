@@ -9,6 +9,7 @@ working and override the file (they are reported as `env VAR` when invalid).
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -283,9 +284,26 @@ def parse_config(text: str, *, source: str, env: Mapping[str, str] | None = None
     )
 
 
+MAX_FILE_BYTES = 1024 * 1024
+
+
 def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
+    """Read and parse the file; never blocks on something that is not a plain file (a FIFO
+    would hang the daemon) and never reads more than `MAX_FILE_BYTES`."""
     try:
-        text = path.read_text(encoding="utf-8")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as file:
+            st = os.fstat(file.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise ConfigError("not a regular file", source=str(path))
+            if st.st_size > MAX_FILE_BYTES:
+                raise ConfigError(
+                    f"the file is {st.st_size} bytes; at most {MAX_FILE_BYTES} are read", source=str(path)
+                )
+            raw = file.read(MAX_FILE_BYTES + 1)
+        if len(raw) > MAX_FILE_BYTES:
+            raise ConfigError(f"the file is over {MAX_FILE_BYTES} bytes", source=str(path))
+        text = raw.decode("utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read the file: {exc.strerror}", source=str(path)) from exc
     except UnicodeDecodeError as exc:

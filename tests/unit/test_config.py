@@ -6,6 +6,7 @@ and which dotted key, so an operator can fix it without reading code.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -526,16 +527,45 @@ def test_load_config_errors_name_the_path(tmp_path: Path) -> None:
     assert str(caught.value).startswith(f"{path}:3: engines.colour: ")
 
 
+def _fifo(path: Path) -> None:
+    os.mkfifo(path)  # nobody writes: reading it would block for ever
+
+
+def _oversized(path: Path) -> None:
+    path.write_text("engines:\n  min_replicas: 2\n" + "#" * (2 * 1024 * 1024) + "\n")
+
+
 @pytest.mark.parametrize(
-    ("content", "says"),
-    [(None, "cannot read the file"), (b"engines:\n  image: \xff\xfe\n", "not UTF-8")],
-    ids=["missing", "not_utf8"],
+    ("make", "says"),
+    [
+        (lambda path: None, "cannot read the file"),
+        (lambda path: path.write_bytes(b"engines:\n  image: \xff\xfe\n"), "not UTF-8"),
+        (lambda path: path.mkdir(), "Is a directory"),
+        (_fifo, "not a regular file"),
+        (_oversized, "at most 1048576 are read"),
+    ],
+    ids=["missing", "not_utf8", "a_directory", "a_fifo", "oversized"],
 )
-def test_load_config_unreadable_file(tmp_path: Path, content: bytes | None, says: str) -> None:
+def test_load_config_unreadable_file(tmp_path: Path, make: Callable[[Path], object], says: str) -> None:
     path = tmp_path / "orchestrator.yaml"
-    if content is not None:
-        path.write_bytes(content)
+    make(path)
     with pytest.raises(ConfigError) as caught:
         load_config(path, env={})
     assert str(caught.value).startswith(f"{path}: ")
     assert says in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "says"),
+    [
+        ("engines:\n  idle_ttl_s: 1.0e+300\n", "at most"),
+        ("engines:\n  stream_ttl_s: 99999999999\n", "at most"),
+        ("vpn:\n  drain_grace_s: 1.0e+12\n", "at most"),
+        ("engines:\n  max_replicas: 100000000\n", "between 1 and 1000"),
+    ],
+    ids=["ttl_1e300", "ttl_3000_years", "grace_huge", "replicas_huge"],
+)
+def test_huge_values_are_refused_with_the_key(yaml_text: str, says: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse(yaml_text)
+    assert caught.value.line == 2 and says in str(caught.value)
