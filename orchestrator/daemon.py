@@ -34,6 +34,7 @@ from orchestrator.workers.event_source import EventSource
 from orchestrator.workers.executor import Executor
 from orchestrator.workers.readiness import ReadinessProber
 from orchestrator.workers.reconcile_loop import ReconcileLoop
+from orchestrator.workers.watchdog import Watchdog
 from reconcilers.vpn_list import unknown_vpns
 
 log = structlog.get_logger()
@@ -67,7 +68,11 @@ class Daemon:
         )
         self.gateway = DockerGateway(docker_url)
         self.events = EventSource(
-            self.gateway, self.store, lambda: self.config, observe_hide_latency, vpn_names=self._followed_vpns
+            self.gateway,
+            self.store,
+            lambda: self.config,
+            on_hidden=observe_hide_latency,
+            vpn_names=self._followed_vpns,
         )
         self.executor = Executor(self.gateway, self.store, lambda: self.config.desired)
         self.loop = ReconcileLoop(self.store, self.executor, lambda: self.config.desired)
@@ -165,6 +170,7 @@ class Daemon:
                 tasks.create_task(poller.run(), name="gluetun-control")
                 tasks.create_task(self.watcher.run(), name="config-watcher")
                 tasks.create_task(self._recheck_held_edits(), name="held-edits")
+                tasks.create_task(Watchdog(self.store).run(), name="watchdog")
                 await stop.wait()
                 log.info("daemon_stopping", reason="signal")
                 raise _Stop

@@ -27,6 +27,7 @@ from orchestrator.api.openapi import openapi_json
 from orchestrator.api.proxy import add_proxy_routes
 from orchestrator.api.responses import json_error
 from orchestrator.api.views import engine_detail_view, engine_view, rfc3339, vpn_views
+from orchestrator.state.liveness import unhealthy_reasons
 
 log = structlog.get_logger()
 
@@ -76,8 +77,15 @@ async def engine(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
+    """200 while the daemon does its job; 503 with the reasons when it answers HTTP but is stuck
+    inside (the image's HEALTHCHECK reads this)."""
     ctx = request.app[CONTEXT]
-    return web.json_response({"status": "ok", "uptime_s": round(time.time() - ctx.started_at, 3)})
+    now = time.time()
+    reasons = unhealthy_reasons(ctx.store, now)
+    body = {"status": "unhealthy" if reasons else "ok", "uptime_s": round(now - ctx.started_at, 3)}
+    if reasons:
+        return web.json_response({**body, "reasons": reasons}, status=503)
+    return web.json_response(body)
 
 
 async def status(request: web.Request) -> web.Response:

@@ -290,8 +290,21 @@ PATHS: dict[str, Any] = {
     },
     "/health": {
         "get": {
-            "summary": "Liveness",
-            "responses": {"200": reply("Alive", obj(["status"], status=STR, uptime_s={"type": "number"}))},
+            "summary": "Liveness: 503 when the daemon answers but is stuck inside",
+            "description": "503 when Docker has been out of reach for 60 s, or the event source "
+            "made no progress (no event, no resync) for 150 s.",
+            "responses": {
+                "200": reply("Alive", obj(["status"], status=STR, uptime_s={"type": "number"})),
+                "503": reply(
+                    "Stuck",
+                    obj(
+                        ["status", "reasons"],
+                        status=STR,
+                        uptime_s={"type": "number"},
+                        reasons={"type": "array", "items": STR},
+                    ),
+                ),
+            },
         }
     },
     "/status": {

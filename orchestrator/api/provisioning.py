@@ -20,6 +20,7 @@ from reconcilers.model import EngineObs
 
 DEMAND_S = 60.0  # how long one provisioning request keeps an extra free engine wanted
 VPN_ETA_S = 10
+DOCKER_ETA_S = 10
 CAPACITY_ETA_S = 30
 # while an engine is being prepared: how long a new engine takes to answer, as this pool's
 # engines did lately (the proxy retries after half the ETA, then after the whole of it)
@@ -152,14 +153,15 @@ def blocked_reason(ctx: ApiContext, now: float) -> Blocked | None:
             http_status=500,
             message="no free port left for another engine; widen the port range",
         )
-    if not store.docker_connected and store.docker_error:
+    if not store.docker_connected and (store.docker_error or store.resyncs):
+        # lost (not merely not connected yet at start-up): the daemon reconnects by itself,
+        # backing off up to 10 s, so this is worth waiting for
+        why = f": {store.docker_error}" if store.docker_error else ""
         return Blocked(
-            code="general_error",
-            error="general_error",
-            eta=None,
-            should_wait=False,
-            can_retry=False,
-            http_status=500,
-            message=f"Docker is unreachable: {store.docker_error}",
+            code="docker_unavailable",
+            eta=DOCKER_ETA_S,
+            should_wait=True,
+            can_retry=True,
+            message=f"the daemon is reconnecting to Docker{why}; engines are made once it is back",
         )
     return None

@@ -10,6 +10,7 @@ daemon sees a raw Docker payload except the event dicts, which `events` passes t
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -17,9 +18,10 @@ from typing import Any
 
 import aiodocker
 import aiohttp
+import structlog
 from aiodocker.exceptions import DockerError as AioDockerError
 
-from orchestrator.docker.api import EVENT_ACTIONS
+from orchestrator.docker.api import EVENT_ACTIONS, SKIPPED_ACTION
 from orchestrator.docker.containers import ContainerInfo, container_info
 from orchestrator.errors import (
     DockerConflict,
@@ -29,7 +31,17 @@ from orchestrator.errors import (
     PortInUse,
 )
 
+log = structlog.get_logger()
+
 PORT_TAKEN = ("already allocated", "address already in use")
+# How long each call may take before it counts as Docker not answering (a transient error the
+# caller backs off from). dockerd and containerd can hang one call for ever (a stuck shim);
+# nothing the daemon awaits may wait with them. Pulls have their own, long, limit.
+READ_TIMEOUT_S = 10.0  # inspect, list
+WRITE_TIMEOUT_S = 30.0  # create, start, remove
+PULL_TIMEOUT_S = 600.0
+RESTART_SLACK_S = 30.0  # beyond the stop timeout a restart is given
+MAX_EVENT_LINE = 1024 * 1024  # a longer event line (huge labels) is skipped, not fatal
 
 
 def _wrap(exc: Exception, doing: str) -> DockerError:
@@ -47,7 +59,17 @@ def _wrap(exc: Exception, doing: str) -> DockerError:
     return DockerUnavailable(f"{doing}: {exc}")
 
 
-_CONNECTION_ERRORS = (AioDockerError, aiohttp.ClientError, OSError, TimeoutError)
+_CONNECTION_ERRORS = (AioDockerError, aiohttp.ClientError, OSError)
+
+
+@asynccontextmanager
+async def _bounded(seconds: float, doing: str) -> AsyncIterator[None]:
+    """`doing` may take `seconds`; longer is `DockerUnavailable` (transient: back off, retry)."""
+    try:
+        async with asyncio.timeout(seconds):
+            yield
+    except TimeoutError as exc:
+        raise DockerUnavailable(f"{doing}: Docker did not answer within {seconds:g}s") from exc
 
 
 class DockerGateway:
@@ -62,7 +84,8 @@ class DockerGateway:
     async def inspect(self, ref: str) -> ContainerInfo | None:
         """The container by ID or name, or None when it does not exist."""
         try:
-            raw = await self._docker.containers.container(ref).show()
+            async with _bounded(READ_TIMEOUT_S, f"inspect {ref}"):
+                raw = await self._docker.containers.container(ref).show()
         except AioDockerError as exc:
             if exc.status == 404:
                 return None
@@ -74,7 +97,8 @@ class DockerGateway:
     async def list_ids(self, labels: list[str]) -> list[str]:
         """IDs of every container, running or not, carrying all `labels` (`key=value`)."""
         try:
-            found = await self._docker.containers.list(all=True, filters=json.dumps({"label": labels}))
+            async with _bounded(READ_TIMEOUT_S, "list containers"):
+                found = await self._docker.containers.list(all=True, filters=json.dumps({"label": labels}))
         except _CONNECTION_ERRORS as exc:
             raise _wrap(exc, "list containers") from exc
         return [c.id for c in found]
@@ -92,10 +116,11 @@ class DockerGateway:
             except AioDockerError as again:
                 raise _wrap(again, f"create {name}") from again
         try:
-            await container.start()
-        except _CONNECTION_ERRORS as exc:
-            error = _wrap(exc, f"start {name}")
-            await self.remove(container.id)
+            async with _bounded(WRITE_TIMEOUT_S, f"start {name}"):
+                await container.start()
+        except (*_CONNECTION_ERRORS, DockerUnavailable) as exc:
+            error = exc if isinstance(exc, DockerError) else _wrap(exc, f"start {name}")
+            await self.remove(container.id)  # never leak a container that did not start
             raise error from exc
         info = await self.inspect(container.id)
         if info is None:
@@ -105,7 +130,8 @@ class DockerGateway:
     async def _create(self, name: str, body: Mapping[str, Any]) -> Any:
         """Create; AioDockerError passes through (the caller pulls a missing image once)."""
         try:
-            return await self._docker.containers.create(dict(body), name=name)
+            async with _bounded(WRITE_TIMEOUT_S, f"create {name}"):
+                return await self._docker.containers.create(dict(body), name=name)
         except AioDockerError:
             raise
         except _CONNECTION_ERRORS as exc:
@@ -115,8 +141,9 @@ class DockerGateway:
         """Pull a missing image; large images on slow links take minutes (the executor gives
         creations a long timeout for this)."""
         try:
-            progress = await self._docker.images.pull(image, timeout=None)
-        except _CONNECTION_ERRORS as exc:
+            async with _bounded(PULL_TIMEOUT_S, f"pull {image}"):
+                progress = await self._docker.images.pull(image, timeout=None)
+        except (*_CONNECTION_ERRORS, DockerUnavailable) as exc:
             raise ImageNotFound(f"image {image} is not present and could not be pulled: {exc}") from exc
         failed = [p["error"] for p in progress if isinstance(p, dict) and p.get("error")]
         if failed:
@@ -124,14 +151,16 @@ class DockerGateway:
 
     async def restart(self, ref: str, timeout_s: int = 5) -> None:
         try:
-            await self._docker.containers.container(ref).restart(t=timeout_s)
+            async with _bounded(timeout_s + RESTART_SLACK_S, f"restart {ref}"):
+                await self._docker.containers.container(ref).restart(t=timeout_s)
         except _CONNECTION_ERRORS as exc:
             raise _wrap(exc, f"restart {ref}") from exc
 
     async def remove(self, ref: str) -> None:
         """Force-remove; a container that is already gone counts as removed."""
         try:
-            await self._docker.containers.container(ref).delete(force=True, v=True)
+            async with _bounded(WRITE_TIMEOUT_S, f"remove {ref}"):
+                await self._docker.containers.container(ref).delete(force=True, v=True)
         except AioDockerError as exc:
             if exc.status == 404:
                 return
@@ -159,9 +188,14 @@ class DockerGateway:
 
     @staticmethod
     async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:
+        """Event dicts, one per line. A line over `MAX_EVENT_LINE` (a container with enormous
+        labels, anywhere on the host) is skipped with a warning; aiohttp's own line reader
+        would end the stream on it, and with it the daemon."""
         try:
-            async for line in response.content:
-                if not line.strip():
+            async for line in event_lines(response.content.iter_any()):
+                if line is None:
+                    log.warning("docker_event_skipped", reason=f"an event line over {MAX_EVENT_LINE} bytes")
+                    yield {"Action": SKIPPED_ACTION}
                     continue
                 try:
                     event = json.loads(line)
@@ -171,3 +205,31 @@ class DockerGateway:
                     yield event
         except (aiohttp.ClientError, OSError) as exc:
             raise DockerUnavailable(f"docker event stream broke: {exc}") from exc
+
+
+async def event_lines(
+    chunks: AsyncIterator[bytes], limit: int = MAX_EVENT_LINE
+) -> AsyncIterator[bytes | None]:
+    """Split a byte stream on newlines, keeping at most `limit` bytes of one line: a longer
+    line is dropped as it streams in and yields None once, where it ends."""
+    buffer = bytearray()
+    dropping = False
+    async for chunk in chunks:
+        start = 0
+        while (end := chunk.find(b"\n", start)) != -1:
+            if not dropping and len(buffer) + end - start <= limit:
+                buffer += chunk[start:end]
+                if buffer.strip():
+                    yield bytes(buffer)
+            else:
+                yield None
+            buffer.clear()
+            dropping = False
+            start = end + 1
+        if not dropping:
+            buffer += chunk[start:]
+            if len(buffer) > limit:
+                buffer.clear()
+                dropping = True
+    if buffer.strip() and not dropping:
+        yield bytes(buffer)

@@ -103,6 +103,9 @@ class _Telemetry:
     ready_after_s: deque[float] = field(default_factory=lambda: deque(maxlen=READY_SAMPLES))
     docker_connected: bool = False
     docker_error: str | None = None
+    docker_down_since: float | None = field(default_factory=time.time)  # None: connected
+    # the last sign the event source works: an event applied or a resync finished
+    progress_at: float = field(default_factory=time.time)
 
 
 class StateStore:
@@ -642,17 +645,33 @@ class StateStore:
 
     def note_event(self) -> None:
         self._telemetry.events_received += 1
+        self._telemetry.progress_at = time.time()
 
-    def note_resync(self) -> None:
+    def note_resync(self, at: float | None = None) -> None:
+        """A resync finished (`at`: when, for tests of a daemon stuck since then)."""
         self._telemetry.resyncs += 1
+        self._telemetry.progress_at = time.time() if at is None else at
         self.version += 1
 
-    def set_docker(self, *, connected: bool, error: str | None = None) -> None:
-        """Whether the event stream is up (the planner acts only while it is)."""
+    @property
+    def progress_at(self) -> float:
+        return self._telemetry.progress_at
+
+    @property
+    def docker_down_since(self) -> float | None:
+        return self._telemetry.docker_down_since
+
+    def set_docker(self, *, connected: bool, error: str | None = None, at: float | None = None) -> None:
+        """Whether the event stream is up (the planner acts only while it is); `at`: since when
+        it is not (default: now, or the start of the outage under way)."""
         t = self._telemetry
         t.docker_connected = connected
         if error is not None or connected:
             t.docker_error = error
+        if connected:
+            t.docker_down_since = None
+        elif t.docker_down_since is None or at is not None:
+            t.docker_down_since = time.time() if at is None else at
         self.changed()
 
     # -- derived -------------------------------------------------------------------------------

@@ -19,12 +19,13 @@ from typing import Any, get_args
 import structlog
 
 from orchestrator.config import Config
-from orchestrator.docker.api import DockerApi
-from orchestrator.docker.containers import vpn_container
+from orchestrator.docker.api import SKIPPED_ACTION, DockerApi
+from orchestrator.docker.containers import ContainerInfo, vpn_container
 from orchestrator.docker.engines import engine_sighting, is_engine, pool_filters
 from orchestrator.docker.probes import cannot_run, is_probe, probe_observation
-from orchestrator.errors import DockerError
+from orchestrator.errors import DockerError, DockerUnavailable
 from orchestrator.state.store import StateStore
+from orchestrator.workers.inspections import Inspections
 from reconcilers.model import EngineStatus, ProbeObs, VpnState
 from reconcilers.vpn import ContainerSeen, HealthReported, ProbeReported, StopAction, StopReported
 
@@ -32,6 +33,8 @@ log = structlog.get_logger()
 
 RESYNC_INTERVAL_S = 45.0
 RESYNC_JITTER_S = 15.0
+RESYNC_DEADLINE_S = 60.0
+RESYNC_CONCURRENCY = 16  # inspects in flight at once (a host with hundreds of engines)
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 10.0
 HEALTH_STATES: dict[str, VpnState] = {"healthy": "healthy", "unhealthy": "unhealthy", "starting": "starting"}
@@ -45,13 +48,16 @@ class EventSource:
         docker: DockerApi,
         store: StateStore,
         config: Callable[[], Config],
+        *,
         on_hidden: Callable[[float], None] = lambda seconds: None,
         vpn_names: Callable[[], tuple[str, ...]] | None = None,
+        resync_deadline_s: float = RESYNC_DEADLINE_S,
     ) -> None:
         """`vpn_names`: the VPN containers to follow (default: those in force; the daemon adds
         those a held edit names, to see them appear)."""
         self._on_hidden = on_hidden
         self._vpn_names_of = vpn_names
+        self._resync_deadline_s = resync_deadline_s
         self._docker = docker
         self._store = store
         self._config = config
@@ -59,6 +65,7 @@ class EventSource:
         self._resync_floor_nano = 0
         self._resync_lock = asyncio.Lock()
         self._resync_wanted = asyncio.Event()
+        self._inspections = Inspections()
 
     def _pool(self) -> str:
         return self._config().desired.engines.pool
@@ -69,6 +76,12 @@ class EventSource:
         return self._config().desired.vpn.containers
 
     async def run(self) -> None:
+        try:
+            await self._follow()
+        finally:
+            self._inspections.cancel()
+
+    async def _follow(self) -> None:
         backoff = BACKOFF_FIRST_S
         while True:
             error: str | None = None
@@ -77,7 +90,7 @@ class EventSource:
                     await self.resync()
                     backoff = BACKOFF_FIRST_S
                     async for event in stream:
-                        await self.apply(event)
+                        self.apply(event)
                 log.warning("docker_event_stream_ended", reconnect_in_s=backoff)
             except DockerError as exc:
                 log.warning("docker_unreachable", error=str(exc), reconnect_in_s=backoff)
@@ -109,29 +122,44 @@ class EventSource:
             log.warning("resync_failed", error=str(exc))
 
     async def resync(self) -> None:
-        """List every engine and look up every VPN: the result replaces what the store knew."""
+        """List every engine and look up every VPN: the result replaces what the store knew.
+        Bounded by `RESYNC_DEADLINE_S` (a DockerUnavailable past it), whatever Docker does."""
         async with self._resync_lock:
-            self._resync_floor_nano = time.time_ns()
-            snapshot = self._store.generation
-            pool = self._pool()
-            ids = await self._docker.list_ids(pool_filters(pool))
-            listed = [
-                i for i in await asyncio.gather(*(self._docker.inspect(i) for i in ids)) if i is not None
-            ]
-            infos = [info for info in listed if is_engine(info.labels, pool)]
-            probes = [probe_observation(info) for info in listed if is_probe(info.labels, pool)]
-            now = time.time()
-            vpns = {name: await self._docker.inspect(name) for name in self._vpn_names()}
-            self._store.replace_engines([engine_sighting(info) for info in infos], snapshot)
-            self._store.replace_probes(probes, snapshot)
-            for name, info in vpns.items():
-                if not self._store.newer_than(f"vpn:{name}", snapshot):
-                    self._store.apply_vpn(name, ContainerSeen(container=vpn_container(info)), now)
-            self._store.note_resync()
-            self._store.set_docker(connected=True)
-            log.debug("resync_done", engines=len(infos), vpns=len(vpns))
+            try:
+                async with asyncio.timeout(self._resync_deadline_s):
+                    await self._resync()
+            except TimeoutError as exc:
+                raise DockerUnavailable(f"a resync took longer than {self._resync_deadline_s:g}s") from exc
 
-    async def apply(self, event: dict[str, Any]) -> None:
+    async def _resync(self) -> None:
+        self._resync_floor_nano = time.time_ns()
+        snapshot = self._store.generation
+        pool = self._pool()
+        ids = await self._docker.list_ids(pool_filters(pool))
+        gate = asyncio.Semaphore(RESYNC_CONCURRENCY)
+
+        async def inspect(ref: str) -> ContainerInfo | None:
+            async with gate:
+                return await self._docker.inspect(ref)
+
+        listed = [i for i in await asyncio.gather(*(inspect(i) for i in ids)) if i is not None]
+        infos = [info for info in listed if is_engine(info.labels, pool)]
+        probes = [probe_observation(info) for info in listed if is_probe(info.labels, pool)]
+        now = time.time()
+        names = self._vpn_names()
+        vpns = dict(zip(names, await asyncio.gather(*(inspect(n) for n in names)), strict=True))
+        self._store.replace_engines([engine_sighting(info) for info in infos], snapshot)
+        self._store.replace_probes(probes, snapshot)
+        for name, info in vpns.items():
+            if not self._store.newer_than(f"vpn:{name}", snapshot):
+                self._store.apply_vpn(name, ContainerSeen(container=vpn_container(info)), now)
+        self._store.note_resync()
+        self._store.set_docker(connected=True)
+        log.debug("resync_done", engines=len(infos), vpns=len(vpns))
+
+    def apply(self, event: dict[str, Any]) -> None:
+        """Apply what the event itself says at once; the follow-up inspect runs on its own
+        (`Inspections`), so a hung inspect never holds up the next event."""
         self._store.note_event()
         time_nano = int(event.get("timeNano") or int(event.get("time", 0)) * 1_000_000_000)
         self.last_time_nano = max(self.last_time_nano or 0, time_nano)
@@ -139,23 +167,28 @@ class EventSource:
         container_id = str(actor.get("ID", ""))
         attributes = actor.get("Attributes") or {}
         action = str(event.get("Action") or event.get("status") or "")
+        if action == SKIPPED_ACTION:
+            self.request_resync()  # the event it was is lost: look at everything again
+            return
         name = str(attributes.get("name", ""))
         at = time_nano / 1e9
         vpn = name if name in self._vpn_names() else self._store.vpn_name_of(container_id)
         if vpn is not None:
-            await self._apply_vpn(vpn, container_id, action, at, time_nano)
+            self._apply_vpn(vpn, container_id, action, at, time_nano)
         elif is_engine(attributes, self._pool()) or container_id in self._store.engines:
-            await self._apply_engine(container_id, action, at)
+            self._apply_engine(container_id, action, at)
         elif is_probe(attributes, self._pool()) or container_id in self._store.probes:
-            await self._apply_probe(container_id, action, at, time_nano)
+            self._apply_probe(container_id, action, at, time_nano)
 
-    async def _apply_vpn(self, vpn: str, container_id: str, action: str, at: float, time_nano: int) -> None:
+    def _apply_vpn(self, vpn: str, container_id: str, action: str, at: float, time_nano: int) -> None:
+        key = f"vpn:{vpn}"
         if action.startswith("health_status"):
             health = HEALTH_STATES.get(action.partition(":")[2].strip())
             # an event older than the last resync's listing is already reflected in it
             if health is not None and time_nano >= self._resync_floor_nano:
                 visible = len(self._store.visible)
                 self._store.apply_vpn(vpn, HealthReported(container_id=container_id, health=health), at)
+                self._inspections.overtaken(key)
                 if len(self._store.visible) < visible:
                     # from Docker's own event time to the visible set no longer listing them
                     self._on_hidden((time.time_ns() - time_nano) / 1e9)
@@ -166,24 +199,42 @@ class EventSource:
         current = self._store.vpns.get(vpn)
         if action == "destroy" and (current is None or current.container_id != container_id):
             return  # an old container of that name went: the current one is unaffected
-        info = await self._docker.inspect(vpn)
-        self._store.apply_vpn(vpn, ContainerSeen(container=vpn_container(info)), at)
 
-    async def _apply_engine(self, container_id: str, action: str, at: float) -> None:
+        async def inspect_vpn() -> Callable[[], None]:
+            info = await self._docker.inspect(vpn)
+
+            def apply() -> None:
+                self._store.apply_vpn(vpn, ContainerSeen(container=vpn_container(info)), at)
+
+            return apply
+
+        self._inspections.want(key, inspect_vpn)
+
+    def _apply_engine(self, container_id: str, action: str, at: float) -> None:
+        self._inspections.overtaken(container_id)
         if action == "destroy":
             self._store.drop_engine(container_id)
             return
         engine = self._store.engines.get(container_id)
         if action in ENGINE_STOPPED and engine is not None and at >= (engine.started_at or 0.0):
             self._store.set_engine_status(container_id, ENGINE_STOPPED[action])
-        info = await self._docker.inspect(container_id)
-        if info is None:
-            self._store.drop_engine(container_id)
-        elif is_engine(info.labels, self._pool()):
-            self._store.upsert_engine(engine_sighting(info))
 
-    async def _apply_probe(self, container_id: str, action: str, at: float, time_nano: int) -> None:
+        async def inspect_engine() -> Callable[[], None]:
+            info = await self._docker.inspect(container_id)
+
+            def apply() -> None:
+                if info is None:
+                    self._store.drop_engine(container_id)
+                elif is_engine(info.labels, self._pool()):
+                    self._store.upsert_engine(engine_sighting(info))
+
+            return apply
+
+        self._inspections.want(container_id, inspect_engine)
+
+    def _apply_probe(self, container_id: str, action: str, at: float, time_nano: int) -> None:
         """A tunnel probe's events: its verdict on the tunnel goes to its VPN at once."""
+        self._inspections.overtaken(container_id)
         known = self._store.probes.get(container_id)
         if action == "destroy":
             self._store.drop_probe(container_id)
@@ -194,28 +245,45 @@ class EventSource:
             health = action.partition(":")[2].strip()
             if health not in ("healthy", "unhealthy") or time_nano < self._resync_floor_nano:
                 return
-            if health == "unhealthy":  # a dead tunnel, or a probe that cannot run at all?
+            if health == "healthy":
+                if known is not None:
+                    self._report_probe(known, True, at)
+                return
+
+            async def dead_tunnel_or_broken_probe() -> Callable[[], None] | None:
                 info = await self._docker.inspect(container_id)
                 why = cannot_run(info) if info is not None else None
-                if known is not None:
+                if known is None:
+                    return None
+
+                def apply() -> None:
                     visible = len(self._store.visible)
                     self._report_probe(known, None if why else False, at, error=why)
                     if len(self._store.visible) < visible:
                         self._on_hidden((time.time_ns() - time_nano) / 1e9)
-                return
-            if known is not None:
-                self._report_probe(known, True, at)
+
+                return apply
+
+            self._inspections.want(container_id, dead_tunnel_or_broken_probe)
             return
-        info = await self._docker.inspect(container_id)
-        if info is None or not is_probe(info.labels, self._pool()):
-            self._store.drop_probe(container_id)
-            if known is not None:
-                self._report_probe(known, None, at)
-            return
-        probe = probe_observation(info)
-        self._store.upsert_probe(probe)
-        if probe.status != "running":
-            self._report_probe(known or probe, None, at)
+
+        async def inspect_probe() -> Callable[[], None]:
+            info = await self._docker.inspect(container_id)
+
+            def apply() -> None:
+                if info is None or not is_probe(info.labels, self._pool()):
+                    self._store.drop_probe(container_id)
+                    if known is not None:
+                        self._report_probe(known, None, at)
+                    return
+                probe = probe_observation(info)
+                self._store.upsert_probe(probe)
+                if probe.status != "running":
+                    self._report_probe(known or probe, None, at)
+
+            return apply
+
+        self._inspections.want(container_id, inspect_probe)
 
     def _report_probe(self, probe: ProbeObs, up: bool | None, at: float, error: str | None = None) -> None:
         verdict = ProbeReported(vpn_id=probe.vpn_id, started_at=probe.started_at, up=up, error=error)

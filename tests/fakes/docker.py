@@ -186,9 +186,15 @@ class FakeDocker:
         return self.containers.get(ref) or next((c for c in self.containers.values() if c.name == ref), None)
 
     async def inspect(self, ref: str) -> ContainerInfo | None:
+        """`holds["answer:<ref>"]` holds the answer *after* it was read: a reply Docker took
+        long to deliver, older than what happened meanwhile."""
         await self._enter("inspect", ref)
         container = self._find(ref)
-        return None if container is None else container.info()
+        answer = None if container is None else container.info()
+        late = self.holds.get(f"answer:{ref}")
+        if late is not None:
+            await late.wait()
+        return answer
 
     async def list_ids(self, labels: list[str]) -> list[str]:
         await self._enter("list", ",".join(labels))

@@ -268,15 +268,27 @@ async def test_circuit_breaker(make_api: MakeApi) -> None:
     assert provisioning["last_failure"] is not None
 
 
-async def test_docker_unreachable_is_a_general_error(make_api: MakeApi) -> None:
+@pytest.mark.parametrize(
+    "error", ["cannot connect to the Docker socket", None], ids=["refused", "stream_ended"]
+)
+async def test_while_docker_reconnects_the_proxy_is_told_to_wait(
+    make_api: MakeApi, error: str | None
+) -> None:
     api = await make_api(NO_SPARE)
     await busy(api, 0)
-    api.store.set_docker(connected=False, error="cannot connect to the Docker socket")
+    api.store.note_resync()  # it was connected
+    api.store.set_docker(connected=False, error=error)
 
     got, answer = await api.post("/provision/acestream", {})
 
-    assert got == 500 and answer["detail"]["code"] == "general_error"
-    assert "Docker" in answer["detail"]["message"]
+    assert got == 503, answer
+    detail = answer["detail"]
+    assert detail["code"] == "docker_unavailable" and "Docker" in detail["message"]
+    assert detail["should_wait"] is True and detail["can_retry"] is True
+    assert 0 < detail["recovery_eta_seconds"] <= 10
+    status = (await api.get("/orchestrator/status"))[1]["provisioning"]
+    assert status["blocked_reason_details"]["code"] == "docker_unavailable"
+    assert status["can_provision"] is False and status["blocked_reason_details"]["should_wait"] is True
 
 
 async def test_the_wait_while_an_engine_is_prepared_follows_how_long_engines_take(make_api: MakeApi) -> None:

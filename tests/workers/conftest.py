@@ -68,14 +68,16 @@ async def _control_server_stand_in(store: StateStore) -> None:
 
 @asynccontextmanager
 async def world(
-    yaml_text: str, docker: FakeDocker | None = None, *, act: bool = False
+    yaml_text: str, docker: FakeDocker | None = None, *, act: bool = False, resync_deadline_s: float = 60.0
 ) -> AsyncIterator[World]:
     """The event source on `docker`; with `act`, the executor and reconcile loop too."""
     config = parse_config(yaml_text, source="test.yaml", env={})
     fake = docker or FakeDocker()
     store = StateStore()
     held: list[World] = []  # the world, once made: its config is the one in force
-    events = EventSource(fake, store, lambda: held[0].config if held else config)
+    events = EventSource(
+        fake, store, lambda: held[0].config if held else config, resync_deadline_s=resync_deadline_s
+    )
     executor = Executor(fake, store, lambda: held[0].config.desired)
     loop = ReconcileLoop(store, executor, lambda: held[0].config.desired)
     running: list[asyncio.Task[None]] = []

@@ -182,3 +182,44 @@ async def test_lost_stream_reconnects_and_resyncs_what_it_missed() -> None:
         await w.until("reconnected", lambda: w.store.docker_connected, within=5)
         assert engine.id not in w.store.engines
         assert docker.calls["events"] >= 3 and w.store.resyncs >= 2
+
+
+async def test_an_inspect_that_never_returns_stops_no_other_event() -> None:
+    docker = FakeDocker()
+    docker.run("gluetun")
+    engine = docker.run("acestream-engine-0", health=None, labels=ENGINE_LABELS)
+    async with world(ONE_VPN, docker) as w:
+        await w.until("engine adopted", lambda: engine.id in w.store.engines)
+        docker.holds[f"inspect:{engine.id}"] = asyncio.Event()  # never set: containerd is stuck
+        docker.emit(engine, "start")  # its follow-up inspect hangs
+        await asyncio.sleep(0.05)
+        docker.set_health("gluetun", "unhealthy")
+        await w.until("the VPN's failure applied", lambda: w.store.vpns["gluetun"].state == "unhealthy")
+
+
+async def test_an_inspect_answer_overtaken_by_an_event_is_not_applied() -> None:
+    docker = FakeDocker()
+    docker.run("gluetun")
+    engine = docker.run("acestream-engine-0", health=None, labels=ENGINE_LABELS)
+    async with world(ONE_VPN, docker) as w:
+        await w.until("engine adopted", lambda: engine.id in w.store.engines)
+        docker.holds[f"answer:{engine.id}"] = late = asyncio.Event()
+        docker.emit(engine, "start")  # inspected now (running), answered late
+        await asyncio.sleep(0.05)
+        docker.containers.pop(engine.id)
+        docker.emit(engine, "destroy")
+        await w.until("engine dropped", lambda: engine.id not in w.store.engines)
+        late.set()  # the old answer arrives: "running"
+        await asyncio.sleep(0.05)
+        assert engine.id not in w.store.engines
+
+
+async def test_a_resync_that_hangs_ends_at_its_deadline_and_frees_the_next() -> None:
+    docker = FakeDocker()
+    async with world(ONE_VPN, docker, resync_deadline_s=0.2) as w:
+        docker.holds["list"] = hold = asyncio.Event()
+        with pytest.raises(DockerUnavailable, match="resync took longer"):
+            await w.events.resync()
+        hold.set()
+        await w.events.resync()  # the lock was released
+        assert w.store.resyncs >= 2

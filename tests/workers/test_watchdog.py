@@ -1,0 +1,48 @@
+"""The watchdog ends a daemon stuck inside (so Docker's restart policy starts a fresh one), and
+leaves a working one alone."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+from orchestrator.state.store import StateStore
+from orchestrator.workers.watchdog import EXIT_STUCK, Watchdog
+
+
+async def test_a_blocked_event_loop_is_ended_from_its_thread() -> None:
+    exited: list[int] = []
+    done = threading.Event()
+
+    def exit_(code: int) -> None:
+        exited.append(code)
+        done.set()
+
+    dog = Watchdog(StateStore(), loop_stall_s=2.5, exit=exit_)
+    task = asyncio.create_task(dog.run())
+    await asyncio.sleep(0.1)
+    done.wait(timeout=10)  # blocks the loop, as a stuck synchronous call would
+    task.cancel()
+    assert exited == [EXIT_STUCK]
+
+
+async def test_an_event_source_stuck_while_docker_answers_is_ended() -> None:
+    store = StateStore()
+    store.set_docker(connected=True)
+    store.note_resync(at=time.time() - 100)
+    exited: list[int] = []
+    dog = Watchdog(store, progress_exit_s=50, exit=exited.append)
+    await asyncio.wait_for(dog.run(), timeout=5)
+    assert exited == [EXIT_STUCK]
+
+
+async def test_a_working_daemon_and_one_waiting_for_docker_are_left_alone() -> None:
+    store = StateStore()
+    store.set_docker(connected=False, error="refused")
+    store.note_resync(at=time.time() - 100)  # no progress, but Docker is the one down: no exit
+    exited: list[int] = []
+    task = asyncio.create_task(Watchdog(store, loop_stall_s=4, progress_exit_s=50, exit=exited.append).run())
+    await asyncio.sleep(2.5)
+    task.cancel()
+    assert exited == []
