@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from tests.integration.harness import Daemon
 from tests.realvpn.bed import RealVpnBed, broken_prerequisites, missing_prerequisites
 
 
@@ -29,9 +30,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-    """A failed test's report gets the tail of its beds' Gluetun and WireGuard-server logs."""
+    """A failed test's report gets the tail of its daemons' logs and of its beds' Gluetun and
+    WireGuard-server logs."""
     report = yield
     if report.failed and report.when == "call":
+        for daemon in [v for v in getattr(item, "funcargs", {}).values() if isinstance(v, Daemon)]:
+            report.sections.append((f"daemon log {daemon.workdir}", daemon.log()[-15000:]))
         for bed in {
             id(v): v for v in getattr(item, "funcargs", {}).values() if isinstance(v, RealVpnBed)
         }.values():
