@@ -7,12 +7,12 @@ module-scoped: a module's tests share one bed, in file order, and it is always t
 
 Everything skips with a reason when the shared tools (`../shared/tools`) are absent, and fails
 when anything else is missing (images: testbed/realvpn/build-images.sh, which `make test`
-runs). `REALVPN_LABEL=KEY=VALUE` changes the label the bed's containers carry (default
-acestream-orchestrator-test=1).
+runs). The bed's containers carry this session's label; `REALVPN_LABEL=KEY=VALUE` names another.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -20,6 +20,7 @@ import pytest
 
 from tests.integration.harness import Daemon
 from tests.realvpn.bed import RealVpnBed, broken_prerequisites, missing_prerequisites
+from tests.realvpn.daemon import BED_LABEL
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -64,6 +65,9 @@ def real_vpn_factory(realvpn_available: None) -> Iterator[BedFactory]:
     def factory(
         gluetuns: int = 1, configure: Callable[[RealVpnBed], Any] | None = None, **kwargs: Any
     ) -> RealVpnBed:
+        # this session's label (unless REALVPN_LABEL names another): a concurrent suite's
+        # clean-up (harness.remove_test_containers) then leaves this live bed alone
+        kwargs.setdefault("label", os.environ.get("REALVPN_LABEL") or BED_LABEL)
         bed = RealVpnBed(gluetuns, **kwargs)
         if configure is not None:
             configure(bed)  # e.g. lambda b: b.spec(b.gluetun).publish(19000)

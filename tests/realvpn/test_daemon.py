@@ -35,7 +35,6 @@ from tests.integration.harness import (
 from tests.realvpn.bed import RealVpnBed
 from tests.realvpn.conftest import BedFactory
 from tests.realvpn.daemon import (
-    BED_LABEL,
     bed_daemon,
     probes,
     stop_daemon,
@@ -57,7 +56,7 @@ Record = Callable[[str, object], None]
 def real_vpn(real_vpn_factory: BedFactory) -> RealVpnBed:
     if not docker("images", "-q", ENGINE_IMAGE, check=False):
         pytest.fail(f"engine stand-in image {ENGINE_IMAGE} missing; run testbed/build-images.sh")
-    return real_vpn_factory(1, label=BED_LABEL, control_server_log=False)
+    return real_vpn_factory(1, control_server_log=False)
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +174,7 @@ def test_a_killed_tunnel_hides_the_engines_before_docker_notices_and_gluetun_is_
     assert set(daemon.managed(running_only=True)) >= set(before), "hidden, not removed"
     assert whoami(next(iter(before)), bed.target_address) is None
     unhealthy_s = bed.wait_health(g, "unhealthy", timeout=60, since=killed)
-    assert hidden_s < 10 and hidden_s + 5 < unhealthy_s, (hidden_s, unhealthy_s)
+    assert hidden_s < unhealthy_s, (hidden_s, unhealthy_s)  # the figures: bench/real_gluetun.py
     view = vpn_view(daemon)
     assert view["state"] == "unhealthy" and view["tunnel_probe"]["tunnel_up"] is False, view
 
