@@ -49,7 +49,8 @@ def _lines_of(node: yaml.Node, prefix: str, out: dict[str, int]) -> None:
             _lines_of(value_node, path, out)
 
 
-def _parse_yaml(text: str, source: str) -> tuple[dict[str, Any], dict[str, int]]:
+def _parse_yaml(text: str, source: str) -> tuple[dict[str, Any] | None, dict[str, int]]:
+    """The top-level mapping (None: no document at all) and the line of every key."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -59,7 +60,7 @@ def _parse_yaml(text: str, source: str) -> tuple[dict[str, Any], dict[str, int]]
     except yaml.YAMLError as exc:
         raise ConfigError(f"invalid YAML: {exc}", source=source) from exc
     if data is None:
-        return {}, {}
+        return None, {}
     if not isinstance(data, dict):
         raise ConfigError("the top level must be a mapping of sections", source=source, line=1)
     lines: dict[str, int] = {}
@@ -235,8 +236,18 @@ def _launch_template(v: dict[str, Any], fail: Callable[..., ConfigError]) -> Lau
     return template
 
 
-def parse_config(text: str, *, source: str, env: Mapping[str, str] | None = None) -> Config:
-    data, lines = _parse_yaml(text, source)
+def parse_config(
+    text: str, *, source: str, env: Mapping[str, str] | None = None, allow_empty: bool = True
+) -> Config:
+    """`allow_empty=False`: a file with no keys at all is an error (the watcher's view: at run
+    time an empty file is an editor half-way through a write, not "every key at its default")."""
+    parsed, lines = _parse_yaml(text, source)
+    if parsed is None and not allow_empty:
+        raise ConfigError(
+            "the file is empty (a write under way?); write `{}` to mean every key at its default",
+            source=source,
+        )
+    data = parsed or {}
     v, sources = _validated(data, lines, source, os.environ if env is None else env)
     fail = _blame(lines, sources)
     _cross_check(v, fail)
@@ -287,7 +298,7 @@ def parse_config(text: str, *, source: str, env: Mapping[str, str] | None = None
 MAX_FILE_BYTES = 1024 * 1024
 
 
-def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
+def load_config(path: Path, env: Mapping[str, str] | None = None, *, allow_empty: bool = True) -> Config:
     """Read and parse the file; never blocks on something that is not a plain file (a FIFO
     would hang the daemon) and never reads more than `MAX_FILE_BYTES`."""
     try:
@@ -308,4 +319,4 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
         raise ConfigError(f"cannot read the file: {exc.strerror}", source=str(path)) from exc
     except UnicodeDecodeError as exc:
         raise ConfigError("the file is not UTF-8 text", source=str(path)) from exc
-    return parse_config(text, source=str(path), env=env)
+    return parse_config(text, source=str(path), env=env, allow_empty=allow_empty)

@@ -2,13 +2,14 @@
 
 Every part of the daemon reads the config through `ConfigWatcher.current` (one getter, no copies
 patched on reload). The file is checked a few times a second (one `stat`; editors that replace
-the file and Kubernetes-style symlink swaps are both seen). A valid edit is vetted against the
-config in force (keys that need a restart keep their value, with a warning), then replaces it at
-once; an invalid one is logged with its file, line and key, shown on `/status`, and the last good
-configuration stays in force. Each new file is compared with the config *in force*, so an edit
-refused once stays refused on every later edit until the daemon restarts. A valid edit the world
-cannot take yet (a VPN container name that does not exist) is *held*: reported, the config in
-force unchanged, and put in force once it can be.
+the file and Kubernetes-style symlink swaps are both seen), and read once a change has settled
+(the same `stat` two checks in a row), never half-written; an empty file at run time is an
+error. A valid edit is vetted against the config in force (keys that need a restart keep their
+value, with a warning), then replaces it at once; an invalid one is logged with its file, line
+and key, shown on `/status`, and the last good configuration stays in force. Each new file is
+compared with the config *in force*, so an edit refused once stays refused on every later edit
+until the daemon restarts. A valid edit the world cannot take yet (a VPN container name that
+does not exist) is *held*: reported, the config in force unchanged, and put in force once it can.
 """
 
 from __future__ import annotations
@@ -114,6 +115,7 @@ class ConfigWatcher:
         self._hold = hold
         self._on_held = on_held
         self._seen = _fingerprint(path) if path is not None else None
+        self._changing: tuple[int, int, int] | None = None
 
     @property
     def wanted(self) -> Config:
@@ -133,14 +135,20 @@ class ConfigWatcher:
             self.check()
 
     def check(self) -> None:
+        """Read the file once a change of it has settled: unchanged since the previous check
+        (one poll interval), so an editor's write under way is not read half-written."""
         if self.path is None:
             return
         seen = _fingerprint(self.path)
         if seen == self._seen:
+            self._changing = None
             return
-        self._seen = seen
+        if seen != self._changing:
+            self._changing = seen  # changed since the last look: look again next time
+            return
+        self._seen, self._changing = seen, None
         try:
-            loaded = load_config(self.path)
+            loaded = load_config(self.path, allow_empty=False)
         except ConfigError as exc:
             self.error, self.error_at = exc, time.time()
             log.error(

@@ -18,6 +18,12 @@ def edit(path: Path, text: str) -> None:
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
 
 
+def settle(watcher: ConfigWatcher) -> None:
+    """Two looks a poll apart: a change is read once it has settled."""
+    watcher.check()
+    watcher.check()
+
+
 def watching(tmp_path: Path, text: str = BASE, **kw: object) -> tuple[ConfigWatcher, Path, list[Config]]:
     path = tmp_path / "orchestrator.yaml"
     path.write_text(text)
@@ -35,16 +41,16 @@ def test_a_refused_pool_rename_stays_refused_through_later_edits_and_its_undo(tm
     watcher, path, applied = watching(tmp_path)
 
     edit(path, BASE.replace("pool: main", "pool: other"))
-    watcher.check()
+    settle(watcher)
     assert watcher.current.desired.engines.pool == "main" and applied == []
 
     edit(path, BASE.replace("pool: main", "pool: other").replace("min_replicas: 2", "min_replicas: 3"))
-    watcher.check()  # an unrelated edit: applied, the rename still refused
+    settle(watcher)  # an unrelated edit: applied, the rename still refused
     assert watcher.current.desired.engines.min_replicas == 3
     assert watcher.current.desired.engines.pool == "main"
 
     edit(path, BASE.replace("min_replicas: 2", "min_replicas: 3"))
-    watcher.check()  # the rename undone: nothing to apply
+    settle(watcher)  # the rename undone: nothing to apply
     assert watcher.current.desired.engines.pool == "main"
     assert [c.desired.engines.pool for c in applied] == ["main"]
 
@@ -52,7 +58,7 @@ def test_a_refused_pool_rename_stays_refused_through_later_edits_and_its_undo(tm
 def test_state_dir_changes_wait_for_a_restart(tmp_path: Path) -> None:
     watcher, path, _ = watching(tmp_path, BASE + "state_dir: /var/lib/a\n")
     edit(path, BASE + "state_dir: /var/lib/b\nlog_level: DEBUG\n")
-    watcher.check()
+    settle(watcher)
     assert watcher.current.log_level == "DEBUG"
     assert watcher.current.state_dir == Path("/var/lib/a")
 
@@ -71,7 +77,7 @@ def test_an_edit_naming_a_vpn_that_does_not_exist_waits_for_it(tmp_path: Path) -
     )
 
     edit(path, BASE + vpns.replace("NAME", "gluetn"))  # the typo
-    watcher.check()
+    settle(watcher)
     assert watcher.current.desired.vpn.containers == ("gluetun",)
     assert watcher.held is not None and "gluetn" in watcher.held
     assert watcher.wanted.desired.vpn.containers == ("gluetn",)
@@ -91,8 +97,36 @@ def test_a_held_edit_is_dropped_when_the_file_goes_back(tmp_path: Path) -> None:
         hold=lambda current, wanted: "missing" if "typo" in wanted.desired.vpn.containers else None,
     )
     edit(path, good.replace("gluetun", "typo"))
-    watcher.check()
+    settle(watcher)
     assert watcher.held == "missing"
     edit(path, good)
-    watcher.check()
+    settle(watcher)
     assert watcher.held is None and applied == [] and watcher.wanted == watcher.current
+
+
+def test_a_change_is_read_only_once_it_has_settled_and_an_empty_file_is_an_error(tmp_path: Path) -> None:
+    watcher, path, applied = watching(tmp_path)
+    edit(path, BASE.replace("min_replicas: 2", "min_replicas: 5"))
+    watcher.check()
+    assert applied == []  # just changed: maybe still being written
+    watcher.check()
+    assert watcher.current.desired.engines.min_replicas == 5
+
+    edit(path, "")  # an editor truncated it and has not written yet
+    settle(watcher)
+    assert watcher.error is not None and "empty" in str(watcher.error)
+    assert watcher.current.desired.engines.min_replicas == 5
+
+    edit(path, "{}\n")  # said on purpose: every key at its default (the pool stays: set at start)
+    settle(watcher)
+    assert watcher.error is None and watcher.current.desired.engines.min_replicas == 3
+
+
+def test_a_deleted_file_keeps_the_config_and_its_return_applies(tmp_path: Path) -> None:
+    watcher, path, _ = watching(tmp_path)
+    path.unlink()
+    settle(watcher)
+    assert watcher.error is not None and "cannot read" in str(watcher.error)
+    edit(path, BASE.replace("min_replicas: 2", "min_replicas: 4"))
+    settle(watcher)
+    assert watcher.error is None and watcher.current.desired.engines.min_replicas == 4
