@@ -1,4 +1,5 @@
-"""Shared pieces of the benchmarks: Docker event timestamps, summaries, result files."""
+"""Shared pieces of the benchmarks: a daemon on the stand-ins, Docker event timestamps,
+summaries, result files."""
 
 from __future__ import annotations
 
@@ -7,11 +8,54 @@ import json
 import os
 import statistics
 import subprocess
+import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
+from tests.integration.harness import (
+    ENGINE_IMAGE,
+    ENGINE_LAUNCH,
+    NO_PROBE,
+    Daemon,
+    remove_test_containers,
+    session_labels,
+)
+
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def bench_daemon(
+    prefix: str, engines: dict[str, Any], vpn: dict[str, Any] | None = None, log_level: str = "INFO"
+) -> Daemon:
+    """A daemon (not started) on the stand-in engines, in a pool and a workdir of its own, its
+    engines labelled for clean-up, the tunnel probe off (it would dial a public address)."""
+    run_id = uuid.uuid4().hex[:8]
+    return Daemon(
+        workdir=Path(tempfile.mkdtemp(prefix=f"bench-{prefix}-")),
+        run_id=run_id,
+        config={
+            "engines": {
+                "image": ENGINE_IMAGE,
+                "launch": ENGINE_LAUNCH,
+                "pool": f"bench-{run_id}",
+                "address": "ip",
+                "labels": session_labels(run_id),
+                **engines,
+            },
+            "vpn": {**(vpn or {}), "tunnel_probe": NO_PROBE},
+            "log_level": log_level,
+        },
+    )
+
+
+def stop_daemon(daemon: Daemon) -> None:
+    """Stop the daemon (if it runs) and remove every container this session made."""
+    if daemon.process is not None and daemon.process.poll() is None:
+        daemon.process.terminate()
+        daemon.process.wait(timeout=10)
+    remove_test_containers()
 
 
 class EventWatch:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -23,16 +22,11 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import EventWatch, machine, summary, write_result
+from bench.common import EventWatch, bench_daemon, machine, stop_daemon, summary, write_result
 from tests.integration.harness import (
-    ENGINE_IMAGE,
-    ENGINE_LAUNCH,
-    NO_PROBE,
     Daemon,
     docker,
-    remove_test_containers,
     run_gluetun,
-    session_labels,
     set_vpn_health,
     wait_vpn_health,
 )
@@ -83,30 +77,10 @@ def main() -> int:
     args = parser.parse_args()
     suffix = uuid.uuid4().hex[:6]
     a, b = f"bench-gluetun-a-{suffix}", f"bench-gluetun-b-{suffix}"
-    workdir = Path(tempfile.mkdtemp(prefix="bench-hide-"))
-    run_id = uuid.uuid4().hex[:8]
-    daemon = Daemon(
-        workdir=workdir,
-        run_id=run_id,
-        config={
-            "engines": {
-                "image": ENGINE_IMAGE,
-                "launch": ENGINE_LAUNCH,
-                "pool": f"bench-{run_id}",
-                "min_replicas": 4,
-                "min_free": 0,
-                "max_replicas": 4,
-                "address": "ip",
-                "labels": session_labels(run_id),
-            },
-            "vpn": {
-                "mode": "redundant",
-                "containers": [a, b],
-                "unhealthy_restart_timeout_s": 600,
-                "tunnel_probe": NO_PROBE,
-            },
-            "log_level": "INFO",
-        },
+    daemon = bench_daemon(
+        "hide",
+        {"min_replicas": 4, "min_free": 0, "max_replicas": 4},
+        {"mode": "redundant", "containers": [a, b], "unhealthy_restart_timeout_s": 600},
     )
     try:
         for port, name in enumerate((a, b), start=40001):
@@ -118,11 +92,8 @@ def main() -> int:
         daemon.wait_engines(4, timeout=60)
         result = asyncio.run(measure(daemon, a, args.flips))
     finally:
-        if daemon.process is not None:
-            daemon.process.terminate()
-            daemon.process.wait(timeout=10)
         docker("rm", "-f", a, b, check=False)
-        remove_test_containers()
+        stop_daemon(daemon)
     report = {
         "what": "health_status timeNano -> first GET /engines reflecting it (redundant, 2x2 engines)",
         "flips": args.flips,

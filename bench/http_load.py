@@ -12,22 +12,16 @@ import argparse
 import re
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import machine, summary, write_result
+from bench.common import bench_daemon, machine, stop_daemon, summary, write_result
 from tests.integration.harness import (
-    ENGINE_IMAGE,
-    ENGINE_LAUNCH,
     Daemon,
     http_json,
-    remove_test_containers,
-    session_labels,
 )
 
 ENGINES = 20
@@ -71,23 +65,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=20)
     args = parser.parse_args()
-    run_id = uuid.uuid4().hex[:8]
-    daemon = Daemon(
-        workdir=Path(tempfile.mkdtemp(prefix="bench-http-")),
-        run_id=run_id,
-        config={
-            "engines": {
-                "image": ENGINE_IMAGE,
-                "launch": ENGINE_LAUNCH,
-                "pool": f"bench-{run_id}",
-                "min_replicas": ENGINES,
-                "min_free": 0,
-                "max_replicas": ENGINES + 1,
-                "address": "ip",
-                "labels": session_labels(run_id),
-            },
-            "log_level": "WARNING",
-        },
+    daemon = bench_daemon(
+        "http", {"min_replicas": ENGINES, "min_free": 0, "max_replicas": ENGINES + 1}, log_level="WARNING"
     )
     daemon.write_config()
     try:
@@ -109,10 +88,7 @@ def main() -> int:
             )
         busy = provision_ms(daemon, 50)
     finally:
-        if daemon.process is not None:
-            daemon.process.terminate()
-            daemon.process.wait(timeout=10)
-        remove_test_containers()
+        stop_daemon(daemon)
     write_result(
         "http_load",
         {

@@ -10,20 +10,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import machine, summary, write_result
+from bench.common import bench_daemon, machine, stop_daemon, summary, write_result
 from tests.integration.harness import (
-    ENGINE_IMAGE,
-    ENGINE_LAUNCH,
     Daemon,
     remove_test_containers,
-    session_labels,
 )
 
 
@@ -33,31 +28,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 def new_daemon(min_replicas: int) -> Daemon:
-    run_id = uuid.uuid4().hex[:8]
-    return Daemon(
-        workdir=Path(tempfile.mkdtemp(prefix="bench-pool-")),
-        run_id=run_id,
-        config={
-            "engines": {
-                "image": ENGINE_IMAGE,
-                "launch": ENGINE_LAUNCH,
-                "pool": f"bench-{run_id}",
-                "min_replicas": min_replicas,
-                "min_free": 0,
-                "max_replicas": 20,
-                "address": "ip",
-                "labels": session_labels(run_id),
-            },
-            "log_level": "INFO",
-        },
-    )
-
-
-def stop(daemon: Daemon) -> None:
-    if daemon.process is not None and daemon.process.poll() is None:
-        daemon.process.terminate()
-        daemon.process.wait(timeout=10)
-    remove_test_containers()
+    return bench_daemon("pool", {"min_replicas": min_replicas, "min_free": 0, "max_replicas": 20})
 
 
 def startup_to_ready(n: int) -> float:
@@ -69,7 +40,7 @@ def startup_to_ready(n: int) -> float:
         daemon.wait_engines(n, timeout=60)
         return time.monotonic() - began
     finally:
-        stop(daemon)
+        stop_daemon(daemon)
 
 
 def edit_to_ready(before: int, after: int) -> float:
@@ -83,7 +54,7 @@ def edit_to_ready(before: int, after: int) -> float:
         daemon.wait_engines(after, timeout=60)
         return time.monotonic() - began
     finally:
-        stop(daemon)
+        stop_daemon(daemon)
 
 
 def idle_cpu(engines: int, seconds: float) -> dict[str, float]:
@@ -103,7 +74,7 @@ def idle_cpu(engines: int, seconds: float) -> dict[str, float]:
             "cpu_percent_of_one_core": round(100 * used / seconds, 3),
         }
     finally:
-        stop(daemon)
+        stop_daemon(daemon)
 
 
 def main() -> int:

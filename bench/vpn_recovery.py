@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -23,17 +22,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import EventWatch, machine, summary, write_result
+from bench.common import EventWatch, bench_daemon, machine, stop_daemon, summary, write_result
 from tests.integration.harness import (
-    ENGINE_IMAGE,
-    ENGINE_LAUNCH,
-    NO_PROBE,
     Daemon,
     docker,
     engine_info,
-    remove_test_containers,
     run_gluetun,
-    session_labels,
     set_vpn_health,
     wait_for,
     wait_vpn_health,
@@ -107,28 +101,10 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     vpn = f"bench-gluetun-{uuid.uuid4().hex[:6]}"
-    run_id = uuid.uuid4().hex[:8]
-    daemon = Daemon(
-        workdir=Path(tempfile.mkdtemp(prefix="bench-vpn-")),
-        run_id=run_id,
-        config={
-            "engines": {
-                "image": ENGINE_IMAGE,
-                "launch": ENGINE_LAUNCH,
-                "pool": f"bench-{run_id}",
-                "min_replicas": ENGINES,
-                "min_free": 0,
-                "address": "ip",
-                "labels": session_labels(run_id),
-            },
-            "vpn": {
-                "mode": "single",
-                "containers": [vpn],
-                "unhealthy_restart_timeout_s": 600,
-                "tunnel_probe": NO_PROBE,
-            },
-            "log_level": "INFO",
-        },
+    daemon = bench_daemon(
+        "vpn",
+        {"min_replicas": ENGINES, "min_free": 0},
+        {"mode": "single", "containers": [vpn], "unhealthy_restart_timeout_s": 600},
     )
     try:
         run_gluetun(vpn)
@@ -138,11 +114,8 @@ def main() -> int:
         daemon.wait_engines(ENGINES, timeout=60)
         result = asyncio.run(run(daemon, vpn, args.rounds))
     finally:
-        if daemon.process is not None:
-            daemon.process.terminate()
-            daemon.process.wait(timeout=10)
         docker("rm", "-f", vpn, check=False)
-        remove_test_containers()
+        stop_daemon(daemon)
     write_result(
         "vpn_recovery",
         {

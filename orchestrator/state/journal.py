@@ -30,6 +30,7 @@ log = structlog.get_logger()
 
 FILE = "streams.db"
 ENDED_KEPT = 1000
+PRUNE_EVERY = 100  # ended streams written between two prunings of the history
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS streams (
     id TEXT PRIMARY KEY, container_id TEXT NOT NULL, key_type TEXT NOT NULL, key TEXT NOT NULL,
@@ -122,6 +123,7 @@ class StreamJournal:
         self.path = directory / FILE if directory is not None else None
         self.error: str | None = None if directory is not None else "no state directory configured"
         self._db: sqlite3.Connection | None = None
+        self._ended_rows = 0
 
     def open(self) -> Loaded:
         """Open (creating what is missing) and read back what was kept; never raises."""
@@ -175,6 +177,7 @@ class StreamJournal:
             db.close()
             raise
         self._db, self.error = db, None
+        self._ended_rows = db.execute("SELECT COUNT(*) FROM streams WHERE status = 'ended'").fetchone()[0]
         log.info("state_loaded", file=str(path), streams=len(loaded.active), ended=len(loaded.ended))
         return loaded
 
@@ -208,13 +211,19 @@ class StreamJournal:
         with self._writing() as db:
             if db is None:
                 return
-            db.executemany(INSERT_STREAM, [_row(s) for s in streams])
+            rows = [_row(s) for s in streams]
+            db.executemany(INSERT_STREAM, rows)
             db.executemany("INSERT OR REPLACE INTO last_usage VALUES (?, ?)", usage.items())
-            db.execute(
-                "DELETE FROM streams WHERE status = 'ended' AND id NOT IN (SELECT id FROM streams "
-                "WHERE status = 'ended' ORDER BY ended_at DESC LIMIT ?)",
-                (ENDED_KEPT,),
-            )
+            self._ended_rows += sum(1 for s in streams if s.status == "ended")
+            if self._ended_rows > ENDED_KEPT + PRUNE_EVERY:  # now and then, not on every change
+                db.execute(
+                    "DELETE FROM streams WHERE status = 'ended' AND ended_at < (SELECT ended_at FROM "
+                    "streams WHERE status = 'ended' ORDER BY ended_at DESC LIMIT 1 OFFSET ?)",
+                    (ENDED_KEPT - 1,),
+                )
+                self._ended_rows = db.execute(
+                    "SELECT COUNT(*) FROM streams WHERE status = 'ended'"
+                ).fetchone()[0]
 
     def forget_engine(self, container_id: str) -> None:
         with self._writing() as db:
