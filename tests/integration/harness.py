@@ -141,6 +141,27 @@ def remove_test_containers() -> None:
     ]
     if leftovers:
         docker("rm", "-f", *leftovers, check=False)
+    networks = docker(
+        "network",
+        "ls",
+        "--filter",
+        f"label={TEST_LABEL}=1",
+        "--format",
+        f'{{{{.ID}}}} {{{{.Label "{SESSION_LABEL}"}}}}',
+    )
+    for nid, _, owner in (line.partition(" ") for line in networks.splitlines()):
+        if not _session_alive(owner.strip()):
+            remove_network(nid)
+
+
+def remove_network(name: str) -> None:
+    """Remove a network, first cutting off whatever is still attached to it."""
+    attached = docker(
+        "network", "inspect", "-f", "{{range $id, $c := .Containers}}{{$id}} {{end}}", name, check=False
+    )
+    for container in attached.split():
+        docker("network", "disconnect", "-f", name, container, check=False)
+    docker("network", "rm", name, check=False)
 
 
 def free_port() -> int:

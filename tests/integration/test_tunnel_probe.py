@@ -27,6 +27,7 @@ from tests.integration.harness import (
     docker,
     inspect,
     label_args,
+    remove_network,
     run_gluetun,
     wait_for,
     wait_vpn_health,
@@ -60,7 +61,7 @@ def internet() -> Iterator[Internet]:
     assert info is not None
     yield Internet(network=name, ip=str(info["NetworkSettings"]["Networks"][name]["IPAddress"]))
     docker("rm", "-f", name, check=False)
-    docker("network", "rm", name, check=False)
+    remove_network(name)
 
 
 def vpn_on(internet: Internet, name: str) -> str:
