@@ -674,6 +674,12 @@ class StateStore:
             t.docker_down_since = time.time() if at is None else at
         self.changed()
 
+    def note_docker_error(self, error: str) -> None:
+        """A call failed while the event stream stays up (a resync Docker did not answer, a
+        hung dockerd): `/status` says so until the next resync succeeds."""
+        self._telemetry.docker_error = error
+        self.version += 1
+
     # -- derived -------------------------------------------------------------------------------
     def engine_with_streams(self, engine: EngineObs, now: float) -> EngineObs:
         """The engine as the planner sees it: an engine handed out by provisioning counts as

@@ -120,6 +120,7 @@ class EventSource:
             await self.resync()
         except DockerError as exc:
             log.warning("resync_failed", error=str(exc))
+            self._store.note_docker_error(str(exc))
 
     async def resync(self) -> None:
         """List every engine and look up every VPN: the result replaces what the store knew.

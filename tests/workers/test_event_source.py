@@ -223,3 +223,15 @@ async def test_a_resync_that_hangs_ends_at_its_deadline_and_frees_the_next() -> 
         hold.set()
         await w.events.resync()  # the lock was released
         assert w.store.resyncs >= 2
+
+
+async def test_a_failed_resync_is_shown_until_one_succeeds() -> None:
+    docker = FakeDocker()
+    async with world(ONE_VPN, docker, resync_deadline_s=0.2) as w:
+        docker.holds["list"] = hold = asyncio.Event()  # the event stream stays up: dockerd hangs
+        await w.events.resync_quietly()
+        assert w.store.docker_connected
+        assert "resync took longer" in (w.store.docker_error or "")
+        hold.set()
+        await w.events.resync()
+        assert w.store.docker_error is None
