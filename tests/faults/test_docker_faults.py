@@ -8,6 +8,7 @@ bounded by the daemon's own documented back-offs, never by a measured duration.
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -130,6 +131,28 @@ def test_hung_inspect_of_one_engine_holds_up_no_other_event(
     set_vpn_health(b, True)
     after = converged(daemon, 4)
     assert removed not in after  # the hung engine may be the one the scale-down removes
+
+
+def test_daemon_restarted_while_one_engine_cannot_be_inspected_serves_the_rest(
+    make_daemon: MakeDaemon, docker_proxy: DockerProxy
+) -> None:
+    daemon = make_daemon(env=docker_proxy.env, engines={"min_replicas": 2})
+    stuck, other = sorted(ids(daemon.wait_engines(2)))
+    rule = docker_proxy.stall("GET", INSPECT, container=stuck)
+    daemon.stop(signal.SIGKILL)
+    daemon.start()  # its first resync cannot inspect `stuck`
+    wait_for(
+        "Docker connected and the other engine served while one inspect hangs",
+        while_hung(
+            rule,
+            stuck,
+            lambda: daemon.status()["docker"]["connected"] and other in ids(daemon.engines()),
+        ),
+        timeout=60,
+    )
+    docker_proxy.remove(rule)
+    after = converged(daemon, 2)
+    assert other in after
 
 
 def test_failing_creates_back_off_and_leave_the_pool_serving(
