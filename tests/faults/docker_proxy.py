@@ -82,7 +82,6 @@ class DockerProxy:
         self._closing = False
         self._open: set[asyncio.StreamWriter] = set()  # both ends of every connection
         self._tasks: set[asyncio.Task[None]] = set()
-        self.requests: list[tuple[str, str]] = []  # (method, path) of every request seen
 
     @property
     def docker_host(self) -> str:
@@ -162,15 +161,9 @@ class DockerProxy:
     def thaw(self) -> None:
         self._thawed.set()
 
-    def count(self, method: str, path: str) -> int:
-        """Requests seen so far (whatever became of them) of `method` whose path matches `path`."""
-        with self._lock:
-            return sum(1 for m, p in self.requests if m == method and re.search(path, p))
-
     # -- the proxy's side ----------------------------------------------------------------------
     def _match(self, request: Request) -> Rule | None:
         with self._lock:
-            self.requests.append((request.method, request.path))
             for rule in self._rules:
                 if rule.matches(request):
                     rule.hits += 1
