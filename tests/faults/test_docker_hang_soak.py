@@ -40,7 +40,10 @@ def test_docker_hanging_for_minutes_turns_health_503_then_back(
     assert {e["container_id"] for e in daemon.engines()} == before  # what it knows, it still serves
 
     docker_proxy.thaw()
-    wait_for("/health 200", lambda: daemon.get("/health")[0] == 200, timeout=RECOVERED_S)
-    assert daemon.status()["docker"]["error"] is None
+    wait_for(
+        "/health 200 and a resync through (the error gone)",
+        lambda: daemon.get("/health")[0] == 200 and daemon.status()["docker"]["error"] is None,
+        timeout=RECOVERED_S,
+    )
     assert {e["container_id"] for e in daemon.engines()} == before and set(daemon.managed()) == before
     assert daemon.process is not None and daemon.process.poll() is None
