@@ -2,8 +2,9 @@
 #
 #   make check   everything that needs no Docker: lint, format, types, import contracts, and the
 #                unit, HTTP and in-memory worker tests (seconds)
-#   make test    check, then the Docker suites: the stand-ins' own checks, integration, the real
-#                Gluetun lane, the daemon's image and compose
+#   make test    check, then the Docker suites: the stand-ins' own checks, integration, the fault
+#                suite's fast subset, the real Gluetun lane, the daemon's image and compose
+#   make soak    the long fault runs (about 30 minutes): kill rounds, churn, fuzzing
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -12,7 +13,7 @@ SOURCES := orchestrator reconcilers tests docker bench
 PYTEST := $(BIN)/pytest -q
 
 .PHONY: install docker images realvpn-images sidecar-image lint format format-check types imports \
-	fast check standins integration realvpn sidecar test run demo bench bench-realvpn clean
+	fast check standins integration faults realvpn sidecar test soak run demo bench bench-realvpn clean
 
 install: $(STAMP)
 
@@ -68,6 +69,10 @@ standins: images
 integration: install images
 	$(PYTEST) tests/integration
 
+# The fault suite's fast subset (tests/faults without the soak-marked runs)
+faults: install images
+	$(PYTEST) tests/faults -m 'not soak'
+
 realvpn: install images realvpn-images
 	$(PYTEST) tests/realvpn
 
@@ -76,7 +81,7 @@ sidecar: install images sidecar-image
 
 # Everything CI runs, from a fresh machine: the checks first (fail fast, no Docker), then the
 # Docker engine, the stand-in images, the daemon's image and the suites that need them.
-test: check standins integration realvpn sidecar
+test: check standins integration faults realvpn sidecar
 
 run: install
 	$(BIN)/acestream-orchestrator --config $(or $(CONFIG),config.example.yaml)
@@ -97,6 +102,12 @@ bench: install images
 # The daemon behind the real Gluetun v3.39.1 (about 20 minutes: a 10-minute false-hide window)
 bench-realvpn: install images realvpn-images
 	$(BIN)/python bench/real_gluetun.py
+
+# The long fault runs: tests/faults -m soak (each writes its figures to bench/results/), the
+# HTTP fuzzing at 200 examples a route.
+soak: install images
+	$(PYTEST) tests/faults -m soak
+	FUZZ_EXAMPLES=200 $(PYTEST) tests/http/test_schema_fuzz.py
 
 clean:
 	bash testbed/cleanup.sh acestream-orchestrator-demo=1 || true

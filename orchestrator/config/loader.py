@@ -49,11 +49,36 @@ def _lines_of(node: yaml.Node, prefix: str, out: dict[str, int]) -> None:
             _lines_of(value_node, path, out)
 
 
+# A document's nodes, each alias counted every time it is used: far more than any real
+# configuration has, far fewer than an alias bomb ("billion laughs") expands to.
+MAX_NODES = 100_000
+
+
+def _refuse_alias_bombs(node: yaml.Node | None, source: str) -> None:
+    """A few lines of nested aliases stand for billions of nodes: whatever walks them (the
+    key lines below, the checks) would hang the daemon. Counted without recursion."""
+    pending = [node] if node is not None else []
+    for _ in range(MAX_NODES + 1):
+        if not pending:
+            return
+        current = pending.pop()
+        if isinstance(current, yaml.MappingNode):
+            pending.extend(part for pair in current.value for part in pair)
+        elif isinstance(current, yaml.SequenceNode):
+            pending.extend(current.value)
+    raise ConfigError(
+        f"the document expands to more than {MAX_NODES} values (aliases used over and over?)", source=source
+    )
+
+
 def _parse_yaml(text: str, source: str) -> tuple[dict[str, Any] | None, dict[str, int]]:
     """The top-level mapping (None: no document at all) and the line of every key."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        _refuse_alias_bombs(node, source)
         data = yaml.safe_load(text)
+    except RecursionError as exc:  # PyYAML composes nested collections by recursion
+        raise ConfigError("invalid YAML: collections nested too deeply", source=source) from exc
     except yaml.MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else None
         raise ConfigError(f"invalid YAML: {exc.problem}", source=source, line=line) from exc

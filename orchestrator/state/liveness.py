@@ -22,7 +22,8 @@ def unhealthy_reasons(store: StateStore, now: float) -> list[str]:
         why = f": {store.docker_error}" if store.docker_error else ""
         reasons.append(f"Docker out of reach for {now - down:.0f}s{why}")
     elif down is None and now - store.progress_at >= PROGRESS_STALE_S:
+        why = f"; Docker: {store.docker_error}" if store.docker_error else ""
         reasons.append(
-            f"the event source made no progress for {now - store.progress_at:.0f}s (no event, no resync)"
+            f"the event source made no progress for {now - store.progress_at:.0f}s (no event, no resync){why}"
         )
     return reasons

@@ -23,7 +23,7 @@ import asyncio
 import dataclasses
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import structlog
@@ -360,11 +360,14 @@ class StateStore:
         self._world.facts[container_id] = dataclasses.replace(facts, last_health_check=at)
         return True
 
-    def replace_engines(self, seen: Iterable[EngineSighting], snapshot: int) -> None:
+    def replace_engines(
+        self, seen: Iterable[EngineSighting], snapshot: int, keep: Collection[str] = ()
+    ) -> None:
         """Full resync: the listed containers are the truth about engines, except for those an
-        event or an action changed after `snapshot` (taken before listing): those are newer."""
+        event or an action changed after `snapshot` (taken before listing): those are newer;
+        and those in `keep` (Docker did not say what they are now) stay as they were known."""
         listed = list(seen)
-        ids = {s.obs.container_id for s in listed}
+        ids = {s.obs.container_id for s in listed} | set(keep)
         for gone in [
             cid for cid in self._world.engines if cid not in ids and not self.newer_than(cid, snapshot)
         ]:
@@ -412,10 +415,14 @@ class StateStore:
             self._touch(container_id)
             self.changed()
 
-    def replace_probes(self, probes: Iterable[ProbeObs], snapshot: int) -> None:
+    def replace_probes(self, probes: Iterable[ProbeObs], snapshot: int, keep: Collection[str] = ()) -> None:
         """Full resync of the probes, as `replace_engines` for the engines."""
         listed = {p.container_id: p for p in probes}
-        for gone in [c for c in self._world.probes if c not in listed and not self.newer_than(c, snapshot)]:
+        for gone in [
+            c
+            for c in self._world.probes
+            if c not in listed and c not in keep and not self.newer_than(c, snapshot)
+        ]:
             self._world.probes.pop(gone)
             self._touch(gone)
         for cid, probe in listed.items():
@@ -673,6 +680,12 @@ class StateStore:
         elif t.docker_down_since is None or at is not None:
             t.docker_down_since = time.time() if at is None else at
         self.changed()
+
+    def note_docker_error(self, error: str) -> None:
+        """A call failed while the event stream stays up (a resync Docker did not answer, a
+        hung dockerd): `/status` says so until the next resync succeeds."""
+        self._telemetry.docker_error = error
+        self.version += 1
 
     # -- derived -------------------------------------------------------------------------------
     def engine_with_streams(self, engine: EngineObs, now: float) -> EngineObs:

@@ -42,6 +42,13 @@ STOP_ACTIONS: tuple[StopAction, ...] = get_args(StopAction)
 ENGINE_STOPPED: dict[str, EngineStatus] = {"die": "exited", "stop": "exited", "pause": "paused"}
 
 
+class Unanswered:
+    """A resync's inspect Docker did not answer: what the store knows of that container stays."""
+
+
+UNANSWERED = Unanswered()
+
+
 class EventSource:
     def __init__(
         self,
@@ -120,6 +127,7 @@ class EventSource:
             await self.resync()
         except DockerError as exc:
             log.warning("resync_failed", error=str(exc))
+            self._store.note_docker_error(str(exc))
 
     async def resync(self) -> None:
         """List every engine and look up every VPN: the result replaces what the store knew.
@@ -137,21 +145,32 @@ class EventSource:
         pool = self._pool()
         ids = await self._docker.list_ids(pool_filters(pool))
         gate = asyncio.Semaphore(RESYNC_CONCURRENCY)
+        unanswered: dict[str, DockerUnavailable] = {}
 
-        async def inspect(ref: str) -> ContainerInfo | None:
+        async def inspect(ref: str) -> ContainerInfo | Unanswered | None:
             async with gate:
-                return await self._docker.inspect(ref)
+                try:
+                    return await self._docker.inspect(ref)
+                except DockerUnavailable as exc:
+                    unanswered[ref] = exc
+                    return UNANSWERED
 
-        listed = [i for i in await asyncio.gather(*(inspect(i) for i in ids)) if i is not None]
+        found = await asyncio.gather(*(inspect(i) for i in ids))
+        names = self._vpn_names()
+        vpns = dict(zip(names, await asyncio.gather(*(inspect(n) for n in names)), strict=True))
+        if unanswered and len(unanswered) == len(ids) + len(names):
+            raise next(iter(unanswered.values()))  # Docker answers nothing: not one stuck container
+        for ref, exc in unanswered.items():
+            # one stuck container (a hung containerd shim) must not stop the resync of the rest
+            log.warning("inspect_failed", container=ref[:24], error=str(exc), hint="kept as it was known")
+        listed = [i for i in found if isinstance(i, ContainerInfo)]
         infos = [info for info in listed if is_engine(info.labels, pool)]
         probes = [probe_observation(info) for info in listed if is_probe(info.labels, pool)]
         now = time.time()
-        names = self._vpn_names()
-        vpns = dict(zip(names, await asyncio.gather(*(inspect(n) for n in names)), strict=True))
-        self._store.replace_engines([engine_sighting(info) for info in infos], snapshot)
-        self._store.replace_probes(probes, snapshot)
+        self._store.replace_engines([engine_sighting(info) for info in infos], snapshot, keep=unanswered)
+        self._store.replace_probes(probes, snapshot, keep=unanswered)
         for name, info in vpns.items():
-            if not self._store.newer_than(f"vpn:{name}", snapshot):
+            if not isinstance(info, Unanswered) and not self._store.newer_than(f"vpn:{name}", snapshot):
                 self._store.apply_vpn(name, ContainerSeen(container=vpn_container(info)), now)
         self._store.note_resync()
         self._store.set_docker(connected=True)

@@ -12,14 +12,12 @@ import pytest
 
 from tests.integration.harness import (
     ENGINE_FAMILIES,
-    ENGINE_IMAGE,
-    ENGINE_LAUNCH,
     GLUETUN_IMAGE,
-    NO_PROBE,
     Daemon,
+    build_daemon,
     docker,
+    kill_daemon,
     remove_test_containers,
-    session_labels,
 )
 
 
@@ -52,32 +50,15 @@ def make_daemon(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Call
     made: list[Daemon] = []
 
     def factory(start: bool = True, env: dict[str, str] | None = None, **sections: Any) -> Daemon:
-        run_id = uuid.uuid4().hex[:8]
         workdir = tmp_path / f"daemon{len(made)}"
         workdir.mkdir()
-        base: dict[str, Any] = {
-            "engines": {
-                "image": ENGINE_IMAGE,
-                "launch": ENGINE_LAUNCH,
-                "pool": f"test-{run_id}",
-                "min_replicas": 2,
-                "min_free": 0,
-                "address": "ip",
-                "labels": session_labels(run_id),
-            },
-            "vpn": {"tunnel_probe": NO_PROBE},
-            "log_level": "DEBUG",
-        }
-        daemon = Daemon(workdir=workdir, config=base, run_id=run_id, env=env or {})
-        daemon.write_config(**sections)
+        daemon = build_daemon(workdir, env, **sections)
         made.append(daemon)
         return daemon.start() if start else daemon
 
     yield factory
     for daemon in made:
-        if daemon.process is not None and daemon.process.poll() is None:
-            daemon.process.kill()
-            daemon.process.wait(timeout=10)
+        kill_daemon(daemon)
         if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
             print(f"--- daemon log ({daemon.workdir}) ---\n{daemon.log()[-20000:]}")
     remove_test_containers()

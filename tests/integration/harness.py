@@ -16,6 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -365,3 +366,32 @@ class Daemon:
             f"label={TEST_LABEL}.run={self.run_id}",
             all_states=not running_only,
         )
+
+
+def build_daemon(workdir: Path, env: dict[str, str] | None = None, **sections: Any) -> Daemon:
+    """A daemon (not started) of stand-in engines in a pool of its own, no VPN, no tunnel
+    probe, its engines labelled with its run; `sections` override the base YAML."""
+    run_id = uuid.uuid4().hex[:8]
+    base: dict[str, Any] = {
+        "engines": {
+            "image": ENGINE_IMAGE,
+            "launch": ENGINE_LAUNCH,
+            "pool": f"test-{run_id}",
+            "min_replicas": 2,
+            "min_free": 0,
+            "address": "ip",
+            "labels": session_labels(run_id),
+        },
+        "vpn": {"tunnel_probe": NO_PROBE},
+        "log_level": "DEBUG",
+    }
+    daemon = Daemon(workdir=workdir, config=base, run_id=run_id, env=env or {})
+    daemon.write_config(**sections)
+    return daemon
+
+
+def kill_daemon(daemon: Daemon) -> None:
+    """SIGKILL the daemon if it still runs (its engines stay for the clean-up)."""
+    if daemon.process is not None and daemon.process.poll() is None:
+        daemon.process.kill()
+        daemon.process.wait(timeout=10)

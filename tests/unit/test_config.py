@@ -569,3 +569,26 @@ def test_huge_values_are_refused_with_the_key(yaml_text: str, says: str) -> None
     with pytest.raises(ConfigError) as caught:
         parse(yaml_text)
     assert caught.value.line == 2 and says in str(caught.value)
+
+
+def _alias_bomb(levels: int) -> str:
+    """Each level's mapping uses the one before twice: 2**levels values from a few lines."""
+    lines = ["l0: &l0 {a: x, b: x}"] + [
+        f"l{i}: &l{i} {{a: *l{i - 1}, b: *l{i - 1}}}" for i in range(1, levels)
+    ]
+    return "engines:\n  labels:\n" + "".join(f"    {line}\n" for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "says"),
+    [
+        (_alias_bomb(40), "expands to more than"),
+        ("engines:\n  labels: " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),
+        ("engines:\n  labels: " + "{a: " * 5000 + "1" + "}" * 5000 + "\n", "nested too deeply"),
+    ],
+    ids=["billion_laughs", "deep_sequences", "deep_mappings"],
+)
+def test_hostile_documents_are_refused_not_walked(yaml_text: str, says: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse(yaml_text)
+    assert says in str(caught.value)

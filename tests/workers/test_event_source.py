@@ -223,3 +223,33 @@ async def test_a_resync_that_hangs_ends_at_its_deadline_and_frees_the_next() -> 
         hold.set()
         await w.events.resync()  # the lock was released
         assert w.store.resyncs >= 2
+
+
+async def test_a_failed_resync_is_shown_until_one_succeeds() -> None:
+    docker = FakeDocker()
+    async with world(ONE_VPN, docker, resync_deadline_s=0.2) as w:
+        docker.holds["list"] = hold = asyncio.Event()  # the event stream stays up: dockerd hangs
+        await w.events.resync_quietly()
+        assert w.store.docker_connected
+        assert "resync took longer" in (w.store.docker_error or "")
+        hold.set()
+        await w.events.resync()
+        assert w.store.docker_error is None
+
+
+async def test_a_container_docker_does_not_answer_for_is_kept_and_the_rest_resynced() -> None:
+    docker = FakeDocker()
+    docker.run("gluetun")
+    stuck = docker.run("acestream-engine-0", health=None, labels=ENGINE_LABELS)
+    gone = docker.run("acestream-engine-1", health=None, labels={**ENGINE_LABELS, "orchestrator.slot": "1"})
+    async with world(ONE_VPN, docker) as w:
+        await w.until("both adopted", lambda: {stuck.id, gone.id} <= set(w.store.engines))
+        docker.failures["inspect"] = lambda ref: (
+            DockerUnavailable("inspect: Docker did not answer within 10s") if ref == stuck.id else None
+        )
+        docker.containers.pop(gone.id)  # went while no event was heard: only a resync sees it
+        await w.events.resync()
+        assert stuck.id in w.store.engines and gone.id not in w.store.engines
+        docker.failures["inspect"] = lambda ref: DockerUnavailable("inspect: Docker did not answer")
+        with pytest.raises(DockerUnavailable):  # nothing answers: Docker is down, not one container
+            await w.events.resync()

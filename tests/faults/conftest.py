@@ -1,0 +1,21 @@
+"""The fault suite runs on the same real-Docker fixtures as tests/integration, plus a Docker API
+proxy that injects faults (`tests/faults/docker_proxy.py`)."""
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.faults.docker_proxy import DockerProxy, running_proxy
+from tests.integration.conftest import (  # noqa: F401 (fixtures are found by name)
+    docker_engine,
+    make_daemon,
+    pytest_runtest_makereport,
+    vpns,
+)
+
+
+@pytest.fixture
+def docker_proxy() -> Iterator[DockerProxy]:
+    """A fault-injecting proxy of the Docker socket: `make_daemon(env=docker_proxy.env)`."""
+    with running_proxy() as proxy:
+        yield proxy
