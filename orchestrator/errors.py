@@ -22,8 +22,21 @@ class OrchestratorError(Exception):
     """Root of every error this project raises on purpose."""
 
 
+MAX_DETAIL = 400  # characters of a config error's message; a huge bad value is cut in the middle
+
+
+def shortened(message: str, limit: int = MAX_DETAIL) -> str:
+    """`message` cut in the middle when longer than `limit`: a 900 kB bad value must not land
+    whole in every log line and on `/status`, and both ends say what was wrong."""
+    if len(message) <= limit:
+        return message
+    head, tail = limit * 2 // 3, limit // 3
+    return f"{message[:head]}... ({len(message) - head - tail} characters cut) ...{message[-tail:]}"
+
+
 class ConfigError(OrchestratorError):
     def __init__(self, message: str, *, source: str, line: int | None = None, key: str | None = None) -> None:
+        message = shortened(message)
         self.source = source
         self.line = line
         self.key = key

@@ -592,3 +592,14 @@ def test_hostile_documents_are_refused_not_walked(yaml_text: str, says: str) -> 
     with pytest.raises(ConfigError) as caught:
         parse(yaml_text)
     assert says in str(caught.value)
+
+
+def test_a_huge_bad_value_is_cut_in_the_message_and_both_ends_kept() -> None:
+    huge = "x" * 900_000
+    with pytest.raises(ConfigError) as caught:
+        parse_config(f"vpn:\n  mode: {huge}\n", source=SRC, env={})
+    message = str(caught.value)
+    assert len(message) < 600
+    assert message.startswith(f"{SRC}:2: vpn.mode: must be one of")
+    assert "characters cut" in message
+    assert message.endswith("x'")
