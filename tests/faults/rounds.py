@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from reconcilers.model import PortRange
+from reconcilers.ports import slots_in_share, vpn_share
 from tests.faults.invariants import Desired, Observed, settle
 from tests.integration.harness import Daemon, docker, run_gluetun, set_vpn_health, wait_vpn_health
 from tests.integration.test_streams import stream_started
@@ -25,18 +27,31 @@ OPEN_STREAMS = 2  # streams kept open on the engines, topped up after every roun
 KILL_WITHIN_S = 3.0  # the SIGKILL lands this long after the action began, at most
 
 
-def start_vpns(names: tuple[str, ...]) -> dict[str, int]:
-    """The stand-in Gluetuns, healthy, each forwarding a port of its own; returns the ports."""
+def http_band(port_range: PortRange, index: int, count: int) -> str:
+    """The HTTP ports of the `index`-th VPN's share, as `docker run -p` publishes them on the
+    host's loopback."""
+    share = vpn_share(port_range, index, count)
+    band = f"{share.start}-{share.start + slots_in_share(share) - 1}"
+    return f"127.0.0.1:{band}:{band}"
+
+
+def start_vpns(names: tuple[str, ...], published: PortRange | None = None) -> dict[str, int]:
+    """The stand-in Gluetuns, healthy, each forwarding a port of its own (and publishing its
+    engines' HTTP ports from `published`, the daemon's vpn.port_range); returns the ports."""
     ports = {name: FORWARDED_BASE + i for i, name in enumerate(names)}
-    for name, port in ports.items():
-        run_gluetun(name, forwarded_port=port)
+    for index, (name, port) in enumerate(ports.items()):
+        publish = http_band(published, index, len(names)) if published else None
+        run_gluetun(name, forwarded_port=port, publish=publish)
     for name in names:
         wait_vpn_health(name, "healthy")
     return ports
 
 
-def bed_config(vpns: tuple[str, ...], replicas: int) -> dict[str, dict[str, object]]:
+def bed_config(
+    vpns: tuple[str, ...], replicas: int, port_range: PortRange | None = None
+) -> dict[str, dict[str, object]]:
     """The daemon's YAML sections for the bed (a quick reconnect, idle surplus gone fast)."""
+    ports = {"port_range": str(port_range)} if port_range else {}
     return {
         "engines": {"min_replicas": replicas, "min_free": 0, "max_replicas": replicas + 3, "idle_ttl_s": 2},
         "vpn": {
@@ -44,6 +59,7 @@ def bed_config(vpns: tuple[str, ...], replicas: int) -> dict[str, dict[str, obje
             "containers": list(vpns),
             "health_check_interval_s": 0.5,
             "unhealthy_restart_timeout_s": 300,
+            **ports,
         },
     }
 
@@ -152,10 +168,14 @@ def schedule(rng: random.Random, rounds: int) -> list[str]:
     return out[:rounds]
 
 
-def new_bed(daemon: Daemon, vpns: tuple[str, ...], seed: int, replicas: int = 4) -> Bed:
-    """Start the VPNs and the daemon (written but not started), settle, open the first streams."""
-    forwarded = start_vpns(vpns)
-    daemon.write_config(**bed_config(vpns, replicas))
+def new_bed(
+    daemon: Daemon, vpns: tuple[str, ...], seed: int, replicas: int = 4, published: PortRange | None = None
+) -> Bed:
+    """Start the VPNs and the daemon (written but not started), settle, open the first streams.
+    With `published` (a free host range), that is the daemon's vpn.port_range and each VPN
+    publishes its engines' HTTP ports on the host."""
+    forwarded = start_vpns(vpns, published)
+    daemon.write_config(**bed_config(vpns, replicas, published))
     daemon.start()
     bed = Bed(daemon=daemon, vpns=vpns, forwarded=forwarded, replicas=replicas, rng=random.Random(seed))
     bed.top_up_streams(bed.settle())
