@@ -37,10 +37,12 @@ PORT_FLAG = re.compile(r"^--(?:[a-z]+-)?port(?:=(\d+))?$")
 class Desired:
     """What the configuration asks for, and which VPNs are up right now."""
 
-    replicas: int
+    replicas: int  # engines.min_replicas
     vpns: tuple[str, ...] = ()
     forwarded_ports: Mapping[str, int] = field(default_factory=dict)  # VPN -> the port it forwards
     healthy: frozenset[str] = frozenset()
+    max_replicas: int | None = None
+    min_free: int = 0
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,7 @@ class Observed:
 
 def violations(desired: Desired, observed: Observed) -> list[str]:
     return [
-        *_count(desired, observed.containers),
+        *_count(expected_engines(desired, observed), observed.containers),
         *_membership(desired, observed),
         *_duplicates(observed.containers),
         *_ports(observed.containers),
@@ -77,10 +79,19 @@ def _running(container: Mapping[str, Any]) -> bool:
     return bool(container.get("State", {}).get("Running"))
 
 
-def _count(desired: Desired, containers: list[dict[str, Any]]) -> Iterable[str]:
-    if len(containers) != desired.replicas:
+def expected_engines(desired: Desired, observed: Observed) -> int:
+    """The pool's size once settled: min_replicas, or every busy engine plus min_free free ones,
+    within max_replicas (as the planner sizes it)."""
+    existing = {c["Id"] for c in observed.containers}
+    busy = {s["container_id"] for s in observed.streams if s["status"] == "started"} & existing
+    wanted = max(desired.replicas, len(busy) + desired.min_free)
+    return wanted if desired.max_replicas is None else min(desired.max_replicas, wanted)
+
+
+def _count(expected: int, containers: list[dict[str, Any]]) -> Iterable[str]:
+    if len(containers) != expected:
         names = sorted(map(_name, containers))
-        yield f"{len(containers)} managed engines, {desired.replicas} desired: {names}"
+        yield f"{len(containers)} managed engines, {expected} desired: {names}"
     for container in containers:
         if not _running(container):
             yield f"engine {_name(container)} is {container.get('State', {}).get('Status')}, not running"
@@ -228,19 +239,28 @@ def observe(daemon: Daemon, vpns: Iterable[str], open_streams: Collection[str] =
     )
 
 
+def settled_violations(
+    daemon: Daemon, desired: Desired, open_streams: Collection[str] = (), timeout: float = 90
+) -> list[str]:
+    """Wait until no invariant is broken (an empty list), or return those still broken then."""
+    last: list[str] = []
+
+    def holds() -> bool:
+        nonlocal last
+        last = violations(desired, observe(daemon, desired.vpns, open_streams))
+        return not last
+
+    try:
+        wait_for("the invariants to hold", holds, timeout=timeout, interval=0.5)
+    except AssertionError:
+        return last
+    return []
+
+
 def settle(
     daemon: Daemon, desired: Desired, open_streams: Collection[str] = (), timeout: float = 90
 ) -> Observed:
     """Wait until no invariant is broken; fail listing every violation still standing."""
-    last: list[str] = []
-
-    def holds() -> Observed | None:
-        nonlocal last
-        observed = observe(daemon, desired.vpns, open_streams)
-        last = violations(desired, observed)
-        return None if last else observed
-
-    try:
-        return wait_for("the invariants to hold", holds, timeout=timeout, interval=0.5)
-    except AssertionError:
-        raise AssertionError("invariants broken after settling:\n  " + "\n  ".join(last)) from None
+    broken = settled_violations(daemon, desired, open_streams, timeout)
+    assert not broken, "invariants broken after settling:\n  " + "\n  ".join(broken)
+    return observe(daemon, desired.vpns, open_streams)

@@ -24,6 +24,7 @@ from tests.integration.test_streams import stream_started
 
 FORWARDED_BASE = 40001
 OPEN_STREAMS = 2  # streams kept open on the engines, topped up after every round
+SURGE = 3  # max_replicas beyond min_replicas
 KILL_WITHIN_S = 3.0  # the SIGKILL lands this long after the action began, at most
 
 
@@ -53,7 +54,12 @@ def bed_config(
     """The daemon's YAML sections for the bed (a quick reconnect, idle surplus gone fast)."""
     ports = {"port_range": str(port_range)} if port_range else {}
     return {
-        "engines": {"min_replicas": replicas, "min_free": 0, "max_replicas": replicas + 3, "idle_ttl_s": 2},
+        "engines": {
+            "min_replicas": replicas,
+            "min_free": 0,
+            "max_replicas": replicas + SURGE,
+            "idle_ttl_s": 2,
+        },
         "vpn": {
             "mode": "redundant",
             "containers": list(vpns),
@@ -80,6 +86,7 @@ class Bed:
             vpns=self.vpns,
             forwarded_ports=self.forwarded,
             healthy=frozenset(self.vpns),
+            max_replicas=self.replicas + SURGE,
         )
 
     def settle(self, timeout: float = 90) -> Observed:

@@ -4,6 +4,7 @@ cannot fail would pass every fault run): one healthy two-VPN world, then one bre
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any
 
 import pytest
@@ -192,6 +193,21 @@ def test_a_vpn_that_is_down_owes_no_forwarded_engine_and_no_balance() -> None:
     _running_but_hidden(world)
     down = Desired(replicas=4, vpns=(A, B), forwarded_ports=FORWARDED, healthy=frozenset({B}))
     assert violations(down, world) == []
+
+
+def test_busy_engines_beyond_min_replicas_are_desired_within_max_replicas() -> None:
+    world = copy.deepcopy(healthy_world())
+    _extra_engine(world)  # a fifth engine, on B: fine once every engine carries a stream
+    world.streams[:] = [
+        {"id": f"s{i}", "status": "started", "container_id": c["Id"], "end_reason": None}
+        for i, c in enumerate(world.containers)
+    ]
+    world = dataclasses.replace(world, open_streams=[])
+    assert violations(DESIRED, world) == []
+    capped = Desired(
+        replicas=4, vpns=(A, B), forwarded_ports=FORWARDED, healthy=DESIRED.healthy, max_replicas=4
+    )
+    assert any("5 managed engines, 4 desired" in line for line in violations(capped, world))
 
 
 def test_every_breakage_is_listed_at_once() -> None:
