@@ -60,7 +60,7 @@ def violations(desired: Desired, observed: Observed) -> list[str]:
         *_membership(desired, observed),
         *_duplicates(observed.containers),
         *_ports(observed.containers),
-        *_forwarding(desired, observed.containers),
+        *_forwarding(desired, observed),
         *_balance(desired, observed.containers),
         *_listing(desired, observed),
         *_streams(observed),
@@ -170,18 +170,21 @@ def _ports(containers: list[dict[str, Any]]) -> Iterable[str]:
             yield f"port clash: {port} in namespace {where} used by {sorted(names)}"
 
 
-def _forwarding(desired: Desired, containers: list[dict[str, Any]]) -> Iterable[str]:
+def _forwarding(desired: Desired, observed: Observed) -> Iterable[str]:
+    """One engine per healthy VPN carries its forwarded port. A VPN none of whose engines is
+    forwarded or idle is excused: only cutting a viewer's stream could make one (the daemon
+    recreates an engine as the forwarded one once it is idle)."""
+    busy = {s["container_id"] for s in observed.streams if s["status"] == "started"}
     for vpn in desired.vpns:
-        forwarded = [
-            c for c in containers if _labels(c).get(VPN) == vpn and _labels(c).get(FORWARDED) == "true"
-        ]
+        mine = [c for c in observed.containers if _labels(c).get(VPN) == vpn]
+        forwarded = [c for c in mine if _labels(c).get(FORWARDED) == "true"]
         port = desired.forwarded_ports.get(vpn)
         if len(forwarded) > 1:
             yield f"forwarding: {len(forwarded)} forwarded engines on {vpn}: {sorted(map(_name, forwarded))}"
         if not port or vpn not in desired.healthy:
             continue
-        if not forwarded:
-            yield f"forwarding: no forwarded engine on {vpn} (forwarded port {port})"
+        if not forwarded and any(c["Id"] not in busy for c in mine):
+            yield f"forwarding: no forwarded engine on {vpn} (forwarded port {port}), though one is idle"
         for container in forwarded:
             if _labels(container).get(P2P_PORT) != str(port) or port not in flag_ports(container):
                 yield f"forwarding: {_name(container)} on {vpn} does not carry forwarded port {port}"

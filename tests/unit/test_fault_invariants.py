@@ -210,6 +210,13 @@ def test_busy_engines_beyond_min_replicas_are_desired_within_max_replicas() -> N
     assert any("5 managed engines, 4 desired" in line for line in violations(capped, world))
 
 
+def test_a_vpn_whose_engines_all_carry_streams_is_excused_a_forwarded_engine() -> None:
+    world = copy.deepcopy(healthy_world())
+    _no_forwarded_engine(world)
+    world.streams.append({"id": "a0", "status": "started", "container_id": world.containers[0]["Id"]})
+    assert violations(DESIRED, world) == []  # A-1 carries "live", A-0 this one: none idle
+
+
 def test_every_breakage_is_listed_at_once() -> None:
     world = copy.deepcopy(healthy_world())
     _stream_forgotten(world)
