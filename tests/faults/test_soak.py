@@ -24,8 +24,7 @@ def test_soak(make_daemon: MakeDaemon, vpns: tuple[str, str]) -> None:
     seed = int(os.environ.get("FAULT_SEED") or random.randrange(1 << 32))
     print(f"soak seed: {seed} (FAULT_SEED={seed} replays the kill rounds' order)")
     report = run_soak(make_daemon(start=False, log_level="INFO"), vpns, rounds, minutes, seed)
-    report["command"] = (
-        f"SOAK_ROUNDS={rounds} SOAK_MINUTES={minutes} FAULT_SEED={seed} pytest -m soak tests/faults/test_soak.py"
-    )
+    replay = f"SOAK_ROUNDS={rounds} SOAK_MINUTES={minutes} FAULT_SEED={seed}"
+    report["command"] = f"{replay} pytest -m soak tests/faults/test_soak.py"
     write_result("soak", report)
     assert clean(report), report
