@@ -1,6 +1,6 @@
 """Kill rounds: a fault under way, the daemon SIGKILLed in the middle of it, started again, and
 the invariants checked once it settles. Shared by the fast subset (tests/faults/test_kill_rounds.py)
-and the soak (tests/faults/test_soak.py), which differ only in how many rounds they run.
+and the soak (bench/soak.py), which differ only in how many rounds they run.
 
 The bed is two stand-in VPNs (each forwarding a port) and a redundant-mode daemon; a client
 reports streams on its engines through the stream-event API as acexy does, and every stream it
