@@ -103,8 +103,9 @@ bench: install images
 bench-realvpn: install images realvpn-images
 	$(BIN)/python bench/real_gluetun.py
 
-# The long fault runs: tests/faults -m soak (each writes its figures to bench/results/), the
-# HTTP fuzzing at 200 examples a route.
+# The long fault runs: tests/faults -m soak (each writes its figures to bench/results/; the
+# kill-round and churn soak's length: SOAK_ROUNDS=50 SOAK_MINUTES=15, bench/soak.py), the HTTP
+# fuzzing at 200 examples a route.
 soak: install images
 	$(PYTEST) tests/faults -m soak
 	FUZZ_EXAMPLES=200 $(PYTEST) tests/http/test_schema_fuzz.py

@@ -203,8 +203,15 @@ def http_json(
 
 
 def run_gluetun(
-    name: str, *, forwarded_port: int = 0, unhealthy: bool = False, api_key: str | None = None
+    name: str,
+    *,
+    forwarded_port: int = 0,
+    unhealthy: bool = False,
+    api_key: str | None = None,
+    publish: str | None = None,
 ) -> str:
+    """A Gluetun stand-in; `publish` (`127.0.0.1:19000-19003:19000-19003`) publishes ports of its
+    namespace on the host, as a stack does for a proxy dialling `localhost:<host_http_port>`."""
     args = [
         "run",
         "-d",
@@ -218,6 +225,8 @@ def run_gluetun(
         args += ["-e", "STANDIN_START_UNHEALTHY=1"]
     if api_key:
         args += ["-e", f"STANDIN_API_KEY={api_key}"]
+    if publish:
+        args += ["-p", publish]
     return docker(*args, GLUETUN_IMAGE)
 
 

@@ -1,0 +1,30 @@
+"""The soak (`make soak`, about 25 minutes): bench/soak.py's two parts, SOAK_ROUNDS kill rounds
+(50) and SOAK_MINUTES of churn with the real acexy (15); the figures go to
+bench/results/soak.json, and the run fails if an invariant broke or anything leaked."""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Callable
+
+import pytest
+
+from bench.common import write_result
+from bench.soak import clean, run_soak
+from tests.integration.harness import Daemon
+
+MakeDaemon = Callable[..., Daemon]
+
+
+@pytest.mark.soak
+def test_soak(make_daemon: MakeDaemon, vpns: tuple[str, str]) -> None:
+    rounds = int(os.environ.get("SOAK_ROUNDS") or 50)
+    minutes = float(os.environ.get("SOAK_MINUTES") or 15)
+    seed = int(os.environ.get("FAULT_SEED") or random.randrange(1 << 32))
+    print(f"soak seed: {seed} (FAULT_SEED={seed} replays the kill rounds' order)")
+    report = run_soak(make_daemon(start=False, log_level="INFO"), vpns, rounds, minutes, seed)
+    replay = f"SOAK_ROUNDS={rounds} SOAK_MINUTES={minutes} FAULT_SEED={seed}"
+    report["command"] = f"{replay} pytest -m soak tests/faults/test_soak.py"
+    write_result("soak", report)
+    assert clean(report), report
