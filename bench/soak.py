@@ -271,7 +271,9 @@ def churn(bed: Bed, port_range: PortRange, minutes: float, check_every: float) -
         while time.monotonic() - began < minutes * 60:
             time.sleep(min(check_every, max(0.0, minutes * 60 - (time.monotonic() - began))))
             at = round(time.monotonic() - began)
-            checkpoints.append({"at_s": at, "violations": client.checkpoint()})
+            checkpoints.append(
+                {"at_s": at, "rss_kb": daemon_rss(bed.daemon), "violations": client.checkpoint()}
+            )
         client.stop.set()
         for worker in workers:
             worker.join(timeout=120)
@@ -291,7 +293,11 @@ def churn(bed: Bed, port_range: PortRange, minutes: float, check_every: float) -
             k.removeprefix("event_streams_"): v for k, v in client.tally.items() if "event_" in k
         },
         "acexy": acexy_port is not None,
-        "daemon_rss_kb": {"start": rss_start, "end": rss_end},
+        "daemon_rss_kb": {
+            "start": rss_start,
+            "end": rss_end,
+            "at_checkpoints": {str(c["at_s"]): c["rss_kb"] for c in checkpoints},
+        },
         "checkpoints": len(checkpoints) + 1,
         "checkpoint_violations": [c for c in checkpoints if c["violations"]]
         + ([{"at_s": "end", "violations": final}] if final else []),
