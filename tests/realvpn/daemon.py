@@ -101,10 +101,13 @@ def stop_daemon(daemon: Daemon) -> None:
 
 
 def vpn_view(daemon: Daemon) -> dict[str, Any]:
+    """The one VPN on `/vpn/status`; empty until the daemon's first resync has looked it up
+    (a daemon answers `/health` before that)."""
     status, body = daemon.get("/vpn/status")
     assert status == 200, body
-    (vpn,) = body["vpns"]
-    return dict(vpn)
+    vpns = body["vpns"]
+    assert len(vpns) <= 1, vpns
+    return dict(vpns[0]) if vpns else {}
 
 
 def probe_up(daemon: Daemon) -> bool | None:

@@ -100,6 +100,11 @@ TOOLING_VARS = frozenset(
         "STANDIN_PUBLIC_IP",
         "STANDIN_API_KEY",
         "STANDIN_RELEASE",
+        "FAULT_SEED",
+        "FUZZ_EXAMPLES",
+        "FUZZ_SEED",
+        "SOAK_ROUNDS",
+        "SOAK_MINUTES",
     }
 )
 SERVICE_VARS = {  # which container may be given which variables, by the service's image
