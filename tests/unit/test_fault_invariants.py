@@ -222,3 +222,14 @@ def test_every_breakage_is_listed_at_once() -> None:
     _stream_forgotten(world)
     _slot_twice(world)
     assert len(violations(DESIRED, world)) >= 2
+
+
+def test_an_uneven_split_is_excused_only_while_the_fuller_vpn_has_nothing_to_move() -> None:
+    world = copy.deepcopy(healthy_world())
+    _unbalanced(world)  # A 1, B 3: B's forwarded engine, one busy, one idle
+    assert any("unbalanced" in line for line in violations(DESIRED, world))
+    world.streams.append(
+        {"id": "second", "status": "started", "container_id": world.containers[3]["Id"], "end_reason": None}
+    )
+    world = dataclasses.replace(world, open_streams=[*world.open_streams, "second"])
+    assert not [line for line in violations(DESIRED, world) if "unbalanced" in line]
