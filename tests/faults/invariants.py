@@ -53,6 +53,11 @@ class Observed:
     streams: list[dict[str, Any]]  # GET /streams (both statuses)
     open_streams: Collection[str] = ()  # streams the client started and did not end itself
 
+    @property
+    def busy(self) -> set[str]:
+        """The containers a started stream is on."""
+        return {s["container_id"] for s in self.streams if s["status"] == "started"}
+
 
 def violations(desired: Desired, observed: Observed) -> list[str]:
     return [
@@ -83,7 +88,7 @@ def expected_engines(desired: Desired, observed: Observed) -> int:
     """The pool's size once settled: min_replicas, or every busy engine plus min_free free ones,
     within max_replicas (as the planner sizes it)."""
     existing = {c["Id"] for c in observed.containers}
-    busy = {s["container_id"] for s in observed.streams if s["status"] == "started"} & existing
+    busy = observed.busy & existing
     wanted = max(desired.replicas, len(busy) + desired.min_free)
     return wanted if desired.max_replicas is None else min(desired.max_replicas, wanted)
 
@@ -174,7 +179,7 @@ def _forwarding(desired: Desired, observed: Observed) -> Iterable[str]:
     """One engine per healthy VPN carries its forwarded port. A VPN none of whose engines is
     forwarded or idle is excused: only cutting a viewer's stream could make one (the daemon
     recreates an engine as the forwarded one once it is idle)."""
-    busy = {s["container_id"] for s in observed.streams if s["status"] == "started"}
+    busy = observed.busy
     for vpn in desired.vpns:
         mine = [c for c in observed.containers if _labels(c).get(VPN) == vpn]
         forwarded = [c for c in mine if _labels(c).get(FORWARDED) == "true"]
@@ -200,7 +205,7 @@ def _balance(desired: Desired, observed: Observed) -> Iterable[str]:
     counts = {vpn: split.get(vpn, 0) for vpn in desired.vpns}
     if max(counts.values()) - min(counts.values()) <= 1:
         return
-    busy = {s["container_id"] for s in observed.streams if s["status"] == "started"}
+    busy = observed.busy
     fullest = max(counts, key=lambda vpn: counts[vpn])
     movable = [
         c
