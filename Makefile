@@ -1,7 +1,7 @@
 # acestream-orchestrator: the two commands a newcomer needs are `make demo` and `make test`.
 #
-#   make check   everything that needs no Docker: lint, format, types, import contracts, and the
-#                unit, HTTP and in-memory worker tests (seconds)
+#   make check   everything that needs no Docker: lint, format, types, import contracts, the docs
+#                site's strict build, and the unit, HTTP and in-memory worker tests (seconds)
 #   make test    check, then the Docker suites: the stand-ins' own checks, integration, the fault
 #                suite's fast subset, the real Gluetun lane, the daemon's image and compose
 #   make soak    the long fault runs (about 30 minutes): kill rounds, churn, fuzzing
@@ -13,7 +13,7 @@ SOURCES := orchestrator reconcilers tests docker bench
 PYTEST := $(BIN)/pytest -q
 
 .PHONY: install docker images realvpn-images sidecar-image lint format format-check types imports \
-	fast check standins integration faults realvpn sidecar test soak run demo bench bench-realvpn clean
+	docs fast check standins integration faults realvpn sidecar test soak run demo bench bench-realvpn clean
 
 install: $(STAMP)
 
@@ -39,10 +39,15 @@ types: install
 imports: install
 	$(BIN)/lint-imports --no-cache
 
+# The docs site (docs/, mkdocs.yml) into site/: strict, so a broken link or anchor, or a page
+# missing from the navigation, fails. No --quiet: with it, mkdocs does not count the warnings.
+docs: install
+	$(BIN)/mkdocs build --strict --site-dir site
+
 fast: install
 	$(PYTEST) tests/unit tests/http tests/workers
 
-check: lint format-check types imports fast
+check: lint format-check types imports docs fast
 
 # -- the Docker engine and what runs on it ---------------------------------------------------
 docker:
@@ -113,4 +118,4 @@ soak: install images
 clean:
 	bash testbed/cleanup.sh acestream-orchestrator-demo=1 || true
 	bash testbed/cleanup.sh || true
-	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache site

@@ -1,6 +1,6 @@
 """How each engine image family is started, and which family an image belongs to.
 
-The engine images read their settings differently (see README "Engine images"), so the daemon
+The engine images read their settings differently (docs/engine-images.md), so the daemon
 needs a launch template per family to give every engine its own HTTP, HTTPS, API and P2P ports
 and a cache limit:
 

@@ -254,7 +254,7 @@ def _launch_template(v: dict[str, Any], fail: Callable[..., ConfigError]) -> Lau
         raise fail(
             f"cannot tell how to start image {v['engines.image']!r}: set engines.launch.preset to "
             f"one of {', '.join(PRESETS)}, or preset: custom with engines.launch.command, "
-            "entrypoint and/or env (see the README's Engine images)",
+            "entrypoint and/or env (see docs/engine-images.md)",
             "engines.image",
             "engines.launch",
         )

@@ -1,6 +1,6 @@
 """The desired-state keys: every YAML key with its default and its check, and the typed config.
 
-`SCHEMA` is the single list of keys (`config.example.yaml`, the README's reference table and the
+`SCHEMA` is the single list of keys (`config.example.yaml`, the key table in docs/configuration.md and the
 loader are all checked against it); `ENV_OVERRIDES` maps the seed's environment variables onto
 those keys. The checkers (`checks`) turn a raw YAML value into a typed one or raise `ValueError`
 with a message the loader puts next to the file, line and key.
@@ -99,7 +99,7 @@ NULL_MEANS_NONE = frozenset({"state_dir"})
 
 def schema_leaves() -> dict[str, Any]:
     """Every key a file can set, dotted (`engines.image`, `vpn.tunnel_probe.target`, `log_level`),
-    with its default: what config.example.yaml and the README document, one by one."""
+    with its default: what config.example.yaml and docs/configuration.md document, one by one."""
     leaves: dict[str, Any] = {}
     for section_name, keys in SCHEMA.items():
         for key, (default, check) in keys.items():

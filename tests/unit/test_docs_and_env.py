@@ -4,9 +4,11 @@ the reverse: every variable the code reads is documented and reaches the daemon 
 The code's side: `ENV_OVERRIDES` and `CONTAINER_NAME_VARS` (the seed's variables) and `SCHEMA`
 (the YAML keys) in orchestrator/config.py. The docs' side: the compose stacks
 (compose/*/docker-compose.yml: each container's environment and every `${VAR}`), their
-`.env.example`, README.md (backticked names, `NAME=` and `${NAME}` in code) and the comments of
-config.example.yaml. A name the daemon does not read must be on one of the explicit lists below,
-each saying whose variable it is. (config.example.yaml's keys == SCHEMA is tested elsewhere.)
+`.env.example`, README.md and every page under docs/ (backticked names, `NAME=` and `${NAME}` in
+code; the key and variable tables in docs/configuration.md, the launch presets in
+docs/engine-images.md) and the comments of config.example.yaml. A name the daemon does not read
+must be on one of the explicit lists below, each saying whose variable it is.
+(config.example.yaml's keys == SCHEMA is tested elsewhere.)
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ from orchestrator.config.launch import CUSTOM_KEYS, PLACEHOLDERS, PRESETS, prese
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
+DOCS = REPO / "docs"
+PAGES = [README, *sorted(DOCS.glob("*.md"))]  # every page a user reads
+CONFIGURATION = DOCS / "configuration.md"  # the key and variable tables
+ENGINE_IMAGES = DOCS / "engine-images.md"  # the launch presets
 CONFIG_EXAMPLE = REPO / "config.example.yaml"
 STACKS = sorted(p.parent for p in (REPO / "compose").glob("*/docker-compose.yml"))
 
@@ -63,7 +69,7 @@ ACEXY_VARS = frozenset(
         "ACEXY_PORT",
     }
 )
-# what the engine images read (README: Engine images; orchestrator/config/launch.py)
+# what the engine images read (docs/engine-images.md; orchestrator/config/launch.py)
 ENGINE_VARS = frozenset(
     {"HTTP_PORT", "HTTPS_PORT", "P2P_PORT", "BIND_ALL", "CACHE_LIMIT", "INTERNAL_BUFFERING"}
     | {"ACESTREAM_ARGS", "CONF"}
@@ -86,7 +92,7 @@ COMPOSE_KNOBS = frozenset(
         "ACEXY_HTTP_PORT",
     }
 )
-# knobs of this repository's scripts and test bed, which the README may mention
+# knobs of this repository's scripts and test bed, which the docs may mention
 TOOLING_VARS = frozenset(
     {
         "FORCE",
@@ -107,13 +113,42 @@ TOOLING_VARS = frozenset(
         "SOAK_MINUTES",
     }
 )
+# other projects' variables that the research notes in docs/engine-images.md and
+# docs/gluetun-releases.md name (read from their source), which the daemon neither reads nor sets
+RESEARCH_VARS = frozenset(
+    {
+        # the engine images': left over and never read, or read only by the AceServe images
+        "ALLOW_REMOTE_ACCESS",
+        "EXTRA_FLAGS",
+        "PYTHON_EGG_CACHE",
+        "WAIT_FOR_VPN",
+        "VPN_TIMEOUT",
+        "DNS_OVERRIDE",
+        # the reference orchestrator's image tags, acexy's HLS switch
+        "ENGINE_ARM32_VERSION",
+        "ENGINE_ARM64_VERSION",
+        "ACEXY_M3U8",
+        # Gluetun's, which the stacks do not set
+        "HEALTH_RESTART_VPN",
+        "HTTP_CONTROL_SERVER_AUTH_CONFIG_FILEPATH",
+        # a placeholder in a quoted shell test (`[ -n "${VAR}" ]`)
+        "VAR",
+    }
+)
 SERVICE_VARS = {  # which container may be given which variables, by the service's image
     "orchestrator": DAEMON_VARS | DOCKER_CLIENT_VARS,
     "gluetun": GLUETUN_VARS,
     "acexy": ACEXY_VARS,
 }
 KNOWN = (
-    DAEMON_VARS | DOCKER_CLIENT_VARS | GLUETUN_VARS | ACEXY_VARS | ENGINE_VARS | COMPOSE_KNOBS | TOOLING_VARS
+    DAEMON_VARS
+    | DOCKER_CLIENT_VARS
+    | GLUETUN_VARS
+    | ACEXY_VARS
+    | ENGINE_VARS
+    | COMPOSE_KNOBS
+    | TOOLING_VARS
+    | RESEARCH_VARS
 )
 
 NAME = r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+"  # in prose at least one underscore: not TODO, JSON, API
@@ -121,7 +156,7 @@ NAME = r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+"  # in prose at least one underscore: not
 
 def interpolated(text: str) -> set[str]:
     """Names in `${NAME}`, `${NAME:-x}`, `${NAME:?x}` (compose's interpolation; `$NAME` and
-    `$(command)` in the README's shell examples are left alone)."""
+    `$(command)` in the docs' shell examples are left alone)."""
     return set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", text))
 
 
@@ -158,9 +193,14 @@ def code_spans(markdown: str) -> list[str]:
     return blocks + re.findall(r"`([^`\n]+)`", prose)
 
 
-def readme_names() -> set[str]:
+def pages_text() -> str:
+    assert CONFIGURATION in PAGES and ENGINE_IMAGES in PAGES, "the pages holding the tables moved?"
+    return "\n".join(page.read_text(encoding="utf-8") for page in PAGES)
+
+
+def docs_names() -> set[str]:
     names: set[str] = set()
-    for span in code_spans(README.read_text()):
+    for span in code_spans(pages_text()):
         if re.fullmatch(NAME, span.strip()):
             names.add(span.strip())
         names |= set(re.findall(r"(?<![\w-])(" + NAME + r")=", span)) | interpolated(span)
@@ -228,27 +268,27 @@ def test_stack_config_is_valid(stack: Path) -> None:
     assert config.api.port == 8000
 
 
-# --- README.md -----------------------------------------------------------------------------------
+# --- README.md and docs/ --------------------------------------------------------------------------
 
 
-def test_readme_names_only_known_variables() -> None:
-    unknown = readme_names() - KNOWN
+def test_docs_name_only_known_variables() -> None:
+    unknown = docs_names() - KNOWN
     assert not unknown, (
-        f"README.md names variables nobody reads: {sorted(unknown)} (a typo? else "
+        f"README.md or docs/ name variables nobody reads: {sorted(unknown)} (a typo? else "
         f"add them to the right list in {Path(__file__).name})"
     )
 
 
-def test_readme_documents_every_variable_the_code_reads() -> None:
-    missing = (DAEMON_VARS | {"DOCKER_HOST"}) - readme_names()
-    assert not missing, f"README.md does not mention {sorted(missing)}"
+def test_docs_mention_every_variable_the_code_reads() -> None:
+    missing = (DAEMON_VARS | {"DOCKER_HOST"}) - docs_names()
+    assert not missing, f"neither README.md nor docs/ mention {sorted(missing)}"
 
 
-def _readme_table(header: str) -> list[list[str]]:
-    """Rows (cells) of the README table whose header row starts with `header`."""
-    lines = README.read_text().splitlines()
+def _table(page: Path, header: str) -> list[list[str]]:
+    """Rows (cells) of the table in `page` whose header row starts with `header`."""
+    lines = page.read_text(encoding="utf-8").splitlines()
     start = next((i for i, line in enumerate(lines) if line.startswith(header)), None)
-    assert start is not None, f"README.md: no table starting {header!r}"
+    assert start is not None, f"{page.relative_to(REPO)}: no table starting {header!r}"
     rows = []
     for line in lines[start + 2 :]:
         if not line.startswith("|"):
@@ -257,9 +297,9 @@ def _readme_table(header: str) -> list[list[str]]:
     return rows
 
 
-def test_readme_variable_table_matches_the_code() -> None:
+def test_variable_table_matches_the_code() -> None:
     mapping: dict[str, str] = {}
-    for names, key, *_ in _readme_table("| variable | key |"):
+    for names, key, *_ in _table(CONFIGURATION, "| variable | key |"):
         dotted = re.search(r"`([a-z_]+(?:\.[a-z_]+)?)`", key)
         assert dotted, key
         for var in re.findall(r"`(" + NAME + ")`", names):
@@ -288,8 +328,8 @@ def expected_key_rows() -> list[str]:
     ]
 
 
-def test_readme_key_table_matches_the_schema() -> None:
-    rows = _readme_table("| key | default | env | what |")
+def test_key_table_matches_the_schema() -> None:
+    rows = _table(CONFIGURATION, "| key | default | env | what |")
     found = {}
     for key, default, env, _what in rows:
         found[key.strip("`")] = (default.strip("`"), set(re.findall(r"`(" + NAME + ")`", env)))
@@ -297,19 +337,20 @@ def test_readme_key_table_matches_the_schema() -> None:
         key: (_fmt_default(default), env_of_key().get(key, set())) for key, default in dotted_keys().items()
     }
     assert found == expected, (
-        "README.md's key table (## Configuration) is out of step with "
+        "docs/configuration.md's key table is out of step with "
         "orchestrator/config.py SCHEMA/ENV_OVERRIDES; the rows should be:\n" + "\n".join(expected_key_rows())
     )
 
 
-def test_readme_names_only_real_keys() -> None:
+def test_docs_name_only_real_keys() -> None:
     sections = "|".join(s for s, keys in SCHEMA.items() if "" not in keys)
     keys = set(dotted_keys()) | {k.rsplit(".", 1)[0] for k in dotted_keys()}  # nested: the mapping too
     named = set()
-    for span in code_spans(README.read_text()):
+    for span in code_spans(pages_text()):
         named |= set(re.findall(r"(?<![\w./-])((?:" + sections + r")\.[a-z_]+)\b", span))
-    unknown = {k for k in named - keys if not k.startswith("orchestrator.")}
-    assert not unknown, f"README.md names keys config.py does not have: {sorted(unknown)}"
+    not_keys = {"vpn.go"}  # a Go source file of Gluetun's (docs/gluetun-releases.md)
+    unknown = {k for k in named - keys - not_keys if not k.startswith("orchestrator.")}
+    assert not unknown, f"README.md or docs/ name keys config.py does not have: {sorted(unknown)}"
 
 
 # --- config.example.yaml comments ----------------------------------------------------------------
@@ -342,11 +383,11 @@ def test_config_example_comments_name_the_right_variables() -> None:
     )
 
 
-# --- engine launch templates (README: Engine images) ----------------------------------------------
+# --- engine launch templates (docs/engine-images.md) -----------------------------------------------
 
 
-def test_readme_presets_table_lists_exactly_the_presets() -> None:
-    rows = _readme_table("| preset | images")
+def test_presets_table_lists_exactly_the_presets() -> None:
+    rows = _table(ENGINE_IMAGES, "| preset | images")
     assert [row[0].strip("`") for row in rows] == [*PRESETS, "custom"]
     for name, images, _how in rows:
         for image in re.findall(r"`([a-z0-9./-]+/[a-z0-9.-]+(?::[a-z0-9.*-]+)?)`", images):
@@ -354,8 +395,8 @@ def test_readme_presets_table_lists_exactly_the_presets() -> None:
                 assert preset_for_image(image) == name.strip("`"), f"{image} is not picked as {name}"
 
 
-def test_readme_documents_every_placeholder_and_custom_key() -> None:
-    text = README.read_text()
+def test_engine_images_page_documents_every_placeholder_and_custom_key() -> None:
+    text = ENGINE_IMAGES.read_text(encoding="utf-8")
     for placeholder in PLACEHOLDERS:
         assert f"`{{{placeholder}}}`" in text, placeholder
     for key in CUSTOM_KEYS:

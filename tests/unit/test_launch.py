@@ -122,7 +122,7 @@ def test_a_custom_template_is_kept_and_escaped_braces_allowed() -> None:
     assert launch.command == ("run", "{{x}}", "--p={p2p_port}") and launch.env == {"PORT": "{http_port}"}
 
 
-# -- what each image does with the create body (its entrypoint logic, README: Engine images) --
+# -- what each image does with the create body (its entrypoint logic, docs/engine-images.md) --
 
 
 def _flags_of_http_proxy(body: dict[str, Any]) -> list[str]:
