@@ -13,7 +13,7 @@ from typing import Literal
 
 from reconcilers.model import EngineObs, VpnObs
 
-Staleness = Literal["fresh", "restart", "recreate", "orphaned"]
+Staleness = Literal["fresh", "restart", "reconnect", "recreate", "orphaned"]
 
 
 def staleness(engine: EngineObs, vpn: VpnObs | None, *, restart_on_reconnect: bool) -> Staleness:
@@ -21,8 +21,11 @@ def staleness(engine: EngineObs, vpn: VpnObs | None, *, restart_on_reconnect: bo
 
     - `recreate`: the VPN's container was replaced (new ID); the engine is pinned to the old
       namespace and a restart cannot help.
-    - `restart`: same VPN container, but it (re)started after the engine did, or reconnected
-      (unhealthy -> healthy) after the engine started: the engine's network is dead or stale.
+    - `restart`: same VPN container, but it (re)started after the engine did: the engine's
+      network namespace is dead, it cannot serve (its streams are gone already).
+    - `reconnect`: the VPN reconnected its tunnel (a new public IP or forwarded port) after the
+      engine started, and `restart_on_reconnect` asks for fresh engines: the namespace lives, a
+      stream on the engine may still play; the planner restarts it once it is idle.
     - `orphaned`: the VPN container is gone; keep the engine (and its ports) until it returns.
     """
     if engine.vpn is None:
@@ -36,7 +39,7 @@ def staleness(engine: EngineObs, vpn: VpnObs | None, *, restart_on_reconnect: bo
     if vpn.started_at is not None and engine.started_at <= vpn.started_at:
         return "restart"
     if restart_on_reconnect and vpn.reconnected_at is not None and engine.started_at <= vpn.reconnected_at:
-        return "restart"
+        return "reconnect"
     return "fresh"
 
 

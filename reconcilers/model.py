@@ -168,6 +168,7 @@ class VpnObs:
     docker_state: VpnState | None = None
     tunnel_down: bool = False  # the control server says the tunnel is not running
     public_ip: str | None = None  # the last one known (an empty answer means "reconnecting")
+    last_port: int | None = None  # the last forwarded port other than 0 read in this run
     control_status: str | None = None
     control_error: str | None = None
     control_failed_since: float | None = None  # the control server has not answered since
@@ -319,6 +320,7 @@ ProblemCode = Literal[
     "probe_broken",
     "rollout_paused",
     "draining",
+    "forwarded_port_taken",
 ]
 
 

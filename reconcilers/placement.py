@@ -44,8 +44,12 @@ def _ports_used(ports: EnginePorts | None, vpn: str | None) -> set[int]:
 
 def ports_clash(vpn: str | None, ports: EnginePorts, held: Iterable[Occupant]) -> bool:
     """Whether `ports` collide with a port some occupant holds in the same namespace."""
-    used = set().union(*(_ports_used(o.ports, vpn) for o in held if o.vpn == vpn))
-    return bool(_ports_used(ports, vpn) & used)
+    return bool(_ports_used(ports, vpn) & ports_held(vpn, held))
+
+
+def ports_held(vpn: str | None, held: Iterable[Occupant]) -> set[int]:
+    """Every port the occupants hold in `vpn`'s namespace."""
+    return set().union(*(_ports_used(o.ports, vpn) for o in held if o.vpn == vpn))
 
 
 def free_slot(
@@ -53,9 +57,11 @@ def free_slot(
     vpn: str | None,
     held: Iterable[Occupant],
     blocked: frozenset[tuple[str | None, int]] = frozenset(),
+    reserved: int | None = None,
 ) -> int | None:
     """The lowest slot that is not held, not blocked, and whose ports no occupant uses (an
-    engine created under an earlier port layout keeps the ports on its labels)."""
+    engine created under an earlier port layout keeps the ports on its labels) and none of
+    which is `reserved` (the VPN's forwarded port, which only its forwarded engine may bind)."""
     mine = [o for o in held if o.vpn == vpn]
     used_slots = {o.slot for o in mine}
     share = _share(desired, vpn)
@@ -64,7 +70,10 @@ def free_slot(
             continue
         if share is not None and slot_takes_a_default(share, slot):
             continue
-        if not ports_clash(vpn, ports_for(desired, vpn, slot, None), mine):
+        ports = ports_for(desired, vpn, slot, None)
+        if reserved is not None and reserved in ports.listening():
+            continue
+        if not ports_clash(vpn, ports, mine):
             return slot
     return None
 
@@ -119,7 +128,7 @@ def place_new_engines(
         candidates = []
         for vpn in targets:
             name = vpn.name if vpn else None
-            slot = free_slot(desired, name, held, blocked)
+            slot = free_slot(desired, name, held, blocked, vpn.forwarded_port or None if vpn else None)
             if slot is not None:
                 candidates.append((load[name], vpn, slot))
         if not candidates:
@@ -127,7 +136,12 @@ def place_new_engines(
         _, vpn, slot = min(candidates, key=lambda c: c[0])
         name = vpn.name if vpn else None
         fwd_port = vpn.forwarded_port if vpn else None
-        forwarded = bool(fwd_port) and not any(o.forwarded for o in held if o.vpn == name)
+        # never a port another engine of the namespace binds (Gluetun may forward any port)
+        forwarded = (
+            bool(fwd_port)
+            and fwd_port not in ports_held(name, held)
+            and not any(o.forwarded for o in held if o.vpn == name)
+        )
         ports = ports_for(desired, name, slot, fwd_port if forwarded else None)
         creates.append(
             CreateEngine(

@@ -21,6 +21,7 @@ engines left running, until the YAML changes again.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections import Counter
@@ -206,7 +207,9 @@ def restart_due(vpn: VpnObs, timeout: float) -> tuple[float, str]:
         return since + CRASH_RESTART_S * backoff, "crashed (exited with an error nobody asked for)"
     due, why = since + timeout * backoff, f"tunnel down for {timeout * backoff:g}s"
     if vpn.control_unreachable_since is not None:
-        dead = max(vpn.control_unreachable_since, last) + min(CONTROL_DEAD_S, timeout) * backoff
+        # counted from the tunnel going down: a control server out of reach for hours (another
+        # network, a wrong port) says nothing of a tunnel that went down a second ago
+        dead = max(vpn.control_unreachable_since, since) + min(CONTROL_DEAD_S, timeout) * backoff
         if dead < due:
             due, why = dead, "tunnel down and its control server not answering at all"
     return due, why
@@ -247,9 +250,18 @@ def _repair_engines(p: _Pass) -> None:
             p.act(
                 RestartEngine(
                     container_id=engine.container_id,
-                    reason="VPN restarted or reconnected after the engine started",
+                    reason="VPN container restarted after the engine started: its network is gone",
                 )
             )
+        elif state == "reconnect" and vpn is not None and vpn.state == "healthy":
+            # hidden from /engines meanwhile; a stream still playing on it is not cut for this
+            if engine.streams == 0:
+                p.act(
+                    RestartEngine(
+                        container_id=engine.container_id,
+                        reason="VPN reconnected (new public IP or forwarded port) after the engine started",
+                    )
+                )
         elif state == "fresh" and (vpn is None or vpn.state == "healthy"):
             _restart_if_never_ready(p, engine)
         p.kept.append(engine)
@@ -316,9 +328,9 @@ def _occupants(
     """Everything holding a slot. An engine removed in this pass keeps its slot until it is
     gone, but no longer holds its VPN's forwarded port, so its replacement can take it."""
     held = [
-        Occupant(
-            vpn=e.vpn, slot=e.slot, ports=e.ports, forwarded=e.forwarded and e.container_id not in p.removed
-        )
+        Occupant(vpn=e.vpn, slot=e.slot, ports=e.ports, forwarded=e.forwarded)
+        if e.container_id not in p.removed
+        else Occupant(vpn=e.vpn, slot=e.slot, ports=dataclasses.replace(e.ports, p2p=0), forwarded=False)
         for e in p.observed.engines
         if e.container_id != excluding
     ]
@@ -501,6 +513,8 @@ def _keep_forwarded_engines(p: _Pass) -> None:
         if not port or not vpn.port_known or vpn.name in planned or vpn.name in pending:
             continue
         mine = [e for e in p.kept if e.vpn == vpn.name and e.container_id not in p.removed]
+        if _free_forwarded_port(p, vpn, port, mine):
+            continue
         forwarded = [e for e in mine if e.forwarded]
         if forwarded:
             engine = forwarded[0]
@@ -511,6 +525,34 @@ def _keep_forwarded_engines(p: _Pass) -> None:
         idle = sorted((e for e in mine if p.free(e) and _idle_expired(p, e)), key=lambda e: (e.ready, e.slot))
         if idle:
             _recreate(p, idle[0], forwarded=True, port=port, reason="VPN has no forwarded engine")
+
+
+def _free_forwarded_port(p: _Pass, vpn: VpnObs, port: int, mine: list[EngineObs]) -> bool:
+    """Gluetun may forward a port that an engine of the namespace already binds (HTTP, HTTPS,
+    API, or the P2P port of its own slot): two engines must never get one port. The holder is
+    moved out of the way once it is idle (the pool replaces it in another slot); until then the
+    VPN has no forwarded engine. True while the port is held."""
+    holders = [e for e in mine if port in e.ports.listening() and not (e.forwarded and e.ports.p2p == port)]
+    if not holders:
+        return False
+    for engine in holders:
+        if p.free(engine) and _idle_expired(p, engine):
+            p.act(
+                RemoveEngine(
+                    container_id=engine.container_id,
+                    reason=f"it binds port {port}, which VPN '{vpn.name}' now forwards",
+                )
+            )
+    if any(e.container_id not in p.removed for e in holders):
+        p.problems.append(
+            Problem(
+                code="forwarded_port_taken",
+                vpn=vpn.name,
+                message=f"the forwarded port {port} is bound by an engine with a stream; "
+                "it gets a forwarded engine once that engine is idle",
+            )
+        )
+    return True
 
 
 def _rollout_step_starting(p: _Pass, counting: list[EngineObs]) -> bool:

@@ -20,9 +20,12 @@ row of `tests/unit/test_vpn.py`:
   `starting`, `stopping`) makes the VPN `unhealthy`, whatever the health says. A failed poll keeps
   the last status it gave, for `CONTROL_STALE_S`; after that its word no longer counts (and its
   falling silent is not a reconnect: no engine restarts for it).
-- An empty public IP (`""`: reconnecting) is unknown, not a value: the last known one stays, so
-  A -> "" -> B is a reconnect, like any new IP while healthy, and like `unhealthy -> healthy` on
-  the same container (`reconnected_at`).
+- A reconnect (`reconnected_at`) needs evidence that the tunnel is a new one inside the same
+  container run: a new public IP or a new forwarded port. An empty public IP (`""`:
+  reconnecting) is unknown, not a value: the last known one stays, so A -> "" -> B is a
+  reconnect; so is N -> 0 -> M for the forwarded port. `unhealthy -> healthy` on the same run
+  alone is a blip the tunnel survived (a probe that missed two dials, a slow health check): the
+  engines come back as they were, and nothing is restarted for it.
 - A new container or a new run forgets what the old one's control server and probe said (and
   its public IP); the
   first healthy verdict of a run waits for the forwarded port to be read (`port_known`).
@@ -269,6 +272,7 @@ def _verdict(
             prev,
             tunnel_down=False,
             public_ip=None,
+            last_port=None,
             probe_up=None,
             probe_error=None,
             control_failed_since=None,
@@ -287,7 +291,6 @@ def _verdict(
     transitions: list[Transition] = []
     if prev is not None and not same:
         if prev.state == "unhealthy" and state == "healthy" and prev.container_id == container_id:
-            reconnected_at = at
             transitions.append(Transition(kind="recovered", state=state, previous=prev.state))
         elif state == "unhealthy":
             transitions.append(Transition(kind="became_unhealthy", state=state, previous=prev.state))
@@ -334,19 +337,25 @@ def _control(previous: VpnObs, name: str, read: ControlRead, at: float) -> VpnUp
         transitions.append(Transition(kind="tunnel_status", state=obs.state, status=read.status))
     update = _reverdict(obs, name, at, transitions)
     obs, transitions = dataclasses.replace(update.obs, port_known=True), list(update.transitions)
-    if (
-        previous.public_ip
-        and read.public_ip
-        and read.public_ip != previous.public_ip
-        and obs.state == "healthy"
-    ):
-        # the tunnel reconnected inside Gluetun (perhaps with an empty IP in between)
+    new_ip = bool(previous.public_ip and read.public_ip and read.public_ip != previous.public_ip)
+    port = read.forwarded_port if read.port_read else None
+    new_port = bool(previous.last_port and port and port != previous.last_port)
+    if new_ip or new_port:
+        # the tunnel reconnected inside Gluetun (perhaps through an empty IP or port 0), whether
+        # or not the VPN was seen unhealthy meanwhile: a new tunnel, with the same namespace
         transitions.append(
             Transition(
-                kind="reconnected", state=obs.state, public_ip=read.public_ip, previous_ip=previous.public_ip
+                kind="reconnected",
+                state=obs.state,
+                public_ip=read.public_ip if new_ip else None,
+                previous_ip=previous.public_ip if new_ip else None,
+                port=port if new_port else None,
+                previous_port=previous.last_port if new_port else None,
             )
         )
         obs = dataclasses.replace(obs, reconnected_at=at)
+    if port:
+        obs = dataclasses.replace(obs, last_port=port)
     if read.port_read and obs.forwarded_port != read.forwarded_port:
         transitions.append(
             Transition(

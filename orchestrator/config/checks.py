@@ -172,7 +172,7 @@ def names(v: Any) -> tuple[str, ...]:
 
 
 def host_port(v: Any) -> tuple[str, int] | None:
-    """`host:port` (`[v6]:port` too); empty or null: None (off)."""
+    """`host:port` (an IPv4 address or a host name); empty or null: None (off)."""
     if v is None or v == "":
         return None
     match = (
@@ -180,7 +180,13 @@ def host_port(v: Any) -> tuple[str, int] | None:
     )
     if not match or not 1 <= int(match[2]) <= 65535:
         raise ValueError(f"expected host:port (e.g. 1.1.1.1:443), or empty to turn it off, got {v!r}")
-    return match[1].strip("[]"), int(match[2])
+    if match[1].startswith("["):
+        # a dial the tunnel cannot carry would read as a dead tunnel, forever
+        raise ValueError(
+            f"{v!r} is an IPv6 address: Gluetun's tunnels carry IPv4 (IPv6 only from v3.41.4 and "
+            "only where the provider gives one); use an IPv4 address or a host name"
+        )
+    return match[1], int(match[2])
 
 
 def port_map(v: Any) -> dict[str, int]:

@@ -232,6 +232,20 @@ def _cross_check(v: dict[str, Any], fail: Callable[..., ConfigError]) -> None:
             "vpn.port_range",
             "vpn.api_port",
         )
+    for name, port in sorted(v["vpn.forwarded_ports"].items()):
+        if port_range.start <= port <= port_range.end:
+            raise fail(
+                f"{name}: forwarded port {port} lies inside vpn.port_range {port_range}, from which "
+                "engines get their HTTP, HTTPS, API and P2P ports: another engine could be given it "
+                "too. Forward a port outside the range",
+                "vpn.forwarded_ports",
+                "vpn.port_range",
+            )
+        if port in gluetun_ports:
+            raise fail(
+                f"{name}: forwarded port {port} is one Gluetun itself listens on ({gluetun_ports[port]})",
+                "vpn.forwarded_ports",
+            )
 
 
 def _probe(v: dict[str, Any]) -> TunnelProbe | None:

@@ -5,8 +5,12 @@ the VPN's network namespace, with its entrypoint replaced by a shell that only s
 Docker health check of our own: one TCP dial of the target, every `interval_s`. The dial is
 written for both netcat families: `nc -z` (OpenBSD, busybox with the 1.10 options) and, where
 `-z` is missing (Debian's busybox), `nc HOST PORT -e true`, which connects and exits 0 through
-`true`. Docker runs the check and reports a change of verdict as a `health_status` event, so the
-daemon polls nothing. Labels are its memory, as for engines.
+`true`. An `nc` that knows neither option cannot judge the tunnel: its usage error is not a
+failed dial, so the check exits 126 and the probe is `probe_broken`, never "tunnel down". Docker
+runs the check and reports a change of verdict as a `health_status` event, so the daemon polls
+nothing; the verdict itself is read from the probe's current health (`verdict`) at every
+resync and after every event, so an answer that arrives late cannot leave a stale one standing.
+Labels are its memory, as for engines.
 """
 
 from __future__ import annotations
@@ -43,10 +47,24 @@ def is_probe(labels: Mapping[str, str], pool: str) -> bool:
     )
 
 
+CANNOT_DIAL = "this nc knows neither -z nor -e: the tunnel probe cannot dial with it"
+# d CMD...: 0 connected, 126 this nc does not take the option (a usage error, not a failed dial),
+# 126/127 cannot run at all, anything else: the dial failed
+_DIAL = (
+    'd() { o=$("$@" 2>&1); r=$?; [ $r = 0 ] && return 0; [ $r = 126 ] || [ $r = 127 ] && return $r; '
+    "case $o in *'nvalid option'*|*'llegal option'*|*'nrecognized option'*|*'sage:'*) return 126;; "
+    "esac; return 1; }; "
+)
+
+
 def dial_command(probe: TunnelProbe) -> str:
     host, port = shlex.quote(probe.host), str(probe.port)
     wait = str(max(1, round(probe.timeout_s)))
-    return f"nc -z -w {wait} {host} {port} 2>/dev/null || nc -w {wait} {host} {port} -e true 2>/dev/null"
+    return (
+        f"{_DIAL}d nc -z -w {wait} {host} {port}; r=$?; [ $r = 126 ] || exit $r; "
+        f"d nc -w {wait} {host} {port} -e true; r=$?; [ $r = 126 ] || exit $r; "
+        f"echo {shlex.quote(CANNOT_DIAL)}; exit 126"
+    )
 
 
 def probe_name(create: CreateProbe) -> str:
@@ -91,6 +109,17 @@ def probe_observation(info: ContainerInfo) -> ProbeObs:
         started_at=info.started_at,
         spec_hash=info.labels.get(SPEC_HASH, ""),
     )
+
+
+def verdict(info: ContainerInfo | None) -> tuple[bool | None, str | None]:
+    """What the probe says of the tunnel right now: (up, why it cannot run). `up` is None while
+    it has no verdict (not running, its first check still pending, or it cannot run)."""
+    if info is None or info.status != "running":
+        return None, None
+    why = cannot_run(info)
+    if why is not None:
+        return None, why
+    return {"healthy": True, "unhealthy": False}.get(info.health or ""), None
 
 
 def cannot_run(info: ContainerInfo) -> str | None:

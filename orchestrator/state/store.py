@@ -460,9 +460,8 @@ class StateStore:
         reconnect = "VPN reconnected - triggering AceStream engine restart"
         match t.kind:
             case "recovered":
+                # the same container run: a blip its engines survived, nothing is restarted
                 log.info("Gluetun VPN recovered and is now healthy", vpn=name)
-                if self._restart_on_reconnect():
-                    log.info(reconnect, vpn=name)
             case "became_unhealthy":
                 log.warning("Gluetun VPN became unhealthy", vpn=name)
             case "state_changed":
@@ -475,6 +474,9 @@ class StateStore:
                     vpn=name,
                     public_ip=t.public_ip,
                     previous_ip=t.previous_ip,
+                    port=t.port,
+                    previous_port=t.previous_port,
+                    engines_with_streams="restarted once idle",
                 )
             case "probe":
                 verdict = {True: "tunnel up", False: "tunnel down", None: "no verdict"}[t.probe_up]

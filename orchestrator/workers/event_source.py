@@ -22,7 +22,7 @@ from orchestrator.config import Config
 from orchestrator.docker.api import SKIPPED_ACTION, DockerApi
 from orchestrator.docker.containers import ContainerInfo, vpn_container
 from orchestrator.docker.engines import engine_sighting, is_engine, pool_filters
-from orchestrator.docker.probes import cannot_run, is_probe, probe_observation
+from orchestrator.docker.probes import is_probe, probe_observation, verdict
 from orchestrator.errors import DockerError, DockerUnavailable
 from orchestrator.state.store import StateStore
 from orchestrator.workers.inspections import Inspections
@@ -165,13 +165,23 @@ class EventSource:
             log.warning("inspect_failed", container=ref[:24], error=str(exc), hint="kept as it was known")
         listed = [i for i in found if isinstance(i, ContainerInfo)]
         infos = [info for info in listed if is_engine(info.labels, pool)]
-        probes = [probe_observation(info) for info in listed if is_probe(info.labels, pool)]
+        probes = [(probe_observation(info), info) for info in listed if is_probe(info.labels, pool)]
+        # a probe's verdict is level-triggered: its health now, unless an event came since
+        verdicts = [
+            (probe, info)
+            for probe, info in probes
+            if not self._store.newer_than(probe.container_id, snapshot)
+            and not self._store.newer_than(f"vpn:{probe.vpn}", snapshot)
+        ]
         now = time.time()
         self._store.replace_engines([engine_sighting(info) for info in infos], snapshot, keep=unanswered)
-        self._store.replace_probes(probes, snapshot, keep=unanswered)
+        self._store.replace_probes([probe for probe, _ in probes], snapshot, keep=unanswered)
         for name, info in vpns.items():
             if not isinstance(info, Unanswered) and not self._store.newer_than(f"vpn:{name}", snapshot):
                 self._store.apply_vpn(name, ContainerSeen(container=vpn_container(info)), now)
+        for probe, info in verdicts:
+            up, why = verdict(info)
+            self._report_probe(probe, up, now, error=why)
         self._store.note_resync()
         self._store.set_docker(connected=True)
         log.debug("resync_done", engines=len(infos), vpns=len(vpns))
@@ -252,7 +262,10 @@ class EventSource:
         self._inspections.want(container_id, inspect_engine)
 
     def _apply_probe(self, container_id: str, action: str, at: float, time_nano: int) -> None:
-        """A tunnel probe's events: its verdict on the tunnel goes to its VPN at once."""
+        """A tunnel probe's events: its verdict on the tunnel goes to its VPN. A `healthy` event
+        is applied at once; every event is followed by an inspect that applies the probe's
+        health as Docker has it then (an unhealthy one may be a probe that cannot run), so an
+        answer overtaken by a later event is asked again, never applied late."""
         self._inspections.overtaken(container_id)
         known = self._store.probes.get(container_id)
         if action == "destroy":
@@ -264,27 +277,8 @@ class EventSource:
             health = action.partition(":")[2].strip()
             if health not in ("healthy", "unhealthy") or time_nano < self._resync_floor_nano:
                 return
-            if health == "healthy":
-                if known is not None:
-                    self._report_probe(known, True, at)
-                return
-
-            async def dead_tunnel_or_broken_probe() -> Callable[[], None] | None:
-                info = await self._docker.inspect(container_id)
-                why = cannot_run(info) if info is not None else None
-                if known is None:
-                    return None
-
-                def apply() -> None:
-                    visible = len(self._store.visible)
-                    self._report_probe(known, None if why else False, at, error=why)
-                    if len(self._store.visible) < visible:
-                        self._on_hidden((time.time_ns() - time_nano) / 1e9)
-
-                return apply
-
-            self._inspections.want(container_id, dead_tunnel_or_broken_probe)
-            return
+            if health == "healthy" and known is not None:
+                self._report_probe(known, True, at)
 
         async def inspect_probe() -> Callable[[], None]:
             info = await self._docker.inspect(container_id)
@@ -297,8 +291,11 @@ class EventSource:
                     return
                 probe = probe_observation(info)
                 self._store.upsert_probe(probe)
-                if probe.status != "running":
-                    self._report_probe(known or probe, None, at)
+                up, why = verdict(info)
+                visible = len(self._store.visible)
+                self._report_probe(probe, up, at, error=why)
+                if len(self._store.visible) < visible:
+                    self._on_hidden((time.time_ns() - time_nano) / 1e9)
 
             return apply
 

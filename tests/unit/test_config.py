@@ -326,6 +326,27 @@ BAD_FILES = [
         key="vpn.containers",
         says="two or more",
     ),
+    Bad(
+        id="forwarded_port_inside_the_engines_port_range",
+        text=SINGLE_G + "  port_range: 19000-19999\n  forwarded_ports:\n    gluetun: 19001\n",
+        line=5,
+        key="vpn.forwarded_ports",
+        says="forwarded port 19001 lies inside vpn.port_range 19000-19999",
+    ),
+    Bad(
+        id="forwarded_port_on_gluetuns_control_server",
+        text=SINGLE_G + "  forwarded_ports:\n    gluetun: 8000\n",
+        line=4,
+        key="vpn.forwarded_ports",
+        says="Gluetun itself listens on",
+    ),
+    Bad(
+        id="probe_target_ipv6_the_tunnel_may_not_carry",
+        text=SINGLE_G + "  tunnel_probe:\n    target: '[2606:4700::1111]:443'\n",
+        line=5,
+        key="vpn.tunnel_probe.target",
+        says="IPv6",
+    ),
 ]
 
 

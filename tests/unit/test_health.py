@@ -90,13 +90,13 @@ STALENESS_CASES = [
         id="reconnected_after_engine",
         engine=engine("a", vpn="g1"),
         vpn=vpn("g1", reconnected_at=150.0),
-        expected="restart",
+        expected="reconnect",
     ),
     StaleCase(
         id="reconnected_same_instant",
         engine=engine("a", vpn="g1"),
         vpn=vpn("g1", reconnected_at=100.0),
-        expected="restart",
+        expected="reconnect",
     ),
     StaleCase(
         id="reconnected_after_engine_flag_off",

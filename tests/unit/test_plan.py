@@ -1045,8 +1045,90 @@ RESTART_CASES = [
     ),
 ]
 
+# A stream is never cut on a guess (docs/stream-safety.md): an engine carrying a stream is
+# restarted or removed only when its namespace is gone, it stopped answering, or it was drained.
+SAFETY_CASES = [
+    Case(
+        id="safety-a_blip_the_tunnel_survived_restarts_nothing",
+        desired=SINGLE,
+        vpns=(vpn("g1", state_since=NOW - 4),),  # unhealthy 4 s ago, healthy again, same run
+        engines=(
+            engine("a", 0, "g1", streams=1),
+            engine("b", 1, "g1", streams=1),
+            engine("c", 2, "g1", streams=1),
+        ),
+        actions=("create g1#3",),  # 3 busy + min_free 1
+    ),
+    Case(
+        id="safety-a_reconnect_restarts_idle_engines_at_once_and_leaves_busy_ones",
+        desired=SINGLE,
+        vpns=(vpn("g1", reconnected_at=NOW - 20),),
+        engines=(engine("a", 0, "g1", streams=1), engine("b", 1, "g1"), engine("c", 2, "g1")),
+        actions=("restart b", "restart c"),
+    ),
+    Case(
+        id="safety-a_reconnect_restarts_a_busy_engine_once_its_stream_ended",
+        desired=SINGLE,
+        vpns=(vpn("g1", reconnected_at=NOW - 20),),
+        engines=(engine("a", 0, "g1", last_stream_usage=NOW - 1), engine("b", 1, "g1", started_at=NOW - 5)),
+        actions=("restart a", "create g1#2"),
+    ),
+    Case(
+        id="safety-a_restarted_vpn_container_brings_busy_engines_back_at_once",
+        desired=SINGLE,
+        vpns=(vpn("g1", started_at=150.0),),  # its namespace died under the engines
+        engines=(engine("a", 0, "g1", streams=1), engine("b", 1, "g1"), engine("c", 2, "g1")),
+        actions=("restart a", "restart b", "restart c"),
+    ),
+    Case(
+        id="safety-a_recreated_vpn_container_recreates_busy_engines_at_once",
+        desired=TWO_SINGLE,
+        vpns=(vpn("g1", container_id="g1-new"),),
+        engines=(engine("a", 0, "g1", streams=1), engine("b", 1, "g1")),
+        actions=("remove a", "remove b", "create g1#2", "create g1#3"),  # slots 0-1 free once gone
+    ),
+    Case(
+        id="safety-a_control_server_out_of_reach_for_hours_forces_nothing_on_a_fresh_blip",
+        desired=PATIENT,
+        vpns=(vpn("g1", "unhealthy", state_since=NOW - 0.5, control_unreachable_since=NOW - 3500),),
+        problems=("vpn_unhealthy@g1",),
+        wake_at=NOW - 0.5 + 60,
+    ),
+    Case(
+        id="safety-tunnel_down_60s_with_a_silent_control_server_restarts_gluetun",
+        desired=PATIENT,
+        vpns=(vpn("g1", "unhealthy", state_since=NOW - 60, control_unreachable_since=NOW - 3500),),
+        problems=("vpn_unhealthy@g1",),
+        actions=("restart_vpn g1",),
+    ),
+    # Gluetun forwards a port an engine of the namespace binds: slot 1's HTTP port is 19001
+    Case(
+        id="safety-a_forwarded_port_another_engine_binds_is_never_handed_out_twice",
+        desired=SINGLE,
+        vpns=(vpn("g1", forwarded_port=19001),),
+        engines=(engine("b", 1, "g1"), engine("c", 2, "g1")),
+        actions=("create g1#0", "remove b"),  # b, idle, makes way; slot 1 is not used again
+    ),
+    Case(
+        id="safety-a_forwarded_port_bound_by_a_busy_engine_waits_for_it",
+        desired=SINGLE,
+        vpns=(vpn("g1", forwarded_port=19001),),
+        engines=(engine("b", 1, "g1", streams=1), engine("c", 2, "g1")),
+        actions=("create g1#0",),
+        problems=("forwarded_port_taken@g1",),
+    ),
+    Case(
+        id="safety-the_slot_holding_the_forwarded_port_is_skipped",
+        desired=SINGLE,
+        vpns=(vpn("g1", forwarded_port=19001),),
+        engines=(engine("c", 2, "g1"), engine("d", 3, "g1")),
+        actions=("create g1#0 fwd p2p=19001",),
+    ),
+]
+
 ALL_CASES = (
-    POOL_CASES
+    SAFETY_CASES
+    + POOL_CASES
     + SINGLE_CASES
     + REDUNDANT_CASES
     + REGRESSION_CASES
