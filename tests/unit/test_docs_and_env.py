@@ -244,16 +244,26 @@ def test_readme_documents_every_variable_the_code_reads() -> None:
     assert not missing, f"README.md does not mention {sorted(missing)}"
 
 
-def _readme_table(header: str) -> list[list[str]]:
+def _readme_table(header: str, page: Path = README) -> list[list[str]]:
     """Rows (cells) of the README table whose header row starts with `header`."""
-    lines = README.read_text().splitlines()
+    lines = page.read_text().splitlines()
     start = next((i for i, line in enumerate(lines) if line.startswith(header)), None)
-    assert start is not None, f"README.md: no table starting {header!r}"
+    assert start is not None, f"{page.name}: no table starting {header!r}"
     rows = []
     for line in lines[start + 2 :]:
         if not line.startswith("|"):
             break
         rows.append([cell.strip() for cell in re.split(r"(?<!\\)\|", line.strip())[1:-1]])
+    return rows
+
+
+def _key_table_rows(header: str) -> list[list[str]]:
+    """The README's key table and those of the docs pages (a page documenting its own keys,
+    e.g. docs/engine-containers.md), together."""
+    rows = _readme_table(header)
+    for page in sorted((REPO / "docs").glob("*.md")):
+        if any(line.startswith(header) for line in page.read_text().splitlines()):
+            rows += _readme_table(header, page)
     return rows
 
 
@@ -289,7 +299,7 @@ def expected_key_rows() -> list[str]:
 
 
 def test_readme_key_table_matches_the_schema() -> None:
-    rows = _readme_table("| key | default | env | what |")
+    rows = _key_table_rows("| key | default | env | what |")
     found = {}
     for key, default, env, _what in rows:
         found[key.strip("`")] = (default.strip("`"), set(re.findall(r"`(" + NAME + ")`", env)))
