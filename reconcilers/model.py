@@ -69,6 +69,9 @@ class EngineSpec:
     host_port_range: PortRange = PortRange(start=19000, end=19999)
     env: Mapping[str, str] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)
+    # Docker's json-file log driver bounds: each engine keeps at most size x files of log
+    log_max_size: str = "10m"
+    log_max_files: int = 3
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

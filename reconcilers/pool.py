@@ -70,6 +70,9 @@ def engine_spec_hash(desired: Desired) -> str:
             "env": dict(sorted(spec.launch.env.items())),
         },
         "cache_limit_gb": spec.cache_limit_gb,
+        # bounded logs and no image health check: engines created before either are rolled over
+        "logs": [spec.log_max_size, spec.log_max_files],
+        "healthcheck": "none",
         "vpn_mode": desired.vpn.mode,
         # the port layout: engines of an earlier layout are rolled over to the new one
         "ports": str(desired.vpn.port_range) if desired.vpn.mode != "none" else str(spec.host_port_range),

@@ -121,6 +121,13 @@ def choice(*options: str) -> Checker:
     return check
 
 
+def log_size(v: Any) -> str:
+    """A size Docker's json-file log driver takes for `max-size`: a whole number and k, m or g."""
+    if not isinstance(v, str) or not re.fullmatch(r"[1-9][0-9]{0,5}[kmg]", v):
+        raise ValueError(f"expected a size like 10m (a whole number then k, m or g), got {v!r}")
+    return v
+
+
 def port_range(v: Any) -> PortRange:
     match = re.fullmatch(r"\s*(\d+)\s*-\s*(\d+)\s*", str(v)) if isinstance(v, str) else None
     if not match:

@@ -304,6 +304,8 @@ def parse_config(
             host_port_range=v["engines.host_port_range"],
             env=v["engines.env"],
             labels=v["engines.labels"],
+            log_max_size=v["engines.log_max_size"],
+            log_max_files=v["engines.log_max_files"],
         ),
         vpn=VpnSpec(
             mode=v["vpn.mode"],

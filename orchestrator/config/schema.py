@@ -22,6 +22,7 @@ from orchestrator.config.checks import (
     host_port,
     int_in,
     label_value,
+    log_size,
     names,
     number,
     optional_text,
@@ -67,6 +68,8 @@ SCHEMA: dict[str, dict[str, tuple[Any, Checker]]] = {
         "cache_limit_gb": (1, int_in(1, 1000)),
         "stream_ttl_s": (21600, number(60)),
         "max_streams_per_engine": (20, int_in(1, 1000)),
+        "log_max_size": ("10m", log_size),
+        "log_max_files": (3, int_in(1, 100)),
     },
     "vpn": {
         "mode": ("none", choice("none", "single", "redundant")),

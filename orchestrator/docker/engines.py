@@ -104,14 +104,31 @@ def engine_name(create: CreateEngine) -> str:
     return f"acestream-{where}-{create.slot}-{secrets.token_hex(3)}"
 
 
+# The image's own HEALTHCHECK turned off. The jopsis and AceServe images probe 127.0.0.1:6878,
+# which no engine behind a VPN listens on (each has ports of its own): they would show
+# `unhealthy` for life, and autoheal-style tools restart unhealthy containers under viewers.
+# The daemon checks every engine on its real port itself (readiness and liveness rounds), so a
+# Docker health check would add nothing but a second verdict nobody here reads.
+NO_HEALTHCHECK = {"Test": ["NONE"]}
+
+
 def create_body(create: CreateEngine, spec: EngineSpec) -> dict[str, Any]:
-    """The Docker create request for one engine. No restart policy: the daemon restarts engines."""
+    """The Docker create request for one engine. No restart policy: the daemon restarts engines.
+    Logs are bounded (json-file, `engines.log_max_size` x `engines.log_max_files`): an engine
+    logs for its whole life, and some families log every request to stdout."""
     launch = engine_launch(create, spec)
-    host_config: dict[str, Any] = {"RestartPolicy": {"Name": "no"}}
+    host_config: dict[str, Any] = {
+        "RestartPolicy": {"Name": "no"},
+        "LogConfig": {
+            "Type": "json-file",
+            "Config": {"max-size": spec.log_max_size, "max-file": str(spec.log_max_files)},
+        },
+    }
     body: dict[str, Any] = {
         "Image": spec.image,
         "Env": [f"{k}={v}" for k, v in launch.env.items()],
         "Labels": engine_labels(create, spec),
+        "Healthcheck": NO_HEALTHCHECK,
         "HostConfig": host_config,
     }
     if launch.entrypoint is not None:

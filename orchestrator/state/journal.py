@@ -5,20 +5,40 @@ daemon adopts them. But the streams the proxy reported, and when each engine las
 exist nowhere else: without them a restarted daemon sees busy engines as idle, scales them down
 under their viewers, and the proxy packs new streams onto them. So every change of the stream
 registry is written through to SQLite (the standard library's; one small file in the state
-directory, WAL mode, one transaction per change) and read back at start-up.
+directory, WAL mode) and read back at start-up.
 
-Failures never stop the daemon: a directory that cannot be created or written, or a database
-that cannot be opened, means running on memory alone, with the reason on `/status` and in the
-log (`state_unavailable`); a corrupt database is moved aside (`streams.db.corrupt-<time>`) and a
-fresh one started, with a warning (`state_corrupt`). Never a crash loop.
+- Each change is one real transaction (`BEGIN IMMEDIATE` ... `COMMIT`, rolled back on any
+  error): an eviction and the start that caused it, or a stream's end and its engine's last use,
+  are both on disk or neither is.
+- No SQLite call runs on the event loop: the loop only queues the change (microseconds); one
+  writer thread owns the connection and writes what is queued, several queued changes in one
+  transaction. The cost: a daemon killed within the moment between a change and its commit
+  (well under a millisecond when the disk keeps up) loses that change.
+- Confirmations (the engine says a session is alive, every liveness round for every stream)
+  go to a small table of their own, one row per active stream, and are written at most once
+  per `confirm_every(ttl)` (a tenth of `engines.stream_ttl_s`, at most 5 minutes): all pending
+  ones in one transaction. What is on disk is only read by a restarted daemon, to end streams
+  with no sign of life for the TTL; a confirmation up to a tenth of the TTL older than the last
+  one cannot end a live stream, and a live one is confirmed again within a round.
+- Failures never stop the daemon: a directory that cannot be created or written, a database
+  that cannot be opened, or a write that fails (a full disk) means running on memory, with the
+  reason on `/status` and in the log (`state_unavailable`, `state_write_failed`); the writer
+  keeps a copy of the registry and reopens the file with back-off, writing that copy back in
+  one transaction (`state_recovered`): durability comes back by itself. A corrupt database
+  found at start-up is moved aside (`streams.db.corrupt-<time>`) and a fresh one started, with
+  a warning (`state_corrupt`). Never a crash loop.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import queue
 import sqlite3
+import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +51,8 @@ log = structlog.get_logger()
 FILE = "streams.db"
 ENDED_KEPT = 1000
 PRUNE_EVERY = 100  # ended streams written between two prunings of the history
+CONFIRM_EVERY_MAX_S = 300.0
+RETRY_S = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)  # reopen after a failure; the last one repeats
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS streams (
     id TEXT PRIMARY KEY, container_id TEXT NOT NULL, key_type TEXT NOT NULL, key TEXT NOT NULL,
@@ -40,14 +62,24 @@ CREATE TABLE IF NOT EXISTS streams (
 );
 CREATE INDEX IF NOT EXISTS streams_by_status ON streams (status, ended_at);
 CREATE TABLE IF NOT EXISTS last_usage (container_id TEXT PRIMARY KEY, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS confirmed (id TEXT PRIMARY KEY, at REAL NOT NULL) WITHOUT ROWID;
 """
 INSERT_STREAM = (
     "INSERT OR REPLACE INTO streams (id, container_id, key_type, key, playback_session_id, stat_url, "
     "command_url, is_live, started_at, confirmed_at, status, ended_at, end_reason) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-VERSION = 1
+PRUNE = (
+    "DELETE FROM streams WHERE status = 'ended' AND ended_at < (SELECT ended_at FROM "
+    "streams WHERE status = 'ended' ORDER BY ended_at DESC LIMIT 1 OFFSET ?)"
+)
+VERSION = 1  # the `confirmed` table is an addition a version-1 reader may ignore
 CORRUPT = ("SQLITE_NOTADB", "SQLITE_CORRUPT")
+
+
+def confirm_every(ttl_s: float) -> float:
+    """How stale a confirmation on disk may be: a tenth of the TTL, at most 5 minutes."""
+    return min(CONFIRM_EVERY_MAX_S, ttl_s / 10)
 
 
 class _Unreadable(Exception):
@@ -68,6 +100,34 @@ class Loaded:
     last_usage: dict[str, float] = field(default_factory=dict)
 
 
+# -- what the loop queues for the writer -----------------------------------------------------
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Put:
+    streams: tuple[Stream, ...]
+    usage: tuple[tuple[str, float], ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Forget:
+    container_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Confirm:
+    stream_ids: tuple[str, ...]
+    at: float
+    every_s: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Flush:
+    done: threading.Event
+    confirmations: bool = False  # also write the confirmations not yet due
+
+
+_Op = _Put | _Forget | _Confirm | _Flush | None  # None: stop
+
+
 def _row(stream: Stream) -> tuple[object, ...]:
     return (
         stream.id,
@@ -86,7 +146,8 @@ def _row(stream: Stream) -> tuple[object, ...]:
     )
 
 
-def _stream(row: sqlite3.Row) -> Stream:
+def _stream(row: sqlite3.Row, confirmed: dict[str, float]) -> Stream:
+    at = confirmed.get(row["id"])
     return Stream(
         id=row["id"],
         container_id=row["container_id"],
@@ -97,7 +158,7 @@ def _stream(row: sqlite3.Row) -> Stream:
         command_url=row["command_url"],
         is_live=bool(row["is_live"]),
         started_at=row["started_at"],
-        confirmed_at=row["confirmed_at"],
+        confirmed_at=max(row["confirmed_at"] or 0.0, at) if at is not None else row["confirmed_at"],
         status=row["status"],
         ended_at=row["ended_at"],
         end_reason=row["end_reason"],
@@ -105,33 +166,150 @@ def _stream(row: sqlite3.Row) -> Stream:
 
 
 def _read(db: sqlite3.Connection) -> Loaded:
+    confirmed = {r["id"]: float(r["at"]) for r in db.execute("SELECT * FROM confirmed")}
     ended = db.execute(
         "SELECT * FROM streams WHERE status = 'ended' ORDER BY ended_at DESC LIMIT ?", (ENDED_KEPT,)
     )
+    active = db.execute("SELECT * FROM streams WHERE status = 'started'")
     return Loaded(
-        active=[_stream(r) for r in db.execute("SELECT * FROM streams WHERE status = 'started'")],
-        ended=[_stream(r) for r in ended][::-1],
+        active=[_stream(r, confirmed) for r in active],
+        ended=[_stream(r, {}) for r in ended][::-1],
         last_usage={r["container_id"]: float(r["at"]) for r in db.execute("SELECT * FROM last_usage")},
     )
 
 
-class StreamJournal:
-    """The registry's write-through copy. `error` says why it is not in use (then every write is a
-    no-op and the daemon runs on memory)."""
+def _connect(path: Path) -> sqlite3.Connection:
+    """Open, with the schema in place; raises _Unreadable for content this daemon cannot read."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # isolation_level=None: the module opens no transaction of its own; ours are explicit
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
+    db.row_factory = sqlite3.Row
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")  # in WAL: survives a crash of the daemon
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version not in (0, VERSION):
+            raise _Unreadable(f"journal version {version}, this daemon reads {VERSION}")
+        try:
+            db.executescript(SCHEMA)
+            db.execute(f"PRAGMA user_version={VERSION}")
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorname", "") != "SQLITE_ERROR":
+                raise  # read-only, locked, cannot open: not the content's fault
+            raise _Unreadable(f"unexpected shape: {exc}") from exc
+    except BaseException:
+        db.close()
+        raise
+    return db
 
-    def __init__(self, directory: Path | None) -> None:
+
+@contextlib.contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+class _Copy:
+    """The writer's own copy of the registry: what is written back after a failure."""
+
+    def __init__(self, loaded: Loaded) -> None:
+        self.active = {s.id: s for s in loaded.active}
+        self.ended: deque[Stream] = deque(loaded.ended, maxlen=ENDED_KEPT)
+        self.last_usage = dict(loaded.last_usage)
+        self.pending: dict[str, float] = {}  # confirmations not on disk yet
+        self.confirms_written_at = float("-inf")
+
+    def apply(self, op: _Put | _Forget | _Confirm) -> None:
+        if isinstance(op, _Put):
+            for s in op.streams:
+                self.pending.pop(s.id, None)
+                if s.status == "started":
+                    self.active[s.id] = s
+                else:
+                    self.active.pop(s.id, None)
+                    self.ended.append(s)
+            self.last_usage.update(op.usage)
+        elif isinstance(op, _Forget):
+            self.last_usage.pop(op.container_id, None)
+        else:
+            for sid in op.stream_ids:
+                stream = self.active.get(sid)
+                if stream is not None:
+                    self.active[sid] = dataclasses.replace(stream, confirmed_at=op.at)
+                    self.pending[sid] = op.at
+
+
+class StreamJournal:
+    """The registry's write-through copy. `error` says why it is not on disk right now (the
+    daemon runs on memory meanwhile, and the writer keeps trying to get back)."""
+
+    def __init__(self, directory: Path | None, *, retry_s: Sequence[float] = RETRY_S) -> None:
         self.path = directory / FILE if directory is not None else None
         self.error: str | None = None if directory is not None else "no state directory configured"
+        self._retry_s = tuple(retry_s)
         self._db: sqlite3.Connection | None = None
         self._ended_rows = 0
+        self._queue: queue.SimpleQueue[_Op] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._copy = _Copy(Loaded())
+        self._failures = 0
+        self._retry_at = 0.0
 
+    # -- the event loop's side: read once at start-up, then only queue -------------------------
     def open(self) -> Loaded:
-        """Open (creating what is missing) and read back what was kept; never raises."""
+        """Open (creating what is missing) and read back what was kept; never raises. Blocks:
+        called once before the API serves. Starts the writer."""
         if self.path is None:
             return Loaded()
-        path = self.path
+        loaded = self._load(self.path)
+        self._copy = _Copy(loaded)
+        if self._db is None:
+            self._failed_now()
+        self._thread = threading.Thread(target=self._write_loop, name="state-journal", daemon=True)
+        self._thread.start()
+        return loaded
+
+    def put(self, streams: Iterable[Stream], usage: dict[str, float]) -> None:
+        """Write these streams (started or ended) and engines' last use, in one transaction."""
+        self._send(_Put(streams=tuple(streams), usage=tuple(usage.items())))
+
+    def confirm(self, stream_ids: Iterable[str], at: float, ttl_s: float) -> None:
+        """The engines said these streams are alive at `at` (on disk within confirm_every)."""
+        self._send(_Confirm(stream_ids=tuple(stream_ids), at=at, every_s=confirm_every(ttl_s)))
+
+    def forget_engine(self, container_id: str) -> None:
+        self._send(_Forget(container_id=container_id))
+
+    def flush(self, timeout: float = 10.0, *, confirmations: bool = False) -> bool:
+        """Wait until everything queued so far was handled (written, or failed); tests, bench."""
+        if self._thread is None:
+            return True
+        done = threading.Event()
+        self._queue.put(_Flush(done=done, confirmations=confirmations))
+        return done.wait(timeout)
+
+    def close(self) -> None:
+        """Write what is queued (and pending confirmations), then stop the writer."""
+        if self._thread is not None:
+            self.flush(confirmations=True)
+            self._queue.put(None)
+            self._thread.join(timeout=10)
+            self._thread = None
+        self._close_db()
+
+    def _send(self, op: _Op) -> None:
+        if self._thread is not None:
+            self._queue.put(op)
+
+    # -- opening --------------------------------------------------------------------------------
+    def _load(self, path: Path) -> Loaded:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
             return self._open(path)
         except (sqlite3.Error, OSError, _Unreadable) as exc:
             if not _corrupt(exc):
@@ -153,26 +331,14 @@ class StreamJournal:
                 return self._unavailable(again)
 
     def _open(self, path: Path) -> Loaded:
-        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        db.row_factory = sqlite3.Row
+        db = _connect(path)
         try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")  # in WAL: survives a crash of the daemon
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, VERSION):
-                raise _Unreadable(f"journal version {version}, this daemon reads {VERSION}")
             try:
-                db.executescript(SCHEMA)
-                db.execute(f"PRAGMA user_version={VERSION}")
                 loaded = _read(db)
-            except sqlite3.OperationalError as exc:
-                if getattr(exc, "sqlite_errorname", "") != "SQLITE_ERROR":
-                    raise  # read-only, locked, cannot open: not the content's fault
-                raise _Unreadable(f"unexpected shape: {exc}") from exc
             except (IndexError, KeyError, TypeError, ValueError) as exc:
                 raise _Unreadable(f"unexpected content: {exc!r}") from exc
-            db.execute("BEGIN IMMEDIATE")  # proves the file is writable now, not at the first stream
-            db.execute("COMMIT")
+            with _transaction(db):
+                pass  # proves the file is writable now, not at the first stream
         except BaseException:
             db.close()
             raise
@@ -186,51 +352,114 @@ class StreamJournal:
         log.error(
             "state_unavailable",
             error=self.error,
-            hint="running on memory: streams are lost when the daemon restarts; check the state "
-            "directory (state_dir) exists and is writable by the daemon's user",
+            hint="running on memory: streams are lost if the daemon restarts now; retrying with "
+            "back-off; check the state directory (state_dir) exists and is writable by the daemon",
         )
         return Loaded()
 
-    @contextlib.contextmanager
-    def _writing(self) -> Iterator[sqlite3.Connection | None]:
-        if self._db is None:
-            yield None
+    # -- the writer thread ------------------------------------------------------------------------
+    def _write_loop(self) -> None:
+        while True:
+            wait = None if self._db is not None else max(0.0, self._retry_at - time.monotonic())
+            try:
+                batch = [self._queue.get(timeout=wait)]
+            except queue.Empty:
+                batch = []
+            while True:  # everything queued meanwhile goes in the same transaction
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            changes = [op for op in batch if isinstance(op, _Put | _Forget | _Confirm)]
+            flushes = [op for op in batch if isinstance(op, _Flush)]
+            for op in changes:
+                self._copy.apply(op)
+            if self._db is None:
+                if self.path is not None and time.monotonic() >= self._retry_at:
+                    self._reopen(self.path)
+            elif changes or any(f.confirmations for f in flushes):
+                self._write(self._db, changes, all_confirmations=any(f.confirmations for f in flushes))
+            for f in flushes:
+                f.done.set()
+            if None in batch:
+                return
+
+    def _write(
+        self, db: sqlite3.Connection, changes: list[_Put | _Forget | _Confirm], *, all_confirmations: bool
+    ) -> None:
+        copy = self._copy
+        due = [c for c in changes if isinstance(c, _Confirm) and c.at - copy.confirms_written_at >= c.every_s]
+        confirming = bool((due or all_confirmations) and copy.pending)
+        if not confirming and all(isinstance(c, _Confirm) for c in changes):
+            return  # confirmations not due yet: nothing to write this round
+        try:
+            with _transaction(db):
+                for op in changes:
+                    if isinstance(op, _Put):
+                        db.executemany("DELETE FROM confirmed WHERE id = ?", [(s.id,) for s in op.streams])
+                        db.executemany(INSERT_STREAM, [_row(s) for s in op.streams])
+                        db.executemany("INSERT OR REPLACE INTO last_usage VALUES (?, ?)", op.usage)
+                        self._ended_rows += sum(1 for s in op.streams if s.status == "ended")
+                    elif isinstance(op, _Forget):
+                        db.execute("DELETE FROM last_usage WHERE container_id = ?", (op.container_id,))
+                if confirming:
+                    db.executemany("INSERT OR REPLACE INTO confirmed VALUES (?, ?)", copy.pending.items())
+                if self._ended_rows > ENDED_KEPT + PRUNE_EVERY:  # now and then, not on every change
+                    self._prune(db)
+        except sqlite3.Error as exc:
+            self._write_failed(exc)
+            return
+        if confirming:
+            copy.pending.clear()
+            copy.confirms_written_at = max((c.at for c in due), default=copy.confirms_written_at)
+
+    def _prune(self, db: sqlite3.Connection) -> None:
+        db.execute(PRUNE, (ENDED_KEPT - 1,))
+        self._ended_rows = db.execute("SELECT COUNT(*) FROM streams WHERE status = 'ended'").fetchone()[0]
+
+    def _write_failed(self, exc: sqlite3.Error) -> None:
+        self.error = f"{self.path}: {exc}"
+        log.error(
+            "state_write_failed",
+            error=self.error,
+            hint="running on memory meanwhile; the journal is reopened with back-off and "
+            "the streams written back (state_recovered)",
+        )
+        self._close_db()
+        self._failed_now()
+
+    def _failed_now(self) -> None:
+        delay = self._retry_s[min(self._failures, len(self._retry_s) - 1)]
+        self._failures += 1
+        self._retry_at = time.monotonic() + delay
+
+    def _reopen(self, path: Path) -> None:
+        """Reopen and write the whole copy back, in one transaction."""
+        copy = self._copy
+        try:
+            db = _connect(path)
+        except (sqlite3.Error, OSError, _Unreadable) as exc:
+            self.error = f"{self.path}: {exc}"
+            self._failed_now()
             return
         try:
-            with self._db:  # one transaction
-                yield self._db
+            with _transaction(db):
+                db.execute("DELETE FROM confirmed")
+                db.execute("DELETE FROM last_usage")
+                db.execute("DELETE FROM streams WHERE status = 'started'")
+                db.executemany(INSERT_STREAM, [_row(s) for s in (*copy.ended, *copy.active.values())])
+                db.executemany("INSERT INTO last_usage VALUES (?, ?)", copy.last_usage.items())
+                self._prune(db)
         except sqlite3.Error as exc:
+            db.close()
             self.error = f"{self.path}: {exc}"
-            log.error("state_write_failed", error=self.error, hint="running on memory from now on")
-            with contextlib.suppress(sqlite3.Error):
-                self._db.close()
-            self._db = None
+            self._failed_now()
+            return
+        copy.pending.clear()
+        self._db, self.error, self._failures = db, None, 0
+        log.warning("state_recovered", file=str(self.path), streams=len(copy.active))
 
-    def put(self, streams: Iterable[Stream], usage: dict[str, float]) -> None:
-        """Write these streams (started or ended) and engines' last use, in one transaction."""
-        with self._writing() as db:
-            if db is None:
-                return
-            rows = [_row(s) for s in streams]
-            db.executemany(INSERT_STREAM, rows)
-            db.executemany("INSERT OR REPLACE INTO last_usage VALUES (?, ?)", usage.items())
-            self._ended_rows += sum(1 for s in streams if s.status == "ended")
-            if self._ended_rows > ENDED_KEPT + PRUNE_EVERY:  # now and then, not on every change
-                db.execute(
-                    "DELETE FROM streams WHERE status = 'ended' AND ended_at < (SELECT ended_at FROM "
-                    "streams WHERE status = 'ended' ORDER BY ended_at DESC LIMIT 1 OFFSET ?)",
-                    (ENDED_KEPT - 1,),
-                )
-                self._ended_rows = db.execute(
-                    "SELECT COUNT(*) FROM streams WHERE status = 'ended'"
-                ).fetchone()[0]
-
-    def forget_engine(self, container_id: str) -> None:
-        with self._writing() as db:
-            if db is not None:
-                db.execute("DELETE FROM last_usage WHERE container_id = ?", (container_id,))
-
-    def close(self) -> None:
+    def _close_db(self) -> None:
         if self._db is not None:
             with contextlib.suppress(sqlite3.Error):
                 self._db.close()

@@ -595,11 +595,12 @@ class StateStore:
             self.changed()
         return ended
 
-    def confirm_streams(self, stream_ids: Iterable[str], at: float) -> None:
-        """The engines say these sessions are alive (nothing to plan: it only moves their TTL)."""
+    def confirm_streams(self, stream_ids: Iterable[str], at: float, ttl_s: float) -> None:
+        """The engines say these sessions are alive (nothing to plan: it only moves their TTL).
+        One call per liveness round; the journal writes them coarsely (see `confirm_every`)."""
         confirmed = [s for s in (self._demand.streams.confirm(i, at) for i in stream_ids) if s is not None]
         if confirmed:
-            self._journal.put(confirmed, {})
+            self._journal.confirm([s.id for s in confirmed], at, ttl_s)
             self.version += 1
 
     def end_unconfirmed(self, ttl_s: float, now: float) -> list[Stream]:

@@ -75,7 +75,9 @@ class StreamChecker:
                 checks.append((stream, url))
         answers = await asyncio.gather(*(session_gone(self._session, url) for _, url in checks))
         self._store.confirm_streams(
-            (stream.id for (stream, _), gone in zip(checks, answers, strict=True) if gone is False), now
+            (stream.id for (stream, _), gone in zip(checks, answers, strict=True) if gone is False),
+            now,
+            ttl_s,
         )
         for (stream, _), gone in zip(checks, answers, strict=True):
             engine = self._store.engines.get(stream.container_id)

@@ -18,6 +18,7 @@ from tests.integration.harness import (
     Daemon,
     docker,
     engine_info,
+    inspect,
     label_args,
     logs,
     run_gluetun,
@@ -138,3 +139,38 @@ def test_a_template_that_leaves_a_port_at_its_default_never_gets_two_engines_up(
     for _ in range(20):
         assert len(daemon.engines()) <= 1  # never more than the one holding 62062
         time.sleep(0.1)
+
+
+@pytest.mark.parametrize("family", ["jopsis", "aceserve"])
+def test_engines_get_bounded_logs_and_no_health_check_of_their_image(
+    make_daemon: MakeDaemon, family: str
+) -> None:
+    """The jopsis and AceServe images (and their stand-ins) probe 127.0.0.1:6878, where no engine
+    behind a VPN listens: left on, Docker shows the engine unhealthy for life."""
+    image = ENGINE_FAMILIES[family]
+    image_check = json.loads(docker("image", "inspect", "-f", "{{json .Config.Healthcheck}}", image))
+    assert image_check and "6878" in " ".join(image_check["Test"])  # what the engine must not keep
+    vpn = f"fam-logs-{family}"
+    run_gluetun(vpn)
+    wait_vpn_health(vpn, "healthy")
+    daemon = make_daemon(
+        engines={
+            "image": image,
+            "launch": {"preset": family},
+            "min_replicas": 1,
+            "log_max_size": "1m",
+            "log_max_files": 2,
+        },
+        vpn={"mode": "single", "containers": [vpn], "port_range": "19000-19399"},
+    )
+
+    (engine,) = daemon.wait_engines(1, timeout=45)
+
+    seen = inspect(engine["container_id"])
+    assert seen is not None
+    assert seen["HostConfig"]["LogConfig"] == {
+        "Type": "json-file",
+        "Config": {"max-size": "1m", "max-file": "2"},
+    }
+    assert seen["Config"]["Healthcheck"]["Test"] == ["NONE"]  # timings merged from the image stay
+    assert "Health" not in seen["State"]  # no verdict at all, let alone `unhealthy`

@@ -230,6 +230,27 @@ BAD_FILES = [
         says="one of name, ip",
     ),
     Bad(id="bad_log_level", text="log_level: verbose\n", line=1, key="log_level", says="one of DEBUG"),
+    Bad(
+        id="log_size_with_a_space",
+        text="engines:\n  image: x\n  log_max_size: 10 MB\n",
+        line=3,
+        key="engines.log_max_size",
+        says="a size like 10m",
+    ),
+    Bad(
+        id="log_size_a_number",
+        text="engines:\n  log_max_size: 10\n",
+        line=2,
+        key="engines.log_max_size",
+        says="10m",
+    ),
+    Bad(
+        id="log_files_zero",
+        text="engines:\n  log_max_files: 0\n",
+        line=2,
+        key="engines.log_max_files",
+        says="between 1",
+    ),
     Bad(id="env_not_a_mapping", text="engines:\n  env: [A, B]\n", line=2, key="engines.env", says="mapping"),
     Bad(
         id="env_nested_value",

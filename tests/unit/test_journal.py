@@ -1,17 +1,37 @@
 """The stream journal on a real SQLite file: what one store wrote, the next one reads back; a
-missing, unwritable or corrupt state directory is a warning and a fresh start, never a crash."""
+missing, unwritable or corrupt state directory is a warning and a fresh start, never a crash;
+each change is one transaction; a failed write is followed by a reopen that writes it all back.
+Failures are real SQLite conditions (a trigger raising, a table dropped, a full file system),
+never a mock of the journal."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
+import subprocess
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
-from orchestrator.state.journal import ENDED_KEPT, FILE, PRUNE_EVERY, StreamJournal
+import pytest
+
+from orchestrator.state.journal import ENDED_KEPT, FILE, PRUNE_EVERY, StreamJournal, confirm_every
 from orchestrator.state.store import StateStore
 from orchestrator.state.streams import Stream
 from tests.unit.test_state_store import engine_info
 
 T0 = 1_000_000.0
+TTL = 21600.0
+FAST_RETRY = (0.05,)
+OPENED: list[StreamJournal] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_journals() -> Iterator[None]:
+    yield
+    while OPENED:
+        OPENED.pop().close()
 
 
 def stream(sid: str, container_id: str, at: float = T0 + 100, **kw: object) -> Stream:
@@ -19,9 +39,37 @@ def stream(sid: str, container_id: str, at: float = T0 + 100, **kw: object) -> S
 
 
 def store_on(directory: Path | None) -> StateStore:
-    store = StateStore(journal=StreamJournal(directory))
+    store = StateStore(journal=journal_on(directory))
     store.restore_streams()
     return store
+
+
+def journal_on(directory: Path | None) -> StreamJournal:
+    journal = StreamJournal(directory, retry_s=FAST_RETRY)
+    OPENED.append(journal)
+    return journal
+
+
+def settle(store: StateStore, *, confirmations: bool = False) -> None:
+    """Wait for the writer thread to handle what the store queued (a test's only sync point)."""
+    assert store._journal.flush(confirmations=confirmations)
+
+
+def on_disk(directory: Path, query: str) -> list[tuple[object, ...]]:
+    """Read the file through a connection of its own, as the next daemon would."""
+    db = sqlite3.connect(directory / FILE)
+    try:
+        return [tuple(r) for r in db.execute(query)]
+    finally:
+        db.close()
+
+
+def wait_durable(store: StateStore, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while store.state_error is not None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert store.state_error is None, store.state_error
+    settle(store)
 
 
 def test_a_restarted_store_reads_back_every_stream_and_last_use(tmp_path: Path) -> None:
@@ -31,8 +79,8 @@ def test_a_restarted_store_reads_back_every_stream_and_last_use(tmp_path: Path) 
     first.start_stream(stream("s2", "a"))
     first.start_stream(stream("s3", "b"))
     first.end_stream("s3", "completed", T0 + 200)
-    first.confirm_streams(["s1"], T0 + 300)
-    # no close(): as after a SIGKILL
+    first.confirm_streams(["s1"], T0 + 300, TTL)
+    settle(first)  # written (the writer thread is done), but no close(): as after a SIGKILL
 
     second = store_on(tmp_path / "state")
 
@@ -52,6 +100,7 @@ def test_streams_whose_engine_went_or_restarted_while_no_daemon_watched_are_ende
     first.replace_engines(engines, 0)
     for cid in "abc":
         first.start_stream(stream(f"on-{cid}", cid))
+    settle(first)
 
     second = store_on(tmp_path)
     # the first resync: a unchanged, b restarted after its stream began, c gone
@@ -65,6 +114,7 @@ def test_streams_whose_engine_went_or_restarted_while_no_daemon_watched_are_ende
         ("on-c", "engine_gone"),
     }
     assert "c" not in second.streams.last_usage
+    settle(second)
     third = store_on(tmp_path)  # and the endings were written through too
     assert set(third.streams.active) == {"on-a"}
 
@@ -79,6 +129,7 @@ def test_a_corrupt_journal_is_moved_aside_and_a_fresh_one_started(tmp_path: Path
     assert aside.read_bytes().startswith(b"this is not a database")
     store.replace_engines([engine_info("a", started_at=T0)], 0)
     store.start_stream(stream("s1", "a"))
+    settle(store)
     assert set(store_on(tmp_path).streams.active) == {"s1"}
 
 
@@ -119,18 +170,127 @@ def test_no_state_directory_is_memory_only_and_says_so() -> None:
     assert store.state_error == "no state directory configured"
 
 
-def test_a_write_that_fails_later_turns_to_memory_only_without_raising(tmp_path: Path) -> None:
-    journal = StreamJournal(tmp_path)
+def test_a_write_that_fails_is_memory_only_then_durable_again_with_everything_written_back(
+    tmp_path: Path,
+) -> None:
+    store = store_on(tmp_path)
+    store.replace_engines([engine_info("a", started_at=T0)], 0)
+    store.start_stream(stream("s0", "a"))
+    settle(store)
+    on_disk(tmp_path, "DROP TABLE streams")  # the file changed under the daemon
+
+    store.start_stream(stream("s1", "a"))
+    settle(store)
+
+    assert set(store.streams.active) == {"s0", "s1"}  # in memory all along
+    assert store.state_error is not None and "streams" in store.state_error
+    wait_durable(store)  # reopened (the schema made again) and the copy written back
+    store.start_stream(stream("s2", "a", at=T0 + 150))
+    settle(store)
+    assert set(store_on(tmp_path).streams.active) == {"s0", "s1", "s2"}
+
+
+def test_a_change_is_one_transaction_a_failure_between_its_statements_leaves_neither_half(
+    tmp_path: Path,
+) -> None:
+    store = store_on(tmp_path)
+    store.replace_engines([engine_info("a", started_at=T0), engine_info("b", slot=1, started_at=T0)], 0)
+    store.start_stream(stream("s1", "a"))
+    settle(store)
+    # the stream's row is written first, the engine's last use second: make the second fail
+    on_disk(
+        tmp_path,
+        "CREATE TRIGGER no_usage BEFORE INSERT ON last_usage BEGIN SELECT RAISE(ABORT, 'injected'); END",
+    )
+
+    store.end_stream("s1", "completed", T0 + 200)
+    store.start_stream(stream("s2", "b", at=T0 + 210))
+    settle(store)
+
+    assert store.state_error is not None and "injected" in store.state_error
+    assert on_disk(tmp_path, "SELECT id, status FROM streams") == [("s1", "started")]
+    assert on_disk(tmp_path, "SELECT container_id, at FROM last_usage") == [("a", T0 + 100)]
+    time.sleep(0.2)  # reopens keep failing on the same trigger: still nothing half-written
+    assert on_disk(tmp_path, "SELECT id, status FROM streams") == [("s1", "started")]
+
+    on_disk(tmp_path, "DROP TRIGGER no_usage")
+    wait_durable(store)
+    assert sorted(on_disk(tmp_path, "SELECT id, status FROM streams")) == [
+        ("s1", "ended"),
+        ("s2", "started"),
+    ]
+    assert sorted(on_disk(tmp_path, "SELECT container_id, at FROM last_usage")) == [
+        ("a", T0 + 200),
+        ("b", T0 + 210),
+    ]
+
+
+def test_confirmations_are_written_coarsely_and_the_last_ones_at_close(tmp_path: Path) -> None:
+    every = confirm_every(TTL)
+    assert every == 300  # default TTL of 6 h: at most every 5 minutes
+    assert confirm_every(60) == 6  # the smallest TTL: a tenth of it
+    journal = journal_on(tmp_path)
     store = StateStore(journal=journal)
     store.restore_streams()
     store.replace_engines([engine_info("a", started_at=T0)], 0)
-    assert journal._db is not None
-    journal._db.execute("DROP TABLE streams")  # the file changed under us
-
     store.start_stream(stream("s1", "a"))
+    confirmed = "SELECT id, at FROM confirmed"
 
-    assert set(store.streams.active) == {"s1"}
-    assert store.state_error is not None and "streams" in store.state_error
+    store.confirm_streams(["s1"], T0 + 130, TTL)  # the first: written at once
+    settle(store)
+    assert on_disk(tmp_path, confirmed) == [("s1", T0 + 130)]
+    for at in range(160, 130 + int(every), 30):  # every round of 30 s in the next 5 minutes
+        store.confirm_streams(["s1"], T0 + at, TTL)
+    settle(store)
+    assert on_disk(tmp_path, confirmed) == [("s1", T0 + 130)]  # not rewritten each round
+    store.confirm_streams(["s1"], T0 + 130 + every, TTL)
+    settle(store)
+    assert on_disk(tmp_path, confirmed) == [("s1", T0 + 130 + every)]
+    store.confirm_streams(["s1"], T0 + 160 + every, TTL)
+    journal.close()
+    assert on_disk(tmp_path, confirmed) == [("s1", T0 + 160 + every)]
+    assert store_on(tmp_path).streams.active["s1"].confirmed_at == T0 + 160 + every
+
+
+@contextlib.contextmanager
+def tiny_filesystem(tmp_path: Path) -> Iterator[Path]:
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], check=False)
+    if done.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_turns_to_memory_and_back_to_durable_when_space_returns(tmp_path: Path) -> None:
+    with tiny_filesystem(tmp_path) as state:
+        store = store_on(state)
+        store.replace_engines([engine_info("a", started_at=T0)], 0)
+        store.start_stream(stream("s0", "a"))
+        settle(store)
+        filler = state / "filler"
+        with contextlib.suppress(OSError), filler.open("wb") as f:
+            while True:
+                f.write(b"x" * 4096)
+                f.flush()
+        started = ["s0"]
+        for i in range(1, 200):  # until a write needs a page the file system has not got
+            started.append(f"s{i}")
+            store.start_stream(stream(f"s{i}", "a", stat_url="http://e/" + "p" * 2000))
+            settle(store)
+            if store.state_error is not None:
+                break
+        assert store.state_error is not None, "the disk never filled"
+        assert "full" in store.state_error
+
+        filler.unlink()
+        wait_durable(store)
+        assert set(store_on(state).streams.active) == set(started)
 
 
 def test_ended_history_on_disk_is_bounded(tmp_path: Path) -> None:
@@ -140,6 +300,7 @@ def test_ended_history_on_disk_is_bounded(tmp_path: Path) -> None:
     for i in range(total):
         store.start_stream(stream(f"s{i}", "a", at=T0 + i))
         store.end_stream(f"s{i}", "completed", T0 + i + 0.5)
+    settle(store)
     db = sqlite3.connect(tmp_path / FILE)
     kept = db.execute("SELECT COUNT(*) FROM streams").fetchone()[0]
     db.close()
