@@ -55,6 +55,7 @@ docker:
 
 images: docker
 	bash testbed/build-images.sh
+	bash testbed/build-socket-proxy-image.sh
 
 # The real Gluetun v3.39.1 behind a real WireGuard tunnel (from ../shared/tools; skipped without it)
 realvpn-images: docker

@@ -19,6 +19,7 @@ import aiohttp
 import structlog
 from aiohttp import web
 
+from orchestrator.api.access import access_summary
 from orchestrator.api.app import make_app
 from orchestrator.api.context import ApiContext
 from orchestrator.api.metrics import observe_hide_latency
@@ -144,6 +145,8 @@ class Daemon:
         site = web.TCPSite(runner, config.api.host, config.api.port)
         await site.start()
         log.info("api_listening", host=config.api.host, port=config.api.port)
+        open_to_all, access = access_summary(config.api)
+        (log.warning if open_to_all else log.info)("api_access", **access)
         for name in config.desired.vpn.containers:
             log.info(f"Gluetun monitor started for container '{name}'", vpn=name)
         try:

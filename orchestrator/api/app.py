@@ -19,6 +19,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from orchestrator.api.access import sees_full_details
 from orchestrator.api.auth import api_key_middleware
 from orchestrator.api.context import CONTEXT, ApiContext
 from orchestrator.api.json_body import DEFAULT_LIMITS, LIMITS, Limits
@@ -32,7 +33,8 @@ from orchestrator.state.liveness import unhealthy_reasons
 log = structlog.get_logger()
 
 DROPPED_HEADERS = frozenset({"content-type", "content-length"})
-ENGINES_CACHE: web.AppKey[list[Any]] = web.AppKey("engines_cache")
+# one [key, body] per view: full (loopback or key holder) and narrowed (access.py)
+ENGINES_CACHE: web.AppKey[dict[bool, list[Any]]] = web.AppKey("engines_cache")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -56,13 +58,15 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
 
 
 async def engines(request: web.Request) -> web.Response:
-    """Serialised once per store change: proxies ask on every stream request."""
+    """Serialised once per store change and view (full or not): proxies ask on every stream
+    request."""
     ctx = request.app[CONTEXT]
     address = ctx.config.address
+    full = sees_full_details(request)
     key = (ctx.store.version, address)
-    cached = request.app[ENGINES_CACHE]
+    cached = request.app[ENGINES_CACHE][full]
     if cached[0] != key:
-        views = [engine_view(ctx.store, e, address) for e in ctx.store.visible]
+        views = [engine_view(ctx.store, e, address, full=full) for e in ctx.store.visible]
         cached[:] = [key, json.dumps(views).encode()]
     return web.Response(body=cached[1], content_type="application/json")
 
@@ -73,7 +77,9 @@ async def engine(request: web.Request) -> web.Response:
     found = ctx.store.find_engine(ref)
     if found is None:
         return json_error(404, "engine_not_found", f"no managed engine {ref!r}")
-    return web.json_response(engine_detail_view(ctx.store, found, ctx.config.address))
+    return web.json_response(
+        engine_detail_view(ctx.store, found, ctx.config.address, full=sees_full_details(request))
+    )
 
 
 async def health(request: web.Request) -> web.Response:
@@ -176,7 +182,7 @@ def make_app(ctx: ApiContext, *, limits: Limits = DEFAULT_LIMITS) -> web.Applica
     )
     app[CONTEXT] = ctx
     app[LIMITS] = limits
-    app[ENGINES_CACHE] = [None, b"[]"]
+    app[ENGINES_CACHE] = {True: [None, b"[]"], False: [None, b"[]"]}
     app.router.add_get("/engines", engines)
     app.router.add_get("/engines/{container_id}", engine)
     app.router.add_get("/health", health)

@@ -110,8 +110,10 @@ SCHEMAS: dict[str, Any] = {
         last_stream_usage=TIME,
         started_at=TIME,
     ),
+    # id, key, playback_session_id, stat_url and command_url are left out (and `redacted` is
+    # true) for a caller off loopback without the API key (docs/security.md)
     "Stream": obj(
-        ["id", "container_id", "status", "key_type", "key", "started_at"],
+        ["container_id", "status", "key_type", "started_at"],
         id=STR,
         container_id=STR,
         status={"enum": ["started", "ended"]},
@@ -125,6 +127,7 @@ SCHEMAS: dict[str, Any] = {
         confirmed_at=TIME,
         ended_at=TIME,
         end_reason={"type": ["string", "null"]},
+        redacted=BOOL,
     ),
     "StreamStarted": obj(
         ["engine", "stream"],
@@ -353,7 +356,9 @@ PATHS: dict[str, Any] = {
     "/streams": {
         "get": {
             "summary": "Streams, active first then recent history",
-            "description": "Each parameter at most once and, when given, not empty.",
+            "description": "Each parameter at most once and, when given, not empty. A caller off "
+            "loopback without the API key gets each stream without id, key, playback_session_id, "
+            "stat_url and command_url (and redacted: true).",
             "parameters": [
                 {
                     "name": "container_id",

@@ -15,6 +15,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from orchestrator.api.access import sees_full_details
 from orchestrator.api.context import ApiContext
 from orchestrator.api.json_body import BodyError, Fields, read_json
 from orchestrator.api.metrics import METRICS
@@ -170,7 +171,7 @@ class ProxyApi:
             container=found.name,
             active=store.streams.count(found.container_id),
         )
-        return web.json_response(stream_view(stream))
+        return web.json_response(stream_view(stream, full=sees_full_details(request)))
 
     async def stream_ended(self, request: web.Request) -> web.Response:
         try:
@@ -185,12 +186,12 @@ class ProxyApi:
         if ended is None:
             earlier = next((s for s in reversed(store.streams.ended) if s.id == stream_id), None)
             if earlier is not None:  # a repeated end: answer as before, change nothing
-                return web.json_response(stream_view(earlier))
+                return web.json_response(stream_view(earlier, full=sees_full_details(request)))
             return json_error(
                 404, "stream_not_found", f"no stream {stream_id!r}; nothing was ended", stream_id=stream_id
             )
         log.info("stream_ended", stream_id=stream_id, reason=reason, container_id=ended.container_id[:12])
-        return web.json_response(stream_view(ended))
+        return web.json_response(stream_view(ended, full=sees_full_details(request)))
 
     async def streams(self, request: web.Request) -> web.Response:
         try:
@@ -206,7 +207,8 @@ class ProxyApi:
             engine = store.find_engine(ref)
             ref = engine.container_id if engine is not None else ref
         listed = store.streams.listing(ref, STATUSES.get(status or ""))
-        return web.json_response([stream_view(s) for s in listed])
+        full = sees_full_details(request)
+        return web.json_response([stream_view(s, full=full) for s in listed])
 
     async def provision(self, request: web.Request) -> web.Response:
         metrics = request.app[METRICS]

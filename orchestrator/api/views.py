@@ -25,7 +25,11 @@ def _health(engine: EngineObs, visible: bool) -> str:
     return "unknown" if engine.status == "running" and not engine.ready else "unhealthy"
 
 
-def engine_view(store: StateStore, engine: EngineObs, address: Address) -> dict[str, Any]:
+def engine_view(
+    store: StateStore, engine: EngineObs, address: Address, *, full: bool = True
+) -> dict[str, Any]:
+    """`full=False` (a caller off loopback without the key): `streams` is empty, since a stream's
+    ID names its playback session; `stream_count` still says how many there are."""
     host, port = engine_endpoint(store, engine, address)
     facts = store.facts.get(engine.container_id)
     visible = any(e.container_id == engine.container_id for e in store.visible)
@@ -46,7 +50,7 @@ def engine_view(store: StateStore, engine: EngineObs, address: Address) -> dict[
         "ready": engine.ready,
         "visible": visible,
         "health_status": _health(engine, visible),
-        "streams": [s.id for s in store.streams.listing(engine.container_id, "started")],
+        "streams": [s.id for s in store.streams.listing(engine.container_id, "started")] if full else [],
         "stream_count": store.streams.count(engine.container_id),
         "first_seen": rfc3339(facts.first_seen if facts else None),
         "last_seen": rfc3339(facts.last_seen if facts else None),
@@ -56,8 +60,12 @@ def engine_view(store: StateStore, engine: EngineObs, address: Address) -> dict[
     }
 
 
-def stream_view(stream: Stream) -> dict[str, Any]:
-    return {
+# what a caller off loopback without the API key is not shown of a stream (access.py)
+PRIVATE_STREAM_FIELDS = ("id", "key", "playback_session_id", "stat_url", "command_url")
+
+
+def stream_view(stream: Stream, *, full: bool = True) -> dict[str, Any]:
+    view = {
         "id": stream.id,
         "container_id": stream.container_id,
         "status": stream.status,
@@ -72,12 +80,17 @@ def stream_view(stream: Stream) -> dict[str, Any]:
         "ended_at": rfc3339(stream.ended_at),
         "end_reason": stream.end_reason,
     }
+    if full:
+        return view
+    return {k: v for k, v in view.items() if k not in PRIVATE_STREAM_FIELDS} | {"redacted": True}
 
 
-def engine_detail_view(store: StateStore, engine: EngineObs, address: Address) -> dict[str, Any]:
+def engine_detail_view(
+    store: StateStore, engine: EngineObs, address: Address, *, full: bool = True
+) -> dict[str, Any]:
     """`GET /engines/{id}`: the list entry plus every stream the engine carries or carried."""
-    view = engine_view(store, engine, address)
-    view["stream_details"] = [stream_view(s) for s in store.streams.listing(engine.container_id)]
+    view = engine_view(store, engine, address, full=full)
+    view["stream_details"] = [stream_view(s, full=full) for s in store.streams.listing(engine.container_id)]
     return view
 
 

@@ -4,6 +4,7 @@ the fault is one key inside a mapping, e.g. `vpn.tunnel_probe.interval_s`)."""
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -213,3 +214,19 @@ def port_map(v: Any) -> dict[str, int]:
             raise ValueError(f"entry {name!r}: expected a container name and a port 1-65535, got {port!r}")
         out[name] = port
     return out
+
+
+def is_loopback_host(host: str) -> bool:
+    """True when only this machine can reach `host` as a listen address: `localhost` or a
+    loopback IP (127.0.0.0/8, ::1). A wildcard (0.0.0.0, ::), any other IP and any other host
+    name count as reachable from other machines."""
+    name = host.strip().strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from orchestrator.config.checks import SubKeyError
+from orchestrator.config.checks import SubKeyError, is_loopback_host
 from orchestrator.config.launch import PRESETS, resolve_launch
 from orchestrator.config.schema import (
     CONTAINER_NAME_VARS,
@@ -188,7 +188,23 @@ def _blame(lines: dict[str, int], sources: dict[str, str]) -> Callable[..., Conf
     return fail
 
 
+def _check_api_exposure(v: dict[str, Any], fail: Callable[..., ConfigError]) -> None:
+    """No unauthenticated writes from other machines unless the operator says so."""
+    host = v["api.host"]
+    if v["api.api_key"] or v["api.allow_unauthenticated"] or is_loopback_host(host):
+        return
+    raise fail(
+        f"api.host {host} lets other machines reach the API and api.api_key is not set: set "
+        "api.api_key (or env ORCHESTRATOR_API_KEY), listen on 127.0.0.1, or set "
+        "api.allow_unauthenticated: true to let anyone who reaches it end streams and provision",
+        "api.api_key",
+        "api.host",
+        "api.allow_unauthenticated",
+    )
+
+
 def _cross_check(v: dict[str, Any], fail: Callable[..., ConfigError]) -> None:
+    _check_api_exposure(v, fail)
     if v["engines.min_replicas"] > v["engines.max_replicas"]:
         raise fail(
             f"min_replicas ({v['engines.min_replicas']}) is above max_replicas ({v['engines.max_replicas']})",
@@ -330,7 +346,12 @@ def parse_config(
         engine_check_interval_s=v["engines.health_check_interval_s"],
         stream_ttl_s=v["engines.stream_ttl_s"],
         max_streams_per_engine=v["engines.max_streams_per_engine"],
-        api=ApiConfig(host=v["api.host"], port=v["api.port"], api_key=v["api.api_key"]),
+        api=ApiConfig(
+            host=v["api.host"],
+            port=v["api.port"],
+            api_key=v["api.api_key"],
+            allow_unauthenticated=v["api.allow_unauthenticated"],
+        ),
         log_level=v["log_level"],
         state_dir=Path(v["state_dir"]) if v["state_dir"] else None,
     )

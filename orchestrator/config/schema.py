@@ -88,9 +88,10 @@ SCHEMA: dict[str, dict[str, tuple[Any, Checker]]] = {
         "tunnel_probe": (TUNNEL_PROBE.defaults(), TUNNEL_PROBE),
     },
     "api": {
-        "host": ("0.0.0.0", text),
+        "host": ("127.0.0.1", text),
         "port": (8000, int_in(1, 65535)),
         "api_key": (None, optional_text),
+        "allow_unauthenticated": (False, boolean),
     },
     "log_level": {"": ("INFO", choice(*LOG_LEVELS))},
     "state_dir": {"": (DEFAULT_STATE_DIR, absolute_dir)},
@@ -139,9 +140,11 @@ CONTAINER_NAME_VARS = ("GLUETUN_CONTAINER_NAME", "GLUETUN_CONTAINER_NAME_2")
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ApiConfig:
-    host: str = "0.0.0.0"
+    host: str = "127.0.0.1"
     port: int = 8000
     api_key: str | None = None
+    # without a key, a listen address other machines can reach is refused unless this is true
+    allow_unauthenticated: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -187,8 +187,13 @@ MakeApi = Callable[..., Awaitable[Api]]
 @pytest.fixture
 async def make_api(aiohttp_client: Any) -> AsyncIterator[MakeApi]:
     async def make(
-        yaml_text: str = NO_VPN, *, docker_connected: bool = True, limits: Limits = DEFAULT_LIMITS
+        yaml_text: str = NO_VPN,
+        *,
+        docker_connected: bool = True,
+        limits: Limits = DEFAULT_LIMITS,
+        host: str = "127.0.0.1",
     ) -> Api:
+        """`host`: the address the app is served on, and so the one requests come from."""
         config = parse_config(yaml_text, source="test.yaml", env={})
         watcher = ConfigWatcher(config)
         store = StateStore(
@@ -197,7 +202,8 @@ async def make_api(aiohttp_client: Any) -> AsyncIterator[MakeApi]:
         if docker_connected:
             store.set_docker(connected=True)
         ctx = ApiContext(store=store, watcher=watcher, started_at=time.time())
-        return Api(ctx=ctx, client=await aiohttp_client(make_app(ctx, limits=limits)))
+        client = await aiohttp_client(make_app(ctx, limits=limits), server_kwargs={"host": host})
+        return Api(ctx=ctx, client=client)
 
     yield make
 

@@ -124,7 +124,9 @@ class Bed:
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
 
     def get(self, path: str) -> Any:
-        status, body = http_json(self.api + path)
+        """As an operator with the stack's key: the full stream details (docs/security.md)."""
+        key = {"Authorization": f"Bearer {SECRETS['ORCHESTRATOR_API_KEY']}"}
+        status, body = http_json(self.api + path, headers=key)
         assert status == 200, (path, status, body)
         return body
 

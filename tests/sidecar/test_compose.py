@@ -49,7 +49,7 @@ COMPOSE_DIR = REPO / "compose"
 STACKS = sorted(p.parent.name for p in COMPOSE_DIR.glob("*/docker-compose.yml"))
 SEED_VARS = {*ENV_OVERRIDES, *CONTAINER_NAME_VARS}
 # what an operator must fill in before `up` (the stacks refuse to start without them)
-SECRETS = {"GLUETUN_API_KEY": "test-control-key"}
+SECRETS = {"GLUETUN_API_KEY": "test-control-key", "ORCHESTRATOR_API_KEY": "test-api-key"}
 
 
 def env_example(stack: str) -> dict[str, str]:
@@ -108,7 +108,9 @@ def api_port_of(orch: dict[str, Any], config: Config) -> int:
 
 
 def stack_config(stack: str) -> Config:
-    return load_config(COMPOSE_DIR / stack / "config" / "orchestrator.yaml", env={})
+    """The stack's YAML as the daemon reads it, with the API key the stack passes."""
+    env = {"ORCHESTRATOR_API_KEY": SECRETS["ORCHESTRATOR_API_KEY"]}
+    return load_config(COMPOSE_DIR / stack / "config" / "orchestrator.yaml", env=env)
 
 
 def gluetun_services(services: dict[str, Any]) -> list[str]:
@@ -145,7 +147,9 @@ def test_stack_validates_and_matches_its_config(compose_cli: str, stack: str) ->
     # the keys come from .env (secrets stay out of the YAML); every other variable is empty by
     # default, so the YAML decides
     assert orch["environment"]["GLUETUN_API_KEY"] == SECRETS["GLUETUN_API_KEY"]
-    assert all(v == "" for k, v in orch["environment"].items() if k != "GLUETUN_API_KEY"), (
+    assert orch["environment"]["ORCHESTRATOR_API_KEY"] == SECRETS["ORCHESTRATOR_API_KEY"]
+    assert acexy_key(services) == SECRETS["ORCHESTRATOR_API_KEY"], "acexy sends the daemon's key"
+    assert all(v == "" for k, v in orch["environment"].items() if k not in SECRETS), (
         "empty by default: the YAML decides"
     )
     assert orch["restart"] == "unless-stopped"
@@ -194,6 +198,18 @@ def test_stack_validates_and_matches_its_config(compose_cli: str, stack: str) ->
             f"{name}: a named volume for /gluetun"
         )
     assert vpn.port_range == PortRange(start=19000, end=19199)
+
+
+def acexy_key(services: dict[str, Any]) -> str:
+    return str(services["acexy"]["environment"]["ACEXY_ORCH_APIKEY"])
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_stack_refuses_to_start_without_the_api_key(compose_cli: str, stack: str) -> None:
+    without = {k: v for k, v in SECRETS.items() if k != "ORCHESTRATOR_API_KEY"}
+    done = compose_config(compose_cli, stack, without)
+    assert done.returncode != 0
+    assert "ORCHESTRATOR_API_KEY" in done.stderr, done.stderr
 
 
 @pytest.mark.parametrize("stack", [s for s in STACKS if s != "plain"])

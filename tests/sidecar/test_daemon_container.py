@@ -46,8 +46,10 @@ from tests.integration.harness import (
 RUN_UID = 10001
 STOP_GRACE_S = 10
 SOCKET = "/var/run/docker.sock"
-# what compose passes for every seed variable that `.env` leaves empty
-EMPTY_SEED_VARS = sorted({*ENV_OVERRIDES, *CONTAINER_NAME_VARS})
+# what compose passes for every seed variable that `.env` leaves empty; the API key is the one a
+# stack requires (docs/security.md), so it is passed set
+API_KEY = "sidecar-api-key"
+EMPTY_SEED_VARS = sorted({*ENV_OVERRIDES, *CONTAINER_NAME_VARS} - {"ORCHESTRATOR_API_KEY"})
 
 
 @dataclass
@@ -68,6 +70,9 @@ class Sidecar:
         return session_labels(self.run_id)
 
     def write_config(self, config: dict[str, Any]) -> None:
+        """In a container the API listens on every address (`api.host: 0.0.0.0`, as the
+        gluetun stacks' YAML has it), which needs the key (passed as ORCHESTRATOR_API_KEY)."""
+        config = {**config, "api": {"host": "0.0.0.0", **config.get("api", {})}}
         confdir = self.workdir / "config"
         confdir.mkdir(exist_ok=True)
         confdir.chmod(0o755)
@@ -91,6 +96,7 @@ class Sidecar:
         ]
         for var in EMPTY_SEED_VARS:
             args += ["-e", f"{var}="]
+        args += ["-e", f"ORCHESTRATOR_API_KEY={API_KEY}"]
         docker(*args, self.image)
         published = docker("port", self.name, "8000/tcp").splitlines()[0]
         url = "http://127.0.0.1:" + published.rsplit(":", 1)[1]
@@ -283,6 +289,12 @@ def test_invalid_config_exits_2_with_file_line_and_key(daemon_image: str, tmp_pa
     done = _check_config(daemon_image, tmp_path, "engines:\n  min_replicas: many\n", 0o644)
     assert done.returncode == 2, done
     assert "/config/orchestrator.yaml:2: engines.min_replicas:" in done.stderr, done.stderr
+
+
+def test_listening_beyond_loopback_without_a_key_exits_2(daemon_image: str, tmp_path: Path) -> None:
+    done = _check_config(daemon_image, tmp_path, "api:\n  host: 0.0.0.0\n", 0o644)
+    assert done.returncode == 2, done
+    assert "/config/orchestrator.yaml:2: api.api_key: api.host 0.0.0.0" in done.stderr, done.stderr
 
 
 def test_private_config_keeps_root_and_says_why(daemon_image: str, tmp_path: Path) -> None:

@@ -135,6 +135,8 @@ RESEARCH_VARS = frozenset(
         "VAR",
     }
 )
+# daemon variables a stack must be given (`${VAR:?...}`): the API key (docs/security.md)
+REQUIRED_DAEMON_VARS = frozenset({"ORCHESTRATOR_API_KEY"})
 SERVICE_VARS = {  # which container may be given which variables, by the service's image
     "orchestrator": DAEMON_VARS | DOCKER_CLIENT_VARS,
     "gluetun": GLUETUN_VARS,
@@ -254,7 +256,9 @@ def test_stack_containers_get_only_variables_they_read(stack: Path) -> None:
         stray = set(env) - SERVICE_VARS[role]
         assert not stray, f"{stack.name}/{name}: {role} does not read {sorted(stray)}"
         for var, value in env.items():
-            if var in DAEMON_VARS:  # passed through from .env under the same name
+            if var in REQUIRED_DAEMON_VARS:  # the stack refuses to start without it
+                assert value.startswith(f"${{{var}:?"), f"{stack.name}/{name}: {var}: {value!r}"
+            elif var in DAEMON_VARS:  # passed through from .env under the same name
                 assert value == f"${{{var}:-}}", f"{stack.name}/{name}: {var}: {value!r}"
     orchestrator_env = set(services["orchestrator"]["environment"])
     assert orchestrator_env >= DAEMON_VARS, (
@@ -264,8 +268,10 @@ def test_stack_containers_get_only_variables_they_read(stack: Path) -> None:
 
 @pytest.mark.parametrize("stack", STACKS, ids=lambda p: p.name)
 def test_stack_config_is_valid(stack: Path) -> None:
-    config = load_config(stack / "config" / "orchestrator.yaml", env={})
-    assert config.api.port == 8000
+    """Valid with the key the stack passes (ORCHESTRATOR_API_KEY, required by the compose file)."""
+    config = load_config(stack / "config" / "orchestrator.yaml", env={"ORCHESTRATOR_API_KEY": "k"})
+    assert config.api.port == 8000 and config.api.api_key == "k"
+    assert not config.api.allow_unauthenticated, "the stacks never open the API to unauthenticated writes"
 
 
 # --- README.md and docs/ --------------------------------------------------------------------------
