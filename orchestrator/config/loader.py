@@ -71,8 +71,41 @@ def _refuse_alias_bombs(node: yaml.Node | None, source: str) -> None:
     )
 
 
+MAX_FLOW_DEPTH = 64  # [ and { nested deeper than this are no configuration
+
+
+def _flow_depth_over(text: str, limit: int) -> int | None:
+    """The line where flow collections (`[`, `{`) nest deeper than `limit`, or None. A linear
+    scan, outside quotes and comments: PyYAML's scanner takes time quadratic in the nesting
+    (5,000 levels: seconds of the event loop's time) before it even fails."""
+    depth = 0
+    for number, line in enumerate(text.splitlines(), 1):
+        quote = ""
+        for index, char in enumerate(line):
+            if quote:
+                quote = "" if char == quote else quote
+            elif char in "'\"":
+                quote = char
+            elif char == "#" and (index == 0 or line[index - 1] in " \t"):
+                break
+            elif char in "[{":
+                depth += 1
+                if depth > limit:
+                    return number
+            elif char in "]}":
+                depth = max(0, depth - 1)
+    return None
+
+
 def _parse_yaml(text: str, source: str) -> tuple[dict[str, Any] | None, dict[str, int]]:
     """The top-level mapping (None: no document at all) and the line of every key."""
+    too_deep = _flow_depth_over(text, MAX_FLOW_DEPTH)
+    if too_deep is not None:
+        raise ConfigError(
+            f"invalid YAML: collections nested too deeply (over {MAX_FLOW_DEPTH} levels of [ or {{)",
+            source=source,
+            line=too_deep,
+        )
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         _refuse_alias_bombs(node, source)

@@ -636,6 +636,28 @@ def test_hostile_documents_are_refused_not_walked(yaml_text: str, says: str) -> 
     assert says in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    "yaml_text",
+    [
+        "engines:\n  labels: " + "[" * 5000 + "]" * 5000 + "\n",
+        "engines:\n  labels: " + "{a: " * 5000 + "1" + "}" * 5000 + "\n",
+    ],
+    ids=["deep_sequences", "deep_mappings"],
+)
+def test_deep_flow_nesting_is_refused_before_pyyaml_scans_it(yaml_text: str) -> None:
+    """PyYAML's scanner is quadratic in flow nesting (seconds of the event loop at 5,000
+    levels) and its RecursionError has no line: the line says the linear pre-scan refused it."""
+    with pytest.raises(ConfigError) as caught:
+        parse(yaml_text)
+    assert caught.value.line == 2 and "over 64 levels" in str(caught.value)
+
+
+def test_brackets_in_quotes_and_comments_are_no_nesting() -> None:
+    brackets = "[" * 200
+    config = parse(f"engines:  # {brackets}\n  env:\n    A: '{brackets}'\n    B: \"{brackets}\"\n")
+    assert config.desired.engines.env == {"A": brackets, "B": brackets}
+
+
 def test_a_huge_bad_value_is_cut_in_the_message_and_both_ends_kept() -> None:
     huge = "x" * 900_000
     with pytest.raises(ConfigError) as caught:
