@@ -45,6 +45,9 @@ from tests.integration.harness import (
 )
 from tests.sidecar.conftest import DAEMON_IMAGE
 
+# the socket proxy's configuration in an image built from Debian's haproxy (testbed/)
+SOCKET_PROXY_IMAGE = "acestream-orchestrator-test/socket-proxy:latest"
+
 COMPOSE_DIR = REPO / "compose"
 STACKS = sorted(p.parent.name for p in COMPOSE_DIR.glob("*/docker-compose.yml"))
 SEED_VARS = {*ENV_OVERRIDES, *CONTAINER_NAME_VARS}
@@ -138,18 +141,31 @@ def test_stack_validates_and_matches_its_config(compose_cli: str, stack: str) ->
 
     orch = services["orchestrator"]
     assert f"{COMPOSE_DIR / stack / 'config'}:/config:ro" in orch["volumes"]
-    assert any(v.startswith("/var/run/docker.sock:/var/run/docker.sock") for v in orch["volumes"])
+    # Docker only through the socket proxy (docs/security.md): the daemon has no Docker socket
+    assert not any("docker.sock:" in v for v in orch["volumes"]), orch["volumes"]
+    assert "docker-proxy:/run/docker-proxy:rw" in orch["volumes"] or any(
+        v.startswith("docker-proxy:/run/docker-proxy") for v in orch["volumes"]
+    ), orch["volumes"]
+    assert orch["environment"]["DOCKER_HOST"] == "unix:///run/docker-proxy/docker.sock"
+    assert orch["depends_on"]["socket-proxy"]["condition"] == "service_started"
+    proxy = services["socket-proxy"]
+    assert any(v.startswith("/var/run/docker.sock:/var/run/docker.sock") for v in proxy["volumes"])
+    assert any(
+        v.endswith("/compose/socket-proxy/haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro")
+        for v in proxy["volumes"]
+    ), proxy["volumes"]
+    assert proxy["network_mode"] == "none", "nothing on a network reaches the proxy"
     # the streams outlive the container (a restart, an upgrade): a named volume on state_dir
     assert config.state_dir is not None
     state = [v for v in orch["volumes"] if v.split(":")[1:2] == [str(config.state_dir)]]
     assert len(state) == 1 and not state[0].startswith("/"), orch["volumes"]
-    assert set(orch["environment"]) == SEED_VARS, "every seed variable reaches the daemon from .env"
+    assert set(orch["environment"]) == SEED_VARS | {"DOCKER_HOST"}, "every seed variable reaches the daemon"
     # the keys come from .env (secrets stay out of the YAML); every other variable is empty by
     # default, so the YAML decides
     assert orch["environment"]["GLUETUN_API_KEY"] == SECRETS["GLUETUN_API_KEY"]
     assert orch["environment"]["ORCHESTRATOR_API_KEY"] == SECRETS["ORCHESTRATOR_API_KEY"]
     assert acexy_key(services) == SECRETS["ORCHESTRATOR_API_KEY"], "acexy sends the daemon's key"
-    assert all(v == "" for k, v in orch["environment"].items() if k not in SECRETS), (
+    assert all(v == "" for k, v in orch["environment"].items() if k not in {*SECRETS, "DOCKER_HOST"}), (
         "empty by default: the YAML decides"
     )
     assert orch["restart"] == "unless-stopped"
@@ -239,6 +255,8 @@ def _for_the_test_bed(stack: dict[str, Any], run: str, api_port: int, confdir: P
         gluetun["environment"].update(
             STANDIN_API_KEY=SECRETS["GLUETUN_API_KEY"], STANDIN_FORWARDED_PORT=str(FORWARDED_PORT + index)
         )
+    proxy = services["socket-proxy"]
+    proxy.update(image=SOCKET_PROXY_IMAGE, container_name=f"{run}-socket-proxy", labels=labels)
     orch = services["orchestrator"]
     orch.pop("build")
     orch.update(

@@ -81,6 +81,7 @@ COMPOSE_KNOBS = frozenset(
         "ORCHESTRATOR_IMAGE",
         "BASE_IMAGE",
         "DOCKER_SOCKET",
+        "SOCKET_PROXY_IMAGE",
         "ORCHESTRATOR_BIND",
         "ORCHESTRATOR_PORT",
         "ENGINE_BIND",
@@ -141,6 +142,7 @@ SERVICE_VARS = {  # which container may be given which variables, by the service
     "orchestrator": DAEMON_VARS | DOCKER_CLIENT_VARS,
     "gluetun": GLUETUN_VARS,
     "acexy": ACEXY_VARS,
+    "socket-proxy": frozenset(),
 }
 KNOWN = (
     DAEMON_VARS
@@ -182,6 +184,8 @@ def service_role(name: str, service: dict[str, Any]) -> str:
     image = str(service.get("image", ""))
     if name == "orchestrator":
         return "orchestrator"
+    if name == "socket-proxy" and "haproxy" in image:
+        return "socket-proxy"
     for role in ("gluetun", "acexy"):
         if role in image:
             return role
