@@ -33,6 +33,7 @@ from orchestrator.vpn.control import Credentials, GluetunControl
 from orchestrator.vpn.poller import ControlPoller
 from orchestrator.workers.event_source import EventSource
 from orchestrator.workers.executor import Executor
+from orchestrator.workers.last_known import LastKnownEngines
 from orchestrator.workers.readiness import ReadinessProber
 from orchestrator.workers.reconcile_loop import ReconcileLoop
 from orchestrator.workers.watchdog import Watchdog
@@ -174,6 +175,7 @@ class Daemon:
                 tasks.create_task(self.watcher.run(), name="config-watcher")
                 tasks.create_task(self._recheck_held_edits(), name="held-edits")
                 tasks.create_task(Watchdog(self.store).run(), name="watchdog")
+                tasks.create_task(LastKnownEngines(self.store, session).run(), name="last-known")
                 await stop.wait()
                 log.info("daemon_stopping", reason="signal")
                 raise _Stop

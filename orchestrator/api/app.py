@@ -29,6 +29,7 @@ from orchestrator.api.proxy import add_proxy_routes
 from orchestrator.api.responses import json_error
 from orchestrator.api.views import engine_detail_view, engine_view, rfc3339, vpn_views
 from orchestrator.state.liveness import unhealthy_reasons
+from orchestrator.state.store import StateStore
 
 log = structlog.get_logger()
 
@@ -66,9 +67,23 @@ async def engines(request: web.Request) -> web.Response:
     key = (ctx.store.version, address)
     cached = request.app[ENGINES_CACHE][full]
     if cached[0] != key:
-        views = [engine_view(ctx.store, e, address, full=full) for e in ctx.store.visible]
-        cached[:] = [key, json.dumps(views).encode()]
+        fallback = ctx.store.served.fallback
+        if fallback is not None and not ctx.store.resyncs:
+            # Docker has not answered since the start: what was last served and still answers
+            views = [e if full else {**e, "streams": []} for e in fallback]
+            cached[:] = [key, json.dumps(views).encode()]
+        else:
+            views = [engine_view(ctx.store, e, address, full=full) for e in ctx.store.visible]
+            body = json.dumps(views)
+            if full and ctx.store.resyncs and views:
+                # (an empty listing, e.g. before the first readiness checks, says nothing new)
+                ctx.store.served.remember(body)
+            cached[:] = [key, body.encode()]
     return web.Response(body=cached[1], content_type="application/json")
+
+
+def serving_last_known(store: StateStore) -> bool:
+    return store.served.fallback is not None and not store.resyncs
 
 
 async def engine(request: web.Request) -> web.Response:
@@ -118,10 +133,24 @@ async def status(request: web.Request) -> web.Response:
                 "pending_creates": store.pending_count,
                 "busy": store.busy_count,
             },
+            "engines_source": "last_known" if serving_last_known(store) else "docker",
             "problems": [
                 {"code": p.code, "message": p.message, "vpn": p.vpn} for p in (plan.problems if plan else ())
             ]
-            + ([{"code": "config_held", "message": watcher.held, "vpn": None}] if watcher.held else []),
+            + ([{"code": "config_held", "message": watcher.held, "vpn": None}] if watcher.held else [])
+            + (
+                [
+                    {
+                        "code": "docker_silent_serving_last_known",
+                        "message": "Docker has not answered since the daemon started: /engines lists "
+                        f"the {len(store.served.fallback or ())} engines it last served that answer "
+                        "their own HTTP API",
+                        "vpn": None,
+                    }
+                ]
+                if serving_last_known(store)
+                else []
+            ),
             "last_reconcile": rfc3339(store.last_reconcile_at),
             "reconcile_passes": store.reconcile_passes,
             "config": {

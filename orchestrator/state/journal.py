@@ -27,12 +27,16 @@ directory, WAL mode) and read back at start-up.
   one transaction (`state_recovered`): durability comes back by itself. A corrupt database
   found at start-up is moved aside (`streams.db.corrupt-<time>`) and a fresh one started, with
   a warning (`state_corrupt`). Never a crash loop.
+- What `/engines` last served (one row, replaced when the listing changes): a daemon restarted
+  while Docker does not answer serves those of them that still answer their own HTTP API
+  (`orchestrator.workers.last_known`), rather than an empty list.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import queue
 import sqlite3
 import threading
@@ -41,6 +45,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -63,6 +68,9 @@ CREATE TABLE IF NOT EXISTS streams (
 CREATE INDEX IF NOT EXISTS streams_by_status ON streams (status, ended_at);
 CREATE TABLE IF NOT EXISTS last_usage (container_id TEXT PRIMARY KEY, at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS confirmed (id TEXT PRIMARY KEY, at REAL NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS served (
+    id INTEGER PRIMARY KEY CHECK (id = 1), at REAL NOT NULL, body TEXT NOT NULL
+);
 """
 INSERT_STREAM = (
     "INSERT OR REPLACE INTO streams (id, container_id, key_type, key, playback_session_id, stat_url, "
@@ -73,7 +81,7 @@ PRUNE = (
     "DELETE FROM streams WHERE status = 'ended' AND ended_at < (SELECT ended_at FROM "
     "streams WHERE status = 'ended' ORDER BY ended_at DESC LIMIT 1 OFFSET ?)"
 )
-VERSION = 1  # the `confirmed` table is an addition a version-1 reader may ignore
+VERSION = 1  # the `confirmed` and `served` tables are additions a version-1 reader may ignore
 CORRUPT = ("SQLITE_NOTADB", "SQLITE_CORRUPT")
 
 
@@ -98,6 +106,8 @@ class Loaded:
     active: list[Stream] = field(default_factory=list)
     ended: list[Stream] = field(default_factory=list)
     last_usage: dict[str, float] = field(default_factory=dict)
+    served: list[dict[str, Any]] = field(default_factory=list)  # what /engines last served
+    served_at: float | None = None
 
 
 # -- what the loop queues for the writer -----------------------------------------------------
@@ -120,12 +130,19 @@ class _Confirm:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class _Served:
+    body: str  # the JSON list /engines served
+    at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class _Flush:
     done: threading.Event
     confirmations: bool = False  # also write the confirmations not yet due
 
 
-_Op = _Put | _Forget | _Confirm | _Flush | None  # None: stop
+_Change = _Put | _Forget | _Confirm | _Served
+_Op = _Change | _Flush | None  # None: stop
 
 
 def _row(stream: Stream) -> tuple[object, ...]:
@@ -165,16 +182,31 @@ def _stream(row: sqlite3.Row, confirmed: dict[str, float]) -> Stream:
     )
 
 
+def _listing(body: str) -> list[dict[str, Any]]:
+    """The served listing, or none: an unreadable one costs that fallback only, not the streams."""
+    try:
+        listing = json.loads(body)
+    except ValueError:
+        return []
+    if not isinstance(listing, list) or not all(isinstance(e, dict) for e in listing):
+        return []
+    return listing
+
+
 def _read(db: sqlite3.Connection) -> Loaded:
     confirmed = {r["id"]: float(r["at"]) for r in db.execute("SELECT * FROM confirmed")}
     ended = db.execute(
         "SELECT * FROM streams WHERE status = 'ended' ORDER BY ended_at DESC LIMIT ?", (ENDED_KEPT,)
     )
     active = db.execute("SELECT * FROM streams WHERE status = 'started'")
+    served = db.execute("SELECT at, body FROM served WHERE id = 1").fetchone()
+    listing = _listing(served["body"]) if served is not None else []
     return Loaded(
         active=[_stream(r, confirmed) for r in active],
         ended=[_stream(r, {}) for r in ended][::-1],
         last_usage={r["container_id"]: float(r["at"]) for r in db.execute("SELECT * FROM last_usage")},
+        served=listing,
+        served_at=float(served["at"]) if served is not None else None,
     )
 
 
@@ -224,9 +256,14 @@ class _Copy:
         self.last_usage = dict(loaded.last_usage)
         self.pending: dict[str, float] = {}  # confirmations not on disk yet
         self.confirms_written_at = float("-inf")
+        self.served: _Served | None = (
+            _Served(body=json.dumps(loaded.served), at=loaded.served_at) if loaded.served_at else None
+        )
 
-    def apply(self, op: _Put | _Forget | _Confirm) -> None:
-        if isinstance(op, _Put):
+    def apply(self, op: _Change) -> None:
+        if isinstance(op, _Served):
+            self.served = op
+        elif isinstance(op, _Put):
             for s in op.streams:
                 self.pending.pop(s.id, None)
                 if s.status == "started":
@@ -285,6 +322,10 @@ class StreamJournal:
 
     def forget_engine(self, container_id: str) -> None:
         self._send(_Forget(container_id=container_id))
+
+    def remember_served(self, body: str, at: float) -> None:
+        """What `/engines` serves now (a JSON list), in place of what it served before."""
+        self._send(_Served(body=body, at=at))
 
     def flush(self, timeout: float = 10.0, *, confirmations: bool = False) -> bool:
         """Wait until everything queued so far was handled (written, or failed); tests, bench."""
@@ -370,7 +411,7 @@ class StreamJournal:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            changes = [op for op in batch if isinstance(op, _Put | _Forget | _Confirm)]
+            changes = [op for op in batch if isinstance(op, _Put | _Forget | _Confirm | _Served)]
             flushes = [op for op in batch if isinstance(op, _Flush)]
             for op in changes:
                 self._copy.apply(op)
@@ -384,9 +425,7 @@ class StreamJournal:
             if None in batch:
                 return
 
-    def _write(
-        self, db: sqlite3.Connection, changes: list[_Put | _Forget | _Confirm], *, all_confirmations: bool
-    ) -> None:
+    def _write(self, db: sqlite3.Connection, changes: list[_Change], *, all_confirmations: bool) -> None:
         copy = self._copy
         due = [c for c in changes if isinstance(c, _Confirm) and c.at - copy.confirms_written_at >= c.every_s]
         confirming = bool((due or all_confirmations) and copy.pending)
@@ -402,6 +441,8 @@ class StreamJournal:
                         self._ended_rows += sum(1 for s in op.streams if s.status == "ended")
                     elif isinstance(op, _Forget):
                         db.execute("DELETE FROM last_usage WHERE container_id = ?", (op.container_id,))
+                    elif isinstance(op, _Served):
+                        db.execute("INSERT OR REPLACE INTO served VALUES (1, ?, ?)", (op.at, op.body))
                 if confirming:
                     db.executemany("INSERT OR REPLACE INTO confirmed VALUES (?, ?)", copy.pending.items())
                 if self._ended_rows > ENDED_KEPT + PRUNE_EVERY:  # now and then, not on every change
@@ -449,6 +490,9 @@ class StreamJournal:
                 db.execute("DELETE FROM streams WHERE status = 'started'")
                 db.executemany(INSERT_STREAM, [_row(s) for s in (*copy.ended, *copy.active.values())])
                 db.executemany("INSERT INTO last_usage VALUES (?, ?)", copy.last_usage.items())
+                if copy.served is not None:
+                    served = (copy.served.at, copy.served.body)
+                    db.execute("INSERT OR REPLACE INTO served VALUES (1, ?, ?)", served)
                 self._prune(db)
         except sqlite3.Error as exc:
             db.close()

@@ -31,6 +31,7 @@ import structlog
 from orchestrator.state.breaker import BreakerState, CreateBreaker
 from orchestrator.state.journal import StreamJournal
 from orchestrator.state.records import ActionError, EngineFacts, EngineSighting
+from orchestrator.state.served import LastServed
 from orchestrator.state.streams import Reservations, Stream, StreamRegistry, StreamsView
 from reconcilers import visible_engines
 from reconcilers.model import (
@@ -125,6 +126,7 @@ class StateStore:
         self._work = _Work()
         self._demand = _Demand()
         self._telemetry = _Telemetry()
+        self.served = LastServed(self._journal, self.changed)
         self._visible: tuple[EngineObs, ...] = ()
         self._watchers: list[asyncio.Event] = []
         self.version = 0  # bumped on every change; lets readers cache what they derive
@@ -556,6 +558,7 @@ class StateStore:
         their engines count as busy from the first plan. Returns how many are active."""
         loaded = self._journal.open()
         self._demand.streams.load(loaded.active, loaded.ended, loaded.last_usage)
+        self.served.load(loaded.served, loaded.served_at)
         self.changed()
         return len(loaded.active)
 

@@ -7,6 +7,7 @@ never a mock of the journal."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
 import subprocess
@@ -308,3 +309,23 @@ def test_ended_history_on_disk_is_bounded(tmp_path: Path) -> None:
     reread = store_on(tmp_path)
     assert len(reread.streams.ended) == ENDED_KEPT
     assert [s.id for s in reread.streams.ended][-2:] == [f"s{total - 2}", f"s{total - 1}"]
+
+
+def test_what_engines_last_served_is_read_back_and_a_bad_one_costs_only_itself(tmp_path: Path) -> None:
+    listing = [{"container_id": "a" * 64, "host": "10.0.0.2", "port": 19000, "streams": []}]
+    journal = StreamJournal(tmp_path)
+    journal.open()
+    journal.remember_served(json.dumps(listing), 1000.0)
+    journal.remember_served(json.dumps(listing * 2), 1001.0)  # the latest listing replaces it
+    journal.close()
+    again = StreamJournal(tmp_path)
+    loaded = again.open()
+    assert (loaded.served, loaded.served_at) == (listing * 2, 1001.0)
+    again.close()
+
+    with contextlib.closing(sqlite3.connect(tmp_path / FILE)) as db, db:
+        db.execute("UPDATE served SET body = '{not json'")
+    third = StreamJournal(tmp_path)
+    assert third.open().served == [] and third.error is None  # the file is not "corrupt" for it
+    third.close()
+    assert not list(tmp_path.glob(f"{FILE}.corrupt-*"))

@@ -1,0 +1,42 @@
+"""What `/engines` last served, kept for a daemon that restarts while Docker does not answer.
+
+A restarted daemon learns its engines from Docker. When Docker hangs (a stuck containerd, a
+daemon restarted into an outage), it would list no engine at all although every engine still
+serves: the proxy would turn every viewer away. So the listing `/engines` served is written to
+the journal whenever it changes, and until Docker has answered once since the start, the API
+serves those of its engines that still answer their own HTTP API (checked by
+`orchestrator.workers.last_known`), marked on `/status` as `engines_source: last_known`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from orchestrator.state.journal import StreamJournal
+
+
+class LastServed:
+    def __init__(self, journal: StreamJournal, changed: Callable[[], None]) -> None:
+        self._journal = journal
+        self._changed = changed
+        self._body = ""
+        self.listing: tuple[dict[str, Any], ...] = ()  # as the journal had it at start
+        self.listed_at: float | None = None
+        # the engines of `listing` that answer, served while Docker has not answered (None: not)
+        self.fallback: tuple[dict[str, Any], ...] | None = None
+
+    def load(self, listing: list[dict[str, Any]], at: float | None) -> None:
+        self.listing, self.listed_at = tuple(listing), at
+
+    def remember(self, body: str) -> None:
+        """`/engines` serves `body` (a JSON list) now: kept when it differs from the last one."""
+        if body != self._body:
+            self._body = body
+            self._journal.remember_served(body, time.time())
+
+    def serve_fallback(self, answering: tuple[dict[str, Any], ...] | None) -> None:
+        if answering != self.fallback:
+            self.fallback = answering
+            self._changed()
