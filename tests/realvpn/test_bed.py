@@ -69,6 +69,31 @@ def test_control_server_routes(bed: RealVpnBed) -> None:
         assert body["public_ip"] == bed.exit_ip(g), body
 
 
+def test_control_server_stops_and_starts_the_real_tunnel(bed: RealVpnBed) -> None:
+    g = bed.gluetun
+    ns = bed.start_in_namespace(g)
+    assert bed.fetch(ns)
+    assert bed.control_request(g, "PUT", "/v1/vpn/status", body={"status": "stopped"}) == (
+        200,
+        {"outcome": "stopped"},
+    )
+    assert bed.control_get(g, "/v1/vpn/status") == (200, {"status": "stopped"})
+    assert bed.control_get(g, "/v1/publicip/ip") == (200, {"public_ip": ""})
+    assert wait_for("the tunnel torn down", lambda: bed.fetch(ns, timeout=1) is None, timeout=10)
+    assert bed.control_request(g, "PUT", "/v1/vpn/status", body={"status": "running"}) == (
+        200,
+        {"outcome": "running"},
+    )
+    assert wait_for("the target through the tunnel again", lambda: bed.fetch(ns), timeout=30)
+    if is_standin():
+        assert wait_for(
+            "the public IP looked up again",
+            lambda: bed.control_get(g, "/v1/publicip/ip")[1].get("public_ip") == bed.exit_ip(g),
+            timeout=20,
+        )
+    docker("rm", "-f", ns)
+
+
 def test_kill_switch_drops_what_would_leave_outside_the_tunnel(bed: RealVpnBed) -> None:
     if not is_standin():
         pytest.skip("reads the stand-in's iptables counters")
