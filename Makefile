@@ -57,7 +57,8 @@ images: docker
 	bash testbed/build-images.sh
 	bash testbed/build-socket-proxy-image.sh
 
-# The real Gluetun v3.39.1 behind a real WireGuard tunnel (from ../shared/tools; skipped without it)
+# The real-tunnel lane: WireGuard server, target and a Gluetun stand-in with a real tunnel, from
+# Debian packages only (debootstrap, installed when missing; about 4 min cold, then a no-op)
 realvpn-images: docker
 	bash testbed/realvpn/build-images.sh
 
@@ -105,7 +106,7 @@ bench: install images
 	$(BIN)/python bench/http_load.py
 	$(BIN)/python bench/state_journal.py
 
-# The daemon behind the real Gluetun v3.39.1 (about 20 minutes: a 10-minute false-hide window)
+# The daemon on the real-tunnel lane (about 20 minutes: a 10-minute false-hide window)
 bench-realvpn: install images realvpn-images
 	$(BIN)/python bench/real_gluetun.py
 

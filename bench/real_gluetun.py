@@ -1,5 +1,7 @@
-"""The daemon on the REAL Gluetun v3.39.1 behind a real WireGuard tunnel (tests/realvpn/bed.py):
-how fast a dead tunnel hides the engines, that a healthy one never does, how fast they come back.
+"""The daemon on the real-tunnel lane (tests/realvpn/bed.py): the Gluetun stand-in with a real
+userspace WireGuard tunnel built from Debian's packages, or a real Gluetun image named by
+REALVPN_GLUETUN_IMAGE. How fast a dead tunnel hides the engines, that a healthy one never does,
+how fast they come back. The result says which Gluetun ran (`lane`).
 
 One bed (one Gluetun, its WireGuard server, a target reachable only through the tunnel), one
 daemon with N engine stand-ins in Gluetun's namespace (`engines.address: ip`, the bed's control
@@ -28,8 +30,9 @@ restart (each round checks that Gluetun's StartedAt did not change).
 
 Run: `.venv/bin/python bench/real_gluetun.py [--engines 3] [--kills 10] [--false-hide-minutes 10]
 [--rounds 3] [--docker-only-kills 3]` (about 20 min with the defaults; `--quick` for a smoke
-run). Needs the real-VPN images (testbed/realvpn/build-images.sh) and the engine stand-in.
-Writes bench/results/real_gluetun.json.
+run). Needs the lane's images (testbed/realvpn/build-images.sh) and the engine stand-in.
+Writes bench/results/real_tunnel.json (bench/results/real_gluetun.json holds the figures once
+taken on the real Gluetun v3.39.1).
 """
 
 from __future__ import annotations
@@ -52,10 +55,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import machine, summary, write_result
 from tests.integration.harness import Daemon, docker, engine_info, inspect, started_at, wait_for
-from tests.realvpn.bed import GLUETUN_IMAGE, RealVpnBed, broken_prerequisites, missing_prerequisites
+from tests.realvpn.bed import (
+    GLUETUN_IMAGE,
+    STANDIN_HEALTH,
+    RealVpnBed,
+    broken_prerequisites,
+    is_standin,
+    missing_prerequisites,
+)
 from tests.realvpn.daemon import BED_LABEL, bed_daemon, probe_up, probes, stop_daemon
 
-RESULT = "real_gluetun"
+RESULT = "real_tunnel"
 
 
 def cpu_seconds(pid: int) -> float:
@@ -452,9 +462,16 @@ def main() -> int:
     if why:
         print(f"real_gluetun: cannot run: {why}", file=sys.stderr)
         return 2
+    lane = (
+        f"the real-tunnel lane: Gluetun stand-in {GLUETUN_IMAGE} (real wireguard-go tunnel, kill "
+        f"switch, Gluetun's health timing with the small check scaled down: {STANDIN_HEALTH})"
+        if is_standin()
+        else f"a real Gluetun image, {GLUETUN_IMAGE} (REALVPN_GLUETUN_IMAGE)"
+    )
     report: dict[str, Any] = {
+        "lane": lane,
         "what": (
-            f"real Gluetun v3.39.1 ({GLUETUN_IMAGE}), userspace WireGuard to a local server, "
+            f"{lane}, userspace WireGuard to a local server, "
             f"single VPN, {args.engines} engine stand-ins in its namespace; GET /engines polled "
             "every 50 ms (false hides: 100 ms); seconds"
         ),

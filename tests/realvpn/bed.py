@@ -1,4 +1,10 @@
-"""The real Gluetun v3.39.1 behind a real (userspace) WireGuard tunnel, on the local Docker engine.
+"""The real-tunnel lane: a Gluetun stand-in with a real (userspace) WireGuard tunnel, on local Docker.
+
+Every image is built from Debian's packages by testbed/realvpn/build-images.sh: WireGuard servers
+(wireguard-go), a target host, and the Gluetun stand-in (images/gluetun: wireguard-go client, kill
+switch, Gluetun's health timing, the control server of testbed/gluetun per release line). With
+``REALVPN_GLUETUN_IMAGE=<image>`` the same bed runs a real Gluetun image instead (the variables it
+reads are set for both; the stand-in ignores the auth TOML, a real Gluetun the ``STANDIN_*`` ones).
 
 Layout of one bed (names start with a run prefix such as ``rv-1a2b3c``; X is a free /22)::
 
@@ -45,12 +51,24 @@ from typing import Any
 from tests.integration.harness import containers, docker, inspect, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED_TOOLS = REPO.parent / "shared" / "tools"
 BUILD_SCRIPT = "testbed/realvpn/build-images.sh"
 
 NS = "acestream-orchestrator-test"
 BASE_IMAGE = f"{NS}/gt-base:bookworm"
-GLUETUN_IMAGE = f"{NS}/gt-gluetun:v3.39.1"
+STANDIN_IMAGE = f"{NS}/gt-gluetun:tunnel"
+# opt-in: a real Gluetun image (e.g. qmcgaw/gluetun:v3.39.1 loaded locally) runs the same tests
+REAL_IMAGE_VAR = "REALVPN_GLUETUN_IMAGE"
+REAL_GLUETUN_IMAGE = os.environ.get(REAL_IMAGE_VAR) or None
+GLUETUN_IMAGE = REAL_GLUETUN_IMAGE or STANDIN_IMAGE
+# the stand-in's control server answers as this release line (testbed/gluetun STANDIN_RELEASE)
+STANDIN_RELEASE = "v3.39"
+# the stand-in's periodic small check, scaled down for the tests (upstream: every 60 s, up to 10
+# tries of 5 s); the start-up check keeps Gluetun's 6 s + 5 s per failed attempt
+STANDIN_HEALTH = {
+    "STANDIN_HEALTH_SMALL_PERIOD": "5s",
+    "STANDIN_HEALTH_SMALL_TRIES": "1",
+    "STANDIN_HEALTH_SMALL_TIMEOUT": "2s",
+}
 WGSERVER_IMAGE = f"{NS}/gt-wgserver:latest"
 TARGET_IMAGE = f"{NS}/gt-target:latest"
 IMAGES = (BASE_IMAGE, GLUETUN_IMAGE, WGSERVER_IMAGE, TARGET_IMAGE)
@@ -85,19 +103,25 @@ _KEY_DEFAULT: Any = object()
 
 
 def missing_prerequisites() -> str | None:
-    """Why the bed cannot run here at all (a sentence for pytest.skip): only the shared tools
-    being absent; None when they are there."""
-    if not SHARED_TOOLS.is_dir():
-        return (
-            f"{SHARED_TOOLS} is absent: the real-Gluetun bed needs the shared Gluetun tools "
-            f"(bin/gluetun, bin/wireguard-go, image contexts)"
-        )
+    """Why the bed cannot run here at all (a sentence for pytest.skip): only an opt-in real
+    Gluetun image (REALVPN_GLUETUN_IMAGE) that is named but not present; None otherwise."""
+    if (
+        REAL_GLUETUN_IMAGE
+        and shutil.which("docker")
+        and not docker("images", "-q", REAL_GLUETUN_IMAGE, check=False)
+    ):
+        return f"{REAL_IMAGE_VAR}={REAL_GLUETUN_IMAGE} is not an image on this Docker engine"
     return None
 
 
+def is_standin() -> bool:
+    """True when the bed runs the Gluetun stand-in (the default), False with a real image."""
+    return REAL_GLUETUN_IMAGE is None
+
+
 def broken_prerequisites() -> str | None:
-    """What is wrong on a machine that has the shared tools (the lane then fails, it never
-    skips: `make test` provides all of this)."""
+    """What is wrong on this machine (the lane then fails, it never skips: `make test` builds
+    everything it needs from Debian's packages)."""
     if shutil.which("docker") is None:
         return "no docker CLI"
     done = subprocess.run(
@@ -273,7 +297,8 @@ class GluetunSpec:
 
 
 class RealVpnBed:
-    """Real Gluetun(s) v3.39.1, each behind its own real WireGuard server, and a target behind both.
+    """Gluetun stand-ins (or a real Gluetun image, REALVPN_GLUETUN_IMAGE), each behind its own
+    real WireGuard server, and a target behind all of them.
 
     `bed.up()` builds it (and waits for every Gluetun to be healthy), `bed.down()` removes it.
     Gluetuns are addressed by container name (`bed.gluetun_names`, `bed.gluetun` for the first).
@@ -289,6 +314,7 @@ class RealVpnBed:
         control_server_log: bool = True,
         log_level: str = "info",
         env: dict[str, str] | None = None,
+        release: str = STANDIN_RELEASE,
     ) -> None:
         if not 1 <= gluetuns <= MAX_GLUETUNS:
             raise ValueError(f"a bed has 1 to {MAX_GLUETUNS} Gluetuns")
@@ -298,6 +324,7 @@ class RealVpnBed:
         self.api_key = api_key or f"rv-key-{uuid.uuid4().hex}"
         self.control_server_log = control_server_log
         self.log_level = log_level
+        self.release = release
         self.extra_env = dict(env or {})
         self.vpn_net = f"{self.prefix}-vpn"
         self.inet_net = f"{self.prefix}-inet"
@@ -400,6 +427,12 @@ class RealVpnBed:
             "HTTP_CONTROL_SERVER_LOG": "on" if self.control_server_log else "off",
             "LOG_LEVEL": self.log_level,
             "TZ": "UTC",
+            # read by the stand-in only (a real Gluetun ignores them): the same role as the TOML
+            "STANDIN_RELEASE": self.release,
+            "STANDIN_API_KEY": self.api_key,
+            "STANDIN_AUTH_ROUTES": ",".join(CLIENT_ROUTES),
+            "HEALTH_ICMP_TARGET_IP": self.target_ip,
+            **STANDIN_HEALTH,
         }
         env.update(self.extra_env)
         env.update(spec.env)

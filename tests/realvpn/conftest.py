@@ -1,12 +1,13 @@
-"""Fixtures for tests against the real Gluetun v3.39.1 behind a real WireGuard tunnel.
+"""Fixtures for the real-tunnel lane: the Gluetun stand-in (or REALVPN_GLUETUN_IMAGE) behind a real
+WireGuard tunnel.
 
 `real_vpn` (one Gluetun) and `real_vpn_pair` (two, each behind its own WireGuard server) are
 module-scoped: a module's tests share one bed, in file order, and it is always torn down.
 `real_vpn_factory(gluetuns=..., **RealVpnBed kwargs, configure=callback)` makes custom beds
 (e.g. ports published on Gluetun) for a module that overrides `real_vpn`.
 
-Everything skips with a reason when the shared tools (`../shared/tools`) are absent, and fails
-when anything else is missing (images: testbed/realvpn/build-images.sh, which `make test`
+Nothing skips unless `REALVPN_GLUETUN_IMAGE` names an image that is not there (the opt-in real
+Gluetun); anything else missing fails (images: testbed/realvpn/build-images.sh, which `make test`
 runs). The bed's containers carry this session's label; `REALVPN_LABEL=KEY=VALUE` names another.
 """
 
@@ -24,9 +25,7 @@ from tests.realvpn.daemon import BED_LABEL
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "realvpn: needs the real Gluetun v3.39.1 bed (testbed/realvpn/build-images.sh)"
-    )
+    config.addinivalue_line("markers", "realvpn: needs the real-tunnel bed (testbed/realvpn/build-images.sh)")
 
 
 @pytest.hookimpl(wrapper=True)

@@ -56,7 +56,8 @@ def bed_daemon(
     log_level: str = "DEBUG",
     **vpn: Any,
 ) -> Daemon:
-    """A daemon (not started) whose engines sit behind `bed.gluetun`; `vpn` adds keys to `vpn:`."""
+    """A daemon (not started) whose engines sit behind the bed's Gluetun (single mode), or behind
+    all of its Gluetuns (redundant mode); `vpn` adds keys to `vpn:`."""
     run_id = uuid.uuid4().hex[:8]
     workdir.mkdir(parents=True, exist_ok=True)
     probe_keys = {"target": bed.target_address, **PROBE} if probe is None else probe
@@ -72,8 +73,9 @@ def bed_daemon(
             "labels": session_labels(run_id),
         },
         "vpn": {
-            "mode": "single",
-            "containers": [bed.gluetun],
+            # a bed with two Gluetuns (real_vpn_pair): redundant mode over both
+            "mode": "single" if len(bed.gluetun_names) == 1 else "redundant",
+            "containers": bed.gluetun_names,
             "api_key": bed.api_key if api_key is None else api_key,
             "port_range": port_range,
             "health_check_interval_s": 1,

@@ -1,4 +1,4 @@
-"""Measure the real Gluetun v3.39.1's health transitions as Docker reports them.
+"""Measure the lane's Gluetun (stand-in or REALVPN_GLUETUN_IMAGE) as Docker reports its health.
 
     .venv/bin/python -m tests.realvpn.measure [--runs 3] [--json out.json]
 

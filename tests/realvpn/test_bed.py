@@ -1,10 +1,12 @@
-"""Smoke tests of the real-VPN bed itself (no daemon): real Gluetun v3.39.1, real WireGuard.
+"""Smoke tests of the real-tunnel bed itself (no daemon): the Gluetun stand-in (or
+REALVPN_GLUETUN_IMAGE) over a real WireGuard tunnel to a server of our own.
 
 The tests share one bed and run in file order; each starts from a healthy Gluetun.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import time
 import urllib.request
@@ -13,7 +15,7 @@ from collections.abc import Callable
 import pytest
 
 from tests.integration.harness import docker, inspect, wait_for
-from tests.realvpn.bed import RealVpnBed
+from tests.realvpn.bed import RealVpnBed, is_standin
 
 pytestmark = [pytest.mark.realvpn, pytest.mark.docker]
 
@@ -63,6 +65,57 @@ def test_control_server_routes(bed: RealVpnBed) -> None:
     assert bed.control_get(g, "/v1/openvpn/portforwarded") == (200, {"port": 0})
     status, body = bed.control_get(g, "/v1/publicip/ip")
     assert status == 200 and "public_ip" in body, body
+    if is_standin():  # looked up through the tunnel: the far end's address (a real Gluetun asks ipinfo)
+        assert body["public_ip"] == bed.exit_ip(g), body
+
+
+def test_control_server_stops_and_starts_the_real_tunnel(bed: RealVpnBed) -> None:
+    g = bed.gluetun
+    ns = bed.start_in_namespace(g)
+    assert bed.fetch(ns)
+    assert bed.control_request(g, "PUT", "/v1/vpn/status", body={"status": "stopped"}) == (
+        200,
+        {"outcome": "stopped"},
+    )
+    assert bed.control_get(g, "/v1/vpn/status") == (200, {"status": "stopped"})
+    assert bed.control_get(g, "/v1/publicip/ip") == (200, {"public_ip": ""})
+    assert wait_for("the tunnel torn down", lambda: bed.fetch(ns, timeout=1) is None, timeout=10)
+    assert bed.control_request(g, "PUT", "/v1/vpn/status", body={"status": "running"}) == (
+        200,
+        {"outcome": "running"},
+    )
+    assert wait_for("the target through the tunnel again", lambda: bed.fetch(ns), timeout=30)
+    if is_standin():
+        assert wait_for(
+            "the public IP looked up again",
+            lambda: bed.control_get(g, "/v1/publicip/ip")[1].get("public_ip") == bed.exit_ip(g),
+            timeout=20,
+        )
+    docker("rm", "-f", ns)
+
+
+def test_kill_switch_drops_what_would_leave_outside_the_tunnel(bed: RealVpnBed) -> None:
+    if not is_standin():
+        pytest.skip("reads the stand-in's iptables counters")
+    g = bed.gluetun
+    ns = bed.start_in_namespace(g, args=("--cap-add", "NET_ADMIN"))
+
+    def dropped() -> int:  # packets the OUTPUT policy (DROP) has counted
+        head = docker("exec", ns, "iptables", "-nvL", "OUTPUT", "-x").splitlines()[0]
+        return int(head.split("policy DROP")[1].split()[0])
+
+    assert "policy DROP" in docker("exec", ns, "iptables", "-nL", "OUTPUT")
+    gateway = str(ipaddress.ip_network(bed.vpn_subnet).network_address + 1)
+    before = dropped()
+    # a leak attempt: the default route through eth0 instead of the tunnel
+    docker("exec", ns, "ip", "route", "replace", "default", "via", gateway, "dev", "eth0")
+    try:
+        assert bed.fetch(ns, timeout=2) is None
+        assert dropped() > before, "the kill switch did not drop the packets"
+    finally:
+        docker("exec", ns, "ip", "route", "replace", "default", "dev", "tun0")
+    assert wait_for("target through the tunnel again", lambda: bed.fetch(ns), timeout=20)
+    docker("rm", "-f", ns)
 
 
 def test_tunnel_outage_and_recovery(bed: RealVpnBed, record_property: Callable[[str, object], None]) -> None:

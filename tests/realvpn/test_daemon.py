@@ -1,4 +1,5 @@
-"""The daemon with its engines behind the REAL Gluetun v3.39.1 and a real WireGuard tunnel.
+"""The daemon with its engines behind the lane's Gluetun (the stand-in with a real WireGuard tunnel,
+or REALVPN_GLUETUN_IMAGE).
 
 One bed and one daemon for the module (tests run in file order, the destructive ones last): two
 engine stand-ins in Gluetun's network namespace, `engines.address: ip`, the control server read
@@ -10,8 +11,9 @@ outage the kill test makes.
 What it proves: the engines reach the target through the tunnel only and serve a stream; the
 control server is read with the key (a wrong key is reported as bad credentials, and the engines
 still run); a killed tunnel hides the engines through the probe well before Docker's own
-`unhealthy` (~15 s on v3.39.1) and they come back restarted once it works, with Gluetun left
-alone; a `docker restart` of Gluetun and a recreation bring the engines back in the new namespace.
+`unhealthy` (~15-20 s on the stand-in with the bed's small check; ~14 s measured on v3.39.1) and
+they come back restarted once it works, with Gluetun left alone; a `docker restart` of Gluetun
+and a recreation bring the engines back in the new namespace.
 """
 
 from __future__ import annotations

@@ -144,6 +144,30 @@ SERVICE_VARS = {  # which container may be given which variables, by the service
     "acexy": ACEXY_VARS,
     "socket-proxy": frozenset(),
 }
+# what the real-tunnel lane's Gluetun stand-in reads (testbed/realvpn/images/gluetun), which
+# docs/real-tunnel-lane.md documents: Gluetun's own names for what it reproduces, and its knobs
+LANE_VARS = frozenset(
+    {
+        "DNS_ADDRESS",
+        "HEALTH_ICMP_TARGET_IP",
+        "HEALTH_TARGET_ADDRESS",
+        "HEALTH_VPN_DURATION_ADDITION",
+        "HEALTH_VPN_DURATION_INITIAL",
+        "VPN_INTERFACE",
+        "WIREGUARD_ENDPOINT_IP",
+        "WIREGUARD_ENDPOINT_PORT",
+        "WIREGUARD_MTU",
+        "WIREGUARD_PUBLIC_KEY",
+        "STANDIN_AUTH_ROUTES",
+        "STANDIN_HEALTH",
+        "STANDIN_HEALTH_FULL_PERIOD",
+        "STANDIN_HEALTH_SMALL_PERIOD",
+        "STANDIN_HEALTH_SMALL_TIMEOUT",
+        "STANDIN_HEALTH_SMALL_TRIES",
+        "STANDIN_PUBLICIP_URL",
+    }
+)
+
 KNOWN = (
     DAEMON_VARS
     | DOCKER_CLIENT_VARS
@@ -153,6 +177,7 @@ KNOWN = (
     | COMPOSE_KNOBS
     | TOOLING_VARS
     | RESEARCH_VARS
+    | LANE_VARS
 )
 
 NAME = r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+"  # in prose at least one underscore: not TODO, JSON, API
