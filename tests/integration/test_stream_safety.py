@@ -220,14 +220,21 @@ def test_without_restart_engines_on_reconnect_a_reconnect_restarts_nothing(
 
 
 def namespace_ports(vpn: str, pool: str) -> dict[str, list[int]]:
-    """The ports each container of the namespace says it binds (its labels)."""
+    """The ports each live container of the namespace (created, running or restarting: not one
+    that exited, or is being removed) says it binds, by its labels."""
     out = {}
-    for cid in containers(
-        f"label=orchestrator.vpn={vpn}", f"label=orchestrator.pool={pool}", all_states=False
-    ):
+    live = ("status=created", "status=running", "status=restarting")
+    for cid in containers(f"label=orchestrator.vpn={vpn}", f"label=orchestrator.pool={pool}", *live):
         labels = (inspect(cid) or {}).get("Config", {}).get("Labels") or {}
         out[cid] = [int(labels[k]) for k in PORT_LABELS if labels.get(k, "0") not in ("", "0")]
     return out
+
+
+def no_port_twice(vpn: str, pool: str) -> dict[str, list[int]]:
+    held = namespace_ports(vpn, pool)
+    every = [p for ports in held.values() for p in ports]
+    assert len(every) == len(set(every)), f"a port given to two containers of the namespace: {held}"
+    return held
 
 
 def test_a_forwarded_port_another_engine_binds_is_never_handed_to_a_second_engine(
@@ -248,21 +255,19 @@ def test_a_forwarded_port_another_engine_binds_is_never_handed_to_a_second_engin
 
     docker("exec", vpn_name, "standin-set-port", str(port))
     wait_for("the daemon read the forwarded port", lambda: vpn_view(daemon)["forwarded_port"] == port)
-    settled = wait_for(
-        "three engines listed, one of them forwarding the port",
-        lambda: (
-            got
-            if len(got := daemon.engines()) == 3 and [e["p2p_port"] for e in got if e["forwarded"]] == [port]
-            else None
-        ),
-        timeout=45,
+    pool = daemon.config["engines"]["pool"]
+
+    def settled() -> list[dict[str, Any]] | None:
+        no_port_twice(vpn_name, pool)  # at every step on the way, not only at the end
+        got = daemon.engines()
+        return got if len(got) == 3 and [e["p2p_port"] for e in got if e["forwarded"]] == [port] else None
+
+    listed = wait_for(
+        "three engines listed, one of them forwarding the port", settled, timeout=45, interval=0.3
     )
     time.sleep(1)
-    pool = daemon.config["engines"]["pool"]
-    held = namespace_ports(vpn_name, pool)
-    every = [p for ports in held.values() for p in ports]
-    assert len(every) == len(set(every)), f"a port given to two containers of the namespace: {held}"
-    (forwarded,) = [e for e in settled if e["forwarded"]]
+    held = no_port_twice(vpn_name, pool)
+    (forwarded,) = [e for e in listed if e["forwarded"]]
     assert port in held[forwarded["container_id"]]
     assert [cid for cid, ports in held.items() if port in ports] == [forwarded["container_id"]]
     assert inspect(clasher["container_id"]) is None, "the engine holding the port made way"
