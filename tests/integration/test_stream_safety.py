@@ -237,28 +237,42 @@ def no_port_twice(vpn: str, pool: str) -> dict[str, list[int]]:
     return held
 
 
-def test_a_forwarded_port_another_engine_binds_is_never_handed_to_a_second_engine(
-    make_daemon: MakeDaemon, vpn_name: str
-) -> None:
+def clashing_port_setup(
+    make_daemon: MakeDaemon, vpn_name: str, busy: bool
+) -> tuple[Daemon, dict[str, Any], str | None]:
+    """Three engines behind a stand-in forwarding no port, then the stand-in forwards the HTTP
+    port of one of them (the clasher), idle or carrying a stream: the daemon, the clasher and
+    the stream's ID."""
     run_gluetun(vpn_name)  # no forwarded port yet
     wait_vpn_health(vpn_name, "healthy")
     daemon = make_daemon(
-        engines={"min_replicas": 3, "min_free": 0},
+        engines={"min_replicas": 3, "min_free": 0, "idle_ttl_s": 2},
         vpn={"mode": "single", "containers": [vpn_name], "health_check_interval_s": 0.5},
     )
     engines = daemon.wait_engines(3, timeout=30)
     assert not any(e["forwarded"] for e in engines)
-    clasher = max(engines, key=lambda e: e["port"])  # an idle engine; its HTTP port gets forwarded
-    port = clasher["port"]
+    clasher = max(engines, key=lambda e: e["port"])
     labels = (inspect(clasher["container_id"]) or {})["Config"]["Labels"]
-    assert int(labels["orchestrator.http_port"]) == port
+    assert int(labels["orchestrator.http_port"]) == clasher["port"]
+    stream_id = None
+    if busy:
+        code, body = stream_started(daemon, clasher["host"], clasher["port"], "live")
+        assert code == 200 and body["container_id"] == clasher["container_id"], body
+        stream_id = body["id"]
+    docker("exec", vpn_name, "standin-set-port", str(clasher["port"]))
+    wait_for(
+        "the daemon read the forwarded port", lambda: vpn_view(daemon)["forwarded_port"] == clasher["port"]
+    )
+    return daemon, clasher, stream_id
 
-    docker("exec", vpn_name, "standin-set-port", str(port))
-    wait_for("the daemon read the forwarded port", lambda: vpn_view(daemon)["forwarded_port"] == port)
+
+def wait_forwarded_engine(daemon: Daemon, vpn_name: str, port: int) -> dict[str, Any]:
+    """Three engines listed, one forwarding `port`, and no port on two live containers of the
+    namespace at any step on the way; then it is the only container holding `port`."""
     pool = daemon.config["engines"]["pool"]
 
     def settled() -> list[dict[str, Any]] | None:
-        no_port_twice(vpn_name, pool)  # at every step on the way, not only at the end
+        no_port_twice(vpn_name, pool)
         got = daemon.engines()
         return got if len(got) == 3 and [e["p2p_port"] for e in got if e["forwarded"]] == [port] else None
 
@@ -268,11 +282,41 @@ def test_a_forwarded_port_another_engine_binds_is_never_handed_to_a_second_engin
     time.sleep(1)
     held = no_port_twice(vpn_name, pool)
     (forwarded,) = [e for e in listed if e["forwarded"]]
-    assert port in held[forwarded["container_id"]]
     assert [cid for cid, ports in held.items() if port in ports] == [forwarded["container_id"]]
+    assert "forwarded_port_taken" not in [p["code"] for p in daemon.status()["problems"]]
+    return dict(forwarded)
+
+
+def test_a_forwarded_port_an_idle_engine_binds_makes_it_give_way_never_shared(
+    make_daemon: MakeDaemon, vpn_name: str
+) -> None:
+    daemon, clasher, _ = clashing_port_setup(make_daemon, vpn_name, busy=False)
+    wait_forwarded_engine(daemon, vpn_name, clasher["port"])
     assert inspect(clasher["container_id"]) is None, "the engine holding the port made way"
     assert clasher["container_id"] not in listed_ids(daemon)
-    assert "forwarded_port_taken" not in [p["code"] for p in daemon.status()["problems"]]
+
+
+def test_a_forwarded_port_a_busy_engine_binds_waits_for_its_stream_to_end(
+    make_daemon: MakeDaemon, vpn_name: str
+) -> None:
+    daemon, clasher, stream_id = clashing_port_setup(make_daemon, vpn_name, busy=True)
+    pool = daemon.config["engines"]["pool"]
+    before = started_at(clasher["container_id"])
+    wait_for(
+        "forwarded_port_taken on /status",
+        lambda: "forwarded_port_taken" in [p["code"] for p in daemon.status()["problems"]],
+    )
+    deadline = time.monotonic() + 4
+    while time.monotonic() < deadline:  # the viewer keeps watching; nobody gets the port
+        no_port_twice(vpn_name, pool)
+        assert not any(e["forwarded"] for e in daemon.engines())
+        time.sleep(0.3)
+    assert started_at(clasher["container_id"]) == before
+    assert [s["id"] for s in streams(daemon, "started")] == [stream_id]
+
+    assert stream_id is not None and stream_ended(daemon, stream_id)[0] == 200
+    wait_forwarded_engine(daemon, vpn_name, clasher["port"])  # after idle_ttl_s, it made way
+    assert inspect(clasher["container_id"]) is None
 
 
 # -- 4. Gluetun's forced restart counts from the tunnel going down -------------------------
