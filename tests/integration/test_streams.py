@@ -17,6 +17,7 @@ from tests.integration.harness import (
     http_json,
     run_gluetun,
     set_vpn_health,
+    started_at,
     wait_for,
     wait_vpn_health,
 )
@@ -164,9 +165,12 @@ def vpn_name() -> Iterator[str]:
 
 
 @pytest.mark.parametrize("restart_on_reconnect", [False, True])
-def test_a_vpn_blip_ends_streams_only_when_it_restarts_their_engine(
+def test_a_vpn_blip_the_tunnel_survived_keeps_the_stream_and_restarts_nothing(
     make_daemon: MakeDaemon, vpn_name: str, restart_on_reconnect: bool
 ) -> None:
+    """Docker's health of Gluetun flips off and on, same container run, same public IP: a blip,
+    not a reconnect. The engines are hidden meanwhile and come back as they were, whatever
+    `restart_engines_on_reconnect` says (issue 18: a stream is never cut on a guess)."""
     run_gluetun(vpn_name)
     wait_vpn_health(vpn_name, "healthy")
     daemon = make_daemon(
@@ -178,7 +182,9 @@ def test_a_vpn_blip_ends_streams_only_when_it_restarts_their_engine(
             "restart_engines_on_reconnect": restart_on_reconnect,
         },
     )
-    engine = daemon.wait_engines(2)[0]
+    listed = daemon.wait_engines(2)
+    engine = listed[0]
+    before = {e["container_id"]: started_at(e["container_id"]) for e in listed}
     status, body = stream_started(daemon, engine["host"], engine["port"], "live")
     assert status == 200
     set_vpn_health(vpn_name, False)
@@ -188,12 +194,9 @@ def test_a_vpn_blip_ends_streams_only_when_it_restarts_their_engine(
 
     set_vpn_health(vpn_name, True)
     back = daemon.wait_engines(2, timeout=60)
-    if restart_on_reconnect:  # its engine restarted: that session is over
-        ended = wait_for(
-            "the stream ended by the restart", lambda: http_json(daemon.url + "/streams?status=ended")[1]
-        )
-        assert [(s["id"], s["end_reason"]) for s in ended] == [(body["id"], "engine_restarted")]
-    else:
-        (same,) = [e for e in back if e["container_id"] == engine["container_id"]]
-        assert same["streams"] == [body["id"]]
-        assert http_json(daemon.url + "/streams?status=ended")[1] == []
+    assert {e["container_id"] for e in back} == set(before)
+    time.sleep(2)  # a restart planned on recovery would be under way by now
+    assert {cid: started_at(cid) for cid in before} == before, "an engine restarted for a blip"
+    (same,) = [e for e in daemon.engines() if e["container_id"] == engine["container_id"]]
+    assert same["streams"] == [body["id"]]
+    assert http_json(daemon.url + "/streams?status=ended")[1] == []

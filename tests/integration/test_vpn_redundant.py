@@ -110,12 +110,13 @@ def test_failover_hides_only_the_failed_vpn_and_recovers(
 
     set_vpn_health(a, True)
     back = wait_for(
-        "A's engines restarted and listed, pool back to 2/2",
+        "A's engines listed again, pool back to 2/2",
         lambda: got if split(got := daemon.engines()) == {a: 2, b: 2} else None,
         timeout=40,
     )
     assert {e["container_id"] for e in back if e["vpn_container"] == a} == set(a_ids)
-    assert all(started_at(cid) > when for cid, when in a_ids.items())
+    # a blip A's tunnel survived (same run, same public IP): not restarted (issue 18)
+    assert all(started_at(cid) == when for cid, when in a_ids.items()), "A's engines restarted for a blip"
     assert all(reachable(e) for e in back)
     wait_for("surplus on B removed", lambda: len(daemon.managed()) == 4, timeout=20)
 

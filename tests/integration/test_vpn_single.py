@@ -84,7 +84,10 @@ def test_engines_share_the_vpn_namespace_on_distinct_ports(make_daemon: MakeDaem
     )
 
 
-def test_unhealthy_then_healthy_restarts_the_engines(make_daemon: MakeDaemon, vpn_name: str) -> None:
+def test_unhealthy_then_healthy_on_the_same_run_restarts_nothing(
+    make_daemon: MakeDaemon, vpn_name: str
+) -> None:
+    """A blip the tunnel survived (same container run, same public IP): issue 18's rule."""
     run_gluetun(vpn_name)
     wait_vpn_health(vpn_name, "healthy")
     daemon = vpn_daemon(make_daemon, vpn_name, replicas=2)
@@ -95,12 +98,13 @@ def test_unhealthy_then_healthy_restarts_the_engines(make_daemon: MakeDaemon, vp
     set_vpn_health(vpn_name, True)
     after = daemon.wait_engines(2, timeout=20)
     assert {e["container_id"] for e in after} == set(before)
-    assert all(started_at(cid) > before[cid] for cid in before), "engines were not restarted"
+    time.sleep(1.5)  # a restart planned on recovery would be under way by now
+    assert {cid: started_at(cid) for cid in before} == before, "engines restarted for a blip"
     assert all_reachable(after)
     events = [ev.get("event") for ev in daemon.log_events()]
     assert "Gluetun VPN became unhealthy" in events
     assert "Gluetun VPN recovered and is now healthy" in events
-    assert "VPN reconnected - triggering AceStream engine restart" in events
+    assert "VPN reconnected - triggering AceStream engine restart" not in events
 
 
 def test_docker_restart_of_vpn_brings_engines_back(make_daemon: MakeDaemon, vpn_name: str) -> None:
