@@ -187,7 +187,9 @@ def test_a_killed_tunnel_hides_the_engines_before_docker_notices_and_gluetun_is_
     back = wait_ready(daemon, ENGINES, timeout=60)
     back_s = time.time() - restored
     assert {e["container_id"] for e in back} == set(before)
-    assert all(started_at(cid) > before[cid] for cid in before), "engines were not restarted"
+    # the tunnel came back in the same Gluetun run with the same exit: a blip, not a reconnect.
+    # The engines' namespace lives, so they serve again through the real tunnel unrestarted
+    assert all(started_at(cid) == before[cid] for cid in before), "a blip restarted engines"
     assert answering(back)
     assert all(bed.exit_ip(g) in (whoami(cid, bed.target_address) or "") for cid in before)
 
@@ -196,7 +198,8 @@ def test_a_killed_tunnel_hides_the_engines_before_docker_notices_and_gluetun_is_
     assert forced_restarts(daemon) == []
     assert vpn_view(daemon)["forced_restarts"] == 0
     events = [ev.get("event") for ev in daemon.log_events()]
-    assert "VPN reconnected - triggering AceStream engine restart" in events
+    assert "VPN reconnected - triggering AceStream engine restart" not in events
+    assert "Gluetun VPN recovered and is now healthy" in events
     record_property("kill_to_hidden_s", round(hidden_s, 2))
     record_property("kill_to_docker_unhealthy_s", round(unhealthy_s, 2))
     record_property("restore_to_listed_s", round(back_s, 2))
