@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -80,6 +81,8 @@ class ProxyClient:
     max_streams_per_engine: int = 1
     timing: Timing = field(default_factory=Timing)
     engine_host: str = "localhost"  # where a provisioned engine is dialled
+    container_id: str | None = None  # acexy's ACEXY_CONTAINER_ID, sent in stream events
+    engine_timeout: aiohttp.ClientTimeout = ENGINE_TIMEOUT  # acexy's ACEXY_NO_RESPONSE_TIMEOUT
     calls: list[str] = field(default_factory=list)  # "METHOD /path?query", in order
     last_status: Any = None
     _engines: tuple[float, list[dict[str, Any]]] | None = None
@@ -190,13 +193,15 @@ class ProxyClient:
         return await self.free_engine() or await self.provision()
 
     # ---- a viewer ------------------------------------------------------------------------
-    async def play(self, key: str, *, read: int = 1024) -> Playback:
+    async def getstream(self, key: str) -> Playback:
+        """An engine for the stream, its `getstream` answer, then `stream_started` (awaited, as
+        acexy does before it plays anything). The playback URL is not read here."""
         engine = await self.engine_for_stream()
         pid = str(uuid.uuid4())
         url = f"http://{engine.host}:{engine.port}/ace/getstream?format=json&id={key}&pid={pid}"
-        async with self.session.get(url, timeout=ENGINE_TIMEOUT) as resp:
+        async with self.session.get(url, timeout=self.engine_timeout) as resp:
             answer = await resp.json(content_type=None)
-        r = answer.get("response") or {}
+        r = (answer or {}).get("response") or {}
         session_id = str(r.get("playback_session_id", ""))
         stream_id = f"{key}|{session_id}"
         started = {
@@ -210,11 +215,9 @@ class ProxyClient:
             },
             "labels": {"stream_id": stream_id},
         }
+        if self.container_id:
+            started["container_id"] = self.container_id
         await self._orch("POST", "/events/stream_started", body=started)
-        first = b""
-        if r.get("playback_url"):
-            async with self.session.get(r["playback_url"], timeout=ENGINE_TIMEOUT) as resp:
-                first = await resp.content.read(read)
         return Playback(
             engine=engine,
             key=key,
@@ -223,21 +226,37 @@ class ProxyClient:
             stat_url=r.get("stat_url", ""),
             command_url=r.get("command_url", ""),
             stream_id=stream_id,
-            first_bytes=first,
         )
+
+    async def play(self, key: str, *, read: int = 1024) -> Playback:
+        """`getstream`, then the first `read` bytes of the playback URL (fewer only at its end)."""
+        playback = await self.getstream(key)
+        first = b""
+        if playback.playback_url:
+            async with self.session.get(playback.playback_url, timeout=self.engine_timeout) as resp:
+                while len(first) < read:
+                    chunk = await resp.content.read(read - len(first))
+                    if not chunk:
+                        break
+                    first += chunk
+        return dataclasses.replace(playback, first_bytes=first)
 
     async def end(self, playback: Playback, reason: str = "client_disconnected") -> None:
         """`stream_ended` in the background (as acexy), then the engine's stop command."""
         task = asyncio.create_task(
-            self._orch(
-                "POST", "/events/stream_ended", body={"stream_id": playback.stream_id, "reason": reason}
-            )
+            self._orch("POST", "/events/stream_ended", body=self._ended(playback, reason))
         )
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         if playback.command_url:
             with contextlib.suppress(aiohttp.ClientError, TimeoutError):
                 async with self.session.get(
-                    f"{playback.command_url}?method=stop", timeout=ENGINE_TIMEOUT
+                    f"{playback.command_url}?method=stop", timeout=self.engine_timeout
                 ) as resp:
                     await resp.read()
+
+    def _ended(self, playback: Playback, reason: str) -> dict[str, str]:
+        body = {"stream_id": playback.stream_id, "reason": reason}
+        if self.container_id:
+            body["container_id"] = self.container_id
+        return body

@@ -4,8 +4,10 @@ provisioning, the order of its calls, and where it sends the key."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -206,3 +208,151 @@ async def test_engines_are_cached_two_seconds(aiohttp_server: MakeServer) -> Non
         await client.free_engine()
     assert [c for _, c, _ in orch.seen].count("GET /engines") == 1
     assert [c for _, c, _ in orch.seen].count("GET /streams?container_id=a&status=started") == 2
+
+
+# ---- a viewer: getstream, stream_started, playback, stream_ended, stop ---------------------
+PACKET = b"\x47" + b"\xff" * 187  # one MPEG-TS packet
+
+
+@dataclass
+class EngineStub:
+    """An engine as the contract and testbed/engine describe it: getstream hands out a session
+    whose URLs are built from the Host header; the playback URL streams TS packets until the
+    client leaves or the session is stopped; `command_url?method=stop` ends the session."""
+
+    log: list[str]  # shared with the orchestrator's, so the order of both is one list
+    sessions: set[str] = field(default_factory=set)
+    stopped: list[str] = field(default_factory=list)
+    getstream_query: dict[str, str] = field(default_factory=dict)
+
+    def app(self) -> web.Application:
+        async def getstream(request: web.Request) -> web.StreamResponse:
+            self.log.append(f"engine {request.path}")
+            self.getstream_query = dict(request.query)
+            sid = f"s{len(self.sessions) + len(self.stopped)}"
+            self.sessions.add(sid)
+            base = f"http://{request.host}"
+            return web.json_response(
+                {
+                    "response": {
+                        "playback_session_id": sid,
+                        "playback_url": f"{base}/ace/r/ih/{sid}",
+                        "stat_url": f"{base}/ace/stat/ih/{sid}",
+                        "command_url": f"{base}/ace/cmd/ih/{sid}",
+                        "is_live": 1,
+                    },
+                    "error": None,
+                }
+            )
+
+        async def playback(request: web.Request) -> web.StreamResponse:
+            sid = request.match_info["sid"]
+            self.log.append(f"engine /ace/r/{sid}")
+            response = web.StreamResponse(headers={"Content-Type": "video/mp2t"})
+            await response.prepare(request)
+            try:
+                while sid in self.sessions:
+                    await response.write(PACKET * 10)
+                    await asyncio.sleep(0.01)
+            except ConnectionResetError:
+                pass
+            return response
+
+        async def command(request: web.Request) -> web.StreamResponse:
+            sid = request.match_info["sid"]
+            self.log.append(f"engine /ace/cmd/{sid}?method={request.query.get('method')}")
+            if request.query.get("method") == "stop" and sid in self.sessions:
+                self.sessions.discard(sid)
+                self.stopped.append(sid)
+            return web.json_response({"response": "ok", "error": None})
+
+        app = web.Application()
+        app.router.add_get("/ace/getstream", getstream)
+        app.router.add_get("/ace/r/{ih}/{sid}", playback)
+        app.router.add_get("/ace/cmd/{ih}/{sid}", command)
+        return app
+
+
+@dataclass
+class EventOrchestrator(Orchestrator):
+    """The orchestrator side of the viewer tests: also keeps the stream events' bodies."""
+
+    log: list[str] = field(default_factory=list)
+    bodies: dict[str, list[Any]] = field(default_factory=dict)
+
+    def app(self) -> web.Application:
+        app = super().app()
+
+        async def event(request: web.Request) -> web.StreamResponse:
+            name = request.match_info["name"]
+            self.log.append(f"orch {name}")
+            self.seen.append((time.monotonic(), f"POST {request.path}", request.headers.get("Authorization")))
+            self.bodies.setdefault(name, []).append(await request.json())
+            return web.json_response({"ok": True})
+
+        events = web.Application()
+        events.router.add_post("/{name}", event)
+        app.add_subapp("/events/", events)
+        return app
+
+
+async def viewer_bed(aiohttp_server: MakeServer) -> tuple[EventOrchestrator, EngineStub, ProxyClient]:
+    log: list[str] = []
+    engine_stub = EngineStub(log=log)
+    engine_server = await aiohttp_server(engine_stub.app())
+    listed = engine("e1")
+    listed["port"] = engine_server.port
+    orch = EventOrchestrator(engines=[listed], log=log)
+    client = await client_for(aiohttp_server, orch, api_key="k")
+    return orch, engine_stub, client
+
+
+async def test_play_then_end_makes_acexys_calls_in_order(aiohttp_server: MakeServer) -> None:
+    orch, engine_stub, client = await viewer_bed(aiohttp_server)
+    async with client.session:
+        playback = await client.play("c0ffee", read=5000)
+        assert engine_stub.log == ["engine /ace/getstream", "orch stream_started", "engine /ace/r/s0"]
+        await client.end(playback)
+        await client.close()  # waits for the background stream_ended
+    # the engine: asked in acexy's form, its session stopped
+    query = engine_stub.getstream_query
+    assert (query["format"], query["id"]) == ("json", "c0ffee")
+    assert str(uuid.UUID(query["pid"])) == query["pid"]
+    assert engine_stub.stopped == ["s0"] and not engine_stub.sessions
+    # the viewer got the playback bytes
+    assert len(playback.first_bytes) == 5000 and playback.first_bytes[0] == 0x47
+    # stream_started: synchronous, before any byte was read, with the contract's body
+    base = f"http://127.0.0.1:{playback.engine.port}"
+    assert orch.bodies["stream_started"] == [
+        {
+            "engine": {"host": "127.0.0.1", "port": playback.engine.port},
+            "stream": {"key_type": "content_id", "key": "c0ffee"},
+            "session": {
+                "playback_session_id": "s0",
+                "stat_url": f"{base}/ace/stat/ih/s0",
+                "command_url": f"{base}/ace/cmd/ih/s0",
+                "is_live": 1,
+            },
+            "labels": {"stream_id": "c0ffee|s0"},
+        }
+    ]
+    assert orch.bodies["stream_ended"] == [{"stream_id": "c0ffee|s0", "reason": "client_disconnected"}]
+    assert set(engine_stub.log[3:]) == {"orch stream_ended", "engine /ace/cmd/s0?method=stop"}
+    # the orchestrator's calls, in order, all with the key
+    assert [c for _, c, _ in orch.seen] == [
+        "GET /engines",
+        "GET /streams?container_id=e1&status=started",
+        "POST /events/stream_started",
+        "POST /events/stream_ended",
+    ]
+    assert {auth for _, _, auth in orch.seen} == {"Bearer k"}
+
+
+async def test_a_container_id_is_sent_in_the_stream_events(aiohttp_server: MakeServer) -> None:
+    orch, _, client = await viewer_bed(aiohttp_server)
+    client.container_id = "proxy-itself"
+    async with client.session:
+        await client.end(await client.play("k", read=10))
+        await client.close()
+    assert orch.bodies["stream_started"][0]["container_id"] == "proxy-itself"
+    assert orch.bodies["stream_ended"][0]["container_id"] == "proxy-itself"
