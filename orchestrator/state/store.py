@@ -32,6 +32,7 @@ from orchestrator.state.breaker import BreakerState, CreateBreaker
 from orchestrator.state.journal import StreamJournal
 from orchestrator.state.records import ActionError, EngineFacts, EngineSighting
 from orchestrator.state.streams import Reservations, Stream, StreamRegistry, StreamsView
+from orchestrator.state.waiters import Waiters
 from reconcilers import visible_engines
 from reconcilers.model import (
     EngineObs,
@@ -88,7 +89,7 @@ class _Work:
 class _Demand:
     streams: StreamRegistry = field(default_factory=StreamRegistry)
     reservations: Reservations = field(default_factory=Reservations)
-    demand_until: float | None = None
+    waiters: Waiters = field(default_factory=Waiters)
 
 
 @dataclass(slots=True)
@@ -166,7 +167,7 @@ class StateStore:
 
     @property
     def demand_until(self) -> float | None:
-        return self._demand.demand_until
+        return self._demand.waiters.until()
 
     @property
     def last_plan(self) -> Plan | None:
@@ -580,7 +581,10 @@ class StateStore:
                 hint=f"more than engines.max_streams_per_engine={cap} streams reported on one engine",
             )
         started = streams.start(stream)
-        self._demand.demand_until = None
+        if stream.container_id not in self._demand.reservations.until:
+            # a free engine the proxy picked itself: a request that waited is served (one
+            # handed out was counted when provisioning gave it)
+            self._demand.waiters.meet(stream.started_at)
         self._demand.reservations.release(stream.container_id)
         self._record([*evicted, started])
         self.changed()
@@ -635,12 +639,13 @@ class StateStore:
         """Provisioning gave the engine to a proxy: it counts as busy until its stream is
         reported (or the hold ends), so two requests never get the same free engine."""
         self._demand.reservations.hold(container_id, now)
-        self._demand.demand_until = None
+        self._demand.waiters.meet(now)
         self.changed()
 
-    def want_free_engine(self, until: float) -> None:
-        """A proxy asked for an engine and none was free: keep one more free until `until`."""
-        self._demand.demand_until = until
+    def want_free_engine(self, until: float, now: float | None = None) -> None:
+        """A proxy asked for an engine at `now` and none was free: one more free engine is
+        wanted until `until`, per request waiting at the same time (orchestrator/state/waiters.py)."""
+        self._demand.waiters.defer(time.time() if now is None else now, until)
         self.changed()
 
     # -- telemetry (nothing to plan: these only bump `version`) --------------------------------
@@ -705,7 +710,7 @@ class StateStore:
 
     def observed(self, now: float | None = None) -> Observed:
         now = time.time() if now is None else now
-        demand = 1 if self._demand.demand_until is not None and self._demand.demand_until > now else 0
+        demand = self._demand.waiters.count(now)
         work = self._work
         creating = set(work.pending_names.values())
         return Observed(
