@@ -216,14 +216,17 @@ def _rename_networks(bed: Bed, out: dict[str, Any], labels: dict[str, str]) -> d
 
 
 def _desired(bed: Bed, services: dict[str, Any], ports: PortRange) -> dict[str, Any]:
-    """The stack's own YAML: stand-in engines, a pool of 1 to MAX_REPLICAS, the renamed VPNs, the
-    test's port range."""
+    """The stack's own YAML: stand-in engines, a pool (named after the run) of 1 to MAX_REPLICAS,
+    the renamed VPNs, the test's port range."""
     desired = dict(yaml.safe_load((COMPOSE_DIR / bed.stack / "config" / "orchestrator.yaml").read_text()))
     if services["orchestrator"].get("network_mode") == "host":
         desired["api"]["port"] = bed.api_port
     desired["engines"].update(
         image=ENGINE_IMAGE,
         launch=ENGINE_LAUNCH,
+        # a pool of its own: a daemon of another run on this Docker host (another session's
+        # stack, on the default pool) would take these engines for its own and remove them
+        pool=bed.run,
         min_replicas=1,
         min_free=0,
         max_replicas=MAX_REPLICAS,
