@@ -236,7 +236,7 @@ class ProxyApi:
             return web.json_response(self._engine_answer(engine))
         blocked = blocked_reason(self.ctx, now) or in_progress(store)
         if blocked.should_wait:
-            store.want_free_engine(now + DEMAND_S, now)  # one per request waiting, not per retry
+            store.want_free_engine(now + DEMAND_S)  # one demand, extended by every retry
         metrics.count_provision(blocked.code)
         log.info("provision_deferred", code=blocked.code, eta=blocked.eta)
         return self._refuse(blocked)

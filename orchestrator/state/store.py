@@ -32,7 +32,6 @@ from orchestrator.state.breaker import BreakerState, CreateBreaker
 from orchestrator.state.journal import StreamJournal
 from orchestrator.state.records import ActionError, EngineFacts, EngineSighting
 from orchestrator.state.streams import Reservations, Stream, StreamRegistry, StreamsView
-from orchestrator.state.waiters import Waiters
 from reconcilers import visible_engines
 from reconcilers.model import (
     EngineObs,
@@ -89,7 +88,7 @@ class _Work:
 class _Demand:
     streams: StreamRegistry = field(default_factory=StreamRegistry)
     reservations: Reservations = field(default_factory=Reservations)
-    waiters: Waiters = field(default_factory=Waiters)
+    demand_until: float | None = None
 
 
 @dataclass(slots=True)
@@ -167,7 +166,7 @@ class StateStore:
 
     @property
     def demand_until(self) -> float | None:
-        return self._demand.waiters.until()
+        return self._demand.demand_until
 
     @property
     def last_plan(self) -> Plan | None:
@@ -581,10 +580,7 @@ class StateStore:
                 hint=f"more than engines.max_streams_per_engine={cap} streams reported on one engine",
             )
         started = streams.start(stream)
-        if stream.container_id not in self._demand.reservations.until:
-            # a free engine the proxy picked itself: a request that waited is served (one
-            # handed out was counted when provisioning gave it)
-            self._demand.waiters.meet(stream.started_at)
+        self._demand.demand_until = None
         self._demand.reservations.release(stream.container_id)
         self._record([*evicted, started])
         self.changed()
@@ -639,13 +635,12 @@ class StateStore:
         """Provisioning gave the engine to a proxy: it counts as busy until its stream is
         reported (or the hold ends), so two requests never get the same free engine."""
         self._demand.reservations.hold(container_id, now)
-        self._demand.waiters.meet(now)
+        self._demand.demand_until = None
         self.changed()
 
-    def want_free_engine(self, until: float, now: float | None = None) -> None:
-        """A proxy asked for an engine at `now` and none was free: one more free engine is
-        wanted until `until`, per request waiting at the same time (orchestrator/state/waiters.py)."""
-        self._demand.waiters.defer(time.time() if now is None else now, until)
+    def want_free_engine(self, until: float) -> None:
+        """A proxy asked for an engine and none was free: keep one more free until `until`."""
+        self._demand.demand_until = until
         self.changed()
 
     # -- telemetry (nothing to plan: these only bump `version`) --------------------------------
@@ -710,7 +705,7 @@ class StateStore:
 
     def observed(self, now: float | None = None) -> Observed:
         now = time.time() if now is None else now
-        demand = self._demand.waiters.count(now)
+        demand = 1 if self._demand.demand_until is not None and self._demand.demand_until > now else 0
         work = self._work
         creating = set(work.pending_names.values())
         return Observed(

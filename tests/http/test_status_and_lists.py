@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from tests.http.conftest import (
@@ -182,6 +183,5 @@ async def test_demand_shows_on_status_until_met(make_api: MakeApi) -> None:
 
     assert_time(doc["provisioning"]["demand_until"], nullable=False)
     assert doc["capacity"]["available"] == 0
-    spare = api.add_engine(1)  # the engine prepared for it, and the proxy's stream on it
-    await api.post("/events/stream_started", started_body(spare.name, 6878))
+    api.store.want_free_engine(time.time() - 1)
     assert (await api.get("/orchestrator/status"))[1]["provisioning"]["demand_until"] is None
