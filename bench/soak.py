@@ -5,8 +5,9 @@ Two parts on one bed (two stand-in VPNs forwarding a port each, a redundant-mode
 1. kill rounds (tests/faults/rounds.py): a fault under way, the daemon SIGKILLed in the middle,
    started again, the invariants checked once it settles; `--rounds` of them.
 2. churn: for `--minutes`, one daemon process takes VPN flaps and engine deaths back to back
-   while a proxy-like client streams: viewers through the real acexy (GET /ace/getstream, some
-   bytes, close: acexy reports the streams) and streams reported straight through the
+   while a proxy-like client streams: viewers through the proxy (GET /ace/getstream, some
+   bytes, close: the proxy reports the streams; tests/proxy_front.py, or the real acexy when
+   ACEXY_BIN names a build) and streams reported straight through the
    stream-event API. Every `--check-every` seconds the faults pause and the invariants are checked
    once the daemon settles. At the end: the daemon's RSS at the start and the end of the churn,
    and what leaked (containers, ports listening in a VPN's namespace with no engine owning them,
@@ -52,7 +53,8 @@ from tests.integration.harness import (
     wait_for,
 )
 from tests.integration.test_streams import stream_ended, stream_started
-from tests.sidecar.test_acexy_stacks import ACEXY, Viewer, free_range
+from tests.proxy_front import FrontSettings, real_acexy, running_front
+from tests.sidecar.test_acexy_stacks import Viewer, free_range
 
 PORT_RANGE_SIZE = 64  # vpn.port_range: 8 slots a VPN, room for every engine on one VPN
 VIEWERS = 3  # viewers through acexy at once
@@ -73,17 +75,23 @@ def daemon_rss(daemon: Daemon) -> int:
 
 
 @contextmanager
-def acexy(daemon: Daemon) -> Iterator[int | None]:
-    """The real acexy on the host, against the daemon; yields its port (None: binary absent)."""
-    if not ACEXY.is_file():
-        print(f"acexy absent ({ACEXY}): the churn streams through the stream-event API only")
-        yield None
+def acexy(daemon: Daemon) -> Iterator[int]:
+    """The proxy on the host, against the daemon; yields its port: the real acexy when ACEXY_BIN
+    names a build (opt-in), else tests/proxy_front.py (acexy's calls in acexy's order)."""
+    port = free_port()
+    real = real_acexy()
+    if real is None:
+        settings = FrontSettings(
+            orch_url=daemon.url, max_streams_per_engine=4, no_response_timeout_s=5, empty_timeout_s=5
+        )
+        with running_front(settings, port):
+            wait_for("the proxy front listening", lambda: _answers(port), timeout=20)
+            yield port
         return
     where = Path(tempfile.mkdtemp(prefix="soak-acexy-"))
     binary = where / "acexy"
-    shutil.copy(ACEXY, binary)
+    shutil.copy(real, binary)
     binary.chmod(0o755)
-    port = free_port()
     env = {
         **os.environ,
         "ACEXY_ADDR": f"127.0.0.1:{port}",
@@ -115,7 +123,7 @@ class Churn:
     """The churn's client side and its tallies."""
 
     bed: Bed
-    acexy_port: int | None
+    acexy_port: int
     stop: threading.Event = field(default_factory=threading.Event)
     paused: threading.Event = field(default_factory=threading.Event)
     tally: Counter[str] = field(default_factory=Counter)
@@ -180,8 +188,7 @@ class Churn:
                 self.recent = [*self.recent[-RECENT:], body["id"]]
 
     def viewers(self) -> None:
-        """Viewers of random content through acexy: a few KB each, held a moment, then closed."""
-        assert self.acexy_port is not None
+        """Viewers of random content through the proxy: a few KB each, held a moment, then closed."""
         rng = random.Random(self.rng.random())
         while self.running():
             batch = [Viewer(self.acexy_port, uuid.uuid4().hex + uuid.uuid4().hex[:8]) for _ in range(VIEWERS)]
@@ -261,9 +268,11 @@ def churn(bed: Bed, port_range: PortRange, minutes: float, check_every: float) -
     with acexy(bed.daemon) as acexy_port:
         client = Churn(bed=bed, acexy_port=acexy_port)
         rss_start = daemon_rss(bed.daemon)
-        workers = [threading.Thread(target=client.faults), threading.Thread(target=client.event_streams)]
-        if acexy_port is not None:
-            workers.append(threading.Thread(target=client.viewers))
+        workers = [
+            threading.Thread(target=client.faults),
+            threading.Thread(target=client.event_streams),
+            threading.Thread(target=client.viewers),
+        ]
         for worker in workers:
             worker.start()
         began = time.monotonic()
@@ -292,7 +301,7 @@ def churn(bed: Bed, port_range: PortRange, minutes: float, check_every: float) -
         "event_streams": {
             k.removeprefix("event_streams_"): v for k, v in client.tally.items() if "event_" in k
         },
-        "acexy": acexy_port is not None,
+        "proxy": "acexy" if real_acexy() else "tests/proxy_front.py",
         "daemon_rss_kb": {
             "start": rss_start,
             "end": rss_end,

@@ -147,6 +147,15 @@ class EngineObs:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ControlProblem:
+    """Why the daemon cannot read (part of) a Gluetun control server, in the words of the Gluetun
+    setting to change. `code` is a `ProblemCode` of the gluetun_* kind."""
+
+    code: Literal["gluetun_auth_required", "gluetun_auth_rejected", "gluetun_route_not_allowed"]
+    message: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class VpnObs:
     """One Gluetun container as the daemon last saw it, from every signal it has.
 
@@ -174,6 +183,9 @@ class VpnObs:
     last_port: int | None = None  # the last forwarded port other than 0 read in this run
     control_status: str | None = None
     control_error: str | None = None
+    # what the operator must change in Gluetun's settings so the daemon can read its control
+    # server (a 401 diagnosed per release line); never a sign the tunnel is down
+    control_problem: ControlProblem | None = None
     control_failed_since: float | None = None  # the control server has not answered since
     control_unreachable_since: float | None = None  # ... not even a TCP connection (not a 401)
     probe_up: bool | None = None  # the tunnel probe's last verdict; None: none yet (or no probe)
@@ -324,6 +336,9 @@ ProblemCode = Literal[
     "rollout_paused",
     "draining",
     "forwarded_port_taken",
+    "gluetun_auth_required",
+    "gluetun_auth_rejected",
+    "gluetun_route_not_allowed",
 ]
 
 

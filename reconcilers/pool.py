@@ -178,6 +178,11 @@ def _check_vpns(p: _Pass) -> None:
                 )
             )
             continue
+        if vpn.control_problem is not None:
+            # a setting to change in Gluetun, not a VPN that is down: nothing else follows from it
+            p.problems.append(
+                Problem(code=vpn.control_problem.code, vpn=name, message=vpn.control_problem.message)
+            )
         if vpn.state != "unhealthy" or vpn.container_id is None:
             continue
         p.problems.append(

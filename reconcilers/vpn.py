@@ -38,7 +38,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
-from reconcilers.model import VpnObs, VpnState
+from reconcilers.model import ControlProblem, VpnObs, VpnState
 
 CLEAN_EXIT_CODES = (0, 143)  # exited by itself, or on SIGTERM (docker stop)
 CONTROL_STALE_S = 30.0  # a control server silent this long: its last status no longer counts
@@ -99,6 +99,7 @@ class ControlRead:
     public_ip: str | None
     status: str | None
     port_read: bool = True
+    problem: ControlProblem | None = None  # a route the daemon needs is not readable (401)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -107,6 +108,7 @@ class ControlFailed:
 
     error: str
     unreachable: bool = False
+    problem: ControlProblem | None = None  # the credentials, diagnosed per release line
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -326,6 +328,7 @@ def _control(previous: VpnObs, name: str, read: ControlRead, at: float) -> VpnUp
         public_ip=read.public_ip or previous.public_ip,
         control_status=read.status,
         control_error=None,
+        control_problem=read.problem,
         control_failed_since=None,
         control_unreachable_since=None,
     )
@@ -375,6 +378,7 @@ def _control_failed(previous: VpnObs, name: str, failed: ControlFailed, at: floa
     obs = dataclasses.replace(
         previous,
         control_error=failed.error,
+        control_problem=failed.problem,
         control_failed_since=since,
         control_unreachable_since=unreachable_since,
     )

@@ -15,6 +15,9 @@ same, tests/integration/test_gluetun_releases.py runs this client over all of th
 - Credentials: `X-API-Key` (an `apikey` role) and/or HTTP Basic (a `basic` role), as configured.
   `?api_key=` is not used: only master reads it.
 
+A 401 is diagnosed per release line (`orchestrator.vpn.diagnosis`): the error (status route) or
+the reading (another route the daemon needs) carries the Gluetun setting to change.
+
 A failure to connect at all (refused, timed out) is `ControlApiUnreachable`: with the tunnel
 down it means Gluetun itself is stuck, the one case a forced restart helps.
 """
@@ -29,6 +32,8 @@ import aiohttp
 import structlog
 
 from orchestrator.errors import ControlApiAuthError, ControlApiError, ControlApiUnreachable
+from orchestrator.vpn import diagnosis
+from reconcilers.model import ControlProblem
 
 log = structlog.get_logger()
 
@@ -50,6 +55,21 @@ class Credentials:
             headers["Authorization"] = aiohttp.encode_basic_auth(self.user, self.password)
         return headers
 
+    @property
+    def kind(self) -> str | None:
+        """ "apikey", "basic" or None: what the daemon sends (for diagnosing a 401)."""
+        if self.api_key:
+            return "apikey"
+        return "basic" if self.user is not None and self.password is not None else None
+
+
+class ControlAuthDiagnosed(ControlApiAuthError):
+    """A 401 on the status route, with the Gluetun setting to change."""
+
+    def __init__(self, message: str, problem: ControlProblem) -> None:
+        super().__init__(message)
+        self.problem = problem
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ControlReading:
@@ -58,6 +78,7 @@ class ControlReading:
     forwarded_port: int | None  # None: no forwarded port
     port_read: bool = True  # False: neither port route could be read (`port_error` says why)
     port_error: str | None = None
+    problem: ControlProblem | None = None  # a 401 on a route the daemon needs, diagnosed
 
 
 def port_of(body: Any) -> int | None:
@@ -102,9 +123,17 @@ class GluetunControl:
     async def vpn_status(self, base: str) -> str | None:
         status, body = await self._get(base, STATUS_ROUTE)
         if status == 401:
-            raise ControlApiAuthError(
+            try:
+                unknown: int | None = (await self._get(base, diagnosis.UNKNOWN_ROUTE))[0]
+            except ControlApiUnreachable:
+                unknown = None
+            problem = diagnosis.status_unauthorized(
+                credentials=self._credentials().kind, unknown_route_status=unknown
+            )
+            raise ControlAuthDiagnosed(
                 f"{STATUS_ROUTE}: 401 Unauthorized: check vpn.api_key (or vpn.api_user and "
-                "vpn.api_password) against the control server's roles"
+                "vpn.api_password) against the control server's roles",
+                problem,
             )
         if status != 200:
             raise ControlApiError(f"{STATUS_ROUTE}: HTTP {status}")
@@ -112,32 +141,47 @@ class GluetunControl:
         return value if isinstance(value, str) else None
 
     async def public_ip(self, base: str) -> str | None:
+        return (await self._public_ip(base))[0]
+
+    async def _public_ip(self, base: str) -> tuple[str | None, int]:
         status, body = await self._get(base, PUBLIC_IP_ROUTE)
         value = body.get("public_ip") if status == 200 and isinstance(body, dict) else None
-        return value if isinstance(value, str) and value else None
+        return (value if isinstance(value, str) and value else None), status
 
     async def forwarded_port(self, base: str) -> tuple[int | None, bool, str | None]:
         """(port, read, why not read)."""
+        port, read, error, _ = await self._forwarded_port(base)
+        return port, read, error
+
+    async def _forwarded_port(self, base: str) -> tuple[int | None, bool, str | None, tuple[int, int] | None]:
+        """(port, read, why not read, both routes' HTTP statuses when neither gave the port)."""
         answers: list[str] = []
+        statuses: list[int] = []
         for path in PORT_ROUTES:
             status, body = await self._get(base, path)
+            statuses.append(status)
             if status == 200:
                 try:
-                    return port_of(body), True, None
+                    return port_of(body), True, None, None
                 except ValueError as exc:
                     answers.append(f"{path}: {exc}")
                     continue
             answers.append(f"{path}: HTTP {status}")
-        return None, False, "; ".join(answers)
+        return None, False, "; ".join(answers), (statuses[0], statuses[1])
 
-    async def read(self, base: str) -> ControlReading:
+    async def read(self, base: str, *, port_needed: bool = True) -> ControlReading:
+        """`port_needed` False: an operator-given port; a 401 on the port routes is no problem."""
         status = await self.vpn_status(base)
-        public_ip = await self.public_ip(base)
-        port, port_read, port_error = await self.forwarded_port(base)
+        public_ip, ip_status = await self._public_ip(base)
+        port, port_read, port_error, port_statuses = await self._forwarded_port(base)
+        problem = diagnosis.routes_unauthorized(
+            public_ip_status=ip_status, port_statuses=port_statuses if port_needed else None
+        )
         return ControlReading(
             vpn_status=status,
             public_ip=public_ip,
             forwarded_port=port,
             port_read=port_read,
             port_error=port_error,
+            problem=problem,
         )

@@ -20,7 +20,7 @@ from orchestrator.config import Config
 from orchestrator.errors import ControlApiAuthError, ControlApiError, ControlApiUnreachable
 from orchestrator.state.endpoints import vpn_host
 from orchestrator.state.store import StateStore
-from orchestrator.vpn.control import GluetunControl
+from orchestrator.vpn.control import ControlAuthDiagnosed, GluetunControl
 from reconcilers.vpn import ControlFailed, ControlRead
 
 log = structlog.get_logger()
@@ -65,20 +65,25 @@ class ControlPoller:
         vpn = self._store.vpns.get(name)
         if vpn is None or vpn.state in ("missing", "stopped"):
             return
+        static = self._config().vpn_forwarded_ports.get(name)
         try:
-            reading = await self._control.read(self._base_url(name))
+            reading = await self._control.read(self._base_url(name), port_needed=static is None)
         except ControlApiError as exc:
             self._report(name, str(exc), auth_failed=isinstance(exc, ControlApiAuthError))
-            failed = ControlFailed(error=str(exc), unreachable=isinstance(exc, ControlApiUnreachable))
+            failed = ControlFailed(
+                error=str(exc),
+                unreachable=isinstance(exc, ControlApiUnreachable),
+                problem=exc.problem if isinstance(exc, ControlAuthDiagnosed) else None,
+            )
             self._store.apply_vpn(name, failed, time.time())
             return
         self._report(name, reading.port_error, auth_failed=False)
-        static = self._config().vpn_forwarded_ports.get(name)
         read = ControlRead(
             forwarded_port=static if static is not None else reading.forwarded_port,
             public_ip=reading.public_ip,
             status=reading.vpn_status,
             port_read=static is not None or reading.port_read,
+            problem=reading.problem,
         )
         self._store.apply_vpn(name, read, time.time())
 

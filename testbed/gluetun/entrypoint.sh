@@ -2,9 +2,9 @@
 # Gluetun stand-in: see README.md. State is rebuilt on every start: a `docker restart`
 # resets it, as with the real Gluetun.
 set -e
-. /usr/local/bin/gluetun-lib
+. "${STANDIN_BIN:-/usr/local/bin}/gluetun-lib"
 if [ -n "${REL_INVALID:-}" ]; then
-  standin_note "STANDIN_RELEASE=$REL_INVALID: use v3.38, v3.39, v3.40, v3.41 or master"
+  standin_note "STANDIN_RELEASE=$REL_INVALID: use v3.38, v3.39, v3.40, v3.41, v3.41.2 or master"
   exit 1
 fi
 # Gluetun refuses to start on a bad auth configuration (settings.go Validate)
@@ -49,4 +49,4 @@ auth="no credentials"
 standin_note "Gluetun $REL control server, $auth, port $port"
 case $addr in :*) glog INFO "http server" "http server listening on [::]:$port" ;;
   *) glog INFO "http server" "http server listening on $addr" ;; esac
-exec /usr/local/bin/gluetun-run "$port"
+exec "${STANDIN_BIN:-/usr/local/bin}/gluetun-run" "$port"

@@ -3,7 +3,7 @@
 # the way the daemon reaches it (container bridge IP, port 8000).
 #   BUILD=1 (default) builds the image from this directory first (legacy builder, no registry)
 #   IMAGE=acestream-orchestrator-dev/gluetun:verify   image to build/check
-#   RELEASES="v3.38 v3.39 v3.40 v3.41 master"              releases whose table is checked
+#   RELEASES="v3.38 v3.39 v3.40 v3.41 v3.41.2 master"      releases whose table is checked
 #   VERIFY_LABELS="--label k=v ..."                        labels of every container it makes
 # One container per release and credential set at a time; every container it made is removed
 # on exit. Exits 1 on any mismatch, printing each one. A group of checks whose container
@@ -12,7 +12,7 @@
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 IMAGE=${IMAGE:-acestream-orchestrator-dev/gluetun:verify}
-RELEASES=${RELEASES:-"v3.38 v3.39 v3.40 v3.41 master"}
+RELEASES=${RELEASES:-"v3.38 v3.39 v3.40 v3.41 v3.41.2 master"}
 read -r -a LABELS <<<"${VERIFY_LABELS:---label acestream-orchestrator-dev=gluetun-verify --label acestream-orchestrator-test=verify}"
 KEY=sekret BUSER=operator BPASS=hunter2 PORT=40555
 tmp=$(mktemp -d)
@@ -130,12 +130,14 @@ v3.38 * * old|200|text|$P1|
 v3.38 * * unk|400|text|GET /nope not found\n|
 v3.38 * * meth|400|text|method POST not supported\n|
 v3.39,v3.40 * * pf,unk,meth|401|text|$UN|!Www-Authenticate
-v3.39,v3.40,v3.41 none qkey st,put|400|text|$QST|
-v3.39,v3.40,v3.41 none qkey ip|400|text|$QIP|
-v3.39,v3.40,v3.41 none qkey old|400|text|$QOLD|
-v3.39,v3.40,v3.41,master key qkey st,put|400|text|$QST|
-v3.39,v3.40,v3.41,master key qkey ip|400|text|$QIP|
-v3.39,v3.40,v3.41,master key qkey old|400|text|$QOLD|
+v3.41.2,master * * unk|404|text|Not Found\n|
+v3.41.2,master * * meth|405|text|Method Not Allowed\n|
+v3.39,v3.40,v3.41,v3.41.2 none qkey st,put|400|text|$QST|
+v3.39,v3.40,v3.41,v3.41.2 none qkey ip|400|text|$QIP|
+v3.39,v3.40,v3.41,v3.41.2 none qkey old|400|text|$QOLD|
+v3.39,v3.40,v3.41,v3.41.2,master key qkey st,put|400|text|$QST|
+v3.39,v3.40,v3.41,v3.41.2,master key qkey ip|400|text|$QIP|
+v3.39,v3.40,v3.41,v3.41.2,master key qkey old|400|text|$QOLD|
 v3.39,v3.40 none * st|200|text|$ST|
 v3.39,v3.40 none * put|200|text|$OUT|
 v3.39,v3.40 none * ip|200|text|$IPB|
@@ -149,22 +151,26 @@ v3.39,v3.40 basic basic put|200|text|$OUT|
 v3.39,v3.40 basic basic ip|200|text|$IPB|
 v3.39,v3.40 basic basic old|200|text|$P1|
 v3.41 * * unk,meth|401|text|$UN|!Www-Authenticate
+v3.41.2 none,key qkey pf|200|text|$PM|
 v3.41 none,key qkey pf|200|text|$P1|
-v3.41 none * st|200|text|$ST|
-v3.41 none * put|200|text|$OUT|
-v3.41 none * ip|200|text|$IPB|
+v3.41,v3.41.2 none * st|200|text|$ST|
+v3.41,v3.41.2 none * put|200|text|$OUT|
+v3.41,v3.41.2 none * ip|200|text|$IPB|
+v3.41.2 none * pf|200|text|$PM|
 v3.41 none * pf|200|text|$P1|
-v3.41 none * old|301|html|$MOVED|Location: /v1/portforward
-v3.41 key key st|200|text|$ST|
-v3.41 key key put|200|text|$OUT|
-v3.41 key key ip|200|text|$IPB|
+v3.41,v3.41.2 none * old|301|html|$MOVED|Location: /v1/portforward
+v3.41,v3.41.2 key key st|200|text|$ST|
+v3.41,v3.41.2 key key put|200|text|$OUT|
+v3.41,v3.41.2 key key ip|200|text|$IPB|
+v3.41.2 key key pf|200|text|$PM|
 v3.41 key key pf|200|text|$P1|
-v3.41 key key old|301|html|$MOVED|Location: /v1/portforward
-v3.41 basic basic st|200|text|$ST|
-v3.41 basic basic put|200|text|$OUT|
-v3.41 basic basic ip|200|text|$IPB|
+v3.41,v3.41.2 key key old|301|html|$MOVED|Location: /v1/portforward
+v3.41,v3.41.2 basic basic st|200|text|$ST|
+v3.41,v3.41.2 basic basic put|200|text|$OUT|
+v3.41,v3.41.2 basic basic ip|200|text|$IPB|
+v3.41.2 basic basic pf|200|text|$PM|
 v3.41 basic basic pf|200|text|$P1|
-v3.41 basic basic old|301|html|$MOVED|Location: /v1/portforward
+v3.41,v3.41.2 basic basic old|301|html|$MOVED|Location: /v1/portforward
 master * * unk|404|text|Not Found\n|
 master * * meth|405|text|Method Not Allowed\n|
 master none * st,put,ip,pf,old|401|text|$UN|!Www-Authenticate
@@ -179,9 +185,9 @@ master basic basic put|200|text|$OUT|
 master basic basic ip|200|text|$IPB|
 master basic basic pf|200|text|$PM|
 master basic basic old|301|html|$MOVED|Location: /v1/portforward
-v3.39,v3.40,v3.41,master key * st,put,ip,pf,old|401|text|$UN|!Www-Authenticate
-v3.39,v3.40,v3.41,master basic badbasic st,put,ip,pf,old|401|text|$UN|!Www-Authenticate
-v3.39,v3.40,v3.41,master basic * st,put,ip,pf,old|401|text|$UN|$WWW
+v3.39,v3.40,v3.41,v3.41.2,master key * st,put,ip,pf,old|401|text|$UN|!Www-Authenticate
+v3.39,v3.40,v3.41,v3.41.2,master basic badbasic st,put,ip,pf,old|401|text|$UN|!Www-Authenticate
+v3.39,v3.40,v3.41,v3.41.2,master basic * st,put,ip,pf,old|401|text|$UN|$WWW
 EOF
 )
 matches() { # FIELD VALUE
@@ -245,16 +251,20 @@ group_release() { # REL CFG
   done
   # port shapes: several ports, then none; on the route that serves them in this release
   if [ "$cfg" = "$( [ "$rel" = master ] && echo key || echo none)" ]; then
-    case $rel in v3.41|master) route=pf ;; *) route=old ;; esac
+    case $rel in v3.41|v3.41.2|master) route=pf ;; *) route=old ;; esac
     docker exec "$cid" standin-set-port "$PORT" $((PORT + 1))
     case $rel in
       v3.38) want="{\"port\":$PORT}\\n" ;;
-      master) want="{\"port\":$PORT,\"ports\":[$PORT,$((PORT + 1))]}\\n" ;;
+      v3.41.2|master) want="{\"port\":$PORT,\"ports\":[$PORT,$((PORT + 1))]}\\n" ;;
       *) want="{\"ports\":[$PORT,$((PORT + 1))]}\\n" ;;
     esac
     check "$rel two ports" "$cip" "$route" key 200 text "$want"
     docker exec "$cid" standin-set-port 0
-    case $rel in master) want='{"port":0,"ports":[]}\n' ;; *) want='{"port":0}\n' ;; esac
+    case $rel in
+      master) want='{"port":0,"ports":[]}\n' ;;
+      v3.41.2) want='{"port":0,"ports":null}\n' ;;
+      *) want='{"port":0}\n' ;;
+    esac
     check "$rel no port" "$cip" "$route" key 200 text "$want"
     # one request line per request, as the release logs it
     alive
@@ -263,7 +273,7 @@ group_release() { # REL CFG
     grep -qE "^[0-9T:-]+Z INFO \[http server\] ${want//\?/\\?}[0-9.]+:[0-9]+ in " <<<"$logs" &&
       ok || fail "$rel: no log line like '... INFO [http server] ${want}IP:PORT in ...'"
     case $rel in
-      v3.39|v3.40|v3.41) grep -q 'WARN \[http server\] route GET /v1/vpn/status is unprotected by default' <<<"$logs" &&
+      v3.39|v3.40|v3.41|v3.41.2) grep -q 'WARN \[http server\] route GET /v1/vpn/status is unprotected by default' <<<"$logs" &&
         ok || fail "$rel: no WARN for the public role" ;;
       *) ! grep -q 'unprotected by default' <<<"$logs" && ok || fail "$rel: WARN for a public role it does not have" ;;
     esac
@@ -395,6 +405,17 @@ group_env() {
   }
   start defaultrole40 -e STANDIN_RELEASE=v3.40 -e 'HTTP_CONTROL_SERVER_AUTH_DEFAULT_ROLE={"auth":"apikey","apikey":"dr-key"}' && {
     check "v3.40 ignores HTTP_CONTROL_SERVER_AUTH_DEFAULT_ROLE" "$cip" st none 200 text "$ST"
+    alive
+    stop "$cid"
+  }
+  start v3413 -e STANDIN_RELEASE=v3.41.3 -e "STANDIN_FORWARDED_PORT=$PORT" && {
+    check "STANDIN_RELEASE=v3.41.3 is the v3.41.2+ line: unknown route" "$cip" unk none 404 text 'Not Found\n'
+    check "STANDIN_RELEASE=v3.41.3 is the v3.41.2+ line: port" "$cip" pf none 200 text "$PM"
+    alive
+    stop "$cid"
+  }
+  start v3411 -e STANDIN_RELEASE=v3.41.1 && {
+    check "STANDIN_RELEASE=v3.41.1 is the v3.41.0-v3.41.1 line: unknown route" "$cip" unk none 401 text "$UN"
     alive
     stop "$cid"
   }

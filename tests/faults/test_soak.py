@@ -1,6 +1,7 @@
 """The soak (`make soak`, about 25 minutes): bench/soak.py's two parts, SOAK_ROUNDS kill rounds
-(50) and SOAK_MINUTES of churn with the real acexy (15); the figures go to
-bench/results/soak.json, and the run fails if an invariant broke or anything leaked."""
+(50) and SOAK_MINUTES of churn (15) with viewers through the proxy (tests/proxy_front.py, or the
+real acexy when ACEXY_BIN names a build); the figures go to bench/results/soak.json, and the run
+fails if an invariant broke, anything leaked or no viewer was served."""
 
 from __future__ import annotations
 
@@ -28,3 +29,4 @@ def test_soak(make_daemon: MakeDaemon, vpns: tuple[str, str]) -> None:
     report["command"] = f"{replay} pytest -m soak tests/faults/test_soak.py"
     write_result("soak", report)
     assert clean(report), report
+    assert report["churn"]["viewers"].get("served", 0) > 0, report["churn"]["viewers"]

@@ -41,7 +41,9 @@ ENGINE_LAUNCH = {"preset": "acestream-http-proxy"}
 # The tunnel probe is off unless a test turns it on with a target of its own: its default dials a
 # public address, which no test may do.
 NO_PROBE = {"target": ""}
-GLUETUN_IMAGE = "acestream-orchestrator-test/gluetun:latest"
+# GLUETUN_IMAGE: another tag of the stand-in (e.g. built from a second checkout, so that two
+# checkouts sharing one Docker engine do not rebuild each other's `latest`)
+GLUETUN_IMAGE = os.environ.get("GLUETUN_IMAGE") or "acestream-orchestrator-test/gluetun:latest"
 
 T = TypeVar("T")
 
@@ -209,9 +211,11 @@ def run_gluetun(
     unhealthy: bool = False,
     api_key: str | None = None,
     publish: str | None = None,
+    release: str | None = None,
 ) -> str:
     """A Gluetun stand-in; `publish` (`127.0.0.1:19000-19003:19000-19003`) publishes ports of its
-    namespace on the host, as a stack does for a proxy dialling `localhost:<host_http_port>`."""
+    namespace on the host, as a stack does for a proxy dialling `localhost:<host_http_port>`;
+    `release`: the Gluetun release line its control server answers as (STANDIN_RELEASE)."""
     args = [
         "run",
         "-d",
@@ -227,6 +231,8 @@ def run_gluetun(
         args += ["-e", f"STANDIN_API_KEY={api_key}"]
     if publish:
         args += ["-p", publish]
+    if release:
+        args += ["-e", f"STANDIN_RELEASE={release}"]
     return docker(*args, GLUETUN_IMAGE)
 
 

@@ -1,8 +1,9 @@
 """The control-server client over every Gluetun release line, as a table: the stand-in answers as
-v3.38, v3.39-v3.40, v3.41 and master do (testbed/gluetun, docs/gluetun-releases.md), with no
-credentials configured, an API-key role or a Basic role, and the client sends the right ones,
-wrong ones or none. Each row names what the daemon must make of it: the VPN status, the public IP
-and the forwarded port, or a credentials error (only ever from the status route)."""
+v3.38, v3.39-v3.40, v3.41.0-v3.41.1, v3.41.2+ and master do (testbed/gluetun,
+docs/gluetun-releases.md), with no credentials configured, an API-key role or a Basic role, and
+the client sends the right ones, wrong ones or none. Each row names what the daemon must make of
+it: the VPN status, the public IP and the forwarded port, or a credentials error (only ever from
+the status route)."""
 
 from __future__ import annotations
 
@@ -68,6 +69,20 @@ ROWS = [
     Row(id="v3.41_no_forwarded_port", release="v3.41", server="key", client=RIGHT_KEY, ports="0", port=None),
     Row(id="v3.41_basic_right", release="v3.41", server="basic", client=RIGHT_BASIC),
     Row(id="v3.41_basic_missing", release="v3.41", server="basic", client=NONE, auth_error=True),
+    # v3.41.2+: `{"port": N, "ports": [...]}` always (`{"port": 0, "ports": null}` with none),
+    # unknown path 404, the public role still there
+    Row(id="v3.41.2_open_public_role", release="v3.41.2", server="open", client=NONE),
+    Row(id="v3.41.2_key_right", release="v3.41.2", server="key", client=RIGHT_KEY),
+    Row(id="v3.41.2_key_wrong", release="v3.41.2", server="key", client=WRONG_KEY, auth_error=True),
+    Row(
+        id="v3.41.2_several_ports",
+        release="v3.41.2",
+        server="key",
+        client=RIGHT_KEY,
+        ports=f"{PORT} {PORT + 1}",
+    ),
+    Row(id="v3.41.2_no_forwarded_port", release="v3.41.2", server="open", client=NONE, ports="0", port=None),
+    Row(id="v3.41.2_basic_right", release="v3.41.2", server="basic", client=RIGHT_BASIC),
     # master (:latest): no public role at all: without credentials everything is 401
     Row(id="master_open_is_all_401", release="master", server="open", client=NONE, auth_error=True),
     Row(id="master_key_right", release="master", server="key", client=RIGHT_KEY),

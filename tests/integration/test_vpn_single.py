@@ -223,6 +223,37 @@ def test_missing_vpn_and_bad_credentials_are_reported(make_daemon: MakeDaemon, v
     )
 
 
+def test_gluetun_master_without_credentials_is_diagnosed_not_down(
+    make_daemon: MakeDaemon, vpn_name: str
+) -> None:
+    """Gluetun master has no public role: with no key configured on either side every route is
+    401. /status names the setting to change (the default role), once, and the engines stay."""
+    run_gluetun(vpn_name, release="master")
+    wait_vpn_health(vpn_name, "healthy")
+    daemon = vpn_daemon(make_daemon, vpn_name, replicas=2)
+
+    def diagnosed() -> dict[str, Any] | None:
+        found = [p for p in daemon.status()["problems"] if p["code"] == "gluetun_auth_required"]
+        return found[0] if found else None
+
+    problem = wait_for("gluetun_auth_required on /status", diagnosed, timeout=30)
+    assert problem["vpn"] == vpn_name
+    assert "HTTP_CONTROL_SERVER_AUTH_DEFAULT_ROLE" in problem["message"]
+    assert "master" in problem["message"] and "vpn.api_key" in problem["message"]
+    # not "the VPN is down": the VPN stays healthy and its engines listed and reachable
+    engines = daemon.wait_engines(2)
+    assert all_reachable(engines)
+    assert daemon.get("/vpn/status")[1]["vpns"][0]["state"] == "healthy"
+    codes = [p["code"] for p in daemon.status()["problems"]]
+    assert not {"vpn_missing", "vpn_stopped", "vpn_unhealthy", "vpn_disconnected", "vpn_wait_timeout"} & set(
+        codes
+    ), codes
+    time.sleep(3)  # several polls at 0.5 s: still one log line for it, with the setting
+    logged = [e for e in daemon.log_events() if e.get("event") == "gluetun_auth_required"]
+    assert len(logged) == 1, logged
+    assert logged[0]["vpn"] == vpn_name and logged[0]["message"] == problem["message"]
+
+
 def test_tunnel_down_or_new_public_ip_inside_gluetun_is_acted_on(
     make_daemon: MakeDaemon, vpn_name: str
 ) -> None:

@@ -1,16 +1,19 @@
-"""The real acexy streams through every compose stack, new engines included.
+"""The proxy streams through every compose stack, new engines included.
 
-acexy (`../shared/tools/acexy/acexy`, an unmodified build) takes the place of the stack's acexy
-image, with the stack's own environment for it, on the host's network as the stack puts it; the
-stand-ins take Gluetun's and the engine's places, the daemon runs from its image. The pool is
-kept small (one engine ready, at most three) so that acexy has to provision: after a 200 it
-dials `localhost:<host_http_port>`, which works only where the stack publishes that port on the
-host's loopback. Then, for more viewers than ready engines:
+The proxy is tests/proxy_front.py over tests/proxy_client.py (acexy's calls in acexy's order,
+../shared/proxy-contract.md), run on the host as the stack puts acexy on the host's network,
+with the stack's own environment for acexy mapped onto it. With `ACEXY_BIN` naming a real acexy
+build (opt-in; no build ships with the project), that binary takes the stack's acexy place
+instead, in a busybox container on the host's network. The stand-ins take Gluetun's and the
+engine's places, the daemon runs from its image. The pool is kept small (one engine ready, at
+most three) so that the proxy has to provision: after a 200 it dials
+`localhost:<host_http_port>`, which works only where the stack publishes that port on the host's
+loopback. Then, for more viewers than ready engines:
 
 - every viewer gets MPEG-TS from its engine;
 - the engines made are exactly the ones needed (one per viewer, no slot used twice);
 - each stream the daemon records is on the engine that really serves it (asked of the engines
-  themselves), and acexy's `stream_ended` ends exactly those streams once the viewers leave.
+  themselves), and the proxy's `stream_ended` ends exactly those streams once the viewers leave.
 """
 
 from __future__ import annotations
@@ -43,7 +46,6 @@ from tests.integration.harness import (
     ENGINE_LAUNCH,
     GLUETUN_IMAGE,
     NO_PROBE,
-    REPO,
     TEST_LABEL,
     containers,
     docker,
@@ -54,27 +56,29 @@ from tests.integration.harness import (
     session_labels,
     wait_for,
 )
+from tests.proxy_front import FrontSettings, real_acexy, running_front
 from tests.sidecar.conftest import DAEMON_IMAGE
 from tests.sidecar.test_compose import COMPOSE_DIR, SECRETS, STACKS, gluetun_services, published, resolved
 
-ACEXY = REPO.parent / "shared" / "tools" / "acexy" / "acexy"
 BUSYBOX = "acestream-orchestrator-test/busybox:latest"  # any image will do: acexy is static
 MAX_REPLICAS = 3
 VIEWERS = 3  # one on the ready engine, then two at once that need new engines
 SLOTS_PER_VPN = 4  # the test's vpn.port_range: 4 bands of 4 ports per VPN
 READ = 8192  # bytes each viewer must receive
 
-pytestmark = pytest.mark.skipif(
-    not ACEXY.is_file(),
-    reason=f"the real acexy binary is absent ({ACEXY}: ../shared/tools/acexy/acexy beside the repository)",
-)
-
 
 @pytest.fixture(scope="module")
-def acexy_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the acexy binary (shared/ may be read-only), to mount into a container."""
+def acexy_dir(tmp_path_factory: pytest.TempPathFactory) -> Path | None:
+    """A copy of the real acexy binary named by ACEXY_BIN (it may sit on a read-only mount), to
+    mount into a container; None without ACEXY_BIN: the front stands in for it."""
+    try:
+        binary = real_acexy()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    if binary is None:
+        return None
     where = tmp_path_factory.mktemp("acexy")
-    shutil.copy(ACEXY, where / "acexy")
+    shutil.copy(binary, where / "acexy")
     (where / "acexy").chmod(0o755)
     where.chmod(0o755)
     return where
@@ -110,6 +114,7 @@ class Bed:
     api_port: int = field(default_factory=free_port)
     acexy_port: int = field(default_factory=free_port)
     vpns: list[str] = field(default_factory=list)
+    proxy: FrontSettings | None = None  # the front's settings (None: the real acexy runs)
 
     @property
     def base(self) -> list[str]:
@@ -131,9 +136,10 @@ class Bed:
         return body
 
 
-def _test_bed(bed: Bed, original: dict[str, Any], acexy_dir: Path, ports: PortRange) -> dict[str, Any]:
-    """The resolved stack with stand-ins, unique names, labels, and free host ports; acexy is the
-    real binary with the stack's own environment for it (addresses moved to free ports)."""
+def _test_bed(bed: Bed, original: dict[str, Any], acexy_dir: Path | None, ports: PortRange) -> dict[str, Any]:
+    """The resolved stack with stand-ins, unique names, labels, and free host ports; the proxy
+    gets the stack's own environment for acexy (addresses moved to free ports): the real binary
+    in the stack's acexy service when there is one, else the front (the service dropped)."""
     out = copy.deepcopy(original)
     services = out["services"]
     labels = session_labels(bed.run)
@@ -183,6 +189,14 @@ def _test_bed(bed: Bed, original: dict[str, Any], acexy_dir: Path, ports: PortRa
         ACEXY_MAX_STREAMS_PER_ENGINE="1",
         ACEXY_LOG_LEVEL="DEBUG",
     )
+    if acexy_dir is None:
+        del services["acexy"]
+        bed.proxy = FrontSettings(
+            orch_url=env["ACEXY_ORCH_URL"],
+            api_key=env.get("ACEXY_ORCH_APIKEY") or None,
+            max_streams_per_engine=int(env["ACEXY_MAX_STREAMS_PER_ENGINE"]),
+        )
+        return _rename_networks(bed, out, labels)
     acexy.update(
         image=BUSYBOX,
         container_name=f"{bed.run}-acexy",
@@ -192,6 +206,10 @@ def _test_bed(bed: Bed, original: dict[str, Any], acexy_dir: Path, ports: PortRa
         environment=env,
         restart="no",
     )
+    return _rename_networks(bed, out, labels)
+
+
+def _rename_networks(bed: Bed, out: dict[str, Any], labels: dict[str, str]) -> dict[str, Any]:
     for network in out.get("networks", {}).values():
         network["name"] = f"{bed.run}-{network['name']}"
     for volume in out.get("volumes", {}).values():
@@ -200,14 +218,17 @@ def _test_bed(bed: Bed, original: dict[str, Any], acexy_dir: Path, ports: PortRa
 
 
 def _desired(bed: Bed, services: dict[str, Any], ports: PortRange) -> dict[str, Any]:
-    """The stack's own YAML: stand-in engines, a pool of 1 to MAX_REPLICAS, the renamed VPNs, the
-    test's port range."""
+    """The stack's own YAML: stand-in engines, a pool (named after the run) of 1 to MAX_REPLICAS,
+    the renamed VPNs, the test's port range."""
     desired = dict(yaml.safe_load((COMPOSE_DIR / bed.stack / "config" / "orchestrator.yaml").read_text()))
     if services["orchestrator"].get("network_mode") == "host":
         desired["api"]["port"] = bed.api_port
     desired["engines"].update(
         image=ENGINE_IMAGE,
         launch=ENGINE_LAUNCH,
+        # a pool of its own: a daemon of another run on this Docker host (another session's
+        # stack, on the default pool) would take these engines for its own and remove them
+        pool=bed.run,
         min_replicas=1,
         min_free=0,
         max_replicas=MAX_REPLICAS,
@@ -226,7 +247,7 @@ def _desired(bed: Bed, services: dict[str, Any], ports: PortRange) -> dict[str, 
 
 
 @contextlib.contextmanager
-def stack_on_the_bed(compose_cli: str, stack: str, tmp_path: Path, acexy_dir: Path) -> Iterator[Bed]:
+def stack_on_the_bed(compose_cli: str, stack: str, tmp_path: Path, acexy_dir: Path | None) -> Iterator[Bed]:
     bed = Bed(stack=stack, run="acexy-" + uuid.uuid4().hex[:8], workdir=tmp_path, compose_cli=compose_cli)
     original = resolved(compose_cli, stack)
     vpn_count = len(gluetun_services(original["services"]))
@@ -240,7 +261,8 @@ def stack_on_the_bed(compose_cli: str, stack: str, tmp_path: Path, acexy_dir: Pa
     try:
         yield bed
     finally:
-        output = bed.compose("logs", "--no-color", "orchestrator", "acexy", timeout=60)
+        services = ["orchestrator"] if bed.proxy else ["orchestrator", "acexy"]
+        output = bed.compose("logs", "--no-color", *services, timeout=60)
         print(f"--- compose logs ({stack}) ---\n{output.stdout[-30000:]}")
         bed.compose("down", "-v", "-t", "1")
         leftovers = containers(f"label={TEST_LABEL}.run={bed.run}")
@@ -249,7 +271,8 @@ def stack_on_the_bed(compose_cli: str, stack: str, tmp_path: Path, acexy_dir: Pa
 
 
 class Viewer(threading.Thread):
-    """One client of acexy: GET /ace/getstream?id=..., read READ bytes, hold on until told to go."""
+    """One client of the proxy (acexy or the front): GET /ace/getstream?id=..., read READ bytes,
+    hold on until told to go."""
 
     def __init__(self, acexy_port: int, content_id: str) -> None:
         super().__init__(daemon=True)
@@ -296,19 +319,25 @@ def _session_live(engine: dict[str, Any], stat_url: str) -> bool:
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_real_acexy_streams_through_the_stack(
-    compose_cli: str, daemon_image: str, acexy_dir: Path, tmp_path: Path, stack: str
+def test_the_proxy_streams_through_the_stack(
+    compose_cli: str, daemon_image: str, acexy_dir: Path | None, tmp_path: Path, stack: str
 ) -> None:
     started = time.monotonic()
-    with stack_on_the_bed(compose_cli, stack, tmp_path, acexy_dir) as bed:
-        # the daemon first, and acexy once the one ready engine is listed and provisioning is open:
-        # acexy reads /orchestrator/status at start and then only every 30 s
+    with (
+        stack_on_the_bed(compose_cli, stack, tmp_path, acexy_dir) as bed,
+        contextlib.ExitStack() as proxy,
+    ):
+        # the daemon first, and the proxy once the one ready engine is listed and provisioning is
+        # open: acexy reads /orchestrator/status at start and then only every 30 s
         up = bed.compose("up", "-d", "orchestrator", timeout=180)
         assert up.returncode == 0, up.stderr
         first = wait_for("the first engine", lambda: bed.get("/engines") if _ready(bed) else None, timeout=60)
-        up = bed.compose("up", "-d", "acexy", timeout=180)
-        assert up.returncode == 0, up.stderr
-        wait_for("acexy listening", lambda: _listening(bed.acexy_port), timeout=20)
+        if bed.proxy is None:
+            up = bed.compose("up", "-d", "acexy", timeout=180)
+            assert up.returncode == 0, up.stderr
+        else:
+            front = proxy.enter_context(running_front(bed.proxy, bed.acexy_port))
+        wait_for("the proxy listening", lambda: _listening(bed.acexy_port), timeout=20)
 
         ids = [uuid.uuid4().hex + uuid.uuid4().hex[:8] for _ in range(VIEWERS)]  # 40 hex: content ids
         viewers = [Viewer(bed.acexy_port, content_id) for content_id in ids]
@@ -316,9 +345,14 @@ def test_real_acexy_streams_through_the_stack(
             # one viewer takes the ready engine (acexy counts a stream once the daemon lists it) ...
             viewers[0].start()
             wait_for("the first stream", lambda: len(bed.get("/streams?status=started")) == 1, timeout=30)
-            # ... then more viewers than free engines, at once: acexy has to provision for each
-            for viewer in viewers[1:]:
+            # ... then more viewers than free engines: the proxy has to provision for each. One
+            # after the other (the next once the previous one's stream is reported): the daemon
+            # keeps one demand for any number of provisioning calls, so two viewers arriving
+            # together with a short ETA can see the second outlast the proxy's three attempts
+            # (docs/proxy-client.md)
+            for reported, viewer in enumerate(viewers[1:], start=2):
                 viewer.start()
+                _wait_reported(bed, viewer, reported)
             for viewer in viewers:
                 assert viewer.received.wait(45), f"{viewer.content_id}: nothing after 45 s"
             for viewer in viewers:
@@ -350,21 +384,34 @@ def test_real_acexy_streams_through_the_stack(
                 # ... and the engines' own word: only the recorded engine has the session
                 owners = [cid for cid, e in engines.items() if _session_live(e, stream["stat_url"])]
                 assert owners == [stream["container_id"]], (stream, owners)
-            # acexy dialled the engines it provisioned at localhost:<host_http_port>
+            # the proxy dialled the engines it provisioned at localhost:<host_http_port>
             dialled = [urllib.parse.urlsplit(s["stat_url"]).hostname for s in streams]
             assert "localhost" in dialled, dialled
+            if bed.proxy is not None:  # the front: one provisioning success per new engine
+                provisions = front.client.calls.count("POST /provision/acestream")
+                assert provisions >= VIEWERS - 1, front.client.calls
+                assert front.outcomes == {}, front.outcomes  # nobody left yet
         finally:
             for viewer in viewers:
                 viewer.leave.set()
             for viewer in viewers:
                 viewer.join(10)
 
-        # the viewers left: acexy's stream_ended ends exactly their streams
+        # the viewers left: the proxy's stream_ended ends exactly their streams
         wait_for("every stream ended", lambda: not bed.get("/streams?status=started"), timeout=30)
         ended = bed.get("/streams?status=ended")
         assert sorted(s["id"] for s in ended) == sorted(s["id"] for s in streams), ended
         assert {s["id"]: s["container_id"] for s in ended} == {s["id"]: s["container_id"] for s in streams}
     print(f"{stack}: {time.monotonic() - started:.1f} s")
+
+
+def _wait_reported(bed: Bed, viewer: Viewer, streams: int) -> None:
+    """Until the daemon lists `streams` started streams (or the viewer failed)."""
+
+    def reported() -> bool:
+        return viewer.error is not None or len(bed.get("/streams?status=started")) == streams
+
+    wait_for(f"{streams} streams reported", reported, timeout=45)
 
 
 def _ready(bed: Bed) -> bool:

@@ -67,6 +67,10 @@ ACEXY_VARS = frozenset(
         "ACEXY_MAX_STREAMS_PER_ENGINE",
         "ACEXY_HOST",
         "ACEXY_PORT",
+        # read by acexy, which the proxy client reproduces (shared/proxy-contract.md)
+        "ACEXY_EMPTY_TIMEOUT",
+        "ACEXY_NO_RESPONSE_TIMEOUT",
+        "ACEXY_CONTAINER_ID",
     }
 )
 # what the engine images read (docs/engine-images.md; orchestrator/config/launch.py)
@@ -112,6 +116,7 @@ TOOLING_VARS = frozenset(
         "FUZZ_SEED",
         "SOAK_ROUNDS",
         "SOAK_MINUTES",
+        "ACEXY_BIN",
     }
 )
 # other projects' variables that the research notes in docs/engine-images.md and

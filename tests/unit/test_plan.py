@@ -20,6 +20,7 @@ from reconcilers.model import (
     DEFAULT_API_PORT,
     DEFAULT_HTTP_PORT,
     DEFAULT_P2P_PORT,
+    ControlProblem,
     CreateEngine,
     CreateProbe,
     Desired,
@@ -370,6 +371,19 @@ SINGLE_CASES = [
         desired=SINGLE,
         vpns=(vpn("g1", forwarded_port=40000),),
         engines=(engine("a", 0, "g1", forwarded=True, p2p=40000), *G1_ENGINES[1:]),
+    ),
+    Case(
+        # a 401 diagnosed on the control server is shown, and nothing else follows: the VPN's
+        # engines stay (it is a setting to change in Gluetun, not a VPN that is down)
+        id="single-control_problem_shown_engines_kept",
+        desired=SINGLE,
+        vpns=(
+            dataclasses.replace(
+                G1, control_problem=ControlProblem(code="gluetun_auth_rejected", message="set X")
+            ),
+        ),
+        engines=G1_ENGINES,
+        problems=("gluetun_auth_rejected@g1",),
     ),
     Case(
         id="single-unhealthy_vpn_no_creates_waits",
