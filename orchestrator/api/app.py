@@ -22,6 +22,7 @@ from aiohttp import web
 from orchestrator.api.access import sees_full_details
 from orchestrator.api.auth import api_key_middleware
 from orchestrator.api.context import CONTEXT, ApiContext
+from orchestrator.api.counts import EngineCounts
 from orchestrator.api.json_body import DEFAULT_LIMITS, LIMITS, Limits
 from orchestrator.api.metrics import add_metrics
 from orchestrator.api.openapi import openapi_json
@@ -115,6 +116,7 @@ async def status(request: web.Request) -> web.Response:
     spec = ctx.desired.engines
     plan = store.last_plan
     config_error = watcher.error
+    counts = EngineCounts(store)
     return web.json_response(
         {
             "desired": {
@@ -126,10 +128,10 @@ async def status(request: web.Request) -> web.Response:
                 "vpn_mode": ctx.desired.vpn.mode,
             },
             "observed": {
-                "engines": len(store.engines),
-                "running": sum(1 for e in store.engines.values() if e.status == "running"),
-                "ready": sum(1 for e in store.engines.values() if e.ready),
-                "visible": len(store.visible),
+                "engines": counts["total"],
+                "running": counts["running"],
+                "ready": counts["ready"],
+                "visible": counts["visible"],
                 "pending_creates": store.pending_count,
                 "busy": store.busy_count,
             },

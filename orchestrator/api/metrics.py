@@ -11,7 +11,6 @@ its own registry, so tests can build several apps in one process.
 from __future__ import annotations
 
 import time
-from collections import Counter as Tally
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -20,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from orchestrator.api.context import ApiContext
+from orchestrator.api.counts import EngineCounts
 
 PREFIX = "acestream_orchestrator"
 NO_VPN = "none"
@@ -50,18 +50,11 @@ class StoreCollector:
         engines = GaugeMetricFamily(
             f"{PREFIX}_engines", "Managed engines by state and VPN", labels=["state", "vpn"]
         )
-        counts: Tally[tuple[str, str]] = Tally()
-        vpns = {e.vpn or NO_VPN for e in store.engines.values()} | set(ctx.desired.vpn.containers)
-        visible = {e.container_id for e in store.visible}
-        for e in store.engines.values():
-            vpn = e.vpn or NO_VPN
-            counts["total", vpn] += 1
-            counts["running", vpn] += int(e.status == "running")
-            counts["ready", vpn] += int(e.ready)
-            counts["visible", vpn] += int(e.container_id in visible)
-        for vpn in sorted(vpns):
+        counts = EngineCounts(store).by_vpn
+        vpns = {e.vpn for e in store.engines.values()} | set(ctx.desired.vpn.containers)
+        for vpn in sorted(vpns, key=lambda v: v or NO_VPN):
             for state in ("total", "running", "ready", "visible"):
-                engines.add_metric([state, vpn], counts[state, vpn])
+                engines.add_metric([state, vpn or NO_VPN], counts[state, vpn])
         yield engines
 
         health = GaugeMetricFamily(

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator.api.context import ApiContext
+from orchestrator.api.counts import EngineCounts
 from orchestrator.api.provisioning import Blocked, blocked_reason, free_engine
 from orchestrator.api.views import rfc3339
 
@@ -76,8 +77,7 @@ def _overall(ctx: ApiContext, blocked: Blocked | None, vpn_health: str, now: flo
 
 def orchestrator_status(ctx: ApiContext, now: float) -> dict[str, Any]:
     store = ctx.store
-    engines = list(store.engines.values())
-    visible = {e.container_id for e in store.visible}
+    counts = EngineCounts(store)
     used = sum(1 for e in store.visible if store.streams.count(e.container_id) > 0)
     blocked = blocked_reason(ctx, now)
     vpn = vpn_summary(ctx)
@@ -85,22 +85,18 @@ def orchestrator_status(ctx: ApiContext, now: float) -> dict[str, Any]:
     return {
         "status": _overall(ctx, blocked, str(vpn["health"]), now),
         "engines": {
-            "total": len(engines),
-            "running": sum(1 for e in engines if e.status == "running"),
-            "healthy": len(visible),
-            "unhealthy": sum(
-                1
-                for e in engines
-                if e.container_id not in visible and not (e.status == "running" and not e.ready)
-            ),
-            "starting": sum(1 for e in engines if e.status == "running" and not e.ready),
+            "total": counts["total"],
+            "running": counts["running"],
+            "healthy": counts["visible"],
+            "unhealthy": counts["unhealthy"],
+            "starting": counts["starting"],
             "pending": store.pending_count,
         },
         "streams": {"active": len(store.streams.active), "total": store.streams.total_started},
         "capacity": {
-            "total": len(visible),
+            "total": counts["visible"],
             "used": used,
-            "available": len(visible) - used,
+            "available": counts["visible"] - used,
             "max_replicas": spec.max_replicas,
             "min_replicas": spec.min_replicas,
         },

@@ -106,3 +106,20 @@ async def test_openapi_references_resolve(make_api: MakeApi) -> None:
     for ref in found:
         assert ref.startswith("#/components/schemas/") and ref.rsplit("/", 1)[1] in schemas, ref
     assert "ignored" in doc["paths"]["/provision/acestream"]["post"]["description"]
+
+
+async def test_openapi_describes_exactly_the_fields_engines_and_streams_carry(make_api: MakeApi) -> None:
+    """One description of each wire shape: the views in orchestrator/api/views.py are what is
+    served; the schema must name every field they carry, and no field they do not."""
+    api = await make_api()
+    engine = api.add_engine(0)
+    status, started = await api.post("/events/stream_started", started_body(engine.name, 6878))
+    assert status == 200
+    _, doc = await api.get("/openapi.json")
+    schemas = doc["components"]["schemas"]
+    _, (listed,) = await api.get("/engines")
+    assert set(schemas["Engine"]["properties"]) == set(listed)
+    assert set(schemas["Engine"]["required"]) <= set(listed)
+    # a stream as a key holder sees it, plus `redacted`, which only the narrowed view carries
+    assert set(schemas["Stream"]["properties"]) == set(started) | {"redacted"}
+    assert set(schemas["Stream"]["required"]) <= set(started)
