@@ -50,9 +50,10 @@ from tests.integration.harness import (
     docker,
     free_port,
     set_vpn_health,
+    stream_ended,
+    stream_started,
     wait_for,
 )
-from tests.integration.test_streams import stream_ended, stream_started
 from tests.proxy_front import FrontSettings, real_acexy, running_front
 from tests.sidecar.test_acexy_stacks import Viewer, free_range
 

@@ -214,10 +214,12 @@ def restart_due(vpn: VpnObs, timeout: float) -> tuple[float, str]:
     if not vpn.running:
         return since + CRASH_RESTART_S * backoff, "crashed (exited with an error nobody asked for)"
     due, why = since + timeout * backoff, f"tunnel down for {timeout * backoff:g}s"
-    if vpn.control_unreachable_since is not None:
-        # counted from the tunnel going down: a control server out of reach for hours (another
-        # network, a wrong port) says nothing of a tunnel that went down a second ago
-        dead = max(vpn.control_unreachable_since, since) + min(CONTROL_DEAD_S, timeout) * backoff
+    silent = vpn.control_unreachable_since
+    if silent is not None and silent >= since - CONTROL_DEAD_S:
+        # Gluetun stuck: its control server fell silent around the time the tunnel went down.
+        # One out of reach long before (another network, a wrong port) says nothing of
+        # Gluetun's state: the tunnel's own timeout applies then
+        dead = max(silent, since) + min(CONTROL_DEAD_S, timeout) * backoff
         if dead < due:
             due, why = dead, "tunnel down and its control server not answering at all"
     return due, why
@@ -541,8 +543,17 @@ def _free_forwarded_port(p: _Pass, vpn: VpnObs, port: int, mine: list[EngineObs]
     moved out of the way once it is idle (the pool replaces it in another slot); until then the
     VPN has no forwarded engine. True while the port is held."""
     holders = [e for e in mine if port in e.ports.listening() and not (e.forwarded and e.ports.p2p == port)]
+    # an engine being removed, or a creation under way, holds its ports until it is done
+    leaving = any(
+        e.vpn == vpn.name and e.container_id in p.observed.removing and port in e.ports.listening()
+        for e in p.observed.engines
+    )
+    creating = any(
+        c.vpn == vpn.name and c.ports is not None and port in c.ports.listening() and not c.forwarded
+        for c in p.observed.pending_creates
+    )
     if not holders:
-        return False
+        return leaving or creating
     for engine in holders:
         if p.free(engine) and _idle_expired(p, engine):
             p.act(
@@ -556,8 +567,8 @@ def _free_forwarded_port(p: _Pass, vpn: VpnObs, port: int, mine: list[EngineObs]
             Problem(
                 code="forwarded_port_taken",
                 vpn=vpn.name,
-                message=f"the forwarded port {port} is bound by an engine with a stream; "
-                "it gets a forwarded engine once that engine is idle",
+                message=f"the forwarded port {port} is bound by an engine that is busy (a stream, "
+                "or not idle for engines.idle_ttl_s yet); the VPN gets a forwarded engine once it is",
             )
         )
     return True

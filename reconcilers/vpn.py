@@ -99,6 +99,7 @@ class ControlRead:
     public_ip: str | None
     status: str | None
     port_read: bool = True
+    port_static: bool = False  # the operator's vpn.forwarded_ports, not Gluetun's word
     problem: ControlProblem | None = None  # a route the daemon needs is not readable (401)
 
 
@@ -341,7 +342,8 @@ def _control(previous: VpnObs, name: str, read: ControlRead, at: float) -> VpnUp
     update = _reverdict(obs, name, at, transitions)
     obs, transitions = dataclasses.replace(update.obs, port_known=True), list(update.transitions)
     new_ip = bool(previous.public_ip and read.public_ip and read.public_ip != previous.public_ip)
-    port = read.forwarded_port if read.port_read else None
+    # a static port (vpn.forwarded_ports) changes with the YAML, never with the tunnel
+    port = read.forwarded_port if read.port_read and not read.port_static else None
     new_port = bool(previous.last_port and port and port != previous.last_port)
     if new_ip or new_port:
         # the tunnel reconnected inside Gluetun (perhaps through an empty IP or port 0), whether

@@ -30,6 +30,7 @@ from orchestrator.api.proxy import add_proxy_routes
 from orchestrator.api.responses import json_error
 from orchestrator.api.views import engine_detail_view, engine_view, rfc3339, vpn_views
 from orchestrator.state.liveness import unhealthy_reasons
+from orchestrator.state.served import LastServed
 from orchestrator.state.store import StateStore
 
 log = structlog.get_logger()
@@ -71,14 +72,14 @@ async def engines(request: web.Request) -> web.Response:
         fallback = ctx.store.served.fallback
         if fallback is not None and not ctx.store.resyncs:
             # Docker has not answered since the start: what was last served and still answers
-            views = [e if full else {**e, "streams": []} for e in fallback]
+            views = [LastServed.as_served(e) for e in fallback]
             cached[:] = [key, json.dumps(views).encode()]
         else:
             views = [engine_view(ctx.store, e, address, full=full) for e in ctx.store.visible]
             body = json.dumps(views)
             if full and ctx.store.resyncs and views:
                 # (an empty listing, e.g. before the first readiness checks, says nothing new)
-                ctx.store.served.remember(body)
+                ctx.store.served.remember(views)
             cached[:] = [key, body.encode()]
     return web.Response(body=cached[1], content_type="application/json")
 

@@ -135,6 +135,27 @@ def engine_at(store: StateStore, host: str, port: int) -> EngineObs | web.Respon
     )
 
 
+def last_known_at(store: StateStore, host: str, port: int) -> tuple[str, str] | None:
+    """While `/engines` serves the last-known listing (Docker silent since the start), the
+    (container ID, name) of the one engine of it behind (host, port): a stream started on an
+    engine the proxy picked there is recorded, so the engine counts as busy once Docker answers."""
+    if store.served.fallback is None or store.resyncs:
+        return None
+    wanted = host.lower().strip("[]")
+    owners = [
+        e
+        for e in store.served.fallback
+        if port in (e.get("port"), e.get("host_http_port"))
+        and (
+            wanted in LOCAL_HOSTS
+            or wanted in {str(e.get(k, "")).lower() for k in ("host", "container_name", "container_id")}
+        )
+    ]
+    if len(owners) != 1:
+        return None
+    return str(owners[0]["container_id"]), str(owners[0].get("container_name", ""))
+
+
 class ProxyApi:
     def __init__(self, ctx: ApiContext) -> None:
         self.ctx = ctx
@@ -147,14 +168,22 @@ class ProxyApi:
         store = self.ctx.store
         found = engine_at(store, event.host, event.port)
         if isinstance(found, web.Response):
-            log.warning(
-                "stream_started_unknown_engine", host=event.host, port=event.port, stream_id=event.stream_id
-            )
-            return found
+            known = last_known_at(store, event.host, event.port)
+            if known is None:
+                log.warning(
+                    "stream_started_unknown_engine",
+                    host=event.host,
+                    port=event.port,
+                    stream_id=event.stream_id,
+                )
+                return found
+            container_id, name = known
+        else:
+            container_id, name = found.container_id, found.name
         stream = store.start_stream(
             Stream(
                 id=event.stream_id,
-                container_id=found.container_id,
+                container_id=container_id,
                 key_type=event.key_type,
                 key=event.key,
                 playback_session_id=event.playback_session_id,
@@ -168,8 +197,8 @@ class ProxyApi:
         log.info(
             "stream_started",
             stream_id=stream.id,
-            container=found.name,
-            active=store.streams.count(found.container_id),
+            container=name,
+            active=store.streams.count(container_id),
         )
         return web.json_response(stream_view(stream, full=sees_full_details(request)))
 

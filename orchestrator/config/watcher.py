@@ -24,6 +24,7 @@ from pathlib import Path
 
 import structlog
 
+from orchestrator.config.checks import is_loopback_host
 from orchestrator.config.loader import load_config
 from orchestrator.config.schema import Config
 from orchestrator.errors import ConfigError
@@ -165,7 +166,22 @@ class ConfigWatcher:
 
     def apply(self, loaded: Config) -> bool:
         """Put a valid configuration in force (vetted first); False when nothing changes now."""
-        self._wanted = keep_restart_only_keys(self._current, loaded)
+        vetted = keep_restart_only_keys(self._current, loaded)
+        api = vetted.api
+        if not (api.api_key or api.allow_unauthenticated or is_loopback_host(api.host)):
+            # the file asked for a loopback address (applied at restart only) and no key: the
+            # address in force stays reachable from other machines, so the key must stay too
+            self.error = ConfigError(
+                f"the API keeps listening on {api.host} until a restart, and this edit removes "
+                "api.api_key: anyone on the network could write. Keep the key until the "
+                "restart that applies the new api.host",
+                source=str(self.path) if self.path else "<reload>",
+                key="api.api_key",
+            )
+            self.error_at = time.time()
+            log.error("config_rejected", error=str(self.error), kept="last good configuration stays in force")
+            return False
+        self._wanted = vetted
         return self._settle(announce=True)
 
     def recheck(self) -> bool:

@@ -341,6 +341,8 @@ class StreamJournal:
             self.flush(confirmations=True)
             self._queue.put(None)
             self._thread.join(timeout=10)
+            if self._thread.is_alive():
+                return  # still writing: its connection is its own until it ends
             self._thread = None
         self._close_db()
 
@@ -419,7 +421,11 @@ class StreamJournal:
                 if self.path is not None and time.monotonic() >= self._retry_at:
                     self._reopen(self.path)
             elif changes or any(f.confirmations for f in flushes):
-                self._write(self._db, changes, all_confirmations=any(f.confirmations for f in flushes))
+                try:
+                    self._write(self._db, changes, all_confirmations=any(f.confirmations for f in flushes))
+                except Exception as exc:  # a bug must not end the writer silently
+                    log.exception("state_writer_failed")
+                    self._write_failed(sqlite3.Error(f"{type(exc).__name__}: {exc}"))
             for f in flushes:
                 f.done.set()
             if None in batch:

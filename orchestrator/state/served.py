@@ -10,11 +10,22 @@ serves those of its engines that still answer their own HTTP API (checked by
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
 
 from orchestrator.state.journal import StreamJournal
+
+# what changes on every health check or stream: not kept (each change would rewrite the row),
+# served as "none known" from the fallback
+VOLATILE: dict[str, Any] = {
+    "streams": [],
+    "stream_count": 0,
+    "last_seen": None,
+    "last_health_check": None,
+    "last_stream_usage": None,
+}
 
 
 class LastServed:
@@ -30,11 +41,18 @@ class LastServed:
     def load(self, listing: list[dict[str, Any]], at: float | None) -> None:
         self.listing, self.listed_at = tuple(listing), at
 
-    def remember(self, body: str) -> None:
-        """`/engines` serves `body` (a JSON list) now: kept when it differs from the last one."""
+    def remember(self, listing: list[dict[str, Any]]) -> None:
+        """`/engines` serves `listing` now: kept (without its volatile fields) when the engines,
+        their addresses or their state differ from what was kept last."""
+        body = json.dumps([{k: v for k, v in e.items() if k not in VOLATILE} for e in listing])
         if body != self._body:
             self._body = body
             self._journal.remember_served(body, time.time())
+
+    @staticmethod
+    def as_served(entry: dict[str, Any]) -> dict[str, Any]:
+        """A kept entry as `/engines` serves it: every field there, the volatile ones unknown."""
+        return {**VOLATILE, **entry}
 
     def serve_fallback(self, answering: tuple[dict[str, Any], ...] | None) -> None:
         if answering != self.fallback:

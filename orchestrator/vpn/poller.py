@@ -83,6 +83,7 @@ class ControlPoller:
             public_ip=reading.public_ip,
             status=reading.vpn_status,
             port_read=static is not None or reading.port_read,
+            port_static=static is not None,
             problem=reading.problem,
         )
         self._store.apply_vpn(name, read, time.time())

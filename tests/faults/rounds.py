@@ -19,8 +19,14 @@ from dataclasses import dataclass, field
 from reconcilers.model import PortRange
 from reconcilers.ports import slots_in_share, vpn_share
 from tests.faults.invariants import Desired, Observed, settle
-from tests.integration.harness import Daemon, docker, run_gluetun, set_vpn_health, wait_vpn_health
-from tests.integration.test_streams import stream_started
+from tests.integration.harness import (
+    Daemon,
+    docker,
+    run_gluetun,
+    set_vpn_health,
+    stream_started,
+    wait_vpn_health,
+)
 
 FORWARDED_BASE = 40001
 OPEN_STREAMS = 2  # streams kept open on the engines, topped up after every round

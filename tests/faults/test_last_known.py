@@ -16,7 +16,7 @@ from collections.abc import Callable
 from orchestrator.workers.event_source import RESYNC_DEADLINE_S, RESYNC_INTERVAL_S, RESYNC_JITTER_S
 from orchestrator.workers.last_known import GRACE_S, RECHECK_S
 from tests.faults.docker_proxy import DockerProxy
-from tests.integration.harness import Daemon, docker, wait_for
+from tests.integration.harness import Daemon, docker, stream_started, wait_for
 
 MakeDaemon = Callable[..., Daemon]
 
@@ -43,6 +43,12 @@ def test_restarted_into_a_docker_hang_it_serves_what_it_last_served(
     assert status["engines_source"] == "last_known", status
     assert "docker_silent_serving_last_known" in {p["code"] for p in status["problems"]}
 
+    # the proxy starts a stream on an engine it picked from that listing: it is recorded, so the
+    # engine counts as busy (and is never cut as idle) once Docker answers
+    busy = before[1]
+    code, stream = stream_started(daemon, busy["host"], busy["port"], "during-the-hang")
+    assert code == 200 and stream["container_id"] == busy["container_id"], stream
+
     gone = before[0]["container_id"]
     docker("pause", gone)  # alive for Docker, silent on its HTTP API
     try:
@@ -61,3 +67,5 @@ def test_restarted_into_a_docker_hang_it_serves_what_it_last_served(
         timeout=RESYNC_INTERVAL_S + RESYNC_JITTER_S + RESYNC_DEADLINE_S + 30,
     )
     assert "docker_silent_serving_last_known" not in {p["code"] for p in daemon.status()["problems"]}
+    (after,) = [e for e in daemon.engines() if e["container_id"] == busy["container_id"]]
+    assert after["streams"] == [stream["id"]], after

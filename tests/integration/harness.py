@@ -410,3 +410,24 @@ def kill_daemon(daemon: Daemon) -> None:
     if daemon.process is not None and daemon.process.poll() is None:
         daemon.process.kill()
         daemon.process.wait(timeout=10)
+
+
+def stream_started(daemon: Daemon, host: str, port: int, key: str) -> tuple[int, Any]:
+    session = uuid.uuid4().hex[:8]
+    return http_json(
+        daemon.url + "/events/stream_started",
+        "POST",
+        {
+            "container_id": "acexy-proxy-itself",
+            "engine": {"host": host, "port": port},
+            "stream": {"key_type": "content_id", "key": key},
+            "session": {"playback_session_id": session, "stat_url": "", "command_url": "", "is_live": 1},
+            "labels": {"stream_id": f"{key}|{session}"},
+        },
+    )
+
+
+def stream_ended(daemon: Daemon, stream_id: str) -> tuple[int, Any]:
+    return http_json(
+        daemon.url + "/events/stream_ended", "POST", {"stream_id": stream_id, "reason": "client_disconnected"}
+    )

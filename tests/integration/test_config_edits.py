@@ -8,8 +8,14 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.integration.harness import Daemon, run_gluetun, wait_for, wait_vpn_health
-from tests.integration.test_streams import stream_ended, stream_started
+from tests.integration.harness import (
+    Daemon,
+    run_gluetun,
+    stream_ended,
+    stream_started,
+    wait_for,
+    wait_vpn_health,
+)
 
 MakeDaemon = Callable[..., Daemon]
 

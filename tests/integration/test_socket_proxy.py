@@ -41,7 +41,7 @@ def call(sock: Path, method: str, path: str, body: Any = None) -> int:
     """The HTTP status the proxy answers `method path` with."""
     conn = UnixConnection(sock)
     try:
-        data = None if body is None else json.dumps(body).encode()
+        data = None if body is None else (body if isinstance(body, str) else json.dumps(body)).encode()
         headers = {"Content-Type": "application/json"} if data is not None else {}
         conn.request(method, path, body=data, headers=headers)
         return conn.getresponse().status
@@ -89,6 +89,16 @@ def proxy_socket(tmp_path: Path) -> Iterator[Path]:
         ("POST", "/containers/create", {"Image": ENGINE_IMAGE, "HostConfig": {"Binds": ["/:/host"]}}),
         ("POST", "/containers/create", {"Image": ENGINE_IMAGE, "HostConfig": {"NetworkMode": "host"}}),
         ("POST", "/containers/create", {"Image": ENGINE_IMAGE, "HostConfig": {"\\u0050rivileged": True}}),
+        ("POST", "/containers/create", {"Image": ENGINE_IMAGE, "HostConfig": {"MaskedPaths": []}}),
+        ("POST", "/containers/create", {"Image": ENGINE_IMAGE, "HostConfig": {"ReadonlyPaths": []}}),
+        # before API 1.24 a start's body is a HostConfig Docker applies: any version below, and
+        # any body on a start, is refused
+        ("POST", "/v1.23/containers/abc/start", None),
+        ("GET", "/v1.12/containers/json", None),
+        ("GET", "/v1.023/containers/json", None),
+        ("POST", "/containers/abc/start", {"Binds": ["/:/host"]}),
+        ("POST", "/v1.41/containers/abc/restart", {"Privileged": True}),
+        ("POST", "/images/create", "fromImage=&fromSrc=http://127.0.0.1/x.tar"),
     ],
 )
 def test_calls_outside_the_list_are_refused(proxy_socket: Path, method: str, path: str, body: Any) -> None:

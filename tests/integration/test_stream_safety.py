@@ -32,10 +32,11 @@ from tests.integration.harness import (
     remove_network,
     run_gluetun,
     started_at,
+    stream_ended,
+    stream_started,
     wait_for,
     wait_vpn_health,
 )
-from tests.integration.test_streams import stream_ended, stream_started
 from tests.integration.test_tunnel_probe import BUSYBOX, FAST_PROBE, Internet
 
 MakeDaemon = Callable[..., Daemon]

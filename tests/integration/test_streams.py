@@ -7,7 +7,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any
 
 import pytest
 
@@ -18,32 +17,13 @@ from tests.integration.harness import (
     run_gluetun,
     set_vpn_health,
     started_at,
+    stream_ended,
+    stream_started,
     wait_for,
     wait_vpn_health,
 )
 
 MakeDaemon = Callable[..., Daemon]
-
-
-def stream_started(daemon: Daemon, host: str, port: int, key: str) -> tuple[int, Any]:
-    session = uuid.uuid4().hex[:8]
-    return http_json(
-        daemon.url + "/events/stream_started",
-        "POST",
-        {
-            "container_id": "acexy-proxy-itself",
-            "engine": {"host": host, "port": port},
-            "stream": {"key_type": "content_id", "key": key},
-            "session": {"playback_session_id": session, "stat_url": "", "command_url": "", "is_live": 1},
-            "labels": {"stream_id": f"{key}|{session}"},
-        },
-    )
-
-
-def stream_ended(daemon: Daemon, stream_id: str) -> tuple[int, Any]:
-    return http_json(
-        daemon.url + "/events/stream_ended", "POST", {"stream_id": stream_id, "reason": "client_disconnected"}
-    )
 
 
 def test_streams_raise_the_pool_by_min_free_and_idle_engines_expire(make_daemon: MakeDaemon) -> None:

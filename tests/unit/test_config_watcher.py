@@ -130,3 +130,23 @@ def test_a_deleted_file_keeps_the_config_and_its_return_applies(tmp_path: Path) 
     edit(path, BASE.replace("min_replicas: 2", "min_replicas: 4"))
     settle(watcher)
     assert watcher.error is None and watcher.current.desired.engines.min_replicas == 4
+
+
+def test_moving_to_loopback_and_dropping_the_key_in_one_edit_keeps_the_key_until_the_restart(
+    tmp_path: Path,
+) -> None:
+    """api.host applies only at a restart: an edit to 127.0.0.1 without the key would leave the
+    API in force on 0.0.0.0 with no key at all, so it is refused whole."""
+    exposed = BASE + "api: {host: 0.0.0.0, api_key: s3cret}\n"
+    watcher, path, applied = watching(tmp_path, exposed)
+
+    edit(path, BASE + "api: {host: 127.0.0.1}\nlog_level: DEBUG\n")
+    settle(watcher)
+    assert watcher.current.api.api_key == "s3cret" and watcher.current.api.host == "0.0.0.0"
+    assert watcher.current.log_level == "INFO" and applied == []
+    assert watcher.error is not None and watcher.error.key == "api.api_key"
+
+    edit(path, BASE + "api: {host: 127.0.0.1, api_key: s3cret}\nlog_level: DEBUG\n")
+    settle(watcher)  # the key kept: applied, the address waits for the restart
+    assert watcher.error is None and watcher.current.log_level == "DEBUG"
+    assert watcher.current.api.host == "0.0.0.0" and watcher.current.api.api_key == "s3cret"

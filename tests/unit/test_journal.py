@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.state.journal import ENDED_KEPT, FILE, PRUNE_EVERY, StreamJournal, confirm_every
+from orchestrator.state.served import LastServed
 from orchestrator.state.store import StateStore
 from orchestrator.state.streams import Stream
 from tests.unit.test_state_store import engine_info
@@ -329,3 +330,27 @@ def test_what_engines_last_served_is_read_back_and_a_bad_one_costs_only_itself(t
     assert third.open().served == [] and third.error is None  # the file is not "corrupt" for it
     third.close()
     assert not list(tmp_path.glob(f"{FILE}.corrupt-*"))
+
+
+def test_served_is_rewritten_only_when_engines_change_not_on_every_health_check(tmp_path: Path) -> None:
+    """`last_health_check` moves on every liveness round: kept, it would rewrite the row at
+    every `/engines` answer (tens of MB a day)."""
+    journal = StreamJournal(tmp_path)
+    journal.open()
+    served = LastServed(journal, changed=lambda: None)
+    engine = {"container_id": "c" * 64, "host": "10.0.0.2", "port": 19000, "last_health_check": "t1"}
+
+    def written() -> tuple[float, str]:
+        journal.flush()
+        with contextlib.closing(sqlite3.connect(tmp_path / FILE)) as db:
+            at, body = db.execute("SELECT at, body FROM served").fetchone()
+        return float(at), str(body)
+
+    served.remember([engine])
+    first = written()
+    served.remember([{**engine, "last_health_check": "t2", "streams": ["s1"], "stream_count": 1}])
+    assert written() == first
+    served.remember([{**engine, "port": 19001}])
+    assert json.loads(written()[1]) == [{"container_id": "c" * 64, "host": "10.0.0.2", "port": 19001}]
+    assert LastServed.as_served(json.loads(written()[1])[0])["streams"] == []
+    journal.close()

@@ -1106,12 +1106,19 @@ SAFETY_CASES = [
         desired=PATIENT,
         vpns=(vpn("g1", "unhealthy", state_since=NOW - 0.5, control_unreachable_since=NOW - 3500),),
         problems=("vpn_unhealthy@g1",),
-        wake_at=NOW - 0.5 + 60,
+        wake_at=NOW - 0.5 + 300,
     ),
     Case(
-        id="safety-tunnel_down_60s_with_a_silent_control_server_restarts_gluetun",
+        id="safety-a_control_server_out_of_reach_for_hours_is_no_sign_gluetun_is_stuck",
         desired=PATIENT,
         vpns=(vpn("g1", "unhealthy", state_since=NOW - 60, control_unreachable_since=NOW - 3500),),
+        problems=("vpn_unhealthy@g1",),
+        wake_at=NOW - 60 + 300,  # the tunnel's own timeout
+    ),
+    Case(
+        id="safety-tunnel_down_60s_and_its_control_server_silent_since_restarts_gluetun",
+        desired=PATIENT,
+        vpns=(vpn("g1", "unhealthy", state_since=NOW - 60, control_unreachable_since=NOW - 70),),
         problems=("vpn_unhealthy@g1",),
         actions=("restart_vpn g1",),
     ),
@@ -1130,6 +1137,14 @@ SAFETY_CASES = [
         engines=(engine("b", 1, "g1", streams=1), engine("c", 2, "g1")),
         actions=("create g1#0",),
         problems=("forwarded_port_taken@g1",),
+    ),
+    Case(
+        id="safety-a_holder_being_removed_is_waited_for_no_other_engine_goes",
+        desired=SINGLE,
+        vpns=(vpn("g1", forwarded_port=19001),),
+        engines=(engine("b", 1, "g1"), engine("c", 2, "g1"), engine("d", 3, "g1")),
+        removing=("b",),
+        actions=("create g1#0",),  # b's place, not forwarded while b still binds 19001
     ),
     Case(
         id="safety-the_slot_holding_the_forwarded_port_is_skipped",

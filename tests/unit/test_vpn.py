@@ -271,6 +271,14 @@ CASES = [
         fields={"reconnected_at": None, "last_port": 40000},
     ),
     Case(
+        id="an_edited_static_forwarded_port_is_no_reconnect",
+        before=vpn(forwarded_port=40000, last_port=40000, public_ip="1.1.1.1"),
+        sighting=ControlRead(forwarded_port=41000, public_ip="1.1.1.1", status="running", port_static=True),
+        state="healthy",
+        transitions=("forwarded_port",),
+        fields={"reconnected_at": None, "last_port": 40000, "forwarded_port": 41000},
+    ),
+    Case(
         id="port_0_read_keeps_the_last_port",
         before=vpn(forwarded_port=40000, last_port=40000, public_ip="1.1.1.1"),
         sighting=ControlRead(forwarded_port=0, public_ip="1.1.1.1", status="running"),
