@@ -119,7 +119,11 @@ async def status(request: web.Request) -> web.Response:
                 "busy": store.busy_count,
             },
             "problems": [
-                {"code": p.code, "message": p.message, "vpn": p.vpn} for p in (plan.problems if plan else ())
+                {"code": p.code, "message": p.message, "vpn": p.vpn}
+                | ({"engine": p.engine} if p.engine else {})
+                # stream IDs name playback sessions: only for callers who see stream details
+                | ({"streams": list(p.streams)} if p.streams and sees_full_details(request) else {})
+                for p in (plan.problems if plan else ())
             ]
             + ([{"code": "config_held", "message": watcher.held, "vpn": None}] if watcher.held else []),
             "last_reconcile": rfc3339(store.last_reconcile_at),
