@@ -107,6 +107,8 @@ async def status(request: web.Request) -> web.Response:
                 "min_free": spec.min_free,
                 "max_replicas": spec.max_replicas,
                 "image": spec.image,
+                # what the tag resolved to at the last pull (engines.pull other than missing)
+                "image_id": store.desired_image_id(spec.image),
                 "target": plan.target if plan else None,
                 "vpn_mode": ctx.desired.vpn.mode,
             },

@@ -80,7 +80,9 @@ class _World:
     stalled: dict[str, float] = field(default_factory=dict)
     # when an engine behind each VPN turned stalled (the last STALL_WINDOW_S)
     stall_onsets: dict[str | None, deque[float]] = field(default_factory=dict)
-    # the image ID engines.image resolved to at the last pull, and why the last pull failed
+    # the image ID engines.image (`image_ref`) resolved to at the last pull, and why the last
+    # pull failed
+    image_ref: str | None = None
     image_id: str | None = None
     image_error: str | None = None
 
@@ -738,19 +740,33 @@ class StateStore:
             self.version += 1
         return ended
 
-    def set_image(self, image_id: str | None, error: str | None) -> None:
-        """The result of a pull of engines.image: the ID its tag resolves to (None: unknown),
-        or why the pull failed (the engines keep the image they run)."""
-        if (image_id or self._world.image_id, error) == (self._world.image_id, self._world.image_error):
+    def set_image(self, ref: str | None, image_id: str | None, error: str | None) -> None:
+        """The result of a pull of engines.image `ref`: the ID its tag resolves to, or why the
+        pull failed (the ID known before is kept: engines keep the image they run). All None:
+        the image is not watched (`engines.pull: missing`)."""
+        if error is not None and ref == self._world.image_ref:
+            image_id = self._world.image_id
+        new = (ref, image_id, error)
+        if new == (self._world.image_ref, self._world.image_id, self._world.image_error):
             return
-        if image_id is not None:
-            self._world.image_id = image_id
-        self._world.image_error = error
+        self._world.image_ref, self._world.image_id, self._world.image_error = new
         self.changed()
 
     @property
     def image_id(self) -> str | None:
         return self._world.image_id
+
+    @property
+    def image_ref(self) -> str | None:
+        return self._world.image_ref
+
+    @property
+    def image_error(self) -> str | None:
+        return self._world.image_error
+
+    def desired_image_id(self, image: str) -> str | None:
+        """The image ID engines of `image` should run (None: not watched or not known yet)."""
+        return self._world.image_id if self._world.image_ref == image else None
 
     # -- telemetry (nothing to plan: these only bump `version`) --------------------------------
     def record_plan(self, plan: Plan, at: float, duration_s: float) -> None:
