@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from tests.integration.harness import Daemon, http_json, wait_for
+from tests.integration.harness import Daemon, http_json, run_gluetun, wait_for, wait_vpn_health
 
 MakeDaemon = Callable[..., Daemon]
 
@@ -160,3 +160,31 @@ def test_a_stall_that_clears_leaves_the_engine_in_place(make_daemon: MakeDaemon)
     )
     assert not problems(daemon, "engine_stalled")
     assert stream(daemon, stream_id)["status"] == "started"
+
+
+def test_a_stall_on_one_vpn_and_not_the_other_is_reported(
+    make_daemon: MakeDaemon, vpns: tuple[str, str]
+) -> None:
+    a, b = vpns
+    for port, name in enumerate(vpns, start=40001):
+        run_gluetun(name, forwarded_port=port)
+    for name in vpns:
+        wait_vpn_health(name, "healthy")
+    daemon = make_daemon(
+        engines=FAST | {"min_replicas": 2, "stall_grace_s": 600},
+        vpn={"mode": "redundant", "containers": list(vpns), "health_check_interval_s": 0.5},
+    )
+    engines = daemon.wait_engines(2, timeout=60, where=lambda e: e["ready"])
+    behind = {e["vpn_container"]: e for e in engines}
+    assert set(behind) == {a, b}, engines
+    for engine in engines:
+        report_started(daemon, engine, open_session(engine))
+    stall(behind[a], True)
+    found = wait_for(
+        "vpn_exit_stalling on /status",
+        lambda: problems(daemon, "vpn_exit_stalling") or None,
+        timeout=STALL_AFTER_S + 3 * ROUND_S + 10,
+    )
+    assert [p["vpn"] for p in found] == [a], found
+    assert behind[a]["container_name"] in found[0]["message"] and repr(b) in found[0]["message"]
+    assert [p["engine"] for p in problems(daemon, "engine_stalled")] == [behind[a]["container_name"]]
