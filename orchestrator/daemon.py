@@ -120,6 +120,7 @@ class Daemon:
             self.watcher.recheck()
 
     def _config_changed(self, previous: Config, config: Config) -> None:
+        self.puller.config_changed()
         if config.log_level != previous.log_level:
             configure_logging(config.log_level)
         if set(config.desired.vpn.containers) != set(previous.desired.vpn.containers):

@@ -253,6 +253,8 @@ class Observed:
     recent_stalls: Mapping[str | None, tuple[float, ...]] = field(default_factory=dict)
     # why the engine image could not be pulled (None: pulled, or not watched)
     image_error: str | None = None
+    # a pull of the engine image is due or under way: a rollout waits for the ID it finds
+    image_pulling: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

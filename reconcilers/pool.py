@@ -654,6 +654,8 @@ def _roll_changed_spec(p: _Pass) -> None:
         isinstance(a, CreateEngine | RecreateEngine | RemoveEngine) for a in p.actions
     ):
         return  # one step at a time, after the pool's own work
+    if p.observed.image_pulling:
+        return  # engines.pull: the next step waits for the image the tag points at now
     new = [e for e in p.kept if not p.stale(e) and e.status == "running" and not e.ready]
     if new:
         _report_slow_new_engines(p, new)

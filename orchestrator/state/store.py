@@ -84,6 +84,7 @@ class _World:
     # pull failed
     image_ref: str | None = None
     image_id: str | None = None
+    image_pulling: bool = False
     image_error: str | None = None
 
 
@@ -752,6 +753,12 @@ class StateStore:
         self._world.image_ref, self._world.image_id, self._world.image_error = new
         self.changed()
 
+    def set_image_pulling(self, pulling: bool) -> None:
+        """A pull of engines.image is due or under way (a rollout waits for it) or over."""
+        if pulling != self._world.image_pulling:
+            self._world.image_pulling = pulling
+            self.changed()
+
     @property
     def image_id(self) -> str | None:
         return self._world.image_id
@@ -862,6 +869,7 @@ class StateStore:
                 for k, v in self._world.stall_onsets.items()
             },
             image_error=self._world.image_error,
+            image_pulling=self._world.image_pulling,
         )
 
     def leaving(self, engine: EngineObs) -> bool:

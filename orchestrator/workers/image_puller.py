@@ -3,11 +3,13 @@
 `missing` (the default) never asks: an image is pulled only when a create finds it absent, and a
 tag that moved on in the registry changes nothing here. `always` pulls at start and whenever the
 engine spec changes (before the rollout that change calls for); `periodic` also pulls every
-`engines.pull_interval_s`. The image ID the tag resolves to goes to the store; the planner rolls
-every engine running another image over to it through the usual safe rollout (idle engines
-first, one at a time, create before remove, paused when the new one fails). A registry out of
-reach or a tag that vanished costs nothing: the engines keep the image they run, the failure is
-logged once (until a pull succeeds again) and shown on /status (`image_pull_failed`).
+`engines.pull_interval_s`. While a pull is due or under way, the next rollout step waits for it
+(a YAML edit marks the pull due before the planner sees the new spec). The image ID the tag
+resolves to goes to the store; the planner rolls every engine running another image over to it
+through the usual safe rollout (idle engines first, one at a time, create before remove, paused
+when the new one fails). A registry out of reach or a tag that vanished costs nothing: the
+engines keep the image they run, the failure is logged once (until a pull succeeds again) and
+shown on /status (`image_pull_failed`).
 """
 
 from __future__ import annotations
@@ -56,17 +58,26 @@ class ImagePuller:
             if config.pull == "missing":
                 self._pulled_spec = None
                 self._store.set_image(None, None, None)
+                self._store.set_image_pulling(False)
             elif self.due(time.time()):
                 await self.pull_once(config)
             await asyncio.sleep(TICK_S)
+
+    def config_changed(self) -> None:
+        """Called as a new config goes in force, before the planner sees it: when the change
+        calls for a pull, the rollout it starts waits for it."""
+        if self.due(time.time()):
+            self._store.set_image_pulling(True)
 
     async def pull_once(self, config: Config) -> None:
         image = config.desired.engines.image
         self._pulled_spec, self._pulled_at = engine_spec_hash(config.desired), time.time()
         failed_before = self._store.image_error is not None
+        self._store.set_image_pulling(True)
         try:
             image_id = await self._docker.pull_image(image)
         except DockerError as exc:
+            self._store.set_image_pulling(False)
             if not failed_before:
                 log.warning(
                     "engine_image_pull_failed",
@@ -82,3 +93,4 @@ class ImagePuller:
         elif failed_before:
             log.info("engine_image_pull_recovered", image=image)
         self._store.set_image(image, image_id, None)
+        self._store.set_image_pulling(False)

@@ -349,6 +349,16 @@ PLAN_CASES = [
         actions=("remove a",),  # an engine of the old image; the new one stays
     ),
     PlanCase(
+        id="a_rollout_step_waits_while_the_image_is_being_pulled",
+        desired=WATCHED,
+        engines=(
+            with_image(engine("a", 0, "g1"), "sha256:old"),
+            with_image(engine("b", 1, "g1"), "sha256:old"),
+            with_image(engine("c", 2, "g1"), "sha256:old"),
+        ),
+        fields={"image_pulling": True},
+    ),
+    PlanCase(
         id="a_new_digest_never_touches_an_engine_with_a_stream",
         desired=dataclasses.replace(WATCHED, engines=dataclasses.replace(WATCHED.engines, min_replicas=1)),
         engines=(

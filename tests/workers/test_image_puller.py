@@ -54,6 +54,10 @@ async def test_always_pulls_at_start_and_on_each_spec_change_only() -> None:
     assert not puller.due(10_000.0)  # no time-based pull
     current[0] = config("always", cache_limit_gb=2)  # a spec change: pulled before the rollout
     assert puller.due(10_000.0)
+    puller.config_changed()  # as the daemon calls it, before the planner sees the new spec
+    assert store.observed().image_pulling  # the rollout waits
+    await puller.pull_once(current[0])
+    assert not store.observed().image_pulling
 
 
 async def test_periodic_pulls_every_interval_and_a_new_digest_reaches_the_store() -> None:
