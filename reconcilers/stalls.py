@@ -15,7 +15,8 @@ rules read those answers:
 - `streams_to_end`: a stalled engine's streams end (reason `stalled`) once they have been
   stalled for the grace beyond `stall_after_s`, unless the proxy ended them first;
 - `exit_stalling`: a VPN whose engines stall while another VPN's progress, or with repeated
-  stalls in a window, is reported (`vpn_exit_stalling`).
+  stalls in a window, is reported (`vpn_exit_stalling`);
+- `tunnel_restart_due`: whether to ask that VPN's Gluetun for another exit (off by default).
 
 Pure: plain data in, plain data out; the store keeps the state, the planner acts on the verdict.
 """
@@ -150,3 +151,15 @@ def exit_stalling(vpns: Sequence[VpnStalls], now: float) -> list[ExitVerdict]:
                 )
             )
     return found
+
+
+def tunnel_restart_due(
+    *, stalling: bool, progressing: bool, last_restart: float | None, now: float, interval_s: float
+) -> bool:
+    """Restart a VPN's tunnel (Gluetun's control server, never the container) to get another
+    exit: only while its exit is reported stalling, only when no engine behind it progresses
+    (a restart renegotiates the tunnel under every engine of the VPN, and a new exit restarts
+    them), and at most once per `interval_s`."""
+    if not stalling or progressing:
+        return False
+    return last_restart is None or now - last_restart >= interval_s

@@ -351,6 +351,8 @@ def parse_config(
         max_streams_per_engine=v["engines.max_streams_per_engine"],
         pull=v["engines.pull"],
         pull_interval_s=v["engines.pull_interval_s"],
+        restart_tunnel_on_stall=v["vpn.restart_tunnel_on_stall"],
+        tunnel_restart_interval_s=v["vpn.tunnel_restart_interval_s"],
         api=ApiConfig(
             host=v["api.host"],
             port=v["api.port"],

@@ -90,6 +90,8 @@ SCHEMA: dict[str, dict[str, tuple[Any, Checker]]] = {
         "unhealthy_restart_timeout_s": (300, number(1)),
         "wait_healthy_s": (60, number(0)),
         "drain_grace_s": (1800, number(0)),
+        "restart_tunnel_on_stall": (False, boolean),
+        "tunnel_restart_interval_s": (3600, number(10)),
         "health_check_interval_s": (5, number(0.5)),
         "tunnel_probe": (TUNNEL_PROBE.defaults(), TUNNEL_PROBE),
     },
@@ -171,6 +173,10 @@ class Config:
     # rollout a new config calls for), periodic (that, and every pull_interval_s)
     pull: Literal["missing", "always", "periodic"] = "missing"
     pull_interval_s: float = 3600.0
+    # vpn_exit_stalling: ask Gluetun for another exit through its control server (never the
+    # container), at most once per tunnel_restart_interval_s per VPN
+    restart_tunnel_on_stall: bool = False
+    tunnel_restart_interval_s: float = 3600.0
     api: ApiConfig = ApiConfig()
     log_level: str = "INFO"
     state_dir: Path | None = Path(DEFAULT_STATE_DIR)  # None: streams kept in memory only

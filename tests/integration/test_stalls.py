@@ -13,7 +13,9 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from tests.integration.harness import Daemon, http_json, run_gluetun, wait_for, wait_vpn_health
+import pytest
+
+from tests.integration.harness import Daemon, http_json, logs, run_gluetun, wait_for, wait_vpn_health
 
 MakeDaemon = Callable[..., Daemon]
 
@@ -166,8 +168,14 @@ def test_a_stall_that_clears_leaves_the_engine_in_place(make_daemon: MakeDaemon)
     assert stream(daemon, stream_id)["status"] == "started"
 
 
+def tunnel_restarts(name: str) -> int:
+    """PUT /v1/vpn/status requests the Gluetun stand-in logged (its log middleware's lines)."""
+    return sum(1 for line in logs(name).splitlines() if "] 200 PUT /v1/vpn/status" in line)
+
+
+@pytest.mark.parametrize("restart_tunnel", [False, True], ids=["report_only", "restart_tunnel"])
 def test_a_stall_on_one_vpn_and_not_the_other_is_reported(
-    make_daemon: MakeDaemon, vpns: tuple[str, str]
+    make_daemon: MakeDaemon, vpns: tuple[str, str], restart_tunnel: bool
 ) -> None:
     a, b = vpns
     for port, name in enumerate(vpns, start=40001):
@@ -176,7 +184,13 @@ def test_a_stall_on_one_vpn_and_not_the_other_is_reported(
         wait_vpn_health(name, "healthy")
     daemon = make_daemon(
         engines=FAST | {"min_replicas": 2, "stall_grace_s": 600},
-        vpn={"mode": "redundant", "containers": list(vpns), "health_check_interval_s": 0.5},
+        vpn={
+            "mode": "redundant",
+            "containers": list(vpns),
+            "health_check_interval_s": 0.5,
+            "restart_tunnel_on_stall": restart_tunnel,
+            "tunnel_restart_interval_s": 600,
+        },
     )
     engines = daemon.wait_engines(2, timeout=60, where=lambda e: e["ready"])
     behind = {e["vpn_container"]: e for e in engines}
@@ -192,3 +206,12 @@ def test_a_stall_on_one_vpn_and_not_the_other_is_reported(
     assert [p["vpn"] for p in found] == [a], found
     assert behind[a]["container_name"] in found[0]["message"] and repr(b) in found[0]["message"]
     assert [p["engine"] for p in problems(daemon, "engine_stalled")] == [behind[a]["container_name"]]
+    if not restart_tunnel:
+        time.sleep(3)  # several control-server polls: nothing is asked of Gluetun (the default)
+        assert tunnel_restarts(a) == tunnel_restarts(b) == 0
+        return
+    # stop then run, once (the interval is 600 s), on the stalling VPN only; never the container
+    wait_for("the tunnel of the stalling VPN restarted", lambda: tunnel_restarts(a) == 2 or None, timeout=15)
+    time.sleep(3)
+    assert (tunnel_restarts(a), tunnel_restarts(b)) == (2, 0)
+    assert [e for e in daemon.log_events() if e.get("event") == "gluetun_tunnel_restarted"]

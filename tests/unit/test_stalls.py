@@ -28,6 +28,7 @@ from reconcilers.stalls import (
     exit_stalling,
     is_stalled,
     streams_to_end,
+    tunnel_restart_due,
 )
 from tests.unit.factories import NOW, describe, desired, engine, observed, problem_codes, vpn
 
@@ -228,6 +229,23 @@ EXIT_CASES = [
 @pytest.mark.parametrize("case", EXIT_CASES, ids=lambda c: c.id)
 def test_exit_stalling(case: ExitCase) -> None:
     assert tuple(v.vpn for v in exit_stalling(case.vpns, NOW)) == case.reported
+
+
+@pytest.mark.parametrize(
+    ("stalling", "progressing", "last_restart", "due"),
+    [
+        (True, False, None, True),  # first time: ask Gluetun for another exit
+        (False, False, None, False),  # not reported stalling
+        (True, True, None, False),  # an engine behind it still progresses: keep the exit
+        (True, False, NOW - 600, False),  # within the interval (3600 s)
+        (True, False, NOW - 3600, True),  # the interval is over
+    ],
+)
+def test_tunnel_restart_due(stalling: bool, progressing: bool, last_restart: float | None, due: bool) -> None:
+    got = tunnel_restart_due(
+        stalling=stalling, progressing=progressing, last_restart=last_restart, now=NOW, interval_s=3600.0
+    )
+    assert got is due
 
 
 # -- the planner ----------------------------------------------------------------------------------
