@@ -75,7 +75,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Checker]]] = {
         "stall_grace_s": (120, number(0)),
         "pull": ("missing", choice("missing", "always", "periodic")),
         "pull_interval_s": (3600, number(1)),
-        "max_age_s": (None, optional_number(60)),
+        "max_age_s": (None, optional_number(10)),
     },
     "vpn": {
         "mode": ("none", choice("none", "single", "redundant")),

@@ -215,3 +215,21 @@ def test_a_stall_on_one_vpn_and_not_the_other_is_reported(
     time.sleep(3)
     assert (tunnel_restarts(a), tunnel_restarts(b)) == (2, 0)
     assert [e for e in daemon.log_events() if e.get("event") == "gluetun_tunnel_restarted"]
+
+
+def test_max_age_replaces_idle_engines_one_at_a_time_never_one_with_a_stream(make_daemon: MakeDaemon) -> None:
+    daemon = make_daemon(engines=FAST | {"min_replicas": 2, "max_age_s": 15, "idle_ttl_s": 0})
+    first, second = daemon.wait_engines(2, timeout=60)
+    report_started(daemon, first, open_session(first))  # busy: never recycled
+    seen: set[str] = set()
+
+    def recycled() -> bool | None:
+        listed = {e["container_id"] for e in daemon.engines()}
+        seen.update(daemon.managed())
+        # never more than one replacement at a time beside the two (create before remove)
+        assert len(daemon.managed()) <= 3
+        return (second["container_id"] not in listed and len(listed) == 2) or None
+
+    wait_for("the idle engine replaced after max_age_s", recycled, timeout=60, interval=0.5)
+    assert first["container_id"] in {e["container_id"] for e in daemon.engines()}
+    assert len(seen) == 3  # one replacement, for the one idle engine
