@@ -99,14 +99,21 @@ class StreamStall:
 
 
 def streams_to_end(
-    streams: Iterable[StreamStall], stalled_engines: Mapping[str, float], now: float, grace_s: float
+    streams: Iterable[StreamStall],
+    stalled_engines: Mapping[str, float],
+    now: float,
+    stall_after_s: float,
+    grace_s: float,
 ) -> list[str]:
-    """Streams of an engine that has been stalled (all its streams) for `grace_s`: they end with
-    reason `stalled`. A stream on an engine that still progresses is never ended here."""
+    """Stalled streams of an engine that has been stalled (all its streams) for `grace_s`: they
+    end with reason `stalled`. A stream on an engine that still progresses is never ended here,
+    nor one not judged stalled itself (reported on the engine after it stalled, no answer yet)."""
     return [
         s.stream_id
         for s in streams
-        if s.container_id in stalled_engines and now - stalled_engines[s.container_id] >= grace_s
+        if s.container_id in stalled_engines
+        and now - stalled_engines[s.container_id] >= grace_s
+        and is_stalled(s.progress, now, stall_after_s)
     ]
 
 

@@ -729,6 +729,7 @@ class StateStore:
             ),
             self._world.stalled,
             now,
+            stall_after_s,
             grace_s,
         )
         ended = [e for e in (self._demand.streams.end(i, "stalled", now) for i in doomed) if e is not None]

@@ -172,13 +172,15 @@ def test_engine_verdict(streams: tuple[bool | None, ...], verdict: str) -> None:
 
 
 def test_streams_of_an_engine_stalled_past_the_grace_end() -> None:
+    frozen = seen(NOW - 10, sample(0, 0, 1000), progress_at=NOW - 300, progressing=False)
     streams = [
-        StreamStall(stream_id="s1", container_id="a", progress=None),
-        StreamStall(stream_id="s2", container_id="b", progress=None),
-        StreamStall(stream_id="s3", container_id="c", progress=None),
+        StreamStall(stream_id="s1", container_id="a", progress=frozen),
+        StreamStall(stream_id="s2", container_id="b", progress=frozen),
+        StreamStall(stream_id="s3", container_id="c", progress=frozen),
+        StreamStall(stream_id="s4", container_id="a", progress=None),  # reported since: not judged
     ]
     # a stalled for 130 s (past the 120 s grace), b for 60 s; c is not stalled
-    assert streams_to_end(streams, {"a": NOW - 130, "b": NOW - 60}, NOW, 120.0) == ["s1"]
+    assert streams_to_end(streams, {"a": NOW - 130, "b": NOW - 60}, NOW, 60.0, 120.0) == ["s1"]
 
 
 @dataclass(frozen=True, kw_only=True)
