@@ -4,31 +4,50 @@ no speed and no progress (their stall control) while their HTTP API keeps answer
 A stalled stream is reported within `stall_after_s` plus one liveness round; its engine leaves
 /engines, a fresh one is ready, and the stalled engine goes only after its stream ended (reason
 `stalled`, after the grace). An engine with one stalled and one progressing stream stays. The
-times from the stall to the report and to a replacement ready are printed (`-s`)."""
+times from the stall to the report and to a replacement ready are printed (`-s`).
+
+The stand-ins are built for this module under a namespace of its own (testbed/engine/build.sh):
+the shared test images may be rebuilt at any time by another checkout's `make images`."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from tests.integration.harness import Daemon, http_json, logs, run_gluetun, wait_for, wait_vpn_health
+from tests.integration.harness import REPO, Daemon, http_json, logs, run_gluetun, wait_for, wait_vpn_health
 
 MakeDaemon = Callable[..., Daemon]
 
 STALL_AFTER_S = 6
 ROUND_S = 2
 GRACE_S = 8
+STALL_NS = "acestream-orchestrator-test-stalls"
 FAST = {
+    "image": f"{STALL_NS}/engine:latest",
     "min_replicas": 2,
     "min_free": 0,
     "health_check_interval_s": ROUND_S,
     "stall_after_s": STALL_AFTER_S,
     "stall_grace_s": GRACE_S,
 }
+
+
+@pytest.fixture(scope="module", autouse=True)
+def stall_standins() -> Iterator[None]:
+    done = subprocess.run(
+        ["bash", str(REPO / "testbed" / "engine" / "build.sh"), STALL_NS],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    yield
 
 
 def open_session(engine: dict[str, Any]) -> dict[str, Any]:
