@@ -11,6 +11,7 @@ engines running for the next daemon to adopt.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import signal
 import time
 from pathlib import Path
@@ -33,10 +34,12 @@ from orchestrator.vpn.control import Credentials, GluetunControl
 from orchestrator.vpn.poller import ControlPoller
 from orchestrator.workers.event_source import EventSource
 from orchestrator.workers.executor import Executor
+from orchestrator.workers.image_puller import ImagePuller
 from orchestrator.workers.last_known import LastKnownEngines
 from orchestrator.workers.readiness import ReadinessProber
 from orchestrator.workers.reconcile_loop import ReconcileLoop
 from orchestrator.workers.watchdog import Watchdog
+from reconcilers.model import Desired
 from reconcilers.vpn_list import unknown_vpns
 
 log = structlog.get_logger()
@@ -77,12 +80,22 @@ class Daemon:
             vpn_names=self._followed_vpns,
         )
         self.executor = Executor(self.gateway, self.store, lambda: self.config.desired)
-        self.loop = ReconcileLoop(self.store, self.executor, lambda: self.config.desired)
+        self.loop = ReconcileLoop(self.store, self.executor, self._desired)
+        self.puller = ImagePuller(self.store, self.gateway, lambda: self.config)
         self.api = ApiContext(store=self.store, watcher=self.watcher, started_at=time.time())
 
     @property
     def config(self) -> Config:
         return self.watcher.current
+
+    def _desired(self) -> Desired:
+        """The config's desired state, with the image ID the tag resolved to at the last pull
+        (engines.pull other than missing): engines running another image are rolled over."""
+        desired = self.config.desired
+        image_id = self.store.desired_image_id(desired.engines.image)
+        if image_id is None:
+            return desired
+        return dataclasses.replace(desired, engines=dataclasses.replace(desired.engines, image_id=image_id))
 
     def _followed_vpns(self) -> tuple[str, ...]:
         """The VPNs in force, and those a held edit waits for."""
@@ -108,6 +121,7 @@ class Daemon:
             self.watcher.recheck()
 
     def _config_changed(self, previous: Config, config: Config) -> None:
+        self.puller.config_changed()
         if config.log_level != previous.log_level:
             configure_logging(config.log_level)
         if set(config.desired.vpn.containers) != set(previous.desired.vpn.containers):
@@ -176,6 +190,7 @@ class Daemon:
                 tasks.create_task(self._recheck_held_edits(), name="held-edits")
                 tasks.create_task(Watchdog(self.store).run(), name="watchdog")
                 tasks.create_task(LastKnownEngines(self.store, session).run(), name="last-known")
+                tasks.create_task(self.puller.run(), name="image-puller")
                 await stop.wait()
                 log.info("daemon_stopping", reason="signal")
                 raise _Stop

@@ -72,6 +72,15 @@ class EngineSpec:
     # Docker's json-file log driver bounds: each engine keeps at most size x files of log
     log_max_size: str = "10m"
     log_max_files: int = 3
+    # an engine whose every stream made no progress this long is stalled (reconcilers.stalls)
+    stall_after_s: float = 60.0
+    # its streams end (reason `stalled`) this long after, unless the proxy ended them first
+    stall_grace_s: float = 120.0
+    # idle engines older than this are replaced, one at a time (None: never)
+    max_age_s: float | None = None
+    # the image ID the tag resolved to at the last pull (None: not watched, `engines.pull` is
+    # `missing`): engines running another image are rolled over to it
+    image_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -144,6 +153,12 @@ class EngineObs:
     created_at: float = 0.0
     # when it stopped answering (or was adopted unanswered); None: since it started
     unready_since: float | None = None
+    # since when every stream it carried made no progress (it stays stalled once they end, until
+    # it is removed); None: not stalled. `stalled_streams`: the IDs of those still active
+    stalled_since: float | None = None
+    stalled_streams: tuple[str, ...] = ()
+    progressing: bool = False  # at least one of its streams progresses
+    image_id: str | None = None  # the image the container runs (Docker's image ID)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -246,6 +261,12 @@ class Observed:
     spec_failure: SpecFailure | None = None
     # since when the engines of a VPN (None: those behind none) are no longer wanted there
     leaving_since: Mapping[str | None, float] = field(default_factory=dict)
+    # when an engine behind each VPN (None: behind none) turned stalled, lately
+    recent_stalls: Mapping[str | None, tuple[float, ...]] = field(default_factory=dict)
+    # why the engine image could not be pulled (None: pulled, or not watched)
+    image_error: str | None = None
+    # a pull of the engine image is due or under way: a rollout waits for the ID it finds
+    image_pulling: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -339,6 +360,9 @@ ProblemCode = Literal[
     "gluetun_auth_required",
     "gluetun_auth_rejected",
     "gluetun_route_not_allowed",
+    "engine_stalled",
+    "vpn_exit_stalling",
+    "image_pull_failed",
 ]
 
 
@@ -349,6 +373,8 @@ class Problem:
     code: ProblemCode
     message: str
     vpn: str | None = None
+    engine: str | None = None  # the engine's container name, where one engine is concerned
+    streams: tuple[str, ...] = ()  # the stream IDs concerned
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -54,6 +54,7 @@ from reconcilers.placement import (
 )
 from reconcilers.ports import BANDS
 from reconcilers.probes import plan_probes
+from reconcilers.stalls import VpnStalls, exit_stalling
 
 
 def engine_spec_hash(desired: Desired) -> str:
@@ -136,14 +137,22 @@ class _Pass:
         return False
 
     def stale(self, engine: EngineObs) -> bool:
-        """Of an earlier spec: a rollout replaces it."""
-        return engine.spec_hash != self.spec_hash
+        """Of an earlier spec, of an image the tag no longer points at, or older than
+        `max_age_s`: a rollout replaces it (idle ones only, one at a time)."""
+        spec = self.desired.engines
+        if engine.spec_hash != self.spec_hash:
+            return True
+        if spec.image_id is not None and engine.image_id is not None and engine.image_id != spec.image_id:
+            return True
+        return spec.max_age_s is not None and self.now - engine.created_at >= spec.max_age_s
 
 
 def plan(desired: Desired, observed: Observed, now: float) -> Plan:
     p = _Pass(desired=desired, observed=observed, now=now, spec_hash=engine_spec_hash(desired))
     _check_vpns(p)
     _keep_probes(p)
+    _report_stalls(p)
+    _report_image(p)
     _repair_engines(p)
     target = _size_pool(p)
     _keep_forwarded_engines(p)
@@ -251,6 +260,12 @@ def _repair_engines(p: _Pass) -> None:
         if engine.status in ("exited", "dead", "created", "paused"):
             p.act(RemoveEngine(container_id=engine.container_id, reason=f"engine {engine.status}"))
             continue
+        if engine.stalled_since is not None and engine.streams == 0:
+            # hidden since it stalled, a replacement started then; its streams are over now
+            p.act(
+                RemoveEngine(container_id=engine.container_id, reason="stalled: its streams made no progress")
+            )
+            continue
         vpn = p.vpn(engine.vpn)
         state = staleness(engine, vpn, restart_on_reconnect=reconnect)
         if state == "recreate":
@@ -264,8 +279,9 @@ def _repair_engines(p: _Pass) -> None:
                 )
             )
         elif state == "reconnect" and vpn is not None and vpn.state == "healthy":
-            # hidden from /engines meanwhile; a stream still playing on it is not cut for this
-            if engine.streams == 0:
+            # hidden from /engines meanwhile; a stream still playing on it is not cut for this,
+            # one that makes no progress (the engine is stalled) is no longer playing
+            if engine.streams == 0 or engine.stalled_since is not None:
                 p.act(
                     RestartEngine(
                         container_id=engine.container_id,
@@ -275,6 +291,56 @@ def _repair_engines(p: _Pass) -> None:
         elif state == "fresh" and (vpn is None or vpn.state == "healthy"):
             _restart_if_never_ready(p, engine)
         p.kept.append(engine)
+
+
+def _report_stalls(p: _Pass) -> None:
+    """`engine_stalled` for each stalled engine still carrying streams; `vpn_exit_stalling`
+    for a VPN whose exit looks like it starves P2P (reconcilers.stalls)."""
+    for engine in p.observed.engines:
+        if engine.stalled_since is None or not engine.stalled_streams:
+            continue
+        p.problems.append(
+            Problem(
+                code="engine_stalled",
+                engine=engine.name,
+                vpn=engine.vpn,
+                streams=engine.stalled_streams,
+                message=f"engine {engine.name}: {len(engine.stalled_streams)} stream(s) made no progress "
+                f"for {p.desired.engines.stall_after_s:g}s; hidden from /engines and replaced, its streams "
+                f"end after {p.desired.engines.stall_grace_s:g}s unless the proxy ends them first",
+            )
+        )
+    if p.desired.vpn.mode == "none":
+        return
+    evidence = [
+        VpnStalls(
+            vpn=name,
+            stalled_engines=tuple(
+                e.name
+                for e in p.observed.engines
+                if e.vpn == name and e.stalled_since is not None and e.streams
+            ),
+            progressing_engines=tuple(e.name for e in p.observed.engines if e.vpn == name and e.progressing),
+            recent_stalls=p.observed.recent_stalls.get(name, ()),
+        )
+        for name in p.desired.vpn.containers
+    ]
+    for verdict in exit_stalling(evidence, p.now):
+        p.problems.append(Problem(code="vpn_exit_stalling", vpn=verdict.vpn, message=verdict.message))
+
+
+def _report_image(p: _Pass) -> None:
+    if p.observed.image_error is not None:
+        p.problems.append(
+            Problem(
+                code="image_pull_failed",
+                message=f"engines.image {p.desired.engines.image} could not be pulled "
+                f"({p.observed.image_error}); the engines keep the image they run",
+            )
+        )
+    max_age = p.desired.engines.max_age_s
+    if max_age is not None:
+        p.wakes.extend(e.created_at + max_age for e in p.observed.engines)
 
 
 def _drain(p: _Pass, engine: EngineObs) -> None:
@@ -325,7 +391,10 @@ def _restart_if_never_ready(p: _Pass, engine: EngineObs) -> None:
 
 
 def _counts_for_pool(p: _Pass, engine: EngineObs) -> bool:
-    """Engines behind a VPN that is down do not count: replacements go to a healthy VPN."""
+    """Engines behind a VPN that is down do not count: replacements go to a healthy VPN. A
+    stalled engine does not count either: its replacement starts before it goes."""
+    if engine.stalled_since is not None:
+        return False
     if engine.vpn is None:
         return True
     vpn = p.vpn(engine.vpn)
@@ -601,6 +670,8 @@ def _roll_changed_spec(p: _Pass) -> None:
         isinstance(a, CreateEngine | RecreateEngine | RemoveEngine) for a in p.actions
     ):
         return  # one step at a time, after the pool's own work
+    if p.observed.image_pulling:
+        return  # engines.pull: the next step waits for the image the tag points at now
     new = [e for e in p.kept if not p.stale(e) and e.status == "running" and not e.ready]
     if new:
         _report_slow_new_engines(p, new)

@@ -125,6 +125,8 @@ async def status(request: web.Request) -> web.Response:
                 "min_free": spec.min_free,
                 "max_replicas": spec.max_replicas,
                 "image": spec.image,
+                # what the tag resolved to at the last pull (engines.pull other than missing)
+                "image_id": store.desired_image_id(spec.image),
                 "target": plan.target if plan else None,
                 "vpn_mode": ctx.desired.vpn.mode,
             },
@@ -138,7 +140,11 @@ async def status(request: web.Request) -> web.Response:
             },
             "engines_source": "last_known" if serving_last_known(store) else "docker",
             "problems": [
-                {"code": p.code, "message": p.message, "vpn": p.vpn} for p in (plan.problems if plan else ())
+                {"code": p.code, "message": p.message, "vpn": p.vpn}
+                | ({"engine": p.engine} if p.engine else {})
+                # stream IDs name playback sessions: only for callers who see stream details
+                | ({"streams": list(p.streams)} if p.streams and sees_full_details(request) else {})
+                for p in (plan.problems if plan else ())
             ]
             + ([{"code": "config_held", "message": watcher.held, "vpn": None}] if watcher.held else [])
             + (

@@ -11,6 +11,7 @@ its own registry, so tests can build several apps in one process.
 from __future__ import annotations
 
 import time
+from collections import Counter as Tally
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -65,6 +66,20 @@ class StoreCollector:
             health.add_metric([name], 1 if seen and seen.state == "healthy" else 0)
         yield health
 
+        stalled = GaugeMetricFamily(
+            f"{PREFIX}_streams_stalled",
+            "Active streams whose engine reports no progress for engines.stall_after_s, by engine and VPN",
+            labels=["engine", "vpn"],
+        )
+        now, after = time.time(), ctx.desired.engines.stall_after_s
+        stalled_by: Tally[tuple[str, str]] = Tally()
+        for s in store.streams.active.values():
+            engine = store.engines.get(s.container_id)
+            if engine is not None and store.stream_stalled(s.id, now, after):
+                stalled_by[engine.name, engine.vpn or NO_VPN] += 1
+        for (name, vpn), n in sorted(stalled_by.items()):
+            stalled.add_metric([name, vpn], n)
+        yield stalled
         yield GaugeMetricFamily(
             f"{PREFIX}_streams_active",
             "Streams the proxy reported as running",

@@ -109,6 +109,7 @@ SCHEMAS: dict[str, Any] = {
         last_health_check=TIME,
         last_stream_usage=TIME,
         started_at=TIME,
+        stalled_since=TIME,
     ),
     # id, key, playback_session_id, stat_url and command_url are left out (and `redacted` is
     # true) for a caller off loopback without the API key (docs/security.md)
@@ -127,6 +128,12 @@ SCHEMAS: dict[str, Any] = {
         confirmed_at=TIME,
         ended_at=TIME,
         end_reason={"type": ["string", "null"]},
+        stalled=BOOL,
+        progress={
+            "type": ["object", "null"],
+            "description": "The engine's last stat_url answer: peers, speed_down, downloaded, "
+            "progressing, sampled_at",
+        },
         redacted=BOOL,
     ),
     "StreamStarted": obj(

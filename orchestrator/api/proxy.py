@@ -237,7 +237,18 @@ class ProxyApi:
             ref = engine.container_id if engine is not None else ref
         listed = store.streams.listing(ref, STATUSES.get(status or ""))
         full = sees_full_details(request)
-        return web.json_response([stream_view(s, full=full) for s in listed])
+        now, after = time.time(), self.ctx.desired.engines.stall_after_s
+        return web.json_response(
+            [
+                stream_view(
+                    s,
+                    full=full,
+                    progress=store.progress.get(s.id),
+                    stalled=s.status == "started" and store.stream_stalled(s.id, now, after),
+                )
+                for s in listed
+            ]
+        )
 
     async def provision(self, request: web.Request) -> web.Response:
         metrics = request.app[METRICS]

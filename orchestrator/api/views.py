@@ -13,6 +13,7 @@ from orchestrator.state.endpoints import Address, engine_endpoint
 from orchestrator.state.store import StateStore
 from orchestrator.state.streams import Stream
 from reconcilers.model import EngineObs
+from reconcilers.stalls import Progress
 
 
 def rfc3339(ts: float | None) -> str | None:
@@ -57,6 +58,7 @@ def engine_view(
         "last_health_check": rfc3339(facts.last_health_check if facts else None),
         "last_stream_usage": rfc3339(store.streams.last_usage.get(engine.container_id)),
         "started_at": rfc3339(engine.started_at),
+        "stalled_since": rfc3339(store.stalled_engines.get(engine.container_id)),
     }
 
 
@@ -64,7 +66,26 @@ def engine_view(
 PRIVATE_STREAM_FIELDS = ("id", "key", "playback_session_id", "stat_url", "command_url")
 
 
-def stream_view(stream: Stream, *, full: bool = True) -> dict[str, Any]:
+def progress_view(progress: Progress | None, stalled: bool) -> dict[str, Any]:
+    """What the engine last said of the stream's P2P side, and whether it counts as stalled."""
+    return {
+        "stalled": stalled,
+        "progress": None
+        if progress is None
+        else {
+            "peers": progress.sample.peers,
+            "speed_down": progress.sample.speed_down,
+            "downloaded": progress.sample.downloaded,
+            "progressing": progress.progressing,
+            "sampled_at": rfc3339(progress.sampled_at),
+            "progress_at": rfc3339(progress.progress_at),
+        },
+    }
+
+
+def stream_view(
+    stream: Stream, *, full: bool = True, progress: Progress | None = None, stalled: bool = False
+) -> dict[str, Any]:
     view = {
         "id": stream.id,
         "container_id": stream.container_id,
@@ -79,7 +100,7 @@ def stream_view(stream: Stream, *, full: bool = True) -> dict[str, Any]:
         "confirmed_at": rfc3339(stream.confirmed_at),
         "ended_at": rfc3339(stream.ended_at),
         "end_reason": stream.end_reason,
-    }
+    } | progress_view(progress, stalled)
     if full:
         return view
     return {k: v for k, v in view.items() if k not in PRIVATE_STREAM_FIELDS} | {"redacted": True}
@@ -90,7 +111,10 @@ def engine_detail_view(
 ) -> dict[str, Any]:
     """`GET /engines/{id}`: the list entry plus every stream the engine carries or carried."""
     view = engine_view(store, engine, address, full=full)
-    view["stream_details"] = [stream_view(s, full=full) for s in store.streams.listing(engine.container_id)]
+    view["stream_details"] = [
+        stream_view(s, full=full, progress=store.progress.get(s.id))
+        for s in store.streams.listing(engine.container_id)
+    ]
     return view
 
 

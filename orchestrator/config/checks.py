@@ -100,6 +100,16 @@ def label_value(v: Any) -> str:
     return v
 
 
+def optional_number(minimum: float) -> Checker:
+    """A number of seconds, or null (off)."""
+    inner = number(minimum)
+
+    def check(v: Any) -> float | None:
+        return None if v is None else inner(v)
+
+    return check
+
+
 def optional_text(v: Any) -> str | None:
     return None if v is None else text(v)
 

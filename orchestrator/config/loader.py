@@ -355,6 +355,9 @@ def parse_config(
             labels=v["engines.labels"],
             log_max_size=v["engines.log_max_size"],
             log_max_files=v["engines.log_max_files"],
+            stall_after_s=v["engines.stall_after_s"],
+            stall_grace_s=v["engines.stall_grace_s"],
+            max_age_s=v["engines.max_age_s"],
         ),
         vpn=VpnSpec(
             mode=v["vpn.mode"],
@@ -379,6 +382,10 @@ def parse_config(
         engine_check_interval_s=v["engines.health_check_interval_s"],
         stream_ttl_s=v["engines.stream_ttl_s"],
         max_streams_per_engine=v["engines.max_streams_per_engine"],
+        pull=v["engines.pull"],
+        pull_interval_s=v["engines.pull_interval_s"],
+        restart_tunnel_on_stall=v["vpn.restart_tunnel_on_stall"],
+        tunnel_restart_interval_s=v["vpn.tunnel_restart_interval_s"],
         api=ApiConfig(
             host=v["api.host"],
             port=v["api.port"],

@@ -25,6 +25,7 @@ from orchestrator.config.checks import (
     log_size,
     names,
     number,
+    optional_number,
     optional_text,
     port_map,
     port_range,
@@ -70,6 +71,11 @@ SCHEMA: dict[str, dict[str, tuple[Any, Checker]]] = {
         "max_streams_per_engine": (20, int_in(1, 1000)),
         "log_max_size": ("10m", log_size),
         "log_max_files": (3, int_in(1, 100)),
+        "stall_after_s": (60, number(5)),
+        "stall_grace_s": (120, number(0)),
+        "pull": ("missing", choice("missing", "always", "periodic")),
+        "pull_interval_s": (3600, number(1)),
+        "max_age_s": (None, optional_number(10)),
     },
     "vpn": {
         "mode": ("none", choice("none", "single", "redundant")),
@@ -84,6 +90,8 @@ SCHEMA: dict[str, dict[str, tuple[Any, Checker]]] = {
         "unhealthy_restart_timeout_s": (300, number(1)),
         "wait_healthy_s": (60, number(0)),
         "drain_grace_s": (1800, number(0)),
+        "restart_tunnel_on_stall": (False, boolean),
+        "tunnel_restart_interval_s": (3600, number(10)),
         "health_check_interval_s": (5, number(0.5)),
         "tunnel_probe": (TUNNEL_PROBE.defaults(), TUNNEL_PROBE),
     },
@@ -161,6 +169,14 @@ class Config:
     engine_check_interval_s: float = 30.0
     stream_ttl_s: float = 21600.0
     max_streams_per_engine: int = 20
+    # engines.pull: missing (pull only an image not there), always (at start and before each
+    # rollout a new config calls for), periodic (that, and every pull_interval_s)
+    pull: Literal["missing", "always", "periodic"] = "missing"
+    pull_interval_s: float = 3600.0
+    # vpn_exit_stalling: ask Gluetun for another exit through its control server (never the
+    # container), at most once per tunnel_restart_interval_s per VPN
+    restart_tunnel_on_stall: bool = False
+    tunnel_restart_interval_s: float = 3600.0
     api: ApiConfig = ApiConfig()
     log_level: str = "INFO"
     state_dir: Path | None = Path(DEFAULT_STATE_DIR)  # None: streams kept in memory only

@@ -173,6 +173,7 @@ def engine_observation(info: ContainerInfo) -> EngineObs:
         vpn=labels.get(VPN),
         vpn_id=labels.get(VPN_ID),
         forwarded=labels.get(FORWARDED) == "true",
+        image_id=info.image,
     )
 
 

@@ -137,17 +137,28 @@ class DockerGateway:
         except _CONNECTION_ERRORS as exc:
             raise _wrap(exc, f"create {name}") from exc
 
-    async def _pull(self, image: str) -> None:
+    async def _pull(self, image: str, what: str = "is not present and could not be pulled") -> None:
         """Pull a missing image; large images on slow links take minutes (the executor gives
         creations a long timeout for this)."""
         try:
             async with _bounded(PULL_TIMEOUT_S, f"pull {image}"):
                 progress = await self._docker.images.pull(image, timeout=None)
         except (*_CONNECTION_ERRORS, DockerUnavailable) as exc:
-            raise ImageNotFound(f"image {image} is not present and could not be pulled: {exc}") from exc
+            raise ImageNotFound(f"image {image} {what}: {exc}") from exc
         failed = [p["error"] for p in progress if isinstance(p, dict) and p.get("error")]
         if failed:
-            raise ImageNotFound(f"image {image} is not present and could not be pulled: {failed[-1]}")
+            raise ImageNotFound(f"image {image} {what}: {failed[-1]}")
+
+    async def pull_image(self, image: str) -> str:
+        """Pull `image` from its registry (present or not) and return the image ID its tag now
+        points at: a new ID means a new digest was published under the tag."""
+        await self._pull(image, "could not be pulled")
+        try:
+            async with _bounded(READ_TIMEOUT_S, f"inspect image {image}"):
+                raw = await self._docker.images.inspect(image)
+        except _CONNECTION_ERRORS as exc:
+            raise _wrap(exc, f"inspect image {image}") from exc
+        return str(raw["Id"])
 
     async def restart(self, ref: str, timeout_s: int = 5) -> None:
         try:

@@ -44,6 +44,16 @@ from reconcilers.model import (
     SpecFailure,
     VpnObs,
 )
+from reconcilers.stalls import (
+    STALL_WINDOW_S,
+    Progress,
+    StatSample,
+    StreamStall,
+    engine_verdict,
+    is_stalled,
+    streams_to_end,
+)
+from reconcilers.stalls import advance as advance_progress
 from reconcilers.vpn import Sighting, Transition, advance
 
 log = structlog.get_logger()
@@ -66,6 +76,17 @@ class _World:
     unready_since: dict[str, float] = field(default_factory=dict)
     # since when the config no longer wants engines on that VPN (None: behind no VPN)
     leaving_since: dict[str | None, float] = field(default_factory=dict)
+    # engines whose every stream stalled, since when (they stay stalled until removed, unless
+    # one of their streams progresses again); hidden from /engines
+    stalled: dict[str, float] = field(default_factory=dict)
+    # when an engine behind each VPN turned stalled (the last STALL_WINDOW_S)
+    stall_onsets: dict[str | None, deque[float]] = field(default_factory=dict)
+    # the image ID engines.image (`image_ref`) resolved to at the last pull, and why the last
+    # pull failed
+    image_ref: str | None = None
+    image_id: str | None = None
+    image_pulling: bool = False
+    image_error: str | None = None
 
 
 @dataclass(slots=True)
@@ -90,6 +111,7 @@ class _Demand:
     streams: StreamRegistry = field(default_factory=StreamRegistry)
     reservations: Reservations = field(default_factory=Reservations)
     demand_until: float | None = None
+    progress: dict[str, Progress] = field(default_factory=dict)  # by stream ID
 
 
 @dataclass(slots=True)
@@ -404,6 +426,7 @@ class StateStore:
         self._world.facts.pop(container_id, None)
         self._world.adopted_at.pop(container_id, None)
         self._world.unready_since.pop(container_id, None)
+        self._world.stalled.pop(container_id, None)
         self._touch(container_id)
 
     # -- tunnel probes -------------------------------------------------------------------------
@@ -649,6 +672,113 @@ class StateStore:
         self._demand.demand_until = until
         self.changed()
 
+    # -- stream progress (reconcilers.stalls) ---------------------------------------------------
+    @property
+    def progress(self) -> Mapping[str, Progress]:
+        return self._demand.progress
+
+    @property
+    def stalled_engines(self) -> Mapping[str, float]:
+        return self._world.stalled
+
+    def stream_stalled(self, stream_id: str, now: float, stall_after_s: float) -> bool:
+        return is_stalled(self._demand.progress.get(stream_id), now, stall_after_s)
+
+    def record_progress(
+        self, samples: Mapping[str, StatSample], now: float, stall_after_s: float, grace_s: float
+    ) -> list[Stream]:
+        """One liveness round's `stat_url` answers (by stream ID): move each stream's progress,
+        mark the engines whose every stream stalled (hidden, replaced), clear those with a stream
+        progressing again, and end the streams of an engine stalled for `grace_s`. Returns those."""
+        active = self._demand.streams.active
+        progress = self._demand.progress
+        for stream_id, sample in samples.items():
+            stream = active.get(stream_id)
+            if stream is not None:
+                progress[stream_id] = advance_progress(
+                    progress.get(stream_id), sample, now, stream.started_at
+                )
+        for gone in set(progress) - set(active):
+            del progress[gone]
+        before = dict(self._world.stalled)
+        by_engine: dict[str, list[bool | None]] = {}
+        for stream in active.values():
+            seen = progress.get(stream.id)
+            verdict = None if seen is None else is_stalled(seen, now, stall_after_s)
+            by_engine.setdefault(stream.container_id, []).append(verdict)
+        for cid, states in by_engine.items():
+            engine = self._world.engines.get(cid)
+            if engine is None:
+                continue
+            state = engine_verdict(states)
+            if state == "stalled" and cid not in self._world.stalled:
+                self._world.stalled[cid] = now
+                onsets = self._world.stall_onsets.setdefault(engine.vpn, deque(maxlen=50))
+                onsets.append(now)
+                log.warning(
+                    "engine_stalled",
+                    container=engine.name,
+                    container_id=cid[:12],
+                    vpn=engine.vpn,
+                    streams=[s.id for s in active.values() if s.container_id == cid],
+                    stall_after_s=stall_after_s,
+                )
+            elif state == "progressing" and self._world.stalled.pop(cid, None) is not None:
+                log.info("engine_progressing_again", container=engine.name, container_id=cid[:12])
+        doomed = streams_to_end(
+            (
+                StreamStall(stream_id=s.id, container_id=s.container_id, progress=progress.get(s.id))
+                for s in list(active.values())
+            ),
+            self._world.stalled,
+            now,
+            stall_after_s,
+            grace_s,
+        )
+        ended = [e for e in (self._demand.streams.end(i, "stalled", now) for i in doomed) if e is not None]
+        if ended:
+            log.warning("streams_ended", reason="stalled", grace_s=grace_s, streams=[s.id for s in ended])
+            self._record(ended)
+        if ended or before != self._world.stalled:
+            self.changed()
+        else:
+            self.version += 1
+        return ended
+
+    def set_image(self, ref: str | None, image_id: str | None, error: str | None) -> None:
+        """The result of a pull of engines.image `ref`: the ID its tag resolves to, or why the
+        pull failed (the ID known before is kept: engines keep the image they run). All None:
+        the image is not watched (`engines.pull: missing`)."""
+        if error is not None and ref == self._world.image_ref:
+            image_id = self._world.image_id
+        new = (ref, image_id, error)
+        if new == (self._world.image_ref, self._world.image_id, self._world.image_error):
+            return
+        self._world.image_ref, self._world.image_id, self._world.image_error = new
+        self.changed()
+
+    def set_image_pulling(self, pulling: bool) -> None:
+        """A pull of engines.image is due or under way (a rollout waits for it) or over."""
+        if pulling != self._world.image_pulling:
+            self._world.image_pulling = pulling
+            self.changed()
+
+    @property
+    def image_id(self) -> str | None:
+        return self._world.image_id
+
+    @property
+    def image_ref(self) -> str | None:
+        return self._world.image_ref
+
+    @property
+    def image_error(self) -> str | None:
+        return self._world.image_error
+
+    def desired_image_id(self, image: str) -> str | None:
+        """The image ID engines of `image` should run (None: not watched or not known yet)."""
+        return self._world.image_id if self._world.image_ref == image else None
+
     # -- telemetry (nothing to plan: these only bump `version`) --------------------------------
     def record_plan(self, plan: Plan, at: float, duration_s: float) -> None:
         t = self._telemetry
@@ -702,11 +832,17 @@ class StateStore:
         streams = self._demand.streams
         used = [t for t in (streams.last_usage.get(cid), self._world.adopted_at.get(cid)) if t]
         unready = [t for t in (self._world.unready_since.get(cid), self._world.adopted_at.get(cid)) if t]
+        stalled_since = self._world.stalled.get(cid)
+        mine = [s.id for s in streams.active.values() if s.container_id == cid]
+        progress = self._demand.progress
         return dataclasses.replace(
             engine,
             streams=streams.count(cid) + held,
             last_stream_usage=max(used) if used else None,
             unready_since=None if engine.ready or not unready else max(unready),
+            stalled_since=stalled_since,
+            stalled_streams=tuple(mine) if stalled_since is not None else (),
+            progressing=any(progress[i].progressing for i in mine if i in progress),
         )
 
     def observed(self, now: float | None = None) -> Observed:
@@ -732,6 +868,12 @@ class StateStore:
             create_blocked_until=work.breaker.blocked_until,
             spec_failure=work.spec_failure,
             leaving_since=dict(self._world.leaving_since),
+            recent_stalls={
+                k: tuple(t for t in v if now - t <= STALL_WINDOW_S)
+                for k, v in self._world.stall_onsets.items()
+            },
+            image_error=self._world.image_error,
+            image_pulling=self._world.image_pulling,
         )
 
     def leaving(self, engine: EngineObs) -> bool:
@@ -759,7 +901,9 @@ class StateStore:
                 self._world.vpns,
                 restart_on_reconnect=self._restart_on_reconnect(),
             )
-            if e.container_id not in self._work.removing and not self.leaving(e)
+            if e.container_id not in self._work.removing
+            and not self.leaving(e)
+            and e.container_id not in self._world.stalled
         )
         if visible != self._visible:
             self._visible = visible

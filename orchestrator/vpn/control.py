@@ -38,6 +38,8 @@ from reconcilers.model import ControlProblem
 log = structlog.get_logger()
 
 TIMEOUT = aiohttp.ClientTimeout(total=3.0)
+# Gluetun answers PUT /v1/vpn/status once the tunnel has stopped (or started): seconds, not ms
+PUT_TIMEOUT = aiohttp.ClientTimeout(total=30.0)
 STATUS_ROUTE = "/v1/vpn/status"
 PUBLIC_IP_ROUTE = "/v1/publicip/ip"
 PORT_ROUTES = ("/v1/portforward", "/v1/openvpn/portforwarded")
@@ -168,6 +170,29 @@ class GluetunControl:
                     continue
             answers.append(f"{path}: HTTP {status}")
         return None, False, "; ".join(answers), (statuses[0], statuses[1])
+
+    async def _put(self, base: str, path: str, body: dict[str, str]) -> int:
+        credentials = self._credentials()
+        try:
+            async with self._session.put(
+                base + path,
+                json=body,
+                headers=credentials.headers(),
+                timeout=PUT_TIMEOUT,
+                allow_redirects=False,
+            ) as resp:
+                await resp.read()
+                return resp.status
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise ControlApiUnreachable(f"PUT {path}: {type(exc).__name__}: {exc}".rstrip(": ")) from exc
+
+    async def restart_tunnel(self, base: str) -> None:
+        """Stop and start the tunnel inside Gluetun (`PUT /v1/vpn/status`), which picks a server
+        again from its filters; the container and its network namespace stay."""
+        for status in ("stopped", "running"):
+            code = await self._put(base, STATUS_ROUTE, {"status": status})
+            if code != 200:
+                raise ControlApiError(f"PUT {STATUS_ROUTE} {status}: HTTP {code}")
 
     async def read(self, base: str, *, port_needed: bool = True) -> ControlReading:
         """`port_needed` False: an operator-given port; a 401 on the port routes is no problem."""

@@ -21,6 +21,7 @@ from orchestrator.errors import ControlApiAuthError, ControlApiError, ControlApi
 from orchestrator.state.endpoints import vpn_host
 from orchestrator.state.store import StateStore
 from orchestrator.vpn.control import ControlAuthDiagnosed, GluetunControl
+from reconcilers.stalls import tunnel_restart_due
 from reconcilers.vpn import ControlFailed, ControlRead
 
 log = structlog.get_logger()
@@ -34,6 +35,8 @@ class ControlPoller:
         self._store = store
         self._config = config
         self._last_error: dict[str, str | None] = {}
+        self._tunnel_restarts: dict[str, float] = {}
+        self._restarting: set[asyncio.Task[None]] = set()  # tunnel restarts under way
 
     def _base_url(self, name: str) -> str:
         config = self._config()
@@ -56,6 +59,7 @@ class ControlPoller:
             if now >= due:
                 due = now + config.vpn_poll_interval_s
             await asyncio.gather(*(self.poll(name) for name in names))
+            self.restart_stalling_tunnels(time.time())
             changed.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max(0.0, due - asyncio.get_running_loop().time())):
@@ -87,6 +91,44 @@ class ControlPoller:
             problem=reading.problem,
         )
         self._store.apply_vpn(name, read, time.time())
+
+    def restart_stalling_tunnels(self, now: float) -> None:
+        """`vpn.restart_tunnel_on_stall`: a VPN whose exit is reported stalling, with no engine
+        behind it progressing, gets its tunnel restarted, at most once per interval (in a task of
+        its own: Gluetun answers once its tunnel stopped and started, which the polls must not
+        wait for)."""
+        config = self._config()
+        plan = self._store.last_plan
+        if not config.restart_tunnel_on_stall or plan is None:
+            return
+        stalling = {p.vpn for p in plan.problems if p.code == "vpn_exit_stalling"}
+        engines = self._store.observed(now).engines
+        for name in config.desired.vpn.containers:
+            if not tunnel_restart_due(
+                stalling=name in stalling,
+                progressing=any(e.vpn == name and e.progressing for e in engines),
+                last_restart=self._tunnel_restarts.get(name),
+                now=now,
+                interval_s=config.tunnel_restart_interval_s,
+            ):
+                continue
+            self._tunnel_restarts[name] = now
+            task = asyncio.create_task(self._restart_tunnel(name, config.tunnel_restart_interval_s))
+            self._restarting.add(task)
+            task.add_done_callback(self._restarting.discard)
+
+    async def _restart_tunnel(self, name: str, interval_s: float) -> None:
+        try:
+            await self._control.restart_tunnel(self._base_url(name))
+        except ControlApiError as exc:
+            log.warning("gluetun_tunnel_restart_failed", vpn=name, error=str(exc))
+            return
+        log.warning(
+            "gluetun_tunnel_restarted",
+            vpn=name,
+            reason="its exit starves P2P (vpn_exit_stalling)",
+            next_allowed_in_s=interval_s,
+        )
 
     def _report(self, name: str, error: str | None, *, auth_failed: bool) -> None:
         """Log an error once per distinct message, and its end once."""

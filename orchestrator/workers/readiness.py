@@ -84,7 +84,14 @@ class ReadinessProber:
                     self._store.mark_unready(engine.container_id, f"missed {misses} health checks")
             for gone in set(self._misses) - set(self._store.engines):
                 del self._misses[gone]
-            await self._streams.check(address, time.time(), self._config().stream_ttl_s)
+            config = self._config()
+            await self._streams.check(
+                address,
+                time.time(),
+                config.stream_ttl_s,
+                config.desired.engines.stall_after_s,
+                config.desired.engines.stall_grace_s,
+            )
 
     def _same_run(self, container_id: str, started_at: float | None) -> bool:
         engine = self._store.engines.get(container_id)

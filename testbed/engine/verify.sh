@@ -130,6 +130,25 @@ session() { # NAME PORT: a full getstream session
   check "playback_url streams MPEG-TS ($n bytes read, first byte 0x$first)" test "$n" -ge 4096 -a "$first" = 47
   check "stat_url answers while the session lives" \
     test "$(get "$stat" | py 'd["error"] is None and d["response"]["status"] == "dl"' 2>/dev/null)" = True
+  local sid base
+  sid=$(py 'd["response"]["playback_session_id"]' <<<"$body" 2>/dev/null)
+  base="http://$owner_ip:$port/standin/stall"
+  get "$base?on=1&session=$sid" >/dev/null
+  check "stall control on: stat_url says no peers, no speed" \
+    test "$(get "$stat" | py 'd["response"]["peers"] == 0 and d["response"]["speed_down"] == 0' 2>/dev/null)" = True
+  local d1 d2
+  d1=$(get "$stat" | py 'd["response"]["downloaded"]' 2>/dev/null); sleep 1.2
+  d2=$(get "$stat" | py 'd["response"]["downloaded"]' 2>/dev/null)
+  check "stall control on: nothing more downloaded ($d1 -> $d2), the API still answers" \
+    test -n "$d1" -a "$d1" = "$d2" -a "$(get "http://$owner_ip:$port/webui/api/service?method=get_version" | py 'bool(d["result"])' 2>/dev/null)" = True
+  get "$base?on=0&session=$sid" >/dev/null
+  get "$base?on=1" >/dev/null
+  check "engine-wide stall control on: this session stalls too" \
+    test "$(get "$stat" | py 'd["response"]["peers"]' 2>/dev/null)" = 0
+  get "$base?on=0" >/dev/null
+  sleep 1.2
+  check "stall control off: peers and progress again" \
+    test "$(get "$stat" | py 'd["response"]["peers"] > 0 and d["response"]["downloaded"] > '"${d2:-0}" 2>/dev/null)" = True
   check "command_url?method=stop -> ok" \
     test "$(get "$command?method=stop" | py 'd == {"response": "ok", "error": None}' 2>/dev/null)" = True
   check "stat_url after stop -> unknown playback session id" \

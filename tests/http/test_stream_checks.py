@@ -144,3 +144,45 @@ async def test_a_stream_nobody_confirms_ends_after_the_ttl_and_a_confirmed_one_d
     assert set(store.streams.active) == {"watched"}
     (ended,) = store.streams.ended
     assert (ended.id, ended.end_reason) == ("blind", "unconfirmed")
+
+
+async def test_a_stream_without_progress_stalls_hides_its_engine_and_ends_after_the_grace(
+    aiohttp_server: MakeServer,
+) -> None:
+    answer: dict[str, Any] = {"response": {"status": "dl", "peers": 3, "speed_down": 80, "downloaded": 0}}
+
+    async def stat(request: web.Request) -> web.Response:
+        return web.json_response(answer | {"error": None})
+
+    store, now = await watched_and_blind(aiohttp_server, stat)
+    store.end_stream("blind", "test", now)
+    cid = "e" * 64
+    store.mark_ready(cid, store.engines[cid].started_at)
+    assert [e.container_id for e in store.visible] == [cid]
+
+    async with aiohttp.ClientSession() as session:
+        checker = StreamChecker(store, session)
+
+        async def round_at(t: float, downloaded: int, peers: int = 3) -> None:
+            answer["response"] |= {"downloaded": downloaded, "peers": peers, "speed_down": 80 if peers else 0}
+            await checker.check("ip", now + t, TTL_S, 60.0, 120.0)
+
+        await round_at(10, 1000)
+        await round_at(40, 5000)
+        assert store.progress["watched"].progressing and not store.stalled_engines
+        await round_at(70, 5000, peers=0)  # no progress since 40 s
+        assert not store.stream_stalled("watched", now + 70, 60.0) and store.visible
+        await round_at(100, 5000, peers=0)  # 60 s without progress: stalled, hidden
+        assert store.stream_stalled("watched", now + 100, 60.0)
+        assert store.stalled_engines == {cid: now + 100} and not store.visible
+        await round_at(130, 9000)  # progress again: listed again
+        assert not store.stalled_engines and [e.container_id for e in store.visible] == [cid]
+        await round_at(160, 9000, peers=0)
+        await round_at(190, 9000, peers=0)  # stalled again at 190
+        await round_at(300, 9000, peers=0)
+        assert set(store.streams.active) == {"watched"}  # 110 s: within the 120 s grace
+        await round_at(310, 9000, peers=0)
+    assert not store.streams.active
+    assert (store.streams.ended[-1].id, store.streams.ended[-1].end_reason) == ("watched", "stalled")
+    observed = store.observed(now + 310).engines[0]
+    assert observed.stalled_since == now + 190 and observed.streams == 0  # the planner removes it

@@ -1,0 +1,172 @@
+"""Stalls: a stream whose engine answers but no longer delivers, told from one that works.
+
+An engine's HTTP API answering says nothing of its P2P side: the most common failure in the
+field is an engine that answers but has no peers and downloads nothing (a dead swarm, a VPN exit
+that starves P2P). The daemon already asks each stream's `stat_url` every liveness round; these
+rules read those answers:
+
+- `advance`: one answer moves a stream's `Progress` (progress = something downloaded since the
+  last answer, with peers or a download speed; the first answer has nothing to compare with and
+  counts as progress when it shows peers or speed);
+- `is_stalled`: no progress for `stall_after_s` (counted from the last answer that showed some,
+  or from the stream's start);
+- `engine_verdict`: an engine is stalled only when every stream it carries is; one progressing
+  stream keeps it untouched;
+- `streams_to_end`: a stalled engine's streams end (reason `stalled`) once they have been
+  stalled for the grace beyond `stall_after_s`, unless the proxy ended them first;
+- `exit_stalling`: a VPN whose engines stall while another VPN's progress, or with repeated
+  stalls in a window, is reported (`vpn_exit_stalling`);
+- `tunnel_restart_due`: whether to ask that VPN's Gluetun for another exit (off by default).
+
+Pure: plain data in, plain data out; the store keeps the state, the planner acts on the verdict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+REPEATED_STALLS = 3  # stalls on one VPN within STALL_WINDOW_S: its exit is suspect
+STALL_WINDOW_S = 1800.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatSample:
+    """What one `stat_url` answer says of the P2P side (None: the field was missing)."""
+
+    peers: int | None = None
+    speed_down: float | None = None
+    downloaded: int | None = None
+
+    @property
+    def moving(self) -> bool:
+        return (self.peers or 0) > 0 or (self.speed_down or 0) > 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Progress:
+    """A stream's progress as its engine last reported it."""
+
+    sample: StatSample
+    sampled_at: float
+    progress_at: float  # the last answer that showed progress (or the stream's start)
+    progressing: bool  # the last answer showed progress
+
+
+def advance(prev: Progress | None, sample: StatSample, now: float, started_at: float) -> Progress:
+    """The stream's progress after one more answer."""
+    if prev is None:
+        moved = sample.moving
+        since = now if moved else started_at
+    else:
+        grew = (
+            sample.downloaded > prev.sample.downloaded
+            if sample.downloaded is not None and prev.sample.downloaded is not None
+            else True  # an engine that does not report bytes: peers or speed decide
+        )
+        moved = sample.moving and grew
+        since = now if moved else prev.progress_at
+    return Progress(sample=sample, sampled_at=now, progress_at=since, progressing=moved)
+
+
+def is_stalled(progress: Progress | None, now: float, stall_after_s: float) -> bool:
+    """No progress for `stall_after_s`: the last answer showed none and nothing did since then."""
+    return progress is not None and not progress.progressing and now - progress.progress_at >= stall_after_s
+
+
+EngineVerdict = Literal["idle", "progressing", "stalled", "unknown"]
+
+
+def engine_verdict(stalled: Sequence[bool | None]) -> EngineVerdict:
+    """From its streams' states (True: stalled, False: progressing, None: no answer yet)."""
+    if not stalled:
+        return "idle"
+    if any(s is False for s in stalled):
+        return "progressing"
+    if all(s is True for s in stalled):
+        return "stalled"
+    return "unknown"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamStall:
+    """One active stream as the stall rules see it."""
+
+    stream_id: str
+    container_id: str
+    progress: Progress | None
+
+
+def streams_to_end(
+    streams: Iterable[StreamStall],
+    stalled_engines: Mapping[str, float],
+    now: float,
+    stall_after_s: float,
+    grace_s: float,
+) -> list[str]:
+    """Stalled streams of an engine that has been stalled (all its streams) for `grace_s`: they
+    end with reason `stalled`. A stream on an engine that still progresses is never ended here,
+    nor one not judged stalled itself (reported on the engine after it stalled, no answer yet)."""
+    return [
+        s.stream_id
+        for s in streams
+        if s.container_id in stalled_engines
+        and now - stalled_engines[s.container_id] >= grace_s
+        and is_stalled(s.progress, now, stall_after_s)
+    ]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VpnStalls:
+    """The evidence about one VPN's exit: its engines now, and the stalls seen lately."""
+
+    vpn: str
+    stalled_engines: tuple[str, ...] = ()  # names
+    progressing_engines: tuple[str, ...] = ()
+    recent_stalls: tuple[float, ...] = ()  # when an engine behind it turned stalled
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExitVerdict:
+    vpn: str
+    message: str
+
+
+def exit_stalling(vpns: Sequence[VpnStalls], now: float) -> list[ExitVerdict]:
+    """VPNs whose exit looks like it starves P2P: all of its engines with streams stall while
+    another VPN's engines progress, or `REPEATED_STALLS` stalls within `STALL_WINDOW_S`."""
+    others_progress = {v.vpn: [o.vpn for o in vpns if o.vpn != v.vpn and o.progressing_engines] for v in vpns}
+    found: list[ExitVerdict] = []
+    for v in vpns:
+        recent = [t for t in v.recent_stalls if now - t <= STALL_WINDOW_S]
+        if v.stalled_engines and not v.progressing_engines and others_progress[v.vpn]:
+            found.append(
+                ExitVerdict(
+                    vpn=v.vpn,
+                    message=f"engines behind VPN '{v.vpn}' stall ({', '.join(v.stalled_engines)}) while "
+                    f"those behind {', '.join(repr(o) for o in others_progress[v.vpn])} progress: "
+                    "its exit may starve P2P",
+                )
+            )
+        elif len(recent) >= REPEATED_STALLS:
+            found.append(
+                ExitVerdict(
+                    vpn=v.vpn,
+                    message=f"{len(recent)} engines behind VPN '{v.vpn}' stalled within "
+                    f"{STALL_WINDOW_S:g}s: its exit may starve P2P",
+                )
+            )
+    return found
+
+
+def tunnel_restart_due(
+    *, stalling: bool, progressing: bool, last_restart: float | None, now: float, interval_s: float
+) -> bool:
+    """Restart a VPN's tunnel (Gluetun's control server, never the container) to get another
+    exit: only while its exit is reported stalling, only when no engine behind it progresses
+    (a restart renegotiates the tunnel under every engine of the VPN, and a new exit restarts
+    them), and at most once per `interval_s`."""
+    if not stalling or progressing:
+        return False
+    return last_restart is None or now - last_restart >= interval_s
