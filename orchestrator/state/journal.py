@@ -20,6 +20,8 @@ directory, WAL mode) and read back at start-up.
   ones in one transaction. What is on disk is only read by a restarted daemon, to end streams
   with no sign of life for the TTL; a confirmation up to a tenth of the TTL older than the last
   one cannot end a live stream, and a live one is confirmed again within a round.
+- The history of what the daemon did (`history.py`) is one more table, `history`, one row an
+  entry, written in the same batches and pruned to the newest `HISTORY_KEPT` rows as it goes.
 - Failures never stop the daemon: a directory that cannot be created or written, a database
   that cannot be opened, or a write that fails (a full disk) means running on memory, with the
   reason on `/status` and in the log (`state_unavailable`, `state_write_failed`); the writer
@@ -44,6 +46,7 @@ from pathlib import Path
 
 import structlog
 
+from orchestrator.state.history import HISTORY_KEPT, HistoryEntry
 from orchestrator.state.streams import Stream
 
 log = structlog.get_logger()
@@ -63,7 +66,13 @@ CREATE TABLE IF NOT EXISTS streams (
 CREATE INDEX IF NOT EXISTS streams_by_status ON streams (status, ended_at);
 CREATE TABLE IF NOT EXISTS last_usage (container_id TEXT PRIMARY KEY, at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS confirmed (id TEXT PRIMARY KEY, at REAL NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS history (
+    seq INTEGER PRIMARY KEY, at REAL NOT NULL, kind TEXT NOT NULL, target TEXT NOT NULL,
+    reason TEXT NOT NULL, trigger TEXT, outcome TEXT NOT NULL, engine TEXT, vpn TEXT
+);
 """
+INSERT_HISTORY = "INSERT OR REPLACE INTO history VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+PRUNE_HISTORY = "DELETE FROM history WHERE seq <= ?"
 INSERT_STREAM = (
     "INSERT OR REPLACE INTO streams (id, container_id, key_type, key, playback_session_id, stat_url, "
     "command_url, is_live, started_at, confirmed_at, status, ended_at, end_reason) "
@@ -73,7 +82,7 @@ PRUNE = (
     "DELETE FROM streams WHERE status = 'ended' AND ended_at < (SELECT ended_at FROM "
     "streams WHERE status = 'ended' ORDER BY ended_at DESC LIMIT 1 OFFSET ?)"
 )
-VERSION = 1  # the `confirmed` table is an addition a version-1 reader may ignore
+VERSION = 1  # the `confirmed` and `history` tables are additions a version-1 reader may ignore
 CORRUPT = ("SQLITE_NOTADB", "SQLITE_CORRUPT")
 
 
@@ -98,6 +107,7 @@ class Loaded:
     active: list[Stream] = field(default_factory=list)
     ended: list[Stream] = field(default_factory=list)
     last_usage: dict[str, float] = field(default_factory=dict)
+    history: list[HistoryEntry] = field(default_factory=list)
 
 
 # -- what the loop queues for the writer -----------------------------------------------------
@@ -125,7 +135,13 @@ class _Flush:
     confirmations: bool = False  # also write the confirmations not yet due
 
 
-_Op = _Put | _Forget | _Confirm | _Flush | None  # None: stop
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Record:
+    entry: HistoryEntry
+
+
+_Change = _Put | _Forget | _Confirm | _Record
+_Op = _Change | _Flush | None  # None: stop
 
 
 def _row(stream: Stream) -> tuple[object, ...]:
@@ -165,6 +181,10 @@ def _stream(row: sqlite3.Row, confirmed: dict[str, float]) -> Stream:
     )
 
 
+def _history_row(e: HistoryEntry) -> tuple[object, ...]:
+    return (e.seq, e.at, e.kind, e.target, e.reason, e.trigger, e.outcome, e.engine, e.vpn)
+
+
 def _read(db: sqlite3.Connection) -> Loaded:
     confirmed = {r["id"]: float(r["at"]) for r in db.execute("SELECT * FROM confirmed")}
     ended = db.execute(
@@ -175,6 +195,20 @@ def _read(db: sqlite3.Connection) -> Loaded:
         active=[_stream(r, confirmed) for r in active],
         ended=[_stream(r, {}) for r in ended][::-1],
         last_usage={r["container_id"]: float(r["at"]) for r in db.execute("SELECT * FROM last_usage")},
+        history=[
+            HistoryEntry(
+                seq=int(r["seq"]),
+                at=float(r["at"]),
+                kind=str(r["kind"]),
+                target=str(r["target"]),
+                reason=str(r["reason"]),
+                trigger=r["trigger"],
+                outcome=str(r["outcome"]),
+                engine=r["engine"],
+                vpn=r["vpn"],
+            )
+            for r in db.execute("SELECT * FROM history ORDER BY seq DESC LIMIT ?", (HISTORY_KEPT,))
+        ][::-1],
     )
 
 
@@ -224,9 +258,12 @@ class _Copy:
         self.last_usage = dict(loaded.last_usage)
         self.pending: dict[str, float] = {}  # confirmations not on disk yet
         self.confirms_written_at = float("-inf")
+        self.history: deque[HistoryEntry] = deque(loaded.history, maxlen=HISTORY_KEPT)
 
-    def apply(self, op: _Put | _Forget | _Confirm) -> None:
-        if isinstance(op, _Put):
+    def apply(self, op: _Change) -> None:
+        if isinstance(op, _Record):
+            self.history.append(op.entry)
+        elif isinstance(op, _Put):
             for s in op.streams:
                 self.pending.pop(s.id, None)
                 if s.status == "started":
@@ -285,6 +322,10 @@ class StreamJournal:
 
     def forget_engine(self, container_id: str) -> None:
         self._send(_Forget(container_id=container_id))
+
+    def record(self, entry: HistoryEntry) -> None:
+        """Keep an entry of the history (the oldest beyond HISTORY_KEPT are dropped)."""
+        self._send(_Record(entry=entry))
 
     def flush(self, timeout: float = 10.0, *, confirmations: bool = False) -> bool:
         """Wait until everything queued so far was handled (written, or failed); tests, bench."""
@@ -370,7 +411,7 @@ class StreamJournal:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            changes = [op for op in batch if isinstance(op, _Put | _Forget | _Confirm)]
+            changes = [op for op in batch if isinstance(op, _Put | _Forget | _Confirm | _Record)]
             flushes = [op for op in batch if isinstance(op, _Flush)]
             for op in changes:
                 self._copy.apply(op)
@@ -384,9 +425,7 @@ class StreamJournal:
             if None in batch:
                 return
 
-    def _write(
-        self, db: sqlite3.Connection, changes: list[_Put | _Forget | _Confirm], *, all_confirmations: bool
-    ) -> None:
+    def _write(self, db: sqlite3.Connection, changes: list[_Change], *, all_confirmations: bool) -> None:
         copy = self._copy
         due = [c for c in changes if isinstance(c, _Confirm) and c.at - copy.confirms_written_at >= c.every_s]
         confirming = bool((due or all_confirmations) and copy.pending)
@@ -402,6 +441,9 @@ class StreamJournal:
                         self._ended_rows += sum(1 for s in op.streams if s.status == "ended")
                     elif isinstance(op, _Forget):
                         db.execute("DELETE FROM last_usage WHERE container_id = ?", (op.container_id,))
+                    elif isinstance(op, _Record):
+                        db.execute(INSERT_HISTORY, _history_row(op.entry))
+                        db.execute(PRUNE_HISTORY, (op.entry.seq - HISTORY_KEPT,))
                 if confirming:
                     db.executemany("INSERT OR REPLACE INTO confirmed VALUES (?, ?)", copy.pending.items())
                 if self._ended_rows > ENDED_KEPT + PRUNE_EVERY:  # now and then, not on every change
@@ -449,6 +491,7 @@ class StreamJournal:
                 db.execute("DELETE FROM streams WHERE status = 'started'")
                 db.executemany(INSERT_STREAM, [_row(s) for s in (*copy.ended, *copy.active.values())])
                 db.executemany("INSERT INTO last_usage VALUES (?, ?)", copy.last_usage.items())
+                db.executemany(INSERT_HISTORY, [_history_row(e) for e in copy.history])
                 self._prune(db)
         except sqlite3.Error as exc:
             db.close()

@@ -1,0 +1,45 @@
+// The status page's live updates (page.py): one server-sent event stream, no polling. Each
+// `page` event carries the new <main>; ages ("12 s") are kept current locally.
+(function () {
+  "use strict";
+  var main = document.getElementById("live");
+  var conn = document.getElementById("conn");
+  var source = null;
+  function ago(s) {
+    if (s < 90) return Math.round(s) + " s";
+    if (s < 5400) return Math.round(s / 60) + " min";
+    if (s < 172800) return (s / 3600).toFixed(1) + " h";
+    return Math.round(s / 86400) + " d";
+  }
+  function ages() {
+    var now = Date.now();
+    var all = main.querySelectorAll("[data-since]");
+    for (var i = 0; i < all.length; i++) {
+      all[i].textContent = ago(Math.max(0, (now - Date.parse(all[i].dataset.since)) / 1000));
+    }
+  }
+  function show(on, text) {
+    conn.className = on ? "on" : "off";
+    conn.textContent = text;
+  }
+  function connect() {
+    source = new EventSource("events");
+    source.onopen = function () { show(true, "live"); };
+    source.addEventListener("page", function (e) {
+      main.innerHTML = e.data;
+      ages();
+      show(true, "live");
+      window.pageUpdatedAt = Date.now();
+    });
+    source.onerror = function () {
+      show(false, "reconnecting…");
+      if (source.readyState === EventSource.CLOSED) {
+        // the daemon answered with an error (e.g. it is restarting): try again ourselves
+        source.close();
+        setTimeout(connect, 1000);
+      }
+    };
+  }
+  connect();
+  setInterval(ages, 1000);
+})();
