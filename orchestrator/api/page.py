@@ -45,7 +45,7 @@ def _hash(text: str) -> str:
 
 CSP = (
     f"default-src 'none'; style-src {_hash(STYLE)}; script-src {_hash(SCRIPT)}; connect-src 'self'; "
-    "img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    "img-src data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 HEADERS = {
     "Content-Security-Policy": CSP,
@@ -302,6 +302,7 @@ def _document(title: str, main: str, *, live: bool) -> str:
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<link rel="icon" href="data:,">'  # no /favicon.ico request
         f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>"
         f'<div class="top"><h1>{escape(title)}</h1>{state}</div>'
         f'<main id="live">{main}</main>{script}</body></html>'

@@ -425,6 +425,7 @@ class StateStore:
         if failure is not None and failure.spec_hash == engine.spec_hash:
             self._work.spec_failure = None  # an engine of that spec works after all
         self._set_health_check(container_id, now)
+        self.observe(f"{engine.name} answered its readiness check", now)
         if started_at is not None and 0 <= now - started_at <= READY_SAMPLE_MAX_S:
             self._telemetry.ready_after_s.append(now - started_at)
         log.info("engine_ready", container=engine.name, container_id=container_id[:12])
@@ -436,6 +437,7 @@ class StateStore:
             return
         self._world.engines[container_id] = dataclasses.replace(engine, ready=False)
         self._world.unready_since[container_id] = time.time()
+        self.observe(f"{engine.name}: {reason}", time.time())
         log.warning("engine_unready", container=engine.name, container_id=container_id[:12], reason=reason)
         self.changed()
 

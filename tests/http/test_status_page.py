@@ -15,8 +15,8 @@ import aiohttp
 
 from orchestrator.api.page_auth import COOKIE
 from reconcilers.vpn import HealthReported
+from tests.addresses import lan_address
 from tests.http.conftest import SECRET, TWO_VPNS, WITH_KEY, Api, MakeApi, vpn_id
-from tests.http.test_access import lan_address
 
 
 async def _pool(make_api: MakeApi, yaml_text: str = TWO_VPNS, host: str = "127.0.0.1") -> Api:

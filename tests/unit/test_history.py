@@ -3,18 +3,53 @@ and that it survives a restart through the journal (a real SQLite file, a real w
 
 from __future__ import annotations
 
+import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from orchestrator.docker.containers import ContainerInfo
 from orchestrator.docker.engines import engine_labels, engine_sighting
 from orchestrator.state.history import History
-from orchestrator.state.journal import FILE
+from orchestrator.state.journal import FILE, StreamJournal
 from orchestrator.state.store import StateStore
-from reconcilers.model import CreateEngine, EnginePorts
+from reconcilers.model import CreateEngine, EnginePorts, EngineSpec
 from reconcilers.vpn import ContainerSeen, HealthReported, VpnContainer
-from tests.unit.test_journal import on_disk, settle, store_on
-from tests.unit.test_state_store import SPEC
+
+SPEC = EngineSpec(image="engine:1")
+
+
+OPENED: list[StreamJournal] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_journals() -> Iterator[None]:
+    yield
+    while OPENED:
+        OPENED.pop().close()
+
+
+def store_on(directory: Path) -> StateStore:
+    journal = StreamJournal(directory)
+    OPENED.append(journal)
+    store = StateStore(journal=journal)
+    store.restore_streams()
+    return store
+
+
+def settle(store: StateStore) -> None:
+    """Wait for the writer thread to write what the store queued."""
+    assert store._journal.flush()
+
+
+def on_disk(directory: Path, query: str) -> list[tuple[object, ...]]:
+    db = sqlite3.connect(directory / FILE)
+    try:
+        return [tuple(r) for r in db.execute(query)]
+    finally:
+        db.close()
 
 
 def test_the_history_keeps_the_newest_entries_up_to_its_bound() -> None:
