@@ -221,14 +221,14 @@ def png_gray_levels(png: bytes) -> list[int]:
             idat += body
         pos += 12 + length
     raw, stride = zlib.decompress(idat), width * channels
-    previous, gray = bytearray(stride), []
+    previous, gray = bytearray(stride), list[int]()
     for y in range(height):
         start = y * (stride + 1)
-        kind, row = raw[start], bytearray(raw[start + 1 : start + 1 + stride])
+        row_filter, row = raw[start], bytearray(raw[start + 1 : start + 1 + stride])
         for x in range(stride):
             left = row[x - channels] if x >= channels else 0
             up, corner = previous[x], previous[x - channels] if x >= channels else 0
-            add = (0, left, up, (left + up) // 2, _paeth(left, up, corner))[kind]
+            add = (0, left, up, (left + up) // 2, _paeth(left, up, corner))[row_filter]
             row[x] = (row[x] + add) & 0xFF
         gray.extend((row[x] + row[x + 1] + row[x + 2]) // 3 for x in range(0, stride, channels))
         previous = row

@@ -90,12 +90,18 @@ COMPOSE_KNOBS = frozenset(
         "ACEXY_IMAGE",
         "ACEXY_BIND",
         "ACEXY_HTTP_PORT",
+        # the optional monitoring profile (docs/status-page.md)
+        "PROMETHEUS_IMAGE",
+        "GRAFANA_IMAGE",
+        "GRAFANA_BIND",
+        "GRAFANA_PORT",
     }
 )
 # knobs of this repository's scripts and test bed, which the docs may mention
 TOOLING_VARS = frozenset(
     {
         "FORCE",
+        "TEST_ARTIFACTS",
         "DEBIAN_MIRROR",
         "DEMO_PORT",
         "ENSURE_DOCKER_TIMEOUT_S",
@@ -141,6 +147,8 @@ SERVICE_VARS = {  # which container may be given which variables, by the service
     "orchestrator": DAEMON_VARS | DOCKER_CLIENT_VARS,
     "gluetun": GLUETUN_VARS,
     "acexy": ACEXY_VARS,
+    "prometheus": frozenset(),
+    "grafana": frozenset({"GF_SERVER_HTTP_ADDR", "GF_SERVER_HTTP_PORT"}),
 }
 KNOWN = (
     DAEMON_VARS
@@ -182,7 +190,7 @@ def service_role(name: str, service: dict[str, Any]) -> str:
     image = str(service.get("image", ""))
     if name == "orchestrator":
         return "orchestrator"
-    for role in ("gluetun", "acexy"):
+    for role in ("gluetun", "acexy", "prometheus", "grafana"):
         if role in image:
             return role
     raise AssertionError(f"service {name} ({image}): unknown; add its variables to this test")
