@@ -93,7 +93,7 @@ async def measure(daemon: Daemon, vpn: str, flips: int, idle_s: float, pages: in
             await tab.close()
             tabs = []
             for _ in range(pages):
-                opened = await chrome.new_tab()
+                opened = await chrome.new_tab(isolated=True)
                 await opened.goto(daemon.url + "/")
                 tabs.append(opened)
             for opened in tabs:

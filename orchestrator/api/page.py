@@ -188,8 +188,10 @@ def _engines(ctx: ApiContext, full: bool, history: list[dict[str, Any]]) -> str:
             state = _badge("ready", "good")
         elif why and why.startswith("draining"):
             state = _badge("draining", "warn") + f"<br><small>{_t(why)}</small>"
-        elif engine.status == "running" and not engine.ready:
+        elif engine.status == "running" and not engine.ready and view["last_health_check"] is None:
             state = _badge("starting", "warn") + f"<br><small>{_t(why)}</small>"
+        elif engine.status == "running" and not engine.ready:
+            state = _badge("stalled", "bad") + "<br><small>stopped answering its API</small>"
         else:
             state = _badge("hidden", "bad") + f"<br><small>{_t(why)}</small>"
         http = view["host_http_port"] or view["port"]

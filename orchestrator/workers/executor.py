@@ -5,7 +5,9 @@ pending creation) in the state store before returning, so the planner never plan
 twice; `run()` runs the actions, each in a task of its own. Results are written back into the
 store at once (before the busy mark is lifted), so the next plan sees them. Failures are logged
 once per distinct message, kept for `/status`, cool the container down, and feed the store's
-create circuit breaker instead of hot-looping on a bad image or a broken Docker.
+create circuit breaker instead of hot-looping on a bad image or a broken Docker. Every action
+ends as an entry of the history (`state/history.py`): its kind, target, the planner's reason,
+what the daemon had last seen when it planned it, and how it ended.
 """
 
 from __future__ import annotations
@@ -214,12 +216,12 @@ class Executor:
         if cid is not None and cid in self._store.engines:
             self._names[cid] = self._store.engines[cid]  # it may be gone when the entry is written
         ok = False
-        outcome = "done"
+        outcome = "interrupted (the daemon stopped)"
         try:
             creating = isinstance(action, CreateEngine | RecreateEngine)
             async with asyncio.timeout(CREATE_TIMEOUT_S if creating else ACTION_TIMEOUT_S):
                 await work
-            ok = True
+            ok, outcome = True, "done"
             self._failures_by_target.pop(target, None)
         except (DockerError, TimeoutError) as exc:
             outcome = f"failed: {exc or type(exc).__name__}"

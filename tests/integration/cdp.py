@@ -129,6 +129,7 @@ class Browser:
     def __init__(self, process: asyncio.subprocess.Process, port: int, profile: Path) -> None:
         self.process, self.port, self.profile = process, port, profile
         self.session = aiohttp.ClientSession()
+        self._browser: Tab | None = None  # the browser-wide target, for contexts
 
     @classmethod
     async def launch(cls, width: int = 1280, height: int = 900) -> Browser:
@@ -168,16 +169,36 @@ class Browser:
             await asyncio.sleep(0.1)
         return cls(process, int(active.read_text().split()[0]), profile)
 
-    async def new_tab(self) -> Tab:
-        async with self.session.put(f"http://127.0.0.1:{self.port}/json/new?about:blank") as resp:
-            target = await resp.json()
-        ws = await self.session.ws_connect(target["webSocketDebuggerUrl"], max_msg_size=64 * 1024 * 1024)
+    async def new_tab(self, *, isolated: bool = False) -> Tab:
+        """A new tab; `isolated`: in a browser context of its own (its own cookies and its own
+        connection pool: a browser keeps at most 6 HTTP/1.1 connections to one host, and each
+        open page holds one for its event stream)."""
+        if isolated:
+            browser_tab = await self._browser_target()
+            context = await browser_tab.send("Target.createBrowserContext")
+            made = await browser_tab.send(
+                "Target.createTarget", url="about:blank", browserContextId=context["browserContextId"]
+            )
+            url = f"ws://127.0.0.1:{self.port}/devtools/page/{made['targetId']}"
+        else:
+            async with self.session.put(f"http://127.0.0.1:{self.port}/json/new?about:blank") as resp:
+                url = (await resp.json())["webSocketDebuggerUrl"]
+        ws = await self.session.ws_connect(url, max_msg_size=64 * 1024 * 1024)
         tab = Tab(ws)
         for domain in ("Page", "Runtime", "Log"):
             await tab.send(f"{domain}.enable")
         return tab
 
+    async def _browser_target(self) -> Tab:
+        if self._browser is None:
+            async with self.session.get(f"http://127.0.0.1:{self.port}/json/version") as resp:
+                url = (await resp.json())["webSocketDebuggerUrl"]
+            self._browser = Tab(await self.session.ws_connect(url))
+        return self._browser
+
     async def close(self) -> None:
+        if self._browser is not None:
+            await self._browser.close()
         await self.session.close()
         with contextlib.suppress(ProcessLookupError):
             self.process.terminate()

@@ -33,13 +33,25 @@
     });
     source.onerror = function () {
       show(false, "reconnecting…");
-      if (source.readyState === EventSource.CLOSED) {
+      if (source && source.readyState === EventSource.CLOSED) {
         // the daemon answered with an error (e.g. it is restarting): try again ourselves
         source.close();
-        setTimeout(connect, 1000);
+        source = null;
+        setTimeout(function () { if (!source && !document.hidden) connect(); }, 1000);
       }
     };
   }
+  // A hidden tab lets its stream go (a browser keeps at most 6 connections to one host, and
+  // each open stream holds one) and takes it up again, with a fresh page, when shown.
+  document.addEventListener("visibilitychange", function () {
+    if (document.hidden && source) {
+      source.close();
+      source = null;
+      show(false, "paused");
+    } else if (!document.hidden && !source) {
+      connect();
+    }
+  });
   connect();
   setInterval(ages, 1000);
 })();
