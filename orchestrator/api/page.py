@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import time
 from datetime import UTC, datetime
 from html import escape
@@ -34,6 +35,8 @@ from orchestrator.api.views import engine_view, history_view
 from orchestrator.state.liveness import unhealthy_reasons
 
 PAGE_HISTORY = 15  # the last entries of the history the page shows
+HEARD_GRAIN_S = 10.0
+AGE_TEXT = re.compile(r'(data-since="[^"]*">)[^<]*(</time>)')
 PAGE_CACHE: web.AppKey[dict[bool, tuple[int, str]]] = web.AppKey("page_cache")
 STYLE = resources.files("orchestrator.api").joinpath("static/page.css").read_text()
 SCRIPT = resources.files("orchestrator.api").joinpath("static/page.js").read_text()
@@ -67,6 +70,16 @@ def _age(at: str | None) -> str:
     seconds = max(0.0, time.time() - datetime.fromisoformat(at).timestamp())
     at = escape(at)
     return f'<time datetime="{at}" title="{at}" data-since="{at}">{_ago(seconds)}</time>'
+
+
+def _beat(at: str | None) -> str:
+    """A heartbeat's time (a VPN last heard, the last Docker event, the last reconcile pass),
+    floored to HEARD_GRAIN_S: one that moves every second changes the page once per grain,
+    so an idle pool sends an open page an update at most that often."""
+    if at is None:
+        return "—"
+    stamp = datetime.fromisoformat(at).timestamp()
+    return _age(datetime.fromtimestamp(stamp - stamp % HEARD_GRAIN_S, UTC).isoformat())
 
 
 def _ago(seconds: float) -> str:
@@ -156,7 +169,7 @@ def _vpns(ctx: ApiContext, status: dict[str, Any]) -> str:
                 _age(v["started_at"]),
                 forwarded,
                 _age(v["reconnected_at"]),
-                _age(v["last_heard"]),
+                _beat(v["last_heard"]),
             ]
         )
     head = [
@@ -262,10 +275,11 @@ def _heard(status: dict[str, Any]) -> str:
     state = _badge("connected" if docker["connected"] else "down", "good" if docker["connected"] else "bad")
     return (
         '<section id="heard"><h2>Last heard</h2><ul>'
-        f"<li>Docker's event stream: {state} last event {_age(docker['last_event_at'])} ago, "
-        f"{docker['events_received']} events, {docker['resyncs']} resyncs</li>"
-        + "".join(f"<li>VPN {_t(v['name'])}: {_age(v['last_heard'])} ago</li>" for v in status["vpn"])
-        + f"<li>Last reconcile: {_age(status['last_reconcile'])} ago</li></ul></section>"
+        f"<li>Docker's event stream: {state} last event {_beat(docker['last_event_at'])} ago"
+        + (f' <small class="bad">{_t(docker["error"])}</small>' if docker["error"] else "")
+        + "</li>"
+        + "".join(f"<li>VPN {_t(v['name'])}: {_beat(v['last_heard'])} ago</li>" for v in status["vpn"])
+        + f"<li>Last reconcile: {_beat(status['last_reconcile'])} ago</li></ul></section>"
     )
 
 
@@ -293,7 +307,9 @@ def cached_main(request: web.Request) -> str:
     version = ctx.store.version
     hit = cache.get(full)
     if hit is None or hit[0] != version:
-        hit = (version, render_main(ctx, full))
+        # without the ages' text (the script fills it in): the same state, the same fragment,
+        # so a change nobody sees on the page is not sent
+        hit = (version, AGE_TEXT.sub(r"\1\2", render_main(ctx, full)))
         cache[full] = hit
     return hit[1]
 
