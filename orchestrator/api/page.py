@@ -5,8 +5,9 @@ shipped in the package (`static/`, inlined into the page: one request, nothing f
 anywhere else, a Content-Security-Policy that allows only those two by hash). The script opens
 `GET /events`, a server-sent event stream carrying the same `<main>` fragment again after every
 change of the store, and swaps it in; the browser reconnects by itself after a daemon restart.
-The fragment is rendered once per store version and caller view (full or redacted), so twenty
-open pages cost one rendering per change, and nothing at all while nothing changes.
+The fragment is rendered once per change of what it shows (`page_key`) and caller view (full
+or redacted), so twenty open pages cost one rendering per change, and little while nothing
+changes.
 
 Everything shown comes from the views the JSON API serves (`views.py`, `status_view.py`): the
 page restates no wire shape. Read-only: the only form is the sign-in (`page_auth.py`).
@@ -37,7 +38,7 @@ from orchestrator.state.liveness import unhealthy_reasons
 PAGE_HISTORY = 15  # the last entries of the history the page shows
 HEARD_GRAIN_S = 10.0
 AGE_TEXT = re.compile(r'(data-since="[^"]*">)[^<]*(</time>)')
-PAGE_CACHE: web.AppKey[dict[bool, tuple[int, str]]] = web.AppKey("page_cache")
+PAGE_CACHE: web.AppKey[dict[bool, tuple[tuple[object, ...], str]]] = web.AppKey("page_cache")
 STYLE = resources.files("orchestrator.api").joinpath("static/page.css").read_text()
 SCRIPT = resources.files("orchestrator.api").joinpath("static/page.js").read_text()
 
@@ -300,11 +301,30 @@ def render_main(ctx: ApiContext, full: bool) -> str:
     )
 
 
+def page_key(ctx: ApiContext, now: float) -> tuple[object, ...]:
+    """What the page shows, cheaply compared: the store's version moves on every heartbeat (a
+    health check, a reconcile pass), most of which change nothing on the page; rendering it
+    again costs milliseconds, comparing this microseconds."""
+    store, watcher, plan = ctx.store, ctx.watcher, ctx.store.last_plan
+    return (
+        tuple(store.engines.values()),
+        tuple(store.vpns.values()),
+        tuple(e.container_id for e in store.visible),
+        tuple(store.streams.count(cid) for cid in store.engines),
+        store.history.last_seq,
+        store.pending_count,
+        plan.problems if plan else None,
+        (watcher.loaded_at, watcher.error_at, watcher.held, ctx.config),
+        (store.docker_connected, store.docker_error, store.state_error, store.breaker_state(now)),
+        int(now // HEARD_GRAIN_S),  # the heartbeat times shown, to HEARD_GRAIN_S
+    )
+
+
 def cached_main(request: web.Request) -> str:
     ctx = request.app[CONTEXT]
     full = sees_full_details(request)
     cache = request.app[PAGE_CACHE]
-    version = ctx.store.version
+    version = page_key(ctx, time.time())
     hit = cache.get(full)
     if hit is None or hit[0] != version:
         # without the ages' text (the script fills it in): the same state, the same fragment,
