@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 SOURCES := orchestrator reconcilers tests docker bench
 PYTEST := $(BIN)/pytest -q
 
-.PHONY: install docker images realvpn-images sidecar-image lint format format-check types imports \
+.PHONY: install browser docker images realvpn-images sidecar-image lint format format-check types imports \
 	docs fast check standins integration faults realvpn sidecar test soak run demo bench bench-realvpn clean
 
 install: $(STAMP)
@@ -73,7 +73,12 @@ standins: images
 	bash testbed/engine/verify.sh
 	bash testbed/gluetun/verify.sh
 
-integration: install images
+# Debian's chromium, for the status page's browser tests (tests/integration/cdp.py drives it over
+# the DevTools protocol) and bench/status_page.py
+browser:
+	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+integration: install images browser
 	$(PYTEST) tests/integration
 
 # The fault suite's fast subset (tests/faults without the soak-marked runs)
@@ -105,6 +110,8 @@ bench: install images
 	$(BIN)/python bench/pool_timings.py --idle-seconds 60
 	$(BIN)/python bench/http_load.py
 	$(BIN)/python bench/state_journal.py
+	$(MAKE) browser
+	$(BIN)/python bench/status_page.py
 
 # The daemon on the real-tunnel lane (about 20 minutes: a 10-minute false-hide window)
 bench-realvpn: install images realvpn-images

@@ -27,6 +27,7 @@ from orchestrator.api.metrics import observe_hide_latency
 from orchestrator.config import Config
 from orchestrator.config.watcher import ConfigWatcher
 from orchestrator.docker.gateway import DockerGateway
+from orchestrator.errors import ConfigError
 from orchestrator.logs import configure_logging
 from orchestrator.state.journal import StreamJournal
 from orchestrator.state.store import StateStore
@@ -63,7 +64,8 @@ class Daemon:
             config_path,
             on_change=self._config_changed,
             hold=self._hold_unknown_vpns,
-            on_held=lambda wanted: self.events.request_resync(),
+            on_held=self._config_held,
+            on_rejected=self._config_rejected,
         )
         self.journal = StreamJournal(state_dir or config.state_dir)
         self.store = StateStore(
@@ -120,8 +122,31 @@ class Daemon:
             changed.clear()
             self.watcher.recheck()
 
+    def _config_held(self, wanted: Config) -> None:
+        self.store.record("config_held", self._config_name(), self.watcher.held or "held", trigger=None)
+        self.events.request_resync()
+
+    def _config_rejected(self, error: ConfigError) -> None:
+        where = f"{error.source or self._config_name()}" + (f" line {error.line}" if error.line else "")
+        self.store.record(
+            "config_rejected",
+            where,
+            str(error),
+            trigger=f"{self._config_name()} changed",
+            outcome="the last good configuration stays in force",
+        )
+
+    def _config_name(self) -> str:
+        return str(self.watcher.path) if self.watcher.path else "configuration"
+
     def _config_changed(self, previous: Config, config: Config) -> None:
         self.puller.config_changed()
+        self.store.record(
+            "config_applied",
+            self._config_name(),
+            "a valid edit of the configuration file",
+            trigger=f"{self._config_name()} changed",
+        )
         if config.log_level != previous.log_level:
             configure_logging(config.log_level)
         if set(config.desired.vpn.containers) != set(previous.desired.vpn.containers):

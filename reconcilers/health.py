@@ -60,3 +60,28 @@ def visible_engines(
     engines: tuple[EngineObs, ...], vpns: Mapping[str, VpnObs], *, restart_on_reconnect: bool
 ) -> tuple[EngineObs, ...]:
     return tuple(e for e in engines if is_visible(e, vpns, restart_on_reconnect=restart_on_reconnect))
+
+
+STALE_WORDS: Mapping[Staleness, str] = {
+    "recreate": "its VPN container was replaced: it is pinned to the old one's network",
+    "restart": "its VPN container restarted after it started: its network is gone",
+    "reconnect": "its VPN reconnected after it started: it is restarted once idle",
+    "orphaned": "its VPN container is gone",
+}
+
+
+def hidden_reason(engine: EngineObs, vpns: Mapping[str, VpnObs], *, restart_on_reconnect: bool) -> str | None:
+    """Why `is_visible` says no, in words (None: it is visible); the rules are `is_visible`'s."""
+    if engine.status != "running":
+        return f"container {engine.status}"
+    if not engine.ready:
+        return "not answering its API yet"
+    if engine.vpn is None:
+        return None
+    vpn = vpns.get(engine.vpn)
+    if vpn is None:
+        return f"VPN {engine.vpn} not seen"
+    if vpn.state != "healthy":
+        return f"VPN {engine.vpn} {vpn.state}"
+    stale = staleness(engine, vpn, restart_on_reconnect=restart_on_reconnect)
+    return None if stale == "fresh" else STALE_WORDS[stale]

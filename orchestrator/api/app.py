@@ -22,16 +22,17 @@ from aiohttp import web
 from orchestrator.api.access import sees_full_details
 from orchestrator.api.auth import api_key_middleware
 from orchestrator.api.context import CONTEXT, ApiContext
-from orchestrator.api.counts import EngineCounts
+from orchestrator.api.history_api import add_history_routes
 from orchestrator.api.json_body import DEFAULT_LIMITS, LIMITS, Limits
 from orchestrator.api.metrics import add_metrics
 from orchestrator.api.openapi import openapi_json
+from orchestrator.api.page import add_page_routes
 from orchestrator.api.proxy import add_proxy_routes
 from orchestrator.api.responses import json_error
-from orchestrator.api.views import engine_detail_view, engine_view, rfc3339, vpn_views
+from orchestrator.api.status_view import status_body
+from orchestrator.api.views import engine_detail_view, engine_view, vpn_views
 from orchestrator.state.liveness import unhealthy_reasons
 from orchestrator.state.served import LastServed
-from orchestrator.state.store import StateStore
 
 log = structlog.get_logger()
 
@@ -84,10 +85,6 @@ async def engines(request: web.Request) -> web.Response:
     return web.Response(body=cached[1], content_type="application/json")
 
 
-def serving_last_known(store: StateStore) -> bool:
-    return store.served.fallback is not None and not store.resyncs
-
-
 async def engine(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
     ref = request.match_info["container_id"]
@@ -113,95 +110,7 @@ async def health(request: web.Request) -> web.Response:
 
 async def status(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
-    store, watcher, now = ctx.store, ctx.watcher, time.time()
-    spec = ctx.desired.engines
-    plan = store.last_plan
-    config_error = watcher.error
-    counts = EngineCounts(store)
-    return web.json_response(
-        {
-            "desired": {
-                "min_replicas": spec.min_replicas,
-                "min_free": spec.min_free,
-                "max_replicas": spec.max_replicas,
-                "image": spec.image,
-                # what the tag resolved to at the last pull (engines.pull other than missing)
-                "image_id": store.desired_image_id(spec.image),
-                "target": plan.target if plan else None,
-                "vpn_mode": ctx.desired.vpn.mode,
-            },
-            "observed": {
-                "engines": counts["total"],
-                "running": counts["running"],
-                "ready": counts["ready"],
-                "visible": counts["visible"],
-                "pending_creates": store.pending_count,
-                "busy": store.busy_count,
-            },
-            "engines_source": "last_known" if serving_last_known(store) else "docker",
-            "problems": [
-                {"code": p.code, "message": p.message, "vpn": p.vpn}
-                | ({"engine": p.engine} if p.engine else {})
-                # stream IDs name playback sessions: only for callers who see stream details
-                | ({"streams": list(p.streams)} if p.streams and sees_full_details(request) else {})
-                for p in (plan.problems if plan else ())
-            ]
-            + ([{"code": "config_held", "message": watcher.held, "vpn": None}] if watcher.held else [])
-            + (
-                [
-                    {
-                        "code": "docker_silent_serving_last_known",
-                        "message": "Docker has not answered since the daemon started: /engines lists "
-                        f"the {len(store.served.fallback or ())} engines it last served that answer "
-                        "their own HTTP API",
-                        "vpn": None,
-                    }
-                ]
-                if serving_last_known(store)
-                else []
-            ),
-            "last_reconcile": rfc3339(store.last_reconcile_at),
-            "reconcile_passes": store.reconcile_passes,
-            "config": {
-                "path": str(watcher.path) if watcher.path else None,
-                "loaded_at": rfc3339(watcher.loaded_at),
-                "held": watcher.held,
-                "last_error": None
-                if config_error is None
-                else {
-                    "message": str(config_error),
-                    "file": config_error.source,
-                    "line": config_error.line,
-                    "key": config_error.key,
-                    "at": rfc3339(watcher.error_at),
-                },
-            },
-            "state": {"durable": store.state_error is None, "error": store.state_error},
-            "docker": {
-                "connected": store.docker_connected,
-                "error": store.docker_error,
-                "events_received": store.events_received,
-                "resyncs": store.resyncs,
-            },
-            "provisioning": {
-                "circuit_breaker_state": store.breaker_state(now),
-                "consecutive_failures": store.create_failures,
-                "blocked_until": rfc3339(store.create_blocked_until),
-                "recent_errors": [
-                    {
-                        "at": rfc3339(e.at),
-                        "action": e.action,
-                        "target": e.target,
-                        "message": e.message,
-                        "transient": e.transient,
-                    }
-                    for e in store.action_errors
-                ],
-            },
-            "vpn": vpn_views(store),
-            "uptime_s": round(now - ctx.started_at, 3),
-        }
-    )
+    return web.json_response(status_body(ctx, time.time(), full=sees_full_details(request)))
 
 
 async def vpn_status(request: web.Request) -> web.Response:
@@ -228,5 +137,7 @@ def make_app(ctx: ApiContext, *, limits: Limits = DEFAULT_LIMITS) -> web.Applica
     app.router.add_get("/vpn/status", vpn_status)
     add_proxy_routes(app, ctx)
     add_metrics(app, ctx)
+    add_history_routes(app)
+    add_page_routes(app)
     app.router.add_get("/openapi.json", openapi_json)
     return app

@@ -17,6 +17,7 @@ from aiohttp.typedefs import Middleware
 from orchestrator.api.responses import json_error
 
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+SIGN_IN_PATH = "/login"  # the status page's form (page_auth.py): changes nothing in the daemon
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -61,6 +62,8 @@ def api_key_middleware(api_key: Callable[[], str | None]) -> Middleware:
     async def require_api_key(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.method not in MUTATING or request.match_info.http_exception is not None:
             return await handler(request)  # reads, and unknown routes (404/405) stay as they are
+        if request.path == SIGN_IN_PATH:
+            return await handler(request)  # the status page's sign-in checks the key itself
         key = api_key()
         if key:
             refused = check_bearer(request.headers.get("Authorization"), key)

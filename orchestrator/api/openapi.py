@@ -14,6 +14,7 @@ from aiohttp import web
 
 from orchestrator import __version__
 from orchestrator.api.json_body import DEFAULT_LIMITS, MAX_TEXT, NOT_BLANK
+from orchestrator.state.history import HISTORY_KINDS
 
 JSON = "application/json"
 TIME = {"type": ["string", "null"], "format": "date-time"}
@@ -262,6 +263,8 @@ SCHEMAS: dict[str, Any] = {
     "Generic": {"type": "object", "description": "Operator-facing document; see the daemon's docs"},
 }
 
+_KIND = "(" + "|".join(HISTORY_KINDS) + ")"
+KINDS_PATTERN = f"^{_KIND}(,{_KIND})*$"
 SECURED: list[dict[str, list[str]]] = [{"bearer": []}]
 POST_ERRORS = {**BAD_BODY, **AUTH}
 
@@ -321,6 +324,37 @@ PATHS: dict[str, Any] = {
         "get": {
             "summary": "Operator status: desired vs observed, problems, errors",
             "responses": {"200": reply("Status", ref("Generic"))},
+        }
+    },
+    "/history": {
+        "get": {
+            "summary": "What the daemon did and why: the last entries of its history, oldest first",
+            "description": "Each entry: seq, at, kind, target, reason, trigger, outcome, engine, vpn. "
+            "Kept across restarts, bounded (`bound`); the live stream of the same is "
+            "`GET /history/stream` (server-sent events, not described here).",
+            "parameters": [
+                {"name": "engine", "in": "query", "schema": {"type": "string", "minLength": 1}},
+                {"name": "vpn", "in": "query", "schema": {"type": "string", "minLength": 1}},
+                {
+                    "name": "kind",
+                    "in": "query",
+                    "schema": {"type": "string", "pattern": KINDS_PATTERN},
+                    "description": "One or more kinds, comma-separated: " + ", ".join(HISTORY_KINDS),
+                },
+                {
+                    "name": "since",
+                    "in": "query",
+                    "schema": {"type": "string", "format": "date-time"},
+                    "description": "RFC 3339 with a zone: entries at or after it",
+                },
+            ],
+            "responses": {
+                "200": reply(
+                    "History",
+                    obj(["bound", "entries"], bound=INT, entries={"type": "array", "items": ref("Generic")}),
+                ),
+                "400": ERROR,
+            },
         }
     },
     "/vpn/status": {

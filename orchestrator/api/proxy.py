@@ -30,6 +30,7 @@ from orchestrator.api.proxy_status import orchestrator_status
 from orchestrator.api.responses import json_error
 from orchestrator.api.views import stream_view
 from orchestrator.state.endpoints import engine_endpoint
+from orchestrator.state.history import clock
 from orchestrator.state.store import StateStore
 from orchestrator.state.streams import Stream, StreamStatus
 from reconcilers.model import EngineObs
@@ -274,6 +275,15 @@ class ProxyApi:
         engine = free_engine(store, store.held_engines(now))
         if engine is not None:
             store.hand_out(engine.container_id, now)  # the planner now counts it as busy
+            store.record(
+                "provisioned",
+                engine.name,
+                "a proxy asked for a free engine",
+                trigger=f"POST {request.path} at {clock(now)}",
+                engine=engine.name,
+                vpn=engine.vpn,
+                at=now,
+            )
             metrics.count_provision("engine")
             return web.json_response(self._engine_answer(engine))
         blocked = blocked_reason(self.ctx, now) or in_progress(store)

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from orchestrator.state.endpoints import Address, engine_endpoint
+from orchestrator.state.history import HistoryEntry
 from orchestrator.state.store import StateStore
 from orchestrator.state.streams import Stream
 from reconcilers.model import EngineObs
@@ -143,6 +144,22 @@ def vpn_views(store: StateStore) -> list[dict[str, Any]]:
                 "forced_restarts": obs.forced_restarts,
                 "engines": sum(1 for e in store.engines.values() if e.vpn == name),
                 "visible_engines": sum(1 for e in store.visible if e.vpn == name),
+                "last_heard": rfc3339(store.vpn_heard_at.get(name)),
             }
         )
     return out
+
+
+def history_view(entry: HistoryEntry) -> dict[str, Any]:
+    """One entry of `GET /history` (history.py says what each field means)."""
+    return {
+        "seq": entry.seq,
+        "at": rfc3339(entry.at),
+        "kind": entry.kind,
+        "target": entry.target,
+        "reason": entry.reason,
+        "trigger": entry.trigger,
+        "outcome": entry.outcome,
+        "engine": entry.engine,
+        "vpn": entry.vpn,
+    }

@@ -104,6 +104,7 @@ class ConfigWatcher:
         on_change: Callable[[Config, Config], None] = lambda previous, config: None,
         hold: Callable[[Config, Config], str | None] = lambda current, wanted: None,
         on_held: Callable[[Config], None] = lambda wanted: None,
+        on_rejected: Callable[[ConfigError], None] = lambda error: None,
     ) -> None:
         self.path = path
         self._current = current
@@ -115,6 +116,7 @@ class ConfigWatcher:
         self._on_change = on_change
         self._hold = hold
         self._on_held = on_held
+        self._on_rejected = on_rejected
         self._seen = _fingerprint(path) if path is not None else None
         self._changing: tuple[int, int, int] | None = None
 
@@ -160,6 +162,7 @@ class ConfigWatcher:
                 key=exc.key,
                 kept="last good configuration stays in force",
             )
+            self._on_rejected(exc)
             return
         self.error = None
         self.apply(loaded)

@@ -20,6 +20,8 @@ directory, WAL mode) and read back at start-up.
   ones in one transaction. What is on disk is only read by a restarted daemon, to end streams
   with no sign of life for the TTL; a confirmation up to a tenth of the TTL older than the last
   one cannot end a live stream, and a live one is confirmed again within a round.
+- The history of what the daemon did (`history.py`) is one more table, `history`, one row an
+  entry, written in the same batches and pruned to the newest `HISTORY_KEPT` rows as it goes.
 - Failures never stop the daemon: a directory that cannot be created or written, a database
   that cannot be opened, or a write that fails (a full disk) means running on memory, with the
   reason on `/status` and in the log (`state_unavailable`, `state_write_failed`); the writer
@@ -49,6 +51,7 @@ from typing import Any
 
 import structlog
 
+from orchestrator.state.history import HISTORY_KEPT, HistoryEntry
 from orchestrator.state.streams import Stream
 
 log = structlog.get_logger()
@@ -71,7 +74,13 @@ CREATE TABLE IF NOT EXISTS confirmed (id TEXT PRIMARY KEY, at REAL NOT NULL) WIT
 CREATE TABLE IF NOT EXISTS served (
     id INTEGER PRIMARY KEY CHECK (id = 1), at REAL NOT NULL, body TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS history (
+    seq INTEGER PRIMARY KEY, at REAL NOT NULL, kind TEXT NOT NULL, target TEXT NOT NULL,
+    reason TEXT NOT NULL, trigger TEXT, outcome TEXT NOT NULL, engine TEXT, vpn TEXT
+);
 """
+INSERT_HISTORY = "INSERT OR REPLACE INTO history VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+PRUNE_HISTORY = "DELETE FROM history WHERE seq <= ?"
 INSERT_STREAM = (
     "INSERT OR REPLACE INTO streams (id, container_id, key_type, key, playback_session_id, stat_url, "
     "command_url, is_live, started_at, confirmed_at, status, ended_at, end_reason) "
@@ -81,7 +90,7 @@ PRUNE = (
     "DELETE FROM streams WHERE status = 'ended' AND ended_at < (SELECT ended_at FROM "
     "streams WHERE status = 'ended' ORDER BY ended_at DESC LIMIT 1 OFFSET ?)"
 )
-VERSION = 1  # the `confirmed` and `served` tables are additions a version-1 reader may ignore
+VERSION = 1  # `confirmed`, `served` and `history` are additions a version-1 reader may ignore
 CORRUPT = ("SQLITE_NOTADB", "SQLITE_CORRUPT")
 
 
@@ -108,6 +117,7 @@ class Loaded:
     last_usage: dict[str, float] = field(default_factory=dict)
     served: list[dict[str, Any]] = field(default_factory=list)  # what /engines last served
     served_at: float | None = None
+    history: list[HistoryEntry] = field(default_factory=list)
 
 
 # -- what the loop queues for the writer -----------------------------------------------------
@@ -141,7 +151,12 @@ class _Flush:
     confirmations: bool = False  # also write the confirmations not yet due
 
 
-_Change = _Put | _Forget | _Confirm | _Served
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Record:
+    entry: HistoryEntry
+
+
+_Change = _Put | _Forget | _Confirm | _Served | _Record
 _Op = _Change | _Flush | None  # None: stop
 
 
@@ -193,6 +208,10 @@ def _listing(body: str) -> list[dict[str, Any]]:
     return listing
 
 
+def _history_row(e: HistoryEntry) -> tuple[object, ...]:
+    return (e.seq, e.at, e.kind, e.target, e.reason, e.trigger, e.outcome, e.engine, e.vpn)
+
+
 def _read(db: sqlite3.Connection) -> Loaded:
     confirmed = {r["id"]: float(r["at"]) for r in db.execute("SELECT * FROM confirmed")}
     ended = db.execute(
@@ -207,6 +226,20 @@ def _read(db: sqlite3.Connection) -> Loaded:
         last_usage={r["container_id"]: float(r["at"]) for r in db.execute("SELECT * FROM last_usage")},
         served=listing,
         served_at=float(served["at"]) if served is not None else None,
+        history=[
+            HistoryEntry(
+                seq=int(r["seq"]),
+                at=float(r["at"]),
+                kind=str(r["kind"]),
+                target=str(r["target"]),
+                reason=str(r["reason"]),
+                trigger=r["trigger"],
+                outcome=str(r["outcome"]),
+                engine=r["engine"],
+                vpn=r["vpn"],
+            )
+            for r in db.execute("SELECT * FROM history ORDER BY seq DESC LIMIT ?", (HISTORY_KEPT,))
+        ][::-1],
     )
 
 
@@ -259,10 +292,13 @@ class _Copy:
         self.served: _Served | None = (
             _Served(body=json.dumps(loaded.served), at=loaded.served_at) if loaded.served_at else None
         )
+        self.history: deque[HistoryEntry] = deque(loaded.history, maxlen=HISTORY_KEPT)
 
     def apply(self, op: _Change) -> None:
         if isinstance(op, _Served):
             self.served = op
+        elif isinstance(op, _Record):
+            self.history.append(op.entry)
         elif isinstance(op, _Put):
             for s in op.streams:
                 self.pending.pop(s.id, None)
@@ -326,6 +362,10 @@ class StreamJournal:
     def remember_served(self, body: str, at: float) -> None:
         """What `/engines` serves now (a JSON list), in place of what it served before."""
         self._send(_Served(body=body, at=at))
+
+    def record(self, entry: HistoryEntry) -> None:
+        """Keep an entry of the history (the oldest beyond HISTORY_KEPT are dropped)."""
+        self._send(_Record(entry=entry))
 
     def flush(self, timeout: float = 10.0, *, confirmations: bool = False) -> bool:
         """Wait until everything queued so far was handled (written, or failed); tests, bench."""
@@ -413,7 +453,7 @@ class StreamJournal:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            changes = [op for op in batch if isinstance(op, _Put | _Forget | _Confirm | _Served)]
+            changes = [op for op in batch if isinstance(op, _Put | _Forget | _Confirm | _Served | _Record)]
             flushes = [op for op in batch if isinstance(op, _Flush)]
             for op in changes:
                 self._copy.apply(op)
@@ -449,6 +489,9 @@ class StreamJournal:
                         db.execute("DELETE FROM last_usage WHERE container_id = ?", (op.container_id,))
                     elif isinstance(op, _Served):
                         db.execute("INSERT OR REPLACE INTO served VALUES (1, ?, ?)", (op.at, op.body))
+                    elif isinstance(op, _Record):
+                        db.execute(INSERT_HISTORY, _history_row(op.entry))
+                        db.execute(PRUNE_HISTORY, (op.entry.seq - HISTORY_KEPT,))
                 if confirming:
                     db.executemany("INSERT OR REPLACE INTO confirmed VALUES (?, ?)", copy.pending.items())
                 if self._ended_rows > ENDED_KEPT + PRUNE_EVERY:  # now and then, not on every change
@@ -499,6 +542,7 @@ class StreamJournal:
                 if copy.served is not None:
                     served = (copy.served.at, copy.served.body)
                     db.execute("INSERT OR REPLACE INTO served VALUES (1, ?, ?)", served)
+                db.executemany(INSERT_HISTORY, [_history_row(e) for e in copy.history])
                 self._prune(db)
         except sqlite3.Error as exc:
             db.close()

@@ -29,11 +29,13 @@ from dataclasses import dataclass, field
 import structlog
 
 from orchestrator.state.breaker import BreakerState, CreateBreaker
+from orchestrator.state.history import History, HistoryEntry, HistoryKind, Observation
 from orchestrator.state.journal import StreamJournal
 from orchestrator.state.records import ActionError, EngineFacts, EngineSighting
 from orchestrator.state.served import LastServed
 from orchestrator.state.streams import Reservations, Stream, StreamRegistry, StreamsView
 from reconcilers import visible_engines
+from reconcilers.health import hidden_reason
 from reconcilers.model import (
     EngineObs,
     EngineStatus,
@@ -54,7 +56,18 @@ from reconcilers.stalls import (
     streams_to_end,
 )
 from reconcilers.stalls import advance as advance_progress
-from reconcilers.vpn import Sighting, Transition, advance
+from reconcilers.vpn import (
+    ContainerSeen,
+    ControlFailed,
+    ControlRead,
+    ForcedRestart,
+    HealthReported,
+    ProbeReported,
+    Sighting,
+    StopReported,
+    Transition,
+    advance,
+)
 
 log = structlog.get_logger()
 
@@ -129,6 +142,9 @@ class _Telemetry:
     docker_down_since: float | None = field(default_factory=time.time)  # None: connected
     # the last sign the event source works: an event applied or a resync finished
     progress_at: float = field(default_factory=time.time)
+    last_event_at: float | None = None  # the last Docker event applied
+    vpn_heard_at: dict[str, float] = field(default_factory=dict)  # each VPN's last signal
+    observation: Observation | None = None  # the latest thing seen: what triggers a decision
 
 
 class StateStore:
@@ -150,6 +166,7 @@ class StateStore:
         self._telemetry = _Telemetry()
         self.served = LastServed(self._journal, self.changed)
         self._visible: tuple[EngineObs, ...] = ()
+        self.history = History()
         self._watchers: list[asyncio.Event] = []
         self.version = 0  # bumped on every change; lets readers cache what they derive
         self.generation = 0  # bumped on every write of a container's facts, see `_touch`
@@ -230,6 +247,11 @@ class StateStore:
         return self._journal.error
 
     @property
+    def memory_only(self) -> bool:
+        """Streams are kept in memory on purpose: no state directory was given."""
+        return self._journal.path is None
+
+    @property
     def action_errors(self) -> tuple[ActionError, ...]:
         return tuple(self._work.errors)
 
@@ -290,6 +312,75 @@ class StateStore:
             ),
             None,
         )
+
+    # -- the history of what the daemon did (history.py) ---------------------------------------
+    def observe(self, text: str, at: float) -> None:
+        """What the daemon just saw (a Docker event, a VPN's signal): the trigger of what follows."""
+        self._telemetry.observation = Observation(text=text, at=at)
+
+    @property
+    def observation(self) -> str | None:
+        seen = self._telemetry.observation
+        return seen.words() if seen else None
+
+    def record(
+        self,
+        kind: HistoryKind,
+        target: str,
+        reason: str,
+        *,
+        trigger: str | None = None,
+        outcome: str = "done",
+        engine: str | None = None,
+        vpn: str | None = None,
+        at: float | None = None,
+    ) -> HistoryEntry:
+        """Add an entry to the history (and the journal); `trigger` defaults to the latest
+        observation. Wakes the watchers (the page's live stream), plans nothing by itself."""
+        entry = self.history.add(
+            kind,
+            target,
+            reason,
+            at=time.time() if at is None else at,
+            trigger=trigger if trigger is not None else self.observation,
+            outcome=outcome,
+            engine=engine,
+            vpn=vpn,
+        )
+        self._journal.record(entry)
+        self.version += 1
+        for event in self._watchers:
+            event.set()
+        return entry
+
+    def why_hidden(self, engine: EngineObs) -> str | None:
+        """Why the engine is not on /engines, in words (None: it is)."""
+        if engine.container_id in self._work.removing:
+            return "being removed"
+        if self.leaving(engine):
+            return "draining: the configuration no longer wants engines there"
+        return hidden_reason(engine, self._world.vpns, restart_on_reconnect=self._restart_on_reconnect())
+
+    def _record_visibility(self, before: tuple[EngineObs, ...], after: tuple[EngineObs, ...]) -> None:
+        was = {e.container_id for e in before}
+        now = {e.container_id for e in after}
+        for cid in was - now:
+            engine = self._world.engines.get(cid)
+            if engine is not None:  # an engine that is gone is recorded as removed, not hidden
+                why = self.why_hidden(engine) or "not listed"
+                self.record("hidden", engine.name, why, engine=engine.name, vpn=engine.vpn)
+        for engine in after:
+            if engine.container_id not in was:
+                why = f"ready, and VPN {engine.vpn} healthy" if engine.vpn else "ready"
+                self.record("shown", engine.name, why, engine=engine.name, vpn=engine.vpn)
+
+    @property
+    def last_event_at(self) -> float | None:
+        return self._telemetry.last_event_at
+
+    @property
+    def vpn_heard_at(self) -> Mapping[str, float]:
+        return self._telemetry.vpn_heard_at
 
     # -- engines -------------------------------------------------------------------------------
     def upsert_engine(self, seen: EngineSighting) -> None:
@@ -358,6 +449,7 @@ class StateStore:
         if failure is not None and failure.spec_hash == engine.spec_hash:
             self._work.spec_failure = None  # an engine of that spec works after all
         self._set_health_check(container_id, now)
+        self.observe(f"{engine.name} answered its readiness check", now)
         if started_at is not None and 0 <= now - started_at <= READY_SAMPLE_MAX_S:
             self._telemetry.ready_after_s.append(now - started_at)
         log.info("engine_ready", container=engine.name, container_id=container_id[:12])
@@ -369,6 +461,7 @@ class StateStore:
             return
         self._world.engines[container_id] = dataclasses.replace(engine, ready=False)
         self._world.unready_since[container_id] = time.time()
+        self.observe(f"{engine.name}: {reason}", time.time())
         log.warning("engine_unready", container=engine.name, container_id=container_id[:12], reason=reason)
         self.changed()
 
@@ -467,14 +560,34 @@ class StateStore:
     def apply_vpn(self, name: str, sighting: Sighting, at: float) -> bool:
         """Feed one signal about a VPN through its state machine; False when it did not apply."""
         update = advance(self._world.vpns.get(name), name, sighting, at)
+        self._telemetry.vpn_heard_at[name] = time.time()
         if update is None:
             return False
+        seen = _sighting_words(name, sighting)
+        if seen is not None:
+            self.observe(seen, at)
         self._touch(f"vpn:{name}")
         self._world.vpns[name] = update.obs
         for transition in update.transitions:
             self._log_transition(name, transition)
+            self._record_transition(name, transition)
         self.changed()
         return True
+
+    def _record_transition(self, name: str, t: Transition) -> None:
+        match t.kind:
+            case "became_unhealthy":
+                self.record("vpn_unhealthy", name, f"VPN {name} became {t.state}", vpn=name)
+            case "recovered":
+                self.record("vpn_recovered", name, f"VPN {name} healthy again", vpn=name)
+            case "reconnected":
+                change = (
+                    f"public IP {t.previous_ip} -> {t.public_ip}, "
+                    f"forwarded port {t.previous_port} -> {t.port}"
+                )
+                self.record("vpn_reconnected", name, f"VPN {name} reconnected ({change})", vpn=name)
+            case _:
+                pass
 
     def forget_vpn(self, name: str) -> None:
         if self._world.vpns.pop(name, None) is not None:
@@ -582,6 +695,7 @@ class StateStore:
         loaded = self._journal.open()
         self._demand.streams.load(loaded.active, loaded.ended, loaded.last_usage)
         self.served.load(loaded.served, loaded.served_at)
+        self.history.load(loaded.history)
         self.changed()
         return len(loaded.active)
 
@@ -788,7 +902,7 @@ class StateStore:
 
     def note_event(self) -> None:
         self._telemetry.events_received += 1
-        self._telemetry.progress_at = time.time()
+        self._telemetry.progress_at = self._telemetry.last_event_at = time.time()
 
     def note_resync(self, at: float | None = None) -> None:
         """A resync finished (`at`: when, for tests of a daemon stuck since then)."""
@@ -906,7 +1020,8 @@ class StateStore:
             and e.container_id not in self._world.stalled
         )
         if visible != self._visible:
-            self._visible = visible
+            before, self._visible = self._visible, visible
+            self._record_visibility(before, visible)
         for event in self._watchers:
             event.set()
 
@@ -916,3 +1031,31 @@ class StateStore:
         event.set()
         self._watchers.append(event)
         return event
+
+    def unwatch(self, event: asyncio.Event) -> None:
+        """Stop waking `event` (a watcher that ends, e.g. a page's live stream closing)."""
+        if event in self._watchers:
+            self._watchers.remove(event)
+
+
+def _sighting_words(name: str, sighting: Sighting) -> str | None:
+    """A VPN signal as a history trigger says it (None: not worth naming)."""
+    match sighting:
+        case HealthReported(health=health):
+            return f"Docker `health_status: {health}` of {name}"
+        case StopReported(action=action):
+            return f"Docker `{action}` of {name}"
+        case ContainerSeen(container=None):
+            return f"no container named {name}"
+        case ContainerSeen(container=c) if c is not None:
+            return f"docker inspect of {name}: {c.status}, health {c.health or 'none'}"
+        case ControlRead(status=status, public_ip=ip):
+            return f"{name}'s control server: tunnel {status or 'unknown'}, public IP {ip or 'none'}"
+        case ControlFailed(error=error):
+            return f"{name}'s control server did not answer ({error})"
+        case ProbeReported(up=up, error=error):
+            verdict = {True: "up", False: "down", None: "no verdict"}[up]
+            return f"tunnel probe of {name}: {verdict}" + (f" ({error})" if error else "")
+        case ForcedRestart():
+            return None
+    return None

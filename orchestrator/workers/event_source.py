@@ -202,11 +202,15 @@ class EventSource:
         name = str(attributes.get("name", ""))
         at = time_nano / 1e9
         vpn = name if name in self._vpn_names() else self._store.vpn_name_of(container_id)
+        seen = f"Docker `{action}` of {name or container_id[:12]}"
         if vpn is not None:
+            self._store.observe(seen, at)  # the history's trigger of what this event causes
             self._apply_vpn(vpn, container_id, action, at, time_nano)
         elif is_engine(attributes, self._pool()) or container_id in self._store.engines:
+            self._store.observe(seen, at)
             self._apply_engine(container_id, action, at)
         elif is_probe(attributes, self._pool()) or container_id in self._store.probes:
+            self._store.observe(seen, at)
             self._apply_probe(container_id, action, at, time_nano)
 
     def _apply_vpn(self, vpn: str, container_id: str, action: str, at: float, time_nano: int) -> None:

@@ -5,7 +5,9 @@ pending creation) in the state store before returning, so the planner never plan
 twice; `run()` runs the actions, each in a task of its own. Results are written back into the
 store at once (before the busy mark is lifted), so the next plan sees them. Failures are logged
 once per distinct message, kept for `/status`, cool the container down, and feed the store's
-create circuit breaker instead of hot-looping on a bad image or a broken Docker.
+create circuit breaker instead of hot-looping on a bad image or a broken Docker. Every action
+ends as an entry of the history (`state/history.py`): its kind, target, the planner's reason,
+what the daemon had last seen when it planned it, and how it ended.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from orchestrator.docker.api import DockerApi
 from orchestrator.docker.engines import create_body, engine_name, engine_sighting
 from orchestrator.docker.probes import cooldown_key, probe_body, probe_name, probe_observation
 from orchestrator.errors import DockerError, PortInUse
+from orchestrator.state.history import HistoryKind
 from orchestrator.state.records import ActionError
 from orchestrator.state.store import StateStore
 from reconcilers.model import (
@@ -30,6 +33,7 @@ from reconcilers.model import (
     CreateEngine,
     CreateProbe,
     Desired,
+    EngineObs,
     PendingCreate,
     RecreateEngine,
     RemoveEngine,
@@ -56,6 +60,31 @@ class _Job:
     action: Action
     work: Coroutine[Any, Any, None]
     context: contextvars.Context
+    trigger: str | None  # what the daemon had last seen when it planned the action
+
+
+def _history_kind(action: Action) -> HistoryKind:
+    match action:
+        case CreateEngine(reason=reason) | RecreateEngine(reason=reason) if "spec changed" in reason:
+            return "rollout_step"
+        case CreateEngine():
+            return "created"
+        case RecreateEngine():
+            return "recreated"
+        case RemoveEngine():
+            return "removed"
+        case RestartEngine():
+            return "restarted"
+        case RestartVpn():
+            return "vpn_restarted"
+        case CreateProbe():
+            return "probe_created"
+        case RemoveProbe():
+            return "probe_removed"
+        case RestartProbe():
+            return "probe_restarted"
+        case _:
+            assert_never(action)
 
 
 class _RemoveStepFailed(DockerError):
@@ -96,12 +125,19 @@ class Executor:
         self._desired = desired
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._failures_by_target: dict[str, int] = {}
+        self._names: dict[str, EngineObs] = {}  # engines under an action, for the history's words
+        self._made: dict[int, str] = {}  # id(action) -> the name of the engine it created
 
     def submit(self, actions: tuple[Action, ...]) -> None:
         """Mark every action's container busy now; `run()` carries them out."""
         for action in actions:
             self._queue.put_nowait(
-                _Job(action=action, work=self._start(action), context=contextvars.copy_context())
+                _Job(
+                    action=action,
+                    work=self._start(action),
+                    context=contextvars.copy_context(),
+                    trigger=self._store.observation,
+                )
             )
 
     def _start(self, action: Action) -> Coroutine[Any, Any, None]:
@@ -139,25 +175,66 @@ class Executor:
         async with asyncio.TaskGroup() as tasks:
             while True:
                 job = await self._queue.get()
-                tasks.create_task(self._guard(job.action, job.work), context=job.context)
+                tasks.create_task(self._guard(job.action, job.work, job.trigger), context=job.context)
 
-    async def _guard(self, action: Action, work: Coroutine[Any, Any, None]) -> None:
+    def _record(self, action: Action, trigger: str | None, outcome: str) -> None:
+        """The action's entry in the history: the engine or VPN it concerned, by name."""
+        engine: EngineObs | None = None
+        vpn: str | None = None
+        match action:
+            case CreateEngine(vpn=vpn) | CreateProbe(vpn=vpn):
+                target = f"new engine on {vpn}" if isinstance(action, CreateEngine) else f"probe of {vpn}"
+                if isinstance(action, CreateEngine) and vpn is None:
+                    target = f"new engine in slot {action.slot}"
+            case RestartVpn(name=vpn):
+                target = vpn
+            case _:
+                cid = _target(action)
+                engine = self._store.engines.get(cid) or self._names.get(cid)
+                target = engine.name if engine is not None else cid[:12]
+                vpn = engine.vpn if engine is not None else None
+        if isinstance(action, CreateEngine | RecreateEngine):
+            made = self._made.pop(id(action.create if isinstance(action, RecreateEngine) else action), None)
+            if made is not None and outcome == "done":
+                target = f"{target} -> {made}" if isinstance(action, RecreateEngine) else made
+        self._store.record(
+            _history_kind(action),
+            target,
+            action.reason,
+            trigger=trigger,
+            outcome=outcome,
+            engine=engine.name if engine is not None else None,
+            vpn=vpn,
+        )
+
+    async def _guard(
+        self, action: Action, work: Coroutine[Any, Any, None], trigger: str | None = None
+    ) -> None:
         target, kind = _target(action), type(action).__name__
         log.info("action_started", action=kind, target=target[:24], reason=action.reason)
+        cid = _container_of(action)
+        if cid is not None and cid in self._store.engines:
+            self._names[cid] = self._store.engines[cid]  # it may be gone when the entry is written
         ok = False
+        outcome = "interrupted (the daemon stopped)"
         try:
             creating = isinstance(action, CreateEngine | RecreateEngine)
             async with asyncio.timeout(CREATE_TIMEOUT_S if creating else ACTION_TIMEOUT_S):
                 await work
-            ok = True
+            ok, outcome = True, "done"
             self._failures_by_target.pop(target, None)
         except (DockerError, TimeoutError) as exc:
+            outcome = f"failed: {exc or type(exc).__name__}"
             self._record_failure(action, kind, target, exc)
         except Exception as exc:  # a bug in one action must not stop the daemon
+            outcome = f"failed: {exc or type(exc).__name__}"
             log.exception("action_crashed", action=kind, target=target[:24])
             self._record_failure(action, kind, target, exc)
         finally:
-            self._store.action_done(_container_of(action), ok=ok)
+            self._record(action, trigger, outcome)
+            if cid is not None:
+                self._names.pop(cid, None)
+            self._store.action_done(cid, ok=ok)
 
     def _hold_slot(self, create: CreateEngine) -> tuple[str, int]:
         name = engine_name(create)
@@ -218,6 +295,7 @@ class Executor:
                     raise DockerError(f"engine {name} was removed as soon as it was created")
                 info = latest
             self._store.upsert_engine(engine_sighting(info))
+            self._made[id(action)] = info.name
             if info.status == "running":  # not exited at once
                 self._store.create_succeeded()
             log.info(

@@ -8,35 +8,15 @@ and each item's `status`) is in every view. Reads are never refused for a missin
 
 from __future__ import annotations
 
-import fcntl
-import socket
-import struct
 from typing import Any
 
 import pytest
 
+from tests.addresses import lan_address
 from tests.http.conftest import NO_VPN, SECRET, WITH_KEY, Api, MakeApi, started_body
 
-SIOCGIFADDR = 0x8915
 PRIVATE = {"id", "key", "playback_session_id", "stat_url", "command_url"}
 OPEN = "api: {host: 0.0.0.0, allow_unauthenticated: true}\n"
-
-
-def lan_address() -> str:
-    """An IPv4 address of this machine that is not loopback (eth0, docker0, ...)."""
-    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        for _, name in socket.if_nameindex():
-            try:
-                packed = fcntl.ioctl(probe.fileno(), SIOCGIFADDR, struct.pack("256s", name[:15].encode()))
-            except OSError:
-                continue  # no IPv4 address on it
-            address = socket.inet_ntoa(packed[20:24])
-            if not address.startswith("127."):
-                return address
-    finally:
-        probe.close()
-    pytest.fail("this machine has no non-loopback IPv4 address to serve the off-loopback tests on")
 
 
 async def with_stream(make_api: MakeApi, yaml_text: str, host: str) -> tuple[Api, str]:

@@ -95,12 +95,18 @@ COMPOSE_KNOBS = frozenset(
         "ACEXY_IMAGE",
         "ACEXY_BIND",
         "ACEXY_HTTP_PORT",
+        # the optional monitoring profile (docs/status-page.md)
+        "PROMETHEUS_IMAGE",
+        "GRAFANA_IMAGE",
+        "GRAFANA_BIND",
+        "GRAFANA_PORT",
     }
 )
 # knobs of this repository's scripts and test bed, which the docs may mention
 TOOLING_VARS = frozenset(
     {
         "FORCE",
+        "TEST_ARTIFACTS",
         "DEBIAN_MIRROR",
         "DEMO_PORT",
         "ENSURE_DOCKER_TIMEOUT_S",
@@ -148,6 +154,8 @@ SERVICE_VARS = {  # which container may be given which variables, by the service
     "gluetun": GLUETUN_VARS,
     "acexy": ACEXY_VARS,
     "socket-proxy": frozenset(),
+    "prometheus": frozenset(),
+    "grafana": frozenset({"GF_SERVER_HTTP_ADDR", "GF_SERVER_HTTP_PORT"}),
 }
 # what the real-tunnel lane's Gluetun stand-in reads (testbed/realvpn/images/gluetun), which
 # docs/real-tunnel-lane.md documents: Gluetun's own names for what it reproduces, and its knobs
@@ -216,7 +224,7 @@ def service_role(name: str, service: dict[str, Any]) -> str:
         return "orchestrator"
     if name == "socket-proxy" and "haproxy" in image:
         return "socket-proxy"
-    for role in ("gluetun", "acexy"):
+    for role in ("gluetun", "acexy", "prometheus", "grafana"):
         if role in image:
             return role
     raise AssertionError(f"service {name} ({image}): unknown; add its variables to this test")

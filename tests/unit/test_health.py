@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from reconcilers.health import Staleness, is_visible, staleness, visible_engines
+from reconcilers.health import Staleness, hidden_reason, is_visible, staleness, visible_engines
 from reconcilers.model import EngineObs, VpnObs
 from tests.unit.factories import engine, vpn
 
@@ -193,3 +193,28 @@ def test_visible_engines_filters_and_keeps_order() -> None:
     vpns = {"g1": vpn("g1", "unhealthy"), "g2": vpn("g2")}
     shown = visible_engines(engines, vpns, restart_on_reconnect=True)
     assert [e.container_id for e in shown] == ["a", "e"]
+
+
+@pytest.mark.parametrize("case", VISIBILITY_CASES, ids=lambda c: c.id)
+def test_hidden_reason_is_given_exactly_when_not_visible(case: VisCase) -> None:
+    vpns = {v.name: v for v in case.vpns}
+    why = hidden_reason(case.engine, vpns, restart_on_reconnect=case.reconnect)
+    assert (why is None) is case.expected
+
+
+REASON_CASES = [
+    ("not_ready", engine("a", ready=False), (), "not answering its API yet"),
+    ("exited", engine("a", status="exited"), (), "container exited"),
+    ("vpn_unhealthy", engine("a", vpn="g1"), (vpn("g1", "unhealthy"),), "VPN g1 unhealthy"),
+    ("vpn_not_seen", engine("a", vpn="g1"), (), "VPN g1 not seen"),
+    ("vpn_recreated", engine("a", vpn="g1", vpn_id="old-id"), (vpn("g1"),), "VPN container was replaced"),
+    ("vpn_restarted", engine("a", vpn="g1"), (vpn("g1", started_at=150.0),), "restarted after it started"),
+]
+
+
+@pytest.mark.parametrize(
+    ("engine_obs", "vpns", "words"), [c[1:] for c in REASON_CASES], ids=[c[0] for c in REASON_CASES]
+)
+def test_hidden_reason_words(engine_obs: EngineObs, vpns: tuple[VpnObs, ...], words: str) -> None:
+    why = hidden_reason(engine_obs, {v.name: v for v in vpns}, restart_on_reconnect=True)
+    assert why is not None and words in why

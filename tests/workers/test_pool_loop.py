@@ -100,3 +100,26 @@ async def test_a_recreate_whose_remove_fails_cools_down_and_leaves_the_breaker_c
         assert w.store.create_failures == 0, "a remove that failed is no failed create"
         assert w.store.breaker_state(time.time()) == "closed"
         assert sorted(w.engines()) == first
+
+
+async def test_every_action_is_in_the_history_with_its_reason_and_outcome() -> None:
+    async with world(NO_VPN, act=True) as w:
+        engines = await filled(w)
+        w.docker.destroy(engines[0])
+        await filled(w)
+        created = w.store.history.select(kinds=frozenset({"created"}))
+        assert len(created) == 3 and {e.reason for e in created} == {"pool below target"}
+        assert all(e.outcome == "done" and e.engine is None for e in created)
+        replaced = created[-1]
+        assert replaced.target in {w.docker.containers[c].name for c in w.engines()}
+        assert replaced.trigger is not None and "`destroy`" in replaced.trigger
+
+
+async def test_a_failed_action_is_in_the_history_with_the_error() -> None:
+    docker = FakeDocker()
+    docker.failures["create"] = lambda name: ImageNotFound(f"create {name}: no such image")
+    async with world(NO_VPN, docker, act=True) as w:
+        await w.until("a failed create in the history", lambda: bool(w.store.history.select()))
+        entry = w.store.history.select()[0]
+        assert entry.kind == "created" and entry.outcome.startswith("failed: create")
+        assert "no such image" in entry.outcome

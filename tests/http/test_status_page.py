@@ -1,0 +1,128 @@
+"""The status page (`/`), its live stream (`/events`), the history (`/history`,
+`/history/stream`) and who may see the page, against the real app on a real port.
+
+Off-loopback requests come from one of this machine's own non-loopback addresses (as in
+test_access.py), so `request.remote` really is off loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import aiohttp
+
+from orchestrator.api.page_auth import COOKIE
+from reconcilers.vpn import HealthReported
+from tests.addresses import lan_address
+from tests.http.conftest import SECRET, TWO_VPNS, WITH_KEY, Api, MakeApi, vpn_id
+
+
+async def _pool(make_api: MakeApi, yaml_text: str = TWO_VPNS, host: str = "127.0.0.1") -> Api:
+    api = await make_api(yaml_text, host=host)
+    api.add_vpn("g1", forwarded_port=40000)
+    api.add_vpn("g2", ip="172.20.0.3")
+    api.add_engine(0, "g1", forwarded=True)
+    api.add_engine(0, "g2")
+    return api
+
+
+async def read_event(resp: aiohttp.ClientResponse, name: str) -> str:
+    """The data of the next SSE event called `name` (other events and comments skipped)."""
+    async with asyncio.timeout(5.0):
+        current, data = None, []
+        while True:
+            line = (await resp.content.readline()).decode().rstrip("\n")
+            if line.startswith("event: "):
+                current = line[7:]
+            elif line.startswith("data: "):
+                data.append(line[6:])
+            elif line == "":
+                if current == name:
+                    return "\n".join(data)
+                current, data = None, []
+
+
+async def test_the_page_shows_vpns_engines_and_what_engines_serves(make_api: MakeApi) -> None:
+    api = await _pool(make_api)
+
+    resp = await api.client.get("/")
+    html = await resp.text()
+
+    assert resp.status == 200 and resp.content_type == "text/html"
+    assert "default-src 'none'" in resp.headers["Content-Security-Policy"]
+    for engine in api.store.engines.values():
+        assert engine.name in html
+    assert "g1" in html and "g2" in html and "40000 →" in html
+    assert 'id="served-count">2<' in html
+    assert "verdict ok" in html, html.split("<header", 1)[1][:300]
+    assert "http://" not in html.split("<main", 1)[0]  # nothing fetched from anywhere
+
+
+async def test_an_unhealthy_vpn_shows_hidden_engines_with_the_reason_live(make_api: MakeApi) -> None:
+    api = await _pool(make_api)
+    async with api.client.get("/events") as resp:
+        assert resp.headers["Content-Type"] == "text/event-stream"
+        first = await read_event(resp, "page")
+        assert "verdict ok" in first
+
+        api.store.apply_vpn("g2", HealthReported(container_id=vpn_id("g2"), health="unhealthy"), 1.0)
+        update = await read_event(resp, "page")
+
+    assert 'class="verdict degraded"' in update and "VPN g2 is unhealthy" in update
+    assert "hidden" in update and "VPN g2 unhealthy" in update
+    assert 'id="served-count">1<' in update
+    assert "Docker `health_status: unhealthy` of g2" in update  # the trigger, in the last actions
+
+
+async def test_history_filters_and_the_status_tail(make_api: MakeApi) -> None:
+    api = await _pool(make_api)
+    api.store.apply_vpn("g2", HealthReported(container_id=vpn_id("g2"), health="unhealthy"), 1.0)
+
+    _, hidden = await api.get("/history", kind="hidden")
+    _, on_g1 = await api.get("/history", vpn="g1")
+    _, status = await api.get("/status")
+    refused = await api.client.get("/history", params={"kind": "exploded"})
+
+    assert [e["kind"] for e in hidden["entries"]] == ["hidden"]
+    assert hidden["entries"][0]["reason"] == "VPN g2 unhealthy" and hidden["bound"] == 500
+    assert {e["vpn"] for e in on_g1["entries"]} == {"g1"}
+    assert status["history"][-1]["kind"] == "hidden"
+    assert refused.status == 400
+
+
+async def test_the_history_stream_resumes_after_the_last_event_id(make_api: MakeApi) -> None:
+    api = await _pool(make_api)
+    last = api.store.history.last_seq
+    async with api.client.get("/history/stream", headers={"Last-Event-ID": str(last)}) as resp:
+        api.store.record("restarted", "x", "not answering its API for 60s")
+        entry: dict[str, Any] = json.loads(await read_event(resp, "entry"))
+    assert entry["seq"] == last + 1 and entry["kind"] == "restarted"
+
+
+async def test_off_loopback_the_page_needs_the_key_and_never_shows_it(make_api: MakeApi) -> None:
+    api = await _pool(make_api, TWO_VPNS + WITH_KEY, host=lan_address())
+
+    refused = await api.client.get("/")
+    stream = await api.client.get("/events")
+    wrong = await api.client.post("/login", data={"key": "guess"})
+    signed = await api.client.post("/login", data={"key": SECRET}, allow_redirects=False)
+    cookie = signed.cookies[COOKIE]
+    page = await api.client.get("/", cookies={COOKIE: cookie.value})
+    bearer = await api.client.get("/", headers={"Authorization": f"Bearer {SECRET}"})
+    basic = await api.client.get("/", headers={"Authorization": aiohttp.encode_basic_auth("any", SECRET)})
+
+    assert refused.status == 401 and 'name="key"' in await refused.text()
+    assert stream.status == 401
+    assert wrong.status == 403
+    assert signed.status == 303 and cookie["httponly"] and cookie["samesite"] == "Strict"
+    assert SECRET not in cookie.value
+    html = await page.text()
+    assert page.status == 200 and "engines" in html and SECRET not in html
+    assert bearer.status == 200 and basic.status == 200
+
+
+async def test_on_loopback_the_page_needs_no_key(make_api: MakeApi) -> None:
+    api = await _pool(make_api, TWO_VPNS + WITH_KEY)
+    assert (await api.client.get("/")).status == 200
