@@ -1,0 +1,53 @@
+"""The README's first command, `make demo`, does what it says: the daemon on the local Docker
+engine with stand-in Gluetun and engine containers, engines listed on /engines, no VPN account.
+
+Runs `scripts/demo.sh single` as `make demo MODE=single` does (the venv and images are there
+already in `make test`), on a free port, then stops it and removes what it made, as `make clean`
+does."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from tests.integration.harness import REPO, containers, free_port, http_json, wait_for
+
+DEMO_LABEL = "acestream-orchestrator-demo=1"
+
+
+def test_make_demo_runs_the_daemon_with_stand_ins_and_lists_engines(tmp_path: Path) -> None:
+    port = free_port()
+    log = (tmp_path / "demo.log").open("wb")
+    demo = subprocess.Popen(
+        ["bash", "scripts/demo.sh", "single"],
+        cwd=REPO,
+        env={**os.environ, "DEMO_PORT": str(port)},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        def four_listed() -> list[dict[str, Any]] | None:
+            try:
+                status, body = http_json(f"http://127.0.0.1:{port}/engines")
+            except OSError:
+                return None  # not listening yet
+            return body if status == 200 and len(body) == 4 else None
+
+        engines = wait_for("the demo's 4 engines on /engines", four_listed, timeout=120)
+        assert {e["vpn_container"] for e in engines} == {"demo-gluetun-1"}
+        assert sum(e["forwarded"] for e in engines) == 1
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as resp:
+            status, page = resp.status, resp.read().decode()
+        assert status == 200 and "demo-gluetun-1" in page, "the status page shows the VPN"
+    finally:
+        os.killpg(demo.pid, signal.SIGTERM)
+        demo.wait(timeout=30)
+        log.close()
+        subprocess.run(["bash", "testbed/cleanup.sh", DEMO_LABEL], cwd=REPO, check=False, timeout=120)
+    assert demo.returncode == 0, (tmp_path / "demo.log").read_text()
+    assert containers(f"label={DEMO_LABEL}") == [], "make clean's clean-up leaves nothing"
