@@ -166,6 +166,7 @@ class Daemon:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self.events.run(), name="event-source")
                 tasks.create_task(self.events.run_periodic_resync(), name="resync")
+                tasks.create_task(self.events.probe_logs.run(), name="probe-logs")
                 tasks.create_task(self.executor.run(), name="executor")
                 tasks.create_task(self.loop.run(), name="reconcile")
                 tasks.create_task(prober.run(), name="readiness")
