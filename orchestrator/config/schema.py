@@ -43,8 +43,8 @@ DEFAULT_STATE_DIR = "/var/lib/acestream-orchestrator"
 TUNNEL_PROBE = Section(
     {
         "target": ("1.1.1.1:443", host_port),
-        "interval_s": (2, number(0.5)),
-        "timeout_s": (2, number(0.5)),
+        "interval_s": (1, number(0.5)),
+        "timeout_s": (1, number(0.5)),
         "retries": (2, int_in(1, 10)),
         "image": (None, optional_text),
     }
@@ -84,7 +84,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Checker]]] = {
         "unhealthy_restart_timeout_s": (300, number(1)),
         "wait_healthy_s": (60, number(0)),
         "drain_grace_s": (1800, number(0)),
-        "health_check_interval_s": (5, number(0.5)),
+        "health_check_interval_s": (30, number(0.5)),
         "tunnel_probe": (TUNNEL_PROBE.defaults(), TUNNEL_PROBE),
     },
     "api": {
