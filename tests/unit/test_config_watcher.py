@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -130,3 +131,21 @@ def test_a_deleted_file_keeps_the_config_and_its_return_applies(tmp_path: Path) 
     edit(path, BASE.replace("min_replicas: 2", "min_replicas: 4"))
     settle(watcher)
     assert watcher.error is None and watcher.current.desired.engines.min_replicas == 4
+
+
+async def test_an_edit_is_seen_through_inotify_without_polling(tmp_path: Path) -> None:
+    """The safety poll is an hour away: only an inotify event can bring the edit in."""
+    seen = asyncio.Event()
+    watcher, path, _ = watching(tmp_path)
+    watcher._on_change = lambda previous, config: seen.set()
+    task = asyncio.create_task(watcher.run(safety_poll_s=3600))
+    try:
+        await asyncio.sleep(0.1)  # the watch is in place
+        replaced = tmp_path / "new.yaml"
+        replaced.write_text(BASE.replace("min_replicas: 2", "min_replicas: 4"))
+        replaced.replace(path)  # an editor's atomic save: a rename over the file
+        async with asyncio.timeout(10):
+            await seen.wait()
+        assert watcher.current.desired.engines.min_replicas == 4
+    finally:
+        task.cancel()
