@@ -19,6 +19,7 @@ import sys
 import tarfile
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,15 @@ def switches(pid: int) -> tuple[int, int]:
         except OSError:
             continue
     return voluntary, involuntary
+
+
+def docker_events(daemon: Daemon) -> int:
+    """Docker events the daemon received so far (its /metrics): on a shared machine most are
+    other sessions' containers, each a wake-up this daemon cannot avoid."""
+    with urllib.request.urlopen(daemon.url + "/metrics", timeout=10) as resp:  # noqa: S310 (http on loopback)
+        text = resp.read().decode()
+    line = next(x for x in text.splitlines() if x.startswith("acestream_orchestrator_docker_events"))
+    return int(float(line.split()[-1]))
 
 
 def cpu_s(pid: int) -> float:
@@ -70,6 +80,7 @@ def start_from(daemon: Daemon, source: Path | None) -> None:
         stderr=subprocess.STDOUT,
         env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(source)},
     )
+
     def healthy() -> bool:
         assert daemon.process is not None
         if daemon.process.poll() is not None:
@@ -94,11 +105,15 @@ def measure(engines: int, vpns: list[str], source: Path | None, seconds: float) 
         time.sleep(15)  # the creations' aftermath settled
         assert daemon.process is not None
         pid = daemon.process.pid
+        e0 = docker_events(daemon)
         (v0, n0), c0 = switches(pid), cpu_s(pid)
         time.sleep(seconds)
         (v1, n1), c1 = switches(pid), cpu_s(pid)
+        events = docker_events(daemon) - e0
         return {
             "wakeups_per_s": round((v1 - v0) / seconds, 2),
+            "docker_events_per_s": round(events / seconds, 2),
+            "wakeups_per_s_without_events": round((v1 - v0 - events) / seconds, 2),
             "involuntary_switches_per_s": round((n1 - n0) / seconds, 2),
             "cpu_percent_of_one_core": round(100 * (c1 - c0) / seconds, 3),
         }

@@ -42,7 +42,15 @@ from tests.integration.harness import (
 BUSYBOX = "acestream-orchestrator-test/busybox:latest"
 
 
-def measure(source: Path | None, cuts: int, healthy_s: float, net: str, target: str) -> dict[str, Any]:
+def measure(
+    source: Path | None,
+    cuts: int,
+    healthy_s: float,
+    net: str,
+    target: str,
+    *,
+    interval_s: float | None = None,
+) -> dict[str, Any]:
     vpn = f"bench-pd-{uuid.uuid4().hex[:6]}"
     run_gluetun(vpn)
     docker("network", "connect", net, vpn)
@@ -53,7 +61,10 @@ def measure(source: Path | None, cuts: int, healthy_s: float, net: str, target: 
         vpn={"mode": "single", "containers": [vpn], "port_range": "19500-19599"},
     )
     daemon.config["vpn"]["tunnel_probe"] = {"target": f"{target}:80"}
+    if interval_s is not None:
+        daemon.config["vpn"]["tunnel_probe"]["interval_s"] = interval_s
     hide_s: list[float] = []
+    command_s: list[float] = []
     false_hides = 0
     polls = 0
     try:
@@ -70,6 +81,7 @@ def measure(source: Path | None, cuts: int, healthy_s: float, net: str, target: 
             time.sleep(random.uniform(2.0, 4.0))  # anywhere in the dial cycle
             began = time.monotonic()
             docker("network", "disconnect", net, vpn)
+            command_s.append(time.monotonic() - began)
             wait_for("engines hidden", lambda: daemon.engines() == [], timeout=30, interval=0.02)
             hide_s.append(time.monotonic() - began)
             docker("network", "connect", net, vpn)
@@ -90,6 +102,8 @@ def measure(source: Path | None, cuts: int, healthy_s: float, net: str, target: 
     return {
         "hide_s": summary(hide_s),
         "raw_hide_s": [round(h, 3) for h in hide_s],
+        # how long `docker network disconnect` itself took: the cut lands somewhere inside it
+        "cut_command_s": summary(command_s),
         "healthy_s": healthy_s,
         "healthy_polls": polls,
         "false_hides": false_hides,
@@ -102,6 +116,8 @@ def main() -> None:
     parser.add_argument("--healthy-s", type=float, default=600)
     parser.add_argument("--before", default="0dfd87a")
     parser.add_argument("--skip-before", action="store_true")
+    parser.add_argument("--interval", type=float, default=None, help="vpn.tunnel_probe.interval_s")
+    parser.add_argument("--name", default="probe_detection", help="the results file's name")
     args = parser.parse_args()
     net = f"bench-pd-inet-{uuid.uuid4().hex[:8]}"
     report: dict[str, Any] = {}
@@ -114,19 +130,21 @@ def main() -> None:
         if not args.skip_before:
             report["before"] = measure(source_of(args.before), args.cuts, 0, net, target)
             print("before", report["before"], flush=True)
-        report["now"] = measure(None, args.cuts, args.healthy_s, net, target)
+        report["now"] = measure(None, args.cuts, args.healthy_s, net, target, interval_s=args.interval)
         print("now", report["now"], flush=True)
     finally:
         remove_test_containers()
         remove_network(net)
     write_result(
-        "probe_detection",
+        args.name,
         {
             "what": "seconds from cutting a stand-in Gluetun's tunnel (network disconnect) to its "
             "engines out of GET /engines; false hides over a healthy stretch; before = the code of "
             f"{args.before} (Docker health check, 2 s x 2), now = this tree (dial loop, 1 s, 1 s x 2)",
             "command": f".venv/bin/python bench/probe_detection.py --cuts {args.cuts} "
-            f"--healthy-s {args.healthy_s:g}",
+            f"--healthy-s {args.healthy_s:g}"
+            + (" --skip-before" if args.skip_before else "")
+            + (f" --interval {args.interval:g} --name {args.name}" if args.interval else ""),
             "machine": machine(),
             **report,
         },

@@ -87,17 +87,20 @@ def loop_command(probe: TunnelProbe) -> str:
         "read -t 0 x <&3 2>/dev/null; [ $? -le 1 ] && t=1; fi; "
         'w() { if [ -n "$t" ]; then read -t "$1" x <&3; else sleep "$1" & wait $! || exit 127; fi; }; '
         'v=; say() { [ "$1" = "$v" ] || { v=$1; echo "$1"; }; }; '
+        # c: ct = the kernel's uptime in hundredths of a second, read without a process ("" if not)
+        "c() { ct=; read u x </proc/uptime 2>/dev/null && ct=$(( ${u%.*} * 100 + 1${u#*.} - 100 )); }; "
         "n=0; while :; do "
-        # a failed dial returns at once (refused) or after its timeout: the next is `wait` apart
-        f"if [ $n -gt 0 ]; then w {wait} & s=$!; else s=; fi; "
-        "dial; r=$?; "
+        "c; a=$ct; dial; r=$?; "
         "case $r in "
         f"0) n=0; say {shlex.quote(UP)};; "
         f"126) n=0; say {shlex.quote(BROKEN + CANNOT_DIAL)};; "
         f"127) n=0; say {shlex.quote(BROKEN + NO_NC)};; "
         f"*) n=$((n + 1)); [ $n -ge {probe.retries} ] && say {shlex.quote(DOWN)};; esac; "
-        'if [ -n "$s" ]; then wait $s; fi; '
-        f"[ $n -gt 0 ] && continue; w {pause}; done"
+        # after a failed dial the next starts at least `wait` s after it did: one that failed at
+        # once (refused, unreachable) is waited for, one that took its whole timeout is not
+        f'if [ $n -gt 0 ]; then c; b=$ct; [ -n "$a" ] && [ -n "$b" ] && [ $((b - a)) -ge {int(wait) * 100} ] '
+        f"|| w {wait}; continue; fi; "
+        f"w {pause}; done"
     )
 
 

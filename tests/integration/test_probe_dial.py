@@ -15,6 +15,7 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -106,3 +107,39 @@ def test_an_nc_that_cannot_judge_is_broken_not_a_dead_tunnel(
 
 def test_no_nc_at_all_is_broken(tmp_path: Path, listener: int) -> None:
     assert _first_verdict(_family(tmp_path, "none"), listener) == BROKEN + NO_NC
+
+
+def test_a_blip_shorter_than_the_timeout_hides_nothing(tmp_path: Path) -> None:
+    """The target refuses for 0.3 s (a dial fails at once) and answers again: the next dial is a
+    whole `timeout_s` after the failed one, so the two failures that make "down" cannot both
+    land in the blip."""
+    family = _family(tmp_path, "busybox")
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    port = server.getsockname()[1]
+    command = loop_command(TunnelProbe(host="127.0.0.1", port=port, timeout_s=1, interval_s=0.2, retries=2))
+    with subprocess.Popen(
+        [str(family / "sh"), "-c", command],
+        env={"PATH": str(family)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as loop:
+        try:
+            assert loop.stdout is not None
+            assert loop.stdout.readline().strip() == UP
+            for _ in range(5):  # five blips, each somewhere else in the dial cycle
+                server.close()
+                time.sleep(0.3)
+                server = socket.socket()
+                server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                server.bind(("127.0.0.1", port))
+                server.listen(8)
+                time.sleep(1.3)
+        finally:
+            loop.terminate()
+            server.close()
+        said = loop.communicate(timeout=10)[0]
+    assert DOWN not in said, said
