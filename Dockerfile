@@ -31,7 +31,7 @@ FROM ${BASE_IMAGE}
 ARG BASE_IMAGE
 COPY --from=build /opt/venv /opt/venv
 COPY docker/entrypoint.sh /usr/local/bin/orchestrator-entrypoint
-COPY docker/healthcheck.py /usr/local/bin/orchestrator-healthcheck
+COPY docker/healthcheck.sh /usr/local/bin/orchestrator-healthcheck
 COPY config.example.yaml /usr/local/share/acestream-orchestrator/config.example.yaml
 RUN chmod 0755 /usr/local/bin/orchestrator-entrypoint /usr/local/bin/orchestrator-healthcheck \
  && groupadd --system --gid 10001 orchestrator \
@@ -39,14 +39,15 @@ RUN chmod 0755 /usr/local/bin/orchestrator-entrypoint /usr/local/bin/orchestrato
       --shell /usr/sbin/nologin orchestrator \
  && mkdir -p /config /var/lib/acestream-orchestrator \
  && chown 10001:10001 /var/lib/acestream-orchestrator
-ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
+    ORCHESTRATOR_API_FILE=/tmp/acestream-orchestrator.api
 LABEL org.opencontainers.image.title="acestream-orchestrator" \
       org.opencontainers.image.description="Keeps a pool of AceStream engine containers alive behind Gluetun VPN containers" \
       org.opencontainers.image.licenses="MIT" \
       org.opencontainers.image.base.name="${BASE_IMAGE}"
 EXPOSE 8000
 STOPSIGNAL SIGTERM
-# GET /health on the address in the daemon's own configuration (docker/healthcheck.py)
+# GET /health on the address the daemon listens on (docker/healthcheck.sh: bash, no interpreter)
 HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
   CMD ["/usr/local/bin/orchestrator-healthcheck"]
 ENTRYPOINT ["/usr/local/bin/orchestrator-entrypoint"]

@@ -21,6 +21,7 @@ import structlog
 from aiohttp import web
 
 from orchestrator.api.access import access_summary
+from orchestrator.api.address_file import write_address_file
 from orchestrator.api.app import make_app
 from orchestrator.api.context import ApiContext
 from orchestrator.api.metrics import observe_hide_latency
@@ -185,6 +186,7 @@ class Daemon:
         site = web.TCPSite(runner, config.api.host, config.api.port)
         await site.start()
         log.info("api_listening", host=config.api.host, port=config.api.port)
+        write_address_file(config.api.host, config.api.port)
         open_to_all, access = access_summary(config.api)
         (log.warning if open_to_all else log.info)("api_access", **access)
         for name in config.desired.vpn.containers:
@@ -206,6 +208,7 @@ class Daemon:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self.events.run(), name="event-source")
                 tasks.create_task(self.events.run_periodic_resync(), name="resync")
+                tasks.create_task(self.events.probe_logs.run(), name="probe-logs")
                 tasks.create_task(self.executor.run(), name="executor")
                 tasks.create_task(self.loop.run(), name="reconcile")
                 tasks.create_task(prober.run(), name="readiness")

@@ -85,14 +85,15 @@ class EngineSpec:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TunnelProbe:
-    """One small container per VPN, in the VPN's network namespace, whose Docker health check
-    dials `host:port` over TCP: from in there only the tunnel leads out, so a failing dial is a
-    dead tunnel, seen within a few `interval_s` (Docker's own verdict on Gluetun lags by minutes)."""
+    """One small container per VPN, in the VPN's network namespace, whose dial loop dials
+    `host:port` over TCP: from in there only the tunnel leads out, so failing dials are a dead
+    tunnel, seen within `interval_s + retries * timeout_s` (Docker's own verdict on Gluetun lags
+    by minutes)."""
 
     host: str
     port: int
     interval_s: float = 2.0
-    timeout_s: float = 2.0
+    timeout_s: float = 1.0
     retries: int = 2
     image: str | None = None  # None: the VPN container's own image (Gluetun's has sh and nc)
 

@@ -45,7 +45,7 @@ TUNNEL_PROBE = Section(
     {
         "target": ("1.1.1.1:443", host_port),
         "interval_s": (2, number(0.5)),
-        "timeout_s": (2, number(0.5)),
+        "timeout_s": (1, number(0.5)),
         "retries": (2, int_in(1, 10)),
         "image": (None, optional_text),
     }
@@ -92,7 +92,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Checker]]] = {
         "drain_grace_s": (1800, number(0)),
         "restart_tunnel_on_stall": (False, boolean),
         "tunnel_restart_interval_s": (3600, number(10)),
-        "health_check_interval_s": (5, number(0.5)),
+        "health_check_interval_s": (30, number(0.5)),
         "tunnel_probe": (TUNNEL_PROBE.defaults(), TUNNEL_PROBE),
     },
     "api": {

@@ -1,20 +1,24 @@
 """Holds the configuration in force and keeps it in step with the YAML file the operator edits.
 
 Every part of the daemon reads the config through `ConfigWatcher.current` (one getter, no copies
-patched on reload). The file is checked a few times a second (one `stat`; editors that replace
-the file and Kubernetes-style symlink swaps are both seen), and read once a change has settled
-(the same `stat` two checks in a row), never half-written; an empty file at run time is an
-error. A valid edit is vetted against the config in force (keys that need a restart keep their
-value, with a warning), then replaces it at once; an invalid one is logged with its file, line
-and key, shown on `/status`, and the last good configuration stays in force. Each new file is
+patched on reload). The file's folder is watched through inotify (`asyncinotify`: pure Python,
+asyncio-native, no thread and no wake-up between events); any event there (a write, an editor
+replacing the file, a Kubernetes-style symlink swap) starts a few `stat` checks, and the file is
+read once a change has settled (the same `stat` two checks in a row), never half-written. A file
+system without inotify events (some network and FUSE mounts) falls back to one `stat` every
+`FALLBACK_POLL_S`, and a slow safety `stat` runs anyway every `SAFETY_POLL_S`; an empty file at run
+time is an error. A valid edit is vetted against the config in force (keys that need a restart keep
+their value, with a warning), then replaces it at once; an invalid one is logged with its file,
+line and key, shown on `/status`, and the last good configuration stays in force. Each new file is
 compared with the config *in force*, so an edit refused once stays refused on every later edit
-until the daemon restarts. A valid edit the world cannot take yet (a VPN container name that
-does not exist) is *held*: reported, the config in force unchanged, and put in force once it can.
+until the daemon restarts. A valid edit the world cannot take yet (a VPN container name that does
+not exist) is *held*: reported, the config in force unchanged, and put in force once it can.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import time
@@ -23,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
+from asyncinotify import Inotify, Mask
 
 from orchestrator.config.checks import is_loopback_host
 from orchestrator.config.loader import load_config
@@ -31,7 +36,20 @@ from orchestrator.errors import ConfigError
 
 log = structlog.get_logger()
 
-POLL_INTERVAL_S = 0.25
+POLL_INTERVAL_S = 0.25  # between the checks that see a change settle
+FALLBACK_POLL_S = 2.0  # no inotify at all: one stat this often
+SAFETY_POLL_S = 60.0  # with inotify: a file system whose events never come is still read
+WATCHED = (
+    Mask.CLOSE_WRITE
+    | Mask.MOVED_TO
+    | Mask.MOVED_FROM
+    | Mask.CREATE
+    | Mask.DELETE
+    | Mask.ATTRIB
+    | Mask.MODIFY
+    | Mask.DELETE_SELF
+    | Mask.MOVE_SELF
+)
 
 
 def _fingerprint(path: Path) -> tuple[int, int, int] | None:
@@ -130,12 +148,34 @@ class ConfigWatcher:
         """The configuration in force."""
         return self._current
 
-    async def run(self) -> None:
+    async def run(self, safety_poll_s: float = SAFETY_POLL_S) -> None:
         if self.path is None:
             return  # nothing to watch: the config given at start stays in force
-        while True:
+        try:
+            inotify = Inotify()
+            inotify.add_watch(self.path.parent, WATCHED)
+        except OSError as exc:
+            log.warning("config_watch_polling", reason=f"no inotify here ({exc})", every_s=FALLBACK_POLL_S)
+            await self._poll(FALLBACK_POLL_S)
+            return
+        with inotify:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(safety_poll_s):
+                        await inotify.get()
+                await self._settle_change()
+
+    async def _settle_change(self) -> None:
+        """Check until the file is unchanged two checks in a row (read once settled)."""
+        self.check()
+        while self._changing is not None:
             await asyncio.sleep(POLL_INTERVAL_S)
             self.check()
+
+    async def _poll(self, every_s: float) -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            await self._settle_change()
 
     def check(self) -> None:
         """Read the file once a change of it has settled: unchanged since the previous check

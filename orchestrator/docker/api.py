@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from orchestrator.docker.containers import ContainerInfo
@@ -33,6 +34,14 @@ EVENT_ACTIONS = (
 SKIPPED_ACTION = "orchestrator.skipped"
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogLine:
+    """One line of a container's standard output, with the time Docker stamped on it."""
+
+    at: float | None
+    text: str
+
+
 class DockerApi(Protocol):
     async def inspect(self, ref: str) -> ContainerInfo | None:
         """The container by ID or name, or None when it does not exist."""
@@ -54,5 +63,14 @@ class DockerApi(Protocol):
     ) -> AbstractAsyncContextManager[AsyncIterator[dict[str, Any]]]:
         """Subscribe to container events. Entering means subscribed; iterating yields raw event
         dicts and simply ends when Docker closes the stream."""
+
+    def follow_log(
+        self, ref: str, since: float | None = None
+    ) -> AbstractAsyncContextManager[AsyncIterator[LogLine]]:
+        """Follow a container's standard output: its last line written since `since` (a Unix
+        time), then each new line. The stream ends when the container stops."""
+
+    async def last_log_line(self, ref: str, since: float | None = None) -> LogLine | None:
+        """The last line a container wrote on its standard output since `since`, or None."""
 
     async def close(self) -> None: ...

@@ -33,6 +33,9 @@ class ContainerInfo:
     health_exit_code: int | None = None
     health_output: str = ""
     ran_s: float | None = None  # an exited container: how long its last run lasted
+    # when its previous run ended (Docker keeps it while the container runs again): its output
+    # since then is this run's, whatever `started_at` says (a process may write before it is set)
+    finished_at: float | None = None
 
 
 def parse_docker_time(value: str | None) -> float | None:
@@ -72,6 +75,7 @@ def container_info(raw: Mapping[str, Any]) -> ContainerInfo:
         image=raw.get("Image") or None,
         health_exit_code=last_check.get("ExitCode"),
         ran_s=_ran_for(state),
+        finished_at=parse_docker_time(state.get("FinishedAt")),
         health_output=str(last_check.get("Output") or "").strip()[-300:],
     )
 

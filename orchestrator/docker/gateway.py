@@ -21,8 +21,8 @@ import aiohttp
 import structlog
 from aiodocker.exceptions import DockerError as AioDockerError
 
-from orchestrator.docker.api import EVENT_ACTIONS, SKIPPED_ACTION
-from orchestrator.docker.containers import ContainerInfo, container_info
+from orchestrator.docker.api import EVENT_ACTIONS, SKIPPED_ACTION, LogLine
+from orchestrator.docker.containers import ContainerInfo, container_info, parse_docker_time
 from orchestrator.errors import (
     DockerConflict,
     DockerError,
@@ -42,6 +42,7 @@ WRITE_TIMEOUT_S = 30.0  # create, start, remove
 PULL_TIMEOUT_S = 600.0
 RESTART_SLACK_S = 30.0  # beyond the stop timeout a restart is given
 MAX_EVENT_LINE = 1024 * 1024  # a longer event line (huge labels) is skipped, not fatal
+MAX_LOG_LINE = 64 * 1024  # a probe writes short lines; anything longer is cut
 
 
 def _wrap(exc: Exception, doing: str) -> DockerError:
@@ -197,6 +198,51 @@ class DockerGateway:
         except _CONNECTION_ERRORS as exc:
             raise _wrap(exc, "docker events") from exc
 
+    @asynccontextmanager
+    async def follow_log(self, ref: str, since: float | None = None) -> AsyncIterator[AsyncIterator[LogLine]]:
+        """Follow a container's standard output: its last line written since `since` (a Unix
+        time: the container's start), then each new line as it is written. The stream ends
+        when the container stops or Docker closes it."""
+        params = {"stdout": "1", "stderr": "0", "follow": "1", "tail": "1", "timestamps": "1"}
+        if since is not None:
+            params["since"] = f"{since:.9f}"
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=None, connect=10)
+        path = f"containers/{ref}/logs"
+        try:
+            async with self._docker._query(path, params=params, timeout=timeout) as response:
+                yield self._log_lines(response)
+        except _CONNECTION_ERRORS as exc:
+            raise _wrap(exc, f"logs of {ref}") from exc
+
+    async def last_log_line(self, ref: str, since: float | None = None) -> LogLine | None:
+        """The last line a container wrote on its standard output since `since`, or None."""
+        params = {"stdout": "1", "stderr": "0", "tail": "1", "timestamps": "1"}
+        if since is not None:
+            params["since"] = f"{since:.9f}"
+        last: LogLine | None = None
+        try:
+            async with (
+                _bounded(READ_TIMEOUT_S, f"logs of {ref}"),
+                self._docker._query(f"containers/{ref}/logs", params=params) as response,
+            ):
+                async for line in self._log_lines(response):
+                    last = line
+        except AioDockerError as exc:
+            if exc.status == 404:
+                return None
+            raise _wrap(exc, f"logs of {ref}") from exc
+        except _CONNECTION_ERRORS as exc:
+            raise _wrap(exc, f"logs of {ref}") from exc
+        return last
+
+    @staticmethod
+    async def _log_lines(response: aiohttp.ClientResponse) -> AsyncIterator[LogLine]:
+        try:
+            async for at, text in log_lines(response.content.iter_any()):
+                yield LogLine(at=at, text=text)
+        except (aiohttp.ClientError, OSError) as exc:
+            raise DockerUnavailable(f"log stream broke: {exc}") from exc
+
     @staticmethod
     async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:
         """Event dicts, one per line. A line over `MAX_EVENT_LINE` (a container with enormous
@@ -244,3 +290,36 @@ async def event_lines(
                 dropping = True
     if buffer.strip() and not dropping:
         yield bytes(buffer)
+
+
+async def log_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[float | None, str]]:
+    """Docker's multiplexed log stream (a container without a TTY: frames of an 8-byte header,
+    the last four its payload's length) as (time, text) lines, the time being the line's
+    `timestamps=1` prefix. A line longer than `MAX_LOG_LINE` is cut."""
+    buffer = bytearray()
+    pending = bytearray()
+    async for chunk in chunks:
+        buffer += chunk
+        while len(buffer) >= 8:
+            size = int.from_bytes(buffer[4:8], "big")
+            if len(buffer) < 8 + size:
+                break
+            pending += buffer[8 : 8 + size]
+            del buffer[: 8 + size]
+            while (end := pending.find(b"\n")) != -1:
+                yield _stamped(bytes(pending[:end]))
+                del pending[: end + 1]
+            if len(pending) > MAX_LOG_LINE:
+                yield _stamped(bytes(pending[:MAX_LOG_LINE]))
+                pending.clear()
+    if pending.strip():
+        yield _stamped(bytes(pending))
+
+
+def _stamped(raw: bytes) -> tuple[float | None, str]:
+    text = raw.decode(errors="replace").rstrip("\r")
+    stamp, _, rest = text.partition(" ")
+    try:
+        return parse_docker_time(stamp), rest
+    except ValueError:
+        return None, text

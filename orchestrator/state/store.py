@@ -559,7 +559,8 @@ class StateStore:
     # -- VPNs ----------------------------------------------------------------------------------
     def apply_vpn(self, name: str, sighting: Sighting, at: float) -> bool:
         """Feed one signal about a VPN through its state machine; False when it did not apply."""
-        update = advance(self._world.vpns.get(name), name, sighting, at)
+        previous = self._world.vpns.get(name)
+        update = advance(previous, name, sighting, at)
         self._telemetry.vpn_heard_at[name] = time.time()
         if update is None:
             return False
@@ -567,6 +568,8 @@ class StateStore:
         if seen is not None:
             self.observe(seen, at)
         self._touch(f"vpn:{name}")
+        if update.obs == previous and not update.transitions:
+            return True  # the same reading again: nobody is woken for it
         self._world.vpns[name] = update.obs
         for transition in update.transitions:
             self._log_transition(name, transition)

@@ -1,10 +1,15 @@
 """Polls every configured VPN's Gluetun control server and feeds what it says to the store.
 
-All VPNs are asked at once every `vpn.health_check_interval_s`, and at once when a VPN's
-container or state changes (so a VPN that just turned healthy has its forwarded port read before
-engines are placed). A reading or a failure becomes a sighting of the VPN state machine
-(`reconcilers.vpn`); an error is logged once per distinct message. A static forwarded port
-(`vpn.forwarded_ports`) wins over what the control server says.
+A control server's answers (public IP, forwarded port, tunnel status) change only around a
+reconnect, and a reconnect is announced by other signals: the tunnel probe's verdict, Docker's
+health and container events, each a change of the VPN's state. So every VPN is read at once when
+its container or state changes (a VPN that just turned healthy has its forwarded port read before
+engines are placed), and otherwise only every `vpn.health_check_interval_s` (30 s by default): the
+ceiling on how late a reconnect no other signal saw (a new exit within one probe interval) is
+noticed. A reading that changes nothing wakes nobody (`StateStore.apply_vpn`). A reading or a
+failure becomes a sighting of the VPN state machine (`reconcilers.vpn`); an error is logged once
+per distinct message. A static forwarded port (`vpn.forwarded_ports`) wins over what the control
+server says.
 """
 
 from __future__ import annotations

@@ -13,19 +13,20 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, get_args
 
 import structlog
 
 from orchestrator.config import Config
-from orchestrator.docker.api import SKIPPED_ACTION, DockerApi
+from orchestrator.docker.api import SKIPPED_ACTION, DockerApi, LogLine
 from orchestrator.docker.containers import ContainerInfo, vpn_container
 from orchestrator.docker.engines import engine_sighting, is_engine, pool_filters
-from orchestrator.docker.probes import is_probe, probe_observation, verdict
+from orchestrator.docker.probes import is_probe, log_since, parse_verdict, probe_observation
 from orchestrator.errors import DockerError, DockerUnavailable
 from orchestrator.state.store import StateStore
 from orchestrator.workers.inspections import Inspections
+from orchestrator.workers.probe_logs import ProbeLogs
 from reconcilers.model import EngineStatus, ProbeObs, VpnState
 from reconcilers.vpn import ContainerSeen, HealthReported, ProbeReported, StopAction, StopReported
 
@@ -73,6 +74,8 @@ class EventSource:
         self._resync_lock = asyncio.Lock()
         self._resync_wanted = asyncio.Event()
         self._inspections = Inspections()
+        # the probes' verdicts come from their logs; the daemon's TaskGroup runs `probe_logs.run`
+        self.probe_logs = ProbeLogs(docker, self._probe_line)
 
     def _pool(self) -> str:
         return self._config().desired.engines.pool
@@ -165,23 +168,30 @@ class EventSource:
             log.warning("inspect_failed", container=ref[:24], error=str(exc), hint="kept as it was known")
         listed = [i for i in found if isinstance(i, ContainerInfo)]
         infos = [info for info in listed if is_engine(info.labels, pool)]
-        probes = [(probe_observation(info), info) for info in listed if is_probe(info.labels, pool)]
-        # a probe's verdict is level-triggered: its health now, unless an event came since
+        probe_infos = {info.id: info for info in listed if is_probe(info.labels, pool)}
+        probes = [probe_observation(info) for info in probe_infos.values()]
+        running = [p for p in probes if p.status == "running"]
+        # a probe's verdict is level-triggered: the last line of its current run, read now
+        lines = await asyncio.gather(
+            *(self._last_line(p.container_id, log_since(probe_infos[p.container_id])) for p in running)
+        )
         verdicts = [
-            (probe, info)
-            for probe, info in probes
-            if not self._store.newer_than(probe.container_id, snapshot)
+            (probe, line)
+            for probe, line in zip(running, lines, strict=True)
+            if not isinstance(line, Unanswered)
+            and not self._store.newer_than(probe.container_id, snapshot)
             and not self._store.newer_than(f"vpn:{probe.vpn}", snapshot)
         ]
         now = time.time()
         self._store.replace_engines([engine_sighting(info) for info in infos], snapshot, keep=unanswered)
-        self._store.replace_probes([probe for probe, _ in probes], snapshot, keep=unanswered)
+        self._store.replace_probes(probes, snapshot, keep=unanswered)
         for name, info in vpns.items():
             if not isinstance(info, Unanswered) and not self._store.newer_than(f"vpn:{name}", snapshot):
                 self._store.apply_vpn(name, ContainerSeen(container=vpn_container(info)), now)
-        for probe, info in verdicts:
-            up, why = verdict(info)
+        for probe, line in verdicts:
+            up, why = (parse_verdict(line.text) if line is not None else None) or (None, None)
             self._report_probe(probe, up, now, error=why)
+        self._follow_probes(list(probe_infos.values()), keep=unanswered)
         self._store.note_resync()
         self._store.set_docker(connected=True)
         log.debug("resync_done", engines=len(infos), vpns=len(vpns))
@@ -266,44 +276,71 @@ class EventSource:
         self._inspections.want(container_id, inspect_engine)
 
     def _apply_probe(self, container_id: str, action: str, at: float, time_nano: int) -> None:
-        """A tunnel probe's events: its verdict on the tunnel goes to its VPN. A `healthy` event
-        is applied at once; every event is followed by an inspect that applies the probe's
-        health as Docker has it then (an unhealthy one may be a probe that cannot run), so an
-        answer overtaken by a later event is asked again, never applied late."""
+        """A tunnel probe's container events: it starts (its log is followed from then), stops
+        (no verdict) or goes. The verdicts themselves come from its log (`_probe_line`)."""
         self._inspections.overtaken(container_id)
         known = self._store.probes.get(container_id)
         if action == "destroy":
+            self.probe_logs.drop(container_id)
             self._store.drop_probe(container_id)
             if known is not None:
                 self._report_probe(known, None, at)
             return
         if action.startswith("health_status"):
-            health = action.partition(":")[2].strip()
-            if health not in ("healthy", "unhealthy") or time_nano < self._resync_floor_nano:
-                return
-            if health == "healthy" and known is not None:
-                self._report_probe(known, True, at)
+            return  # a probe has no health check: its image's was turned off
 
         async def inspect_probe() -> Callable[[], None]:
             info = await self._docker.inspect(container_id)
 
             def apply() -> None:
                 if info is None or not is_probe(info.labels, self._pool()):
+                    self.probe_logs.drop(container_id)
                     self._store.drop_probe(container_id)
                     if known is not None:
                         self._report_probe(known, None, at)
                     return
                 probe = probe_observation(info)
                 self._store.upsert_probe(probe)
-                up, why = verdict(info)
-                visible = len(self._store.visible)
-                self._report_probe(probe, up, at, error=why)
-                if len(self._store.visible) < visible:
-                    self._on_hidden((time.time_ns() - time_nano) / 1e9)
+                if probe.status != "running":
+                    self.probe_logs.drop(container_id)
+                    self._report_probe(probe, None, at)
+                elif self.probe_logs.want(container_id, probe.started_at, log_since(info)):
+                    self._report_probe(probe, None, at)  # a new run: no verdict until it says
 
             return apply
 
         self._inspections.want(container_id, inspect_probe)
+
+    async def _last_line(self, container_id: str, since: float | None) -> LogLine | Unanswered | None:
+        try:
+            return await self._docker.last_log_line(container_id, since=since)
+        except DockerUnavailable as exc:
+            log.warning("probe_log_unread", container=container_id[:12], error=str(exc))
+            return UNANSWERED
+
+    def _follow_probes(self, probes: list[ContainerInfo], keep: Collection[str]) -> None:
+        """Follow the log of every running probe of the last listing, and only those."""
+        listed = {p.id: p for p in probes}
+        for cid in self.probe_logs.followed():
+            if cid not in listed and cid not in keep:
+                self.probe_logs.drop(cid)
+        for info in probes:
+            if info.status == "running":
+                self.probe_logs.want(info.id, info.started_at, log_since(info))
+            else:
+                self.probe_logs.drop(info.id)
+
+    def _probe_line(self, container_id: str, run: float | None, line: LogLine) -> None:
+        """A line from a probe's log: a verdict of its current run goes to its VPN at once."""
+        probe = self._store.probes.get(container_id)
+        said = parse_verdict(line.text)
+        if probe is None or probe.started_at != run or said is None:
+            return
+        visible = len(self._store.visible)
+        self._report_probe(probe, said[0], time.time(), error=said[1])
+        if len(self._store.visible) < visible and line.at is not None:
+            # from the moment the probe wrote its verdict to the visible set no longer listing them
+            self._on_hidden(time.time() - line.at)
 
     def _report_probe(self, probe: ProbeObs, up: bool | None, at: float, error: str | None = None) -> None:
         verdict = ProbeReported(vpn_id=probe.vpn_id, started_at=probe.started_at, up=up, error=error)

@@ -6,6 +6,9 @@ loop still turns (a blocking call would freeze every task, the HTTP API included
 checks that the event source still makes progress while Docker is reachable. Either stuck past
 its limit ends the process with `EXIT_STUCK`; `restart: unless-stopped` starts a fresh daemon,
 which adopts the engines from their labels and the streams from the state directory.
+
+Both look every quarter of the loop's limit (15 s), not every second: a stall is caught within
+1.25 times its limit, and an idle daemon is not woken for it (two wake-ups per 15 s).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ log = structlog.get_logger()
 EXIT_STUCK = 70  # EX_SOFTWARE
 LOOP_STALL_S = 60.0
 PROGRESS_EXIT_S = 4 * PROGRESS_STALE_S  # /health has said 503 for a while by then
-BEAT_S = 1.0
+BEAT_S = LOOP_STALL_S / 4
 
 
 class Watchdog:
@@ -44,6 +47,7 @@ class Watchdog:
         self._exit = exit
         self._beat = time.monotonic()
         self._stop = threading.Event()
+        self._every_s = min(BEAT_S, loop_stall_s / 4, progress_exit_s / 4)
 
     async def run(self) -> None:
         thread = threading.Thread(target=self._watch_loop, name="watchdog", daemon=True)
@@ -58,12 +62,12 @@ class Watchdog:
                     )
                     self._exit(EXIT_STUCK)
                     return
-                await asyncio.sleep(BEAT_S)
+                await asyncio.sleep(self._every_s)
         finally:
             self._stop.set()
 
     def _watch_loop(self) -> None:
-        while not self._stop.wait(BEAT_S):
+        while not self._stop.wait(self._every_s):
             stalled = time.monotonic() - self._beat
             if stalled >= self._loop_stall_s:
                 log.critical("daemon_stuck", what="event loop", for_s=round(stalled), exit_code=EXIT_STUCK)

@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.docker.api import LogLine
 from orchestrator.docker.containers import ContainerInfo
 from orchestrator.errors import DockerError, DockerUnavailable
 
@@ -41,6 +42,7 @@ class FakeContainer:
     ip: str | None = "172.18.0.2"
     network_mode: str = ""
     body: Mapping[str, Any] = field(default_factory=dict)
+    log: list[LogLine] = field(default_factory=list)  # this run's standard output
 
     def info(self) -> ContainerInfo:
         running = self.status == "running"
@@ -67,6 +69,7 @@ class FakeDocker:
         self.failures: dict[str, Callable[[str], DockerError | None]] = {}
         self.holds: dict[str, asyncio.Event] = {}
         self._subscribers: list[asyncio.Queue[dict[str, Any] | None]] = []
+        self._log_followers: dict[str, list[asyncio.Queue[LogLine | None]]] = {}
         self._last_nano = 0
 
     # -- what the test does to the world ------------------------------------------------------
@@ -153,12 +156,14 @@ class FakeDocker:
             queue.put_nowait(None)
 
     def _start(self, container: FakeContainer) -> None:
-        container.status, container.exit_code = "running", None
+        container.status, container.exit_code, container.log = "running", None, []
         container.started_at = self.now_nano() / 1e9
         self.emit(container, "start")
 
     def _die(self, container: FakeContainer, exit_code: int) -> None:
         container.status, container.exit_code = "exited", exit_code
+        for queue in self._log_followers.pop(container.id, []):
+            queue.put_nowait(None)  # a followed log ends when its container stops
         self.emit(container, "die", exitCode=str(exit_code))
 
     def _destroy(self, container: FakeContainer) -> None:
@@ -253,6 +258,42 @@ class FakeDocker:
     async def _drain(queue: asyncio.Queue[dict[str, Any] | None]) -> AsyncIterator[dict[str, Any]]:
         while (event := await queue.get()) is not None:
             yield event
+
+    @asynccontextmanager
+    async def follow_log(self, ref: str, since: float | None = None) -> AsyncIterator[AsyncIterator[LogLine]]:
+        """A container's log: what `write_log` wrote; it ends once the container stops."""
+        await self._enter("logs", ref)
+        container = self._find(ref)
+        queue: asyncio.Queue[LogLine | None] = asyncio.Queue()
+        if container is None or container.status != "running":
+            queue.put_nowait(None)
+        else:
+            if container.log:
+                queue.put_nowait(container.log[-1])
+            self._log_followers.setdefault(container.id, []).append(queue)
+        try:
+            yield self._drain_log(queue)
+        finally:
+            if container is not None and queue in self._log_followers.get(container.id, []):
+                self._log_followers[container.id].remove(queue)
+
+    @staticmethod
+    async def _drain_log(queue: asyncio.Queue[LogLine | None]) -> AsyncIterator[LogLine]:
+        while (line := await queue.get()) is not None:
+            yield line
+
+    async def last_log_line(self, ref: str, since: float | None = None) -> LogLine | None:
+        await self._enter("logs", ref)
+        container = self._find(ref)
+        return container.log[-1] if container is not None and container.log else None
+
+    def write_log(self, name: str, text: str) -> None:
+        """The container writes a line on its standard output."""
+        container = self.by_name(name)
+        line = LogLine(at=self.now_nano() / 1e9, text=text)
+        container.log.append(line)
+        for queue in self._log_followers.get(container.id, []):
+            queue.put_nowait(line)
 
     async def close(self) -> None:
         self.end_stream()

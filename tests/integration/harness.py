@@ -397,7 +397,9 @@ def build_daemon(workdir: Path, env: dict[str, str] | None = None, **sections: A
             "address": "ip",
             "labels": session_labels(run_id),
         },
-        "vpn": {"tunnel_probe": NO_PROBE},
+        # the control server read every 5 s as before 30 s became the default ceiling: the suites
+        # stage reconnects that only the control server shows (a new exit IP, no tunnel drop)
+        "vpn": {"tunnel_probe": NO_PROBE, "health_check_interval_s": 5},
         "log_level": "DEBUG",
     }
     daemon = Daemon(workdir=workdir, config=base, run_id=run_id, env=env or {})

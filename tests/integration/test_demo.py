@@ -31,6 +31,7 @@ def test_make_demo_runs_the_daemon_with_stand_ins_and_lists_engines(tmp_path: Pa
         start_new_session=True,
     )
     try:
+
         def four_listed() -> list[dict[str, Any]] | None:
             try:
                 status, body = http_json(f"http://127.0.0.1:{port}/engines")

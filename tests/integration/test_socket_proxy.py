@@ -109,6 +109,7 @@ def test_calls_the_daemon_makes_pass(proxy_socket: Path) -> None:
     assert call(proxy_socket, "GET", "/version") == 200
     assert call(proxy_socket, "GET", "/containers/json?all=1") == 200
     assert call(proxy_socket, "GET", "/containers/no-such-container/json") == 404  # Docker's answer
+    assert call(proxy_socket, "GET", "/containers/no-such-container/logs?stdout=1&tail=1") == 404
 
 
 def test_the_daemon_works_through_the_proxy(proxy_socket: Path, make_daemon: Callable[..., Daemon]) -> None:

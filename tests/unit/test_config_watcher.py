@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -150,3 +151,21 @@ def test_moving_to_loopback_and_dropping_the_key_in_one_edit_keeps_the_key_until
     settle(watcher)  # the key kept: applied, the address waits for the restart
     assert watcher.error is None and watcher.current.log_level == "DEBUG"
     assert watcher.current.api.host == "0.0.0.0" and watcher.current.api.api_key == "s3cret"
+
+
+async def test_an_edit_is_seen_through_inotify_without_polling(tmp_path: Path) -> None:
+    """The safety poll is an hour away: only an inotify event can bring the edit in."""
+    seen = asyncio.Event()
+    watcher, path, _ = watching(tmp_path)
+    watcher._on_change = lambda previous, config: seen.set()
+    task = asyncio.create_task(watcher.run(safety_poll_s=3600))
+    try:
+        await asyncio.sleep(0.1)  # the watch is in place
+        replaced = tmp_path / "new.yaml"
+        replaced.write_text(BASE.replace("min_replicas: 2", "min_replicas: 4"))
+        replaced.replace(path)  # an editor's atomic save: a rename over the file
+        async with asyncio.timeout(10):
+            await seen.wait()
+        assert watcher.current.desired.engines.min_replicas == 4
+    finally:
+        task.cancel()

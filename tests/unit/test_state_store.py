@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import time
 
-from orchestrator.docker.containers import ContainerInfo
+from orchestrator.docker.containers import ContainerInfo, vpn_container
 from orchestrator.docker.engines import engine_labels, engine_sighting
 from orchestrator.state.records import EngineSighting
 from orchestrator.state.store import StateStore
 from reconcilers.model import CreateEngine, EnginePorts, EngineSpec, PendingCreate
+from reconcilers.vpn import ContainerSeen, ControlRead
 
 SPEC = EngineSpec(image="engine:1")
 
@@ -76,3 +77,18 @@ def test_an_engine_handed_out_by_provisioning_counts_as_busy_until_its_hold_ends
     assert store.observed(now).engines[0].streams == 1
     assert store.next_hold_expiry(now) is not None
     assert store.observed(now + 60).engines[0].streams == 0
+
+
+def test_the_same_control_reading_again_notifies_nobody() -> None:
+    store = StateStore()
+    vpn = ContainerInfo(
+        id="g1", name="g1", status="running", health="healthy", started_at=1000.0, created_at=999.0
+    )
+    store.apply_vpn("g1", ContainerSeen(container=vpn_container(vpn)), 1001.0)
+    read = ControlRead(forwarded_port=40000, public_ip="1.2.3.4", status="running")
+    store.apply_vpn("g1", read, 1002.0)
+    version = store.version
+    assert store.apply_vpn("g1", read, 1007.0)  # applied, but it changes nothing
+    assert store.version == version
+    store.apply_vpn("g1", ControlRead(forwarded_port=40001, public_ip="1.2.3.4", status="running"), 1012.0)
+    assert store.version > version and store.vpns["g1"].forwarded_port == 40001

@@ -83,6 +83,7 @@ async def world(
     running: list[asyncio.Task[None]] = []
     async with asyncio.TaskGroup() as tasks:
         running.append(tasks.create_task(events.run()))
+        running.append(tasks.create_task(events.probe_logs.run()))
         if act:
             running += [
                 tasks.create_task(executor.run()),
