@@ -58,7 +58,15 @@ from tests.integration.harness import (
 )
 from tests.proxy_front import FrontSettings, real_acexy, running_front
 from tests.sidecar.conftest import DAEMON_IMAGE
-from tests.sidecar.test_compose import COMPOSE_DIR, SECRETS, STACKS, gluetun_services, published, resolved
+from tests.sidecar.test_compose import (
+    COMPOSE_DIR,
+    SECRETS,
+    SOCKET_PROXY_IMAGE,
+    STACKS,
+    gluetun_services,
+    published,
+    resolved,
+)
 
 BUSYBOX = "acestream-orchestrator-test/busybox:latest"  # any image will do: acexy is static
 MAX_REPLICAS = 3
@@ -161,6 +169,9 @@ def _test_bed(bed: Bed, original: dict[str, Any], acexy_dir: Path | None, ports:
         gluetun.pop("devices")
         gluetun["environment"].update(STANDIN_API_KEY=SECRETS["GLUETUN_API_KEY"])
         bed.vpns.append(f"{bed.run}-{name}")
+    services["socket-proxy"].update(
+        image=SOCKET_PROXY_IMAGE, container_name=f"{bed.run}-socket-proxy", labels=labels
+    )
     orch = services["orchestrator"]
     orch.pop("build")
     orch.update(
