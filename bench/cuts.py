@@ -19,6 +19,11 @@ VPN_RESTARTED = "vpn_restarted"  # `docker restart` of a Gluetun by the test: it
 BLIP = "blip"  # the tunnel probe's target cut off from a Gluetun for a while (not evidence)
 HEALTH_FLIP = "health_flip"  # a Gluetun's Docker health turned unhealthy for a while (not evidence)
 DAEMON_KILLED = "daemon_killed"  # the daemon SIGKILLed and started again (not evidence)
+# dockerd itself restarted (by someone else: Docker is shared): every container was stopped, so
+# every engine and its namespace died. Seen only once the old dockerd is gone, after it stopped
+# the containers: `at` is when its process went, `until` when a new one answered.
+DOCKERD_RESTARTED = "dockerd_restarted"
+DOCKERD_LEAD_S = 30.0  # a dockerd stops every container this long before its process is gone, at most
 
 NAMESPACE_DIED = "namespace_died"
 UNEXPLAINED = "unexplained"
@@ -56,7 +61,9 @@ def same_container(a: str, b: str) -> bool:
 
 def cause(watch: Watch, acts: Iterable[Act]) -> str:
     """ENGINE_KILLED or NAMESPACE_DIED when the test did that to the viewer's engine between the
-    viewer's request and its cut, else UNEXPLAINED."""
+    viewer's request and its cut; DOCKERD_RESTARTED when dockerd went down around the cut (every
+    container stopped: not the daemon's doing, reported apart); else UNEXPLAINED."""
+    acts = list(acts)
     during = [a for a in acts if watch.began - SLACK_S <= a.at <= watch.cut_at + SLACK_S]
     if any(a.kind == ENGINE_KILLED and same_container(a.target, watch.engine) for a in during):
         return ENGINE_KILLED
@@ -64,6 +71,13 @@ def cause(watch: Watch, acts: Iterable[Act]) -> str:
         a.kind == VPN_RESTARTED and any(same_container(e, watch.engine) for e in a.engines) for a in during
     ):
         return NAMESPACE_DIED
+    if any(
+        a.kind == DOCKERD_RESTARTED
+        and a.at - DOCKERD_LEAD_S <= watch.cut_at <= (a.until or a.at) + SLACK_S
+        and watch.began <= (a.until or a.at)
+        for a in acts
+    ):
+        return DOCKERD_RESTARTED
     return UNEXPLAINED
 
 

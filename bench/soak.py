@@ -61,6 +61,8 @@ from bench.common import bench_daemon, machine, stop_daemon, write_result
 from bench.cuts import (
     BLIP,
     DAEMON_KILLED,
+    DOCKERD_LEAD_S,
+    DOCKERD_RESTARTED,
     ENGINE_KILLED,
     HEALTH_FLIP,
     NAMESPACE_DIED,
@@ -352,6 +354,28 @@ class Churn:
                 self.fault_errors.append(f"slow daemon start: {exc}"[:300])
         wait_for("the daemon's /health", lambda: _answers_health(daemon), timeout=120)
 
+    # -- Docker itself, shared with other sessions ---------------------------------------------
+    def dockerd_watch(self) -> None:
+        """Notice dockerd restarting under the run (Docker is shared: someone else may restart
+        it; every container stops then): log it as an act, and once Docker answers again start
+        the bed's own containers it stopped (the probe's web server, the Gluetuns), as a host's
+        restart policy would."""
+        known = dockerd_identity()
+        while not self.stop.wait(0.5):
+            now = dockerd_identity()
+            if now == known or not known:
+                known = now or known
+                continue
+            gone_at = time.monotonic()
+            wait_for("dockerd answering", _dockerd_answers, timeout=600, interval=1)
+            known = dockerd_identity()
+            with self.acting:
+                for name in (self.net.network, *self.bed.vpns):
+                    docker("start", name, check=False)
+                for vpn in self.bed.vpns:
+                    docker("network", "connect", self.net.network, vpn, check=False)  # if it was cut
+            self._act(Act(kind=DOCKERD_RESTARTED, at=gone_at, until=time.monotonic()))
+
     # -- the clients -----------------------------------------------------------------------
     def event_streams(self) -> None:
         """Streams reported and ended through the stream-event API, as a proxy does (a call
@@ -406,16 +430,21 @@ class Churn:
         for watcher in live:
             watcher.join(timeout=30)
 
-    def checkpoint(self) -> list[str]:
+    def checkpoint(self) -> tuple[list[str], int | None]:
         """Faults and new streams paused, the daemon settled: the invariants broken (none, when
-        all hold). Streams already open stay open, viewers go on watching."""
+        all hold) and the daemon's RSS. Streams already open stay open, viewers go on watching.
+        A checkpoint that cannot be made (Docker gone meanwhile) is one violation saying why."""
         self.paused.set()
         try:
             with self.acting:  # the fault under way finishes first
                 time.sleep(2)
                 with self.lock:
                     watched = set(self.recent) & self.open_streams
-                return settled_violations(self.bed.daemon, self.bed.desired(), watched, timeout=120)
+                try:
+                    broken = settled_violations(self.bed.daemon, self.bed.desired(), watched, timeout=120)
+                    return broken, daemon_rss(self.bed.daemon)
+                except (AssertionError, OSError, subprocess.SubprocessError) as exc:
+                    return [f"checkpoint failed: {exc}"[:500]], None
         finally:
             self.paused.clear()
 
@@ -450,6 +479,7 @@ class Churn:
             "cut": {
                 "engine_killed_by_the_test": causes[ENGINE_KILLED],
                 "namespace_died": causes[NAMESPACE_DIED],
+                "dockerd_restarted_outside_the_test": causes[DOCKERD_RESTARTED],
                 "unexplained": causes[UNEXPLAINED],
             },
             "bytes": sum(w.received for w in self.watchers),
@@ -493,8 +523,25 @@ class Churn:
             "gluetun_restarts": sum(1 for a in self.acts if a.kind == VPN_RESTARTED),
             "engine_kills": sum(1 for a in self.acts if a.kind == ENGINE_KILLED),
             "daemon_sigkills": sum(1 for a in self.acts if a.kind == DAEMON_KILLED),
+            "dockerd_restarts_outside_the_test": [
+                self._act_view(a) for a in self.acts if a.kind == DOCKERD_RESTARTED
+            ],
             "errors": self.fault_errors,
         }
+
+    def _dockerd_down_around(self, stamp: Any, since_wall: float) -> bool:
+        """A daemon's stream end within DOCKERD_LEAD_S before a dockerd restart and 3 minutes
+        after (the resync that follows it)."""
+        wall = _wall(stamp)
+        if wall is None:
+            return False
+        for act in self.acts:
+            if act.kind == DOCKERD_RESTARTED:
+                at = since_wall + (act.at - self.began)
+                until = since_wall + ((act.until or act.at) - self.began)
+                if at - DOCKERD_LEAD_S <= wall <= until + 180:
+                    return True
+        return False
 
     def _killed_in(self, blip: Act) -> bool:
         assert blip.until is not None
@@ -516,11 +563,22 @@ class Churn:
                 continue
             by_reason[reason] += 1
             engine = str(stream.get("container_id") or "")
+            if self._dockerd_down_around(stream.get("ended_at"), since_wall):
+                continue  # every container stopped with dockerd
             if reason in ("engine_gone", "engine_restarted") and not any(
                 same_container(engine, t) for t in touched
             ):
                 odd.append({"stream": stream.get("id"), "engine": engine[:12], "reason": reason})
         return {"by_reason": dict(by_reason), "on_engines_the_test_never_touched": odd}
+
+
+def _wall(stamp: Any) -> float | None:
+    if isinstance(stamp, str):
+        try:
+            return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return None
+    return float(stamp) if isinstance(stamp, int | float) else None
 
 
 def _after(stamp: Any, since_wall: float) -> bool:
@@ -533,6 +591,23 @@ def _after(stamp: Any, since_wall: float) -> bool:
         except ValueError:
             return True
     return True
+
+
+def dockerd_identity() -> str:
+    """dockerd's PID and start time ("" when none runs or it cannot be seen): a change is a
+    restart."""
+    found = subprocess.run(["pgrep", "-xo", "dockerd"], capture_output=True, text=True, check=False)
+    pid = found.stdout.strip()
+    if not pid:
+        return ""
+    try:
+        return f"{pid}:{Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()[19]}"
+    except (OSError, IndexError):
+        return ""
+
+
+def _dockerd_answers() -> bool:
+    return subprocess.run(["docker", "version"], capture_output=True, check=False).returncode == 0
 
 
 def _answers_health(daemon: Daemon) -> bool:
@@ -630,6 +705,7 @@ def churn(
             threading.Thread(target=client.faults, name="faults"),
             threading.Thread(target=client.event_streams, name="event-streams"),
             threading.Thread(target=client.viewers, name="viewers"),
+            threading.Thread(target=client.dockerd_watch, name="dockerd-watch"),
         ]
         for worker in workers:
             worker.start()
@@ -637,8 +713,8 @@ def churn(
         while time.monotonic() - client.began < minutes * 60:
             time.sleep(min(check_every, max(0.0, minutes * 60 - (time.monotonic() - client.began))))
             at = round(time.monotonic() - client.began)
-            violations = client.checkpoint()
-            checkpoints.append({"at_s": at, "rss_kb": daemon_rss(bed.daemon), "violations": violations})
+            violations, rss = client.checkpoint()
+            checkpoints.append({"at_s": at, "rss_kb": rss, "violations": violations})
             print(
                 f"checkpoint at {at}s: {len(violations)} violations, {len(client.watchers)} viewers",
                 flush=True,
@@ -650,9 +726,10 @@ def churn(
             status, _ = stream_ended(bed.daemon, stream_id)
             client.tally[f"event_streams_ended_{status}"] += 1
         client.open_streams.clear()
+        for stream_id in bed.reported:  # the kill rounds' client leaves too
+            stream_ended(bed.daemon, stream_id)
         time.sleep(3)  # the proxy's last stream_ended calls are fire and forget
-        final = client.checkpoint()
-        rss_end = daemon_rss(bed.daemon)
+        final, rss_end = client.checkpoint()
     return {
         "minutes": minutes,
         "faults": client.fault_report(),

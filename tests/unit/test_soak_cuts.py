@@ -11,6 +11,7 @@ import pytest
 from bench.cuts import (
     BLIP,
     DAEMON_KILLED,
+    DOCKERD_RESTARTED,
     ENGINE_KILLED,
     HEALTH_FLIP,
     NAMESPACE_DIED,
@@ -82,6 +83,21 @@ CASES = [
     CutCase(
         id="cut_during_a_health_flip",
         acts=[Act(kind=HEALTH_FLIP, at=150.0, target="g1", until=155.0)],
+        expected=UNEXPLAINED,
+    ),
+    CutCase(
+        id="dockerd_went_down_just_before_its_process_was_seen_gone",
+        acts=[Act(kind=DOCKERD_RESTARTED, at=170.0, until=181.0)],
+        expected=DOCKERD_RESTARTED,
+    ),
+    CutCase(
+        id="dockerd_restarted_long_after_the_cut",
+        acts=[Act(kind=DOCKERD_RESTARTED, at=300.0, until=311.0)],
+        expected=UNEXPLAINED,
+    ),
+    CutCase(
+        id="dockerd_restarted_long_before_the_viewer_asked",
+        acts=[Act(kind=DOCKERD_RESTARTED, at=20.0, until=31.0)],
         expected=UNEXPLAINED,
     ),
     CutCase(
