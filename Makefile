@@ -118,8 +118,9 @@ bench-realvpn: install images realvpn-images
 	$(BIN)/python bench/real_gluetun.py
 
 # The long fault runs: tests/faults -m soak (each writes its figures to bench/results/; the
-# kill-round and churn soak's length: SOAK_ROUNDS=50 SOAK_MINUTES=15, bench/soak.py), the HTTP
-# fuzzing at 200 examples a route.
+# kill-round and churn soak's length: SOAK_ROUNDS=50 SOAK_MINUTES=15, its viewers SOAK_VIEWERS=6,
+# bench/soak.py, figures in bench/results/stream_safety_soak.json), the HTTP fuzzing at 200
+# examples a route.
 soak: install images
 	$(PYTEST) tests/faults -m soak
 	FUZZ_EXAMPLES=200 $(PYTEST) tests/http/test_schema_fuzz.py

@@ -28,6 +28,8 @@ from aiohttp import web
 
 from tests.proxy_client import ProvisionFailed, ProxyClient, Timing
 
+ENGINE_HEADER = "X-Engine-Container-Id"  # the container ID of the engine relayed to the viewer
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FrontSettings:
@@ -70,7 +72,10 @@ class Front:
             sock_connect=self.settings.no_response_timeout_s,
             sock_read=self.settings.empty_timeout_s,
         )
-        response = web.StreamResponse(headers={"Content-Type": "video/mp2t"})
+        # which engine serves it: not an acexy header, for the soak's accounting of cut viewers
+        response = web.StreamResponse(
+            headers={"Content-Type": "video/mp2t", ENGINE_HEADER: playback.engine.container_id}
+        )
         try:
             async with self.client.session.get(playback.playback_url, timeout=relay) as upstream:
                 await response.prepare(request)

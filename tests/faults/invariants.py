@@ -22,10 +22,12 @@ from orchestrator.docker.engines import (
     HTTP_PORT,
     HTTPS_PORT,
     P2P_PORT,
+    ROLE,
     SLOT,
     VPN,
     VPN_ID,
 )
+from orchestrator.docker.probes import PROBE_ROLE
 from tests.integration.harness import Daemon, inspect, wait_for
 
 PORT_LABELS = (HTTP_PORT, HTTPS_PORT, API_PORT, P2P_PORT)
@@ -246,7 +248,11 @@ def _streams(observed: Observed) -> Iterable[str]:
 
 def observe(daemon: Daemon, vpns: Iterable[str], open_streams: Collection[str] = ()) -> Observed:
     """The data `violations` reads, from Docker and the daemon, now."""
-    containers = [info for cid in daemon.managed() if (info := inspect(cid)) is not None]
+    containers = [
+        info
+        for cid in daemon.managed()
+        if (info := inspect(cid)) is not None and _labels(info).get(ROLE) != PROBE_ROLE
+    ]  # the tunnel probes are the daemon's too, but not engines
     vpn_ids = {vpn: info["Id"] for vpn in vpns if (info := inspect(vpn)) is not None}
     status, streams = daemon.get("/streams")
     assert status == 200, streams

@@ -13,7 +13,9 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from reconcilers.model import PortRange
@@ -22,16 +24,21 @@ from tests.faults.invariants import Desired, Observed, settle
 from tests.integration.harness import (
     Daemon,
     docker,
+    inspect,
+    label_args,
+    remove_network,
     run_gluetun,
     set_vpn_health,
     stream_started,
     wait_vpn_health,
 )
 
+BUSYBOX = "acestream-orchestrator-test/busybox:latest"
 FORWARDED_BASE = 40001
 OPEN_STREAMS = 2  # streams kept open on the engines, topped up after every round
 SURGE = 3  # max_replicas beyond min_replicas
 KILL_WITHIN_S = 3.0  # the SIGKILL lands this long after the action began, at most
+FAST_PROBE = {"interval_s": 0.5, "timeout_s": 1, "retries": 1}  # a dead target seen within ~2 s
 
 
 def http_band(port_range: PortRange, index: int, count: int) -> str:
@@ -55,10 +62,16 @@ def start_vpns(names: tuple[str, ...], published: PortRange | None = None) -> di
 
 
 def bed_config(
-    vpns: tuple[str, ...], replicas: int, port_range: PortRange | None = None
+    vpns: tuple[str, ...],
+    replicas: int,
+    port_range: PortRange | None = None,
+    probe_target: str | None = None,
 ) -> dict[str, dict[str, object]]:
-    """The daemon's YAML sections for the bed (a quick reconnect, idle surplus gone fast)."""
-    ports = {"port_range": str(port_range)} if port_range else {}
+    """The daemon's YAML sections for the bed (a quick reconnect, idle surplus gone fast; with
+    `probe_target`, the tunnel probe on, dialling it every half second)."""
+    ports: dict[str, object] = {"port_range": str(port_range)} if port_range else {}
+    if probe_target:
+        ports["tunnel_probe"] = {"target": probe_target, **FAST_PROBE}
     return {
         "engines": {
             "min_replicas": replicas,
@@ -110,6 +123,39 @@ class Bed:
 
     def random_vpn(self) -> str:
         return self.rng.choice(self.vpns)
+
+
+@dataclass(frozen=True)
+class Internet:
+    """The stand-in Gluetuns' "tunnel": a busybox web server on a network of its own that each
+    Gluetun joins, the target of the daemon's tunnel probe. A blip is made for real by
+    disconnecting a Gluetun from that network (the probe's dials fail) and connecting it again."""
+
+    network: str
+    ip: str
+
+    def cut(self, vpn: str) -> None:
+        docker("network", "disconnect", self.network, vpn)
+
+    def mend(self, vpn: str) -> None:
+        docker("network", "connect", self.network, vpn)
+
+
+@contextmanager
+def internet() -> Iterator[Internet]:
+    """The web server and its network, labelled for this session, removed at the end."""
+    name = f"soak-inet-{uuid.uuid4().hex[:8]}"
+    docker("network", "create", *label_args(), name)
+    try:
+        docker(
+            "run", "-d", "--name", name, "--network", name, *label_args(), BUSYBOX, "httpd", "-f", "-p", "80"
+        )
+        info = inspect(name)
+        assert info is not None
+        yield Internet(network=name, ip=str(info["NetworkSettings"]["Networks"][name]["IPAddress"]))
+    finally:
+        docker("rm", "-f", name, check=False)
+        remove_network(name)
 
 
 Action = Callable[[Bed], None]
@@ -182,13 +228,24 @@ def schedule(rng: random.Random, rounds: int) -> list[str]:
 
 
 def new_bed(
-    daemon: Daemon, vpns: tuple[str, ...], seed: int, replicas: int = 4, published: PortRange | None = None
+    daemon: Daemon,
+    vpns: tuple[str, ...],
+    seed: int,
+    replicas: int = 4,
+    published: PortRange | None = None,
+    *,
+    internet: Internet | None = None,
 ) -> Bed:
     """Start the VPNs and the daemon (written but not started), settle, open the first streams.
     With `published` (a free host range), that is the daemon's vpn.port_range and each VPN
-    publishes its engines' HTTP ports on the host."""
+    publishes its engines' HTTP ports on the host. With `internet`, every VPN joins it and the
+    daemon's tunnel probe dials it."""
     forwarded = start_vpns(vpns, published)
-    daemon.write_config(**bed_config(vpns, replicas, published))
+    if internet is not None:
+        for vpn in vpns:
+            internet.mend(vpn)
+    target = f"{internet.ip}:80" if internet is not None else None
+    daemon.write_config(**bed_config(vpns, replicas, published, target))
     daemon.start()
     bed = Bed(daemon=daemon, vpns=vpns, forwarded=forwarded, replicas=replicas, rng=random.Random(seed))
     bed.top_up_streams(bed.settle())

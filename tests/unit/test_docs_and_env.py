@@ -122,6 +122,7 @@ TOOLING_VARS = frozenset(
         "FUZZ_SEED",
         "SOAK_ROUNDS",
         "SOAK_MINUTES",
+        "SOAK_VIEWERS",
         "ACEXY_BIN",
     }
 )
