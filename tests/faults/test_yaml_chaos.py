@@ -139,6 +139,7 @@ def test_bad_file_is_an_error_not_an_outage(
     before, rejected = ids(daemon), rejections(daemon)
     try:
         spoil(daemon)
+
         # inotify may show a step of the spoiling first (a file removed before a directory takes
         # its place): each step is an error; the last one names what is wrong now
         def saying() -> dict[str, Any] | None:
