@@ -15,6 +15,14 @@ VpnMode = Literal["none", "single", "redundant"]
 VpnState = Literal["healthy", "unhealthy", "starting", "stopped", "missing"]
 EngineStatus = Literal["created", "running", "paused", "restarting", "removing", "exited", "dead"]
 
+# The labels that say whose a container is: written by the daemon's Docker edge, read by
+# `reconcilers.events` to tell its engines and probes from everything else on the host.
+MANAGED = "orchestrator.managed"
+MANAGED_VALUE = "acestream"
+POOL = "orchestrator.pool"
+ROLE = "orchestrator.role"
+PROBE_ROLE = "probe"
+
 # Ports an engine listens on inside its own network namespace when it is not behind a VPN.
 DEFAULT_HTTP_PORT = 6878
 DEFAULT_API_PORT = 62062

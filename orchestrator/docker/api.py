@@ -29,10 +29,6 @@ EVENT_ACTIONS = (
     "health_status",
 )
 
-# The Action of the stand-in event `events` yields where it had to skip a line it could not take
-# (over its size limit): the event it was is lost, so the caller resyncs.
-SKIPPED_ACTION = "orchestrator.skipped"
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LogLine:

@@ -17,13 +17,19 @@ from typing import Any
 from orchestrator.config.launch import render
 from orchestrator.docker.containers import ContainerInfo
 from orchestrator.state.records import EngineSighting
-from reconcilers.model import CreateEngine, EngineObs, EnginePorts, EngineSpec, LaunchTemplate
+from reconcilers.model import (
+    MANAGED,
+    MANAGED_VALUE,
+    POOL,
+    ROLE,
+    CreateEngine,
+    EngineObs,
+    EnginePorts,
+    EngineSpec,
+    LaunchTemplate,
+)
 
-MANAGED = "orchestrator.managed"
-MANAGED_VALUE = "acestream"
 MANAGED_FILTER = f"{MANAGED}={MANAGED_VALUE}"
-POOL = "orchestrator.pool"
-ROLE = "orchestrator.role"
 SLOT = "orchestrator.slot"
 VPN = "orchestrator.vpn"
 VPN_ID = "orchestrator.vpn_id"
@@ -39,16 +45,6 @@ SEED_HTTP_PORT = "host.http_port"
 SEED_FORWARDED = "acestream.forwarded"
 
 KNOWN_STATUSES = ("created", "running", "paused", "restarting", "removing", "exited", "dead")
-
-
-def is_engine(labels: Mapping[str, str], pool: str) -> bool:
-    """One of this daemon's engines: managed, and in this daemon's pool (engines of another
-    pool on the same Docker host belong to another daemon and are left alone)."""
-    return (
-        labels.get(MANAGED) == MANAGED_VALUE
-        and labels.get(ROLE, "engine") == "engine"
-        and labels.get(POOL) == pool
-    )
 
 
 def pool_filters(pool: str) -> list[str]:

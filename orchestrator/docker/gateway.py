@@ -21,7 +21,7 @@ import aiohttp
 import structlog
 from aiodocker.exceptions import DockerError as AioDockerError
 
-from orchestrator.docker.api import EVENT_ACTIONS, SKIPPED_ACTION, LogLine
+from orchestrator.docker.api import EVENT_ACTIONS, LogLine
 from orchestrator.docker.containers import ContainerInfo, container_info, parse_docker_time
 from orchestrator.errors import (
     DockerConflict,
@@ -30,6 +30,7 @@ from orchestrator.errors import (
     ImageNotFound,
     PortInUse,
 )
+from reconcilers.events import SKIPPED_ACTION
 
 log = structlog.get_logger()
 

@@ -24,33 +24,26 @@ from __future__ import annotations
 
 import secrets
 import shlex
-from collections.abc import Mapping
 from typing import Any
 
 from orchestrator.docker.containers import ContainerInfo
-from orchestrator.docker.engines import (
-    KNOWN_STATUSES,
+from orchestrator.docker.engines import KNOWN_STATUSES, SPEC_HASH, VPN, VPN_ID
+from reconcilers.model import (
     MANAGED,
     MANAGED_VALUE,
     POOL,
+    PROBE_ROLE,
     ROLE,
-    SPEC_HASH,
-    VPN,
-    VPN_ID,
+    CreateProbe,
+    EngineSpec,
+    ProbeObs,
+    TunnelProbe,
 )
-from reconcilers.model import CreateProbe, EngineSpec, ProbeObs, TunnelProbe
 
-PROBE_ROLE = "probe"
 NANO = 1_000_000_000
 UP, DOWN, BROKEN = "tunnel up", "tunnel down", "probe broken: "
 # the probe's own log: a line per change of verdict, so a few kB for ever
 LOG_CONFIG = {"Type": "json-file", "Config": {"max-size": "256k", "max-file": "2"}}
-
-
-def is_probe(labels: Mapping[str, str], pool: str) -> bool:
-    return (
-        labels.get(MANAGED) == MANAGED_VALUE and labels.get(ROLE) == PROBE_ROLE and labels.get(POOL) == pool
-    )
 
 
 CANNOT_DIAL = "this nc knows neither -z nor -e: the tunnel probe cannot dial with it"

@@ -14,21 +14,40 @@ import contextlib
 import random
 import time
 from collections.abc import Callable, Collection
-from typing import Any, get_args
+from typing import Any, assert_never
 
 import structlog
 
 from orchestrator.config import Config
-from orchestrator.docker.api import SKIPPED_ACTION, DockerApi, LogLine
+from orchestrator.docker.api import DockerApi, LogLine
 from orchestrator.docker.containers import ContainerInfo, vpn_container
-from orchestrator.docker.engines import engine_sighting, is_engine, pool_filters
-from orchestrator.docker.probes import is_probe, log_since, parse_verdict, probe_observation
+from orchestrator.docker.engines import engine_sighting, pool_filters
+from orchestrator.docker.probes import log_since, parse_verdict, probe_observation
 from orchestrator.errors import DockerError, DockerUnavailable
 from orchestrator.state.store import StateStore
 from orchestrator.workers.inspections import Inspections
 from orchestrator.workers.probe_logs import ProbeLogs
-from reconcilers.model import EngineStatus, ProbeObs, VpnState
-from reconcilers.vpn import ContainerSeen, HealthReported, ProbeReported, StopAction, StopReported
+from reconcilers.events import (
+    EngineChanged,
+    EngineGone,
+    Ignore,
+    Known,
+    Noted,
+    ProbeChanged,
+    ProbeGone,
+    ProbeHealth,
+    Resync,
+    Seen,
+    VpnChanged,
+    VpnHealth,
+    VpnStopped,
+    classify,
+    event_time_nano,
+    is_engine,
+    is_probe,
+)
+from reconcilers.model import ProbeObs
+from reconcilers.vpn import ContainerSeen, ProbeReported
 
 log = structlog.get_logger()
 
@@ -38,9 +57,6 @@ RESYNC_DEADLINE_S = 60.0
 RESYNC_CONCURRENCY = 16  # inspects in flight at once (a host with hundreds of engines)
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 10.0
-HEALTH_STATES: dict[str, VpnState] = {"healthy": "healthy", "unhealthy": "unhealthy", "starting": "starting"}
-STOP_ACTIONS: tuple[StopAction, ...] = get_args(StopAction)
-ENGINE_STOPPED: dict[str, EngineStatus] = {"die": "exited", "stop": "exited", "pause": "paused"}
 
 
 class Unanswered:
@@ -200,49 +216,50 @@ class EventSource:
         """Apply what the event itself says at once; the follow-up inspect runs on its own
         (`Inspections`), so a hung inspect never holds up the next event."""
         self._store.note_event()
-        time_nano = int(event.get("timeNano") or int(event.get("time", 0)) * 1_000_000_000)
-        self.last_time_nano = max(self.last_time_nano or 0, time_nano)
-        actor = event.get("Actor") or {}
-        container_id = str(actor.get("ID", ""))
-        attributes = actor.get("Attributes") or {}
-        action = str(event.get("Action") or event.get("status") or "")
-        if action == SKIPPED_ACTION:
-            self.request_resync()  # the event it was is lost: look at everything again
-            return
-        name = str(attributes.get("name", ""))
-        at = time_nano / 1e9
-        vpn = name if name in self._vpn_names() else self._store.vpn_name_of(container_id)
-        seen = f"Docker `{action}` of {name or container_id[:12]}"
-        if vpn is not None:
-            self._store.observe(seen, at)  # the history's trigger of what this event causes
-            self._apply_vpn(vpn, container_id, action, at, time_nano)
-        elif is_engine(attributes, self._pool()) or container_id in self._store.engines:
-            self._store.observe(seen, at)
-            self._apply_engine(container_id, action, at)
-        elif is_probe(attributes, self._pool()) or container_id in self._store.probes:
-            self._store.observe(seen, at)
-            self._apply_probe(container_id, action, at, time_nano)
-
-    def _apply_vpn(self, vpn: str, container_id: str, action: str, at: float, time_nano: int) -> None:
-        key = f"vpn:{vpn}"
-        if action.startswith("health_status"):
-            health = HEALTH_STATES.get(action.partition(":")[2].strip())
-            # an event older than the last resync's listing is already reflected in it
-            if health is not None and time_nano >= self._resync_floor_nano:
-                visible = len(self._store.visible)
-                self._store.apply_vpn(vpn, HealthReported(container_id=container_id, health=health), at)
-                self._inspections.overtaken(key)
-                if len(self._store.visible) < visible:
+        self.last_time_nano = max(self.last_time_nano or 0, event_time_nano(event))
+        store = self._store
+        known = Known(followed=self._vpn_names(), vpns=store.vpns, engines=store.engines, probes=store.probes)
+        signal = classify(event, known, self._pool(), self._resync_floor_nano)
+        if isinstance(signal, Seen):
+            store.observe(signal.text, signal.at)  # the history's trigger of what this event causes
+        match signal:
+            case Resync():
+                self.request_resync()
+            case Ignore() | Noted():
+                pass
+            case VpnHealth(vpn=vpn):
+                visible = len(store.visible)
+                store.apply_vpn(vpn, signal.sighting, signal.at)
+                self._inspections.overtaken(f"vpn:{vpn}")
+                if len(store.visible) < visible:
                     # from Docker's own event time to the visible set no longer listing them
-                    self._on_hidden((time.time_ns() - time_nano) / 1e9)
-            return
-        if action in STOP_ACTIONS:
-            # hide its engines at once; the inspect below refines the state
-            self._store.apply_vpn(vpn, StopReported(container_id=container_id, action=action), at)
-        current = self._store.vpns.get(vpn)
-        if action == "destroy" and (current is None or current.container_id != container_id):
-            return  # an old container of that name went: the current one is unaffected
+                    self._on_hidden((time.time_ns() - signal.time_nano) / 1e9)
+            case VpnStopped(vpn=vpn):
+                # hide its engines at once; the inspect refines the state
+                store.apply_vpn(vpn, signal.sighting, signal.at)
+                self._inspect_vpn(vpn, signal.at)
+            case VpnChanged(vpn=vpn):
+                self._inspect_vpn(vpn, signal.at)
+            case EngineGone(container_id=cid):
+                self._inspections.overtaken(cid)
+                store.drop_engine(cid)
+            case EngineChanged(container_id=cid, status=status):
+                self._inspections.overtaken(cid)
+                if status is not None:
+                    store.set_engine_status(cid, status)
+                self._inspect_engine(cid)
+            case ProbeGone(container_id=cid):
+                self._inspections.overtaken(cid)
+                self._drop_probe(cid, store.probes.get(cid), signal.at)
+            case ProbeHealth(container_id=cid):
+                self._inspections.overtaken(cid)
+            case ProbeChanged(container_id=cid):
+                self._inspections.overtaken(cid)
+                self._inspect_probe(cid, signal.at)
+            case _:
+                assert_never(signal)
 
+    def _inspect_vpn(self, vpn: str, at: float) -> None:
         async def inspect_vpn() -> Callable[[], None]:
             info = await self._docker.inspect(vpn)
 
@@ -251,17 +268,9 @@ class EventSource:
 
             return apply
 
-        self._inspections.want(key, inspect_vpn)
+        self._inspections.want(f"vpn:{vpn}", inspect_vpn)
 
-    def _apply_engine(self, container_id: str, action: str, at: float) -> None:
-        self._inspections.overtaken(container_id)
-        if action == "destroy":
-            self._store.drop_engine(container_id)
-            return
-        engine = self._store.engines.get(container_id)
-        if action in ENGINE_STOPPED and engine is not None and at >= (engine.started_at or 0.0):
-            self._store.set_engine_status(container_id, ENGINE_STOPPED[action])
-
+    def _inspect_engine(self, container_id: str) -> None:
         async def inspect_engine() -> Callable[[], None]:
             info = await self._docker.inspect(container_id)
 
@@ -275,29 +284,24 @@ class EventSource:
 
         self._inspections.want(container_id, inspect_engine)
 
-    def _apply_probe(self, container_id: str, action: str, at: float, time_nano: int) -> None:
-        """A tunnel probe's container events: it starts (its log is followed from then), stops
-        (no verdict) or goes. The verdicts themselves come from its log (`_probe_line`)."""
-        self._inspections.overtaken(container_id)
+    def _drop_probe(self, container_id: str, known: ProbeObs | None, at: float) -> None:
+        """A probe gone: no log to follow, and its VPN has no verdict from it any more."""
+        self.probe_logs.drop(container_id)
+        self._store.drop_probe(container_id)
+        if known is not None:
+            self._report_probe(known, None, at)
+
+    def _inspect_probe(self, container_id: str, at: float) -> None:
+        """A probe's run, and so the log followed for its verdicts (`_probe_line`), may have
+        changed: its inspect says which run is current."""
         known = self._store.probes.get(container_id)
-        if action == "destroy":
-            self.probe_logs.drop(container_id)
-            self._store.drop_probe(container_id)
-            if known is not None:
-                self._report_probe(known, None, at)
-            return
-        if action.startswith("health_status"):
-            return  # a probe has no health check: its image's was turned off
 
         async def inspect_probe() -> Callable[[], None]:
             info = await self._docker.inspect(container_id)
 
             def apply() -> None:
                 if info is None or not is_probe(info.labels, self._pool()):
-                    self.probe_logs.drop(container_id)
-                    self._store.drop_probe(container_id)
-                    if known is not None:
-                        self._report_probe(known, None, at)
+                    self._drop_probe(container_id, known, at)
                     return
                 probe = probe_observation(info)
                 self._store.upsert_probe(probe)

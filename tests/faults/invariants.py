@@ -22,12 +22,11 @@ from orchestrator.docker.engines import (
     HTTP_PORT,
     HTTPS_PORT,
     P2P_PORT,
-    ROLE,
     SLOT,
     VPN,
     VPN_ID,
 )
-from orchestrator.docker.probes import PROBE_ROLE
+from reconcilers.model import PROBE_ROLE, ROLE
 from tests.integration.harness import Daemon, inspect, wait_for
 
 PORT_LABELS = (HTTP_PORT, HTTPS_PORT, API_PORT, P2P_PORT)
