@@ -12,8 +12,9 @@ STAMP := $(VENV)/.installed
 SOURCES := orchestrator reconcilers tests docker bench
 PYTEST := $(BIN)/pytest -q
 
-.PHONY: install browser docker images realvpn-images sidecar-image lint format format-check types imports \
-	docs fast check standins integration faults realvpn sidecar test soak run demo bench bench-realvpn clean
+.PHONY: install packages browser docker images realvpn-images sidecar-image lint format format-check types imports \
+	docs fast check standins integration faults realvpn sidecar alone suites test soak run demo bench \
+	bench-realvpn clean
 
 install: $(STAMP)
 
@@ -45,12 +46,19 @@ docs: install
 	$(BIN)/mkdocs build --strict --site-dir site
 
 fast: install
-	$(PYTEST) tests/unit tests/http tests/workers
+	$(PYTEST) -n auto tests/unit tests/http tests/workers
 
 check: lint format-check types imports docs fast
 
 # -- the Docker engine and what runs on it ---------------------------------------------------
-docker:
+# Every Debian package the suites need, in one apt run: `make test` runs the rest side by side
+# (IN_TEST=1), and two apt runs at once fail on apt's lock. Run alone, each target installs what
+# it needs itself. IN_TEST=1 also builds the images one at a time (each build prunes the dangling
+# images it replaced, which may be another build's layers in flight), beside the suites.
+packages:
+	bash scripts/install-test-packages.sh
+
+docker: $(if $(IN_TEST),packages)
 	bash scripts/ensure-docker.sh
 
 images: docker
@@ -59,12 +67,12 @@ images: docker
 
 # The real-tunnel lane: WireGuard server, target and a Gluetun stand-in with a real tunnel, from
 # Debian packages only (debootstrap, installed when missing; about 4 min cold, then a no-op)
-realvpn-images: docker
+realvpn-images: docker $(if $(IN_TEST),images)
 	bash testbed/realvpn/build-images.sh
 
 # The daemon's own image (Dockerfile) FROM a Python base made locally with debootstrap, and
 # docker-compose to validate compose/: what tests/sidecar runs against.
-sidecar-image: docker
+sidecar-image: docker $(if $(IN_TEST),images realvpn-images)
 	bash testbed/build-sidecar-image.sh
 
 # The stand-ins' own checks: each behaves as the real image or release it stands for
@@ -75,11 +83,11 @@ standins: images
 
 # Debian's chromium, for the status page's browser tests (tests/integration/cdp.py drives it over
 # the DevTools protocol) and bench/status_page.py
-browser:
+browser: $(if $(IN_TEST),packages)
 	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 integration: install images browser
-	$(PYTEST) tests/integration
+	$(PYTEST) tests/integration -m 'not alone'
 
 # The fault suite's fast subset (tests/faults without the soak-marked runs)
 faults: install images
@@ -91,9 +99,23 @@ realvpn: install images realvpn-images
 sidecar: install images sidecar-image
 	$(PYTEST) tests/sidecar
 
-# Everything CI runs, from a fresh machine: the checks first (fail fast, no Docker), then the
-# Docker engine, the stand-in images, the daemon's image and the suites that need them.
-test: check standins integration faults realvpn sidecar
+# The tests that stop or restart the Docker engine (marked `alone`): every other container on it
+# stops too, so they run by themselves, after the suites.
+alone: install images
+	$(PYTEST) tests/integration -m alone
+
+# Everything but `alone`, side by side where they share nothing: the checks beside the packages'
+# install, each image build beside the suites that do not need it, the suites beside each other
+# (each owns its containers, networks and ports). Listed longest path first: make starts jobs in
+# this order as their inputs become ready.
+suites: integration realvpn sidecar faults standins check
+
+# Everything CI runs, from a fresh machine: the packages, the Docker engine, the images and every
+# suite; each job's output is printed whole when it ends (--output-sync).
+TEST_JOBS ?= 3
+test:
+	$(MAKE) -j$(TEST_JOBS) --output-sync=target IN_TEST=1 suites
+	$(MAKE) alone
 
 run: install
 	$(BIN)/acestream-orchestrator --config $(or $(CONFIG),config.example.yaml)

@@ -56,6 +56,8 @@ OLD_DIAL = (
     "esac; return 1; }; "
 )
 
+DEFAULT_INTERVAL_S = TunnelProbe(host="", port=0).interval_s  # the config's default
+
 
 def old_body(image: str, vpn_id: str, host: str, port: int) -> dict[str, Any]:
     h = shlex.quote(host)
@@ -155,7 +157,8 @@ async def window(
         if kind == "old":
             body = old_body(image, vpn_id, target, 80)
         else:
-            body = new_body(image, vpn_id, target, 80, interval_s=2.0 if kind == "new_2s" else 1.0)
+            interval = 2.0 if kind == "new_2s" else DEFAULT_INTERVAL_S
+            body = new_body(image, vpn_id, target, 80, interval_s=interval)
         info = await gateway.create_and_start(f"bench-probe-{uuid.uuid4().hex[:6]}", body)
         probe_id = info.id
         if kind != "old":
@@ -277,7 +280,8 @@ def main() -> None:
             "what": "CPU of one VPN's tunnel probe, % of one core, every process counted "
             "(probe container cgroup, its shim with reaped runc, dockerd + containerd over the "
             "no-probe window of the same round, the log follower); old = Docker HEALTHCHECK every "
-            "2 s, new = dial loop every 1 s with its log followed, new_2s = the same every 2 s",
+            f"2 s, new = dial loop every {DEFAULT_INTERVAL_S:g} s (the default) with its log followed, "
+            "new_2s = the same every 2 s",
             "command": f".venv/bin/python bench/probe_cost.py --rounds {args.rounds} "
             f"--window {args.window:g}",
             "machine": machine(),

@@ -54,6 +54,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import machine, summary, write_result
+from orchestrator.docker.containers import parse_docker_time
+from reconcilers.model import TunnelProbe
 from tests.integration.harness import Daemon, docker, engine_info, inspect, started_at, wait_for
 from tests.realvpn.bed import (
     GLUETUN_IMAGE,
@@ -66,6 +68,8 @@ from tests.realvpn.bed import (
 from tests.realvpn.daemon import BED_LABEL, bed_daemon, probe_up, probes, stop_daemon
 
 RESULT = "real_tunnel"
+
+PROBE = TunnelProbe(host="", port=0)  # the config's defaults
 
 
 def cpu_seconds(pid: int) -> float:
@@ -181,6 +185,9 @@ def detection(
         "restore_to_listed_s": [],
         "pause_s": [],
         "docker_health_when_hidden": [],
+        "kill_command_s": [],
+        "signal_to_hidden_s": [],
+        "signal_to_probe_down_s": [],
     }
     poll = Engines(daemon)
     for i in range(kills):
@@ -193,6 +200,14 @@ def detection(
         hidden = poll.wait(lambda n: n == 0, timeout=120, every=0.05)
         out["docker_health_when_hidden"].append(bed.docker_health(bed.gluetun))
         killer.join()
+        killed_by = time.time()
+        signal_at = kill_signal_at(bed.spec(bed.gluetun).tunnel.server, killed, killed_by)
+        said_down = probe_line_at(daemon, "tunnel down", killed)
+        out["kill_command_s"].append(round(killed_by - killed, 3))
+        out["signal_to_hidden_s"].append(None if signal_at is None else round(hidden - signal_at, 3))
+        out["signal_to_probe_down_s"].append(
+            None if signal_at is None or said_down is None else round(said_down - signal_at, 3)
+        )
         restored = time.time()
         restorer = in_background(lambda: bed.restore_tunnel(bed.gluetun))
         back = poll.wait(lambda n: n == engines, timeout=120, every=0.05)
@@ -202,11 +217,47 @@ def detection(
         out["restore_to_listed_s"].append(round(back - restored, 3))
         out["pause_s"].append(round(pause, 3))
         print(
-            f"kill {i + 1}/{kills}: hidden after {hidden - killed:.2f}s, back {back - restored:.2f}s "
+            f"kill {i + 1}/{kills}: hidden after {hidden - killed:.2f}s "
+            f"({out['signal_to_hidden_s'][-1]}s after the signal), back {back - restored:.2f}s "
             f"after the restore",
             flush=True,
         )
     return out
+
+
+def kill_signal_at(server: str, since: float, until: float) -> float | None:
+    """When Docker signalled the WireGuard server (its `kill` event): the tunnel's death, without
+    the time `docker stop` took to get there (dockerd's own latency on a loaded machine)."""
+    out = docker(
+        "events",
+        "--since",
+        f"{since:.9f}",
+        "--until",
+        f"{until + 1:.9f}",
+        "--filter",
+        f"container={server}",
+        "--filter",
+        "event=kill",
+        "--format",
+        "{{.TimeNano}}",
+        check=False,
+        timeout=30,
+    )
+    stamps = [int(line) for line in out.split() if line.strip().isdigit()]
+    return min(stamps) / 1e9 if stamps else None
+
+
+def probe_line_at(daemon: Daemon, text: str, since: float) -> float | None:
+    """When the tunnel probe wrote `text` to its log (Docker's own timestamp), after `since`."""
+    found = probes(daemon)
+    if len(found) != 1:
+        return None  # the probe off
+    out = docker("logs", "-t", "--since", f"{since:.9f}", found[0]["Id"], check=False, timeout=30)
+    for line in out.splitlines():
+        stamp, _, said = line.partition(" ")
+        if said.strip() == text:
+            return parse_docker_time(stamp)
+    return None
 
 
 def probe_events(probe_id: str, since: float, until: float) -> list[str]:
@@ -328,9 +379,13 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--false-hide-minutes", type=float, default=10)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--docker-only-kills", type=int, default=3)
-    parser.add_argument("--probe-interval", type=float, default=2, help="vpn.tunnel_probe.interval_s")
-    parser.add_argument("--probe-timeout", type=float, default=2, help="vpn.tunnel_probe.timeout_s")
-    parser.add_argument("--probe-retries", type=int, default=2, help="vpn.tunnel_probe.retries")
+    parser.add_argument(
+        "--probe-interval", type=float, default=PROBE.interval_s, help="vpn.tunnel_probe.interval_s"
+    )
+    parser.add_argument(
+        "--probe-timeout", type=float, default=PROBE.timeout_s, help="vpn.tunnel_probe.timeout_s"
+    )
+    parser.add_argument("--probe-retries", type=int, default=PROBE.retries, help="vpn.tunnel_probe.retries")
     parser.add_argument("--seed", type=int, default=1, help="of the random pause before each kill")
     parser.add_argument("--quick", action="store_true", help="2 kills, 12 s of false hides, 1 round, 1 kill")
     parser.add_argument("--out", default=RESULT, help="result name under bench/results/")
@@ -424,6 +479,9 @@ def run(args: argparse.Namespace, lab: Lab, report: dict[str, Any]) -> dict[str,
     )
     report["detection_kill_to_hidden_s"] = summary(raw["detection"]["kill_to_hidden_s"])
     report["detection_restore_to_listed_s"] = summary(raw["detection"]["restore_to_listed_s"])
+    for key in ("kill_command_s", "signal_to_hidden_s", "signal_to_probe_down_s"):
+        known = [x for x in raw["detection"][key] if x is not None]
+        report[f"detection_{key}"] = summary(known) if known else None
 
     report["false_hides"] = lab.measure(
         "false hides",

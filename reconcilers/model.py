@@ -100,7 +100,7 @@ class TunnelProbe:
 
     host: str
     port: int
-    interval_s: float = 2.0
+    interval_s: float = 1.5
     timeout_s: float = 1.0
     retries: int = 2
     image: str | None = None  # None: the VPN container's own image (Gluetun's has sh and nc)

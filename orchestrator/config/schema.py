@@ -44,7 +44,7 @@ DEFAULT_STATE_DIR = "/var/lib/acestream-orchestrator"
 TUNNEL_PROBE = Section(
     {
         "target": ("1.1.1.1:443", host_port),
-        "interval_s": (2, number(0.5)),
+        "interval_s": (1.5, number(0.5)),
         "timeout_s": (1, number(0.5)),
         "retries": (2, int_in(1, 10)),
         "image": (None, optional_text),

@@ -162,6 +162,7 @@ def test_bad_config_at_startup_exits_nonzero(tmp_path: Path) -> None:
     assert f"{path}:2: engines.min_replicas" in done.stderr
 
 
+@pytest.mark.alone  # every container on the engine stops: `make alone` runs it after the suites
 @pytest.mark.skipif(
     not Path("/var/run/acestream-orchestrator-dockerd.pid").exists(),
     reason="needs the dockerd started by scripts/ensure-docker.sh",
