@@ -138,42 +138,45 @@ class Executor:
     def submit(self, actions: tuple[Action, ...]) -> None:
         """Mark every action's container busy now; `run()` carries them out."""
         for action in actions:
-            token = self._hold_slot(action)
+            work, token = self._start(action)
             self._queue.put_nowait(
                 _Job(
                     action=action,
-                    work=self._start(action),
+                    work=work,
                     context=contextvars.copy_context(),
                     trigger=self._store.observation,
                     token=token,
                 )
             )
 
-    def _start(self, action: Action) -> Coroutine[Any, Any, None]:
+    def _start(self, action: Action) -> tuple[Coroutine[Any, Any, None], int | None]:
+        """The action's work, and the pending creation it holds (None: it creates no engine)."""
         match action:
             case CreateEngine():
-                return self._create(action)
+                name, token = self._hold_slot(action)
+                return self._create(action, name), token
             case RecreateEngine():
+                name, token = self._hold_slot(action.create)
                 self._ledger.mark_busy(action.container_id, removing=True)
-                return self._recreate(action)
+                return self._recreate(action, name), token
             case RemoveEngine():
                 self._ledger.mark_busy(action.container_id, removing=True)
-                return self._remove(action)
+                return self._remove(action), None
             case RestartEngine():
                 self._ledger.mark_busy(action.container_id)
-                return self._restart(action)
+                return self._restart(action), None
             case RestartVpn():
                 self._ledger.mark_busy(action.container_id)
-                return self._restart_vpn(action)
+                return self._restart_vpn(action), None
             case CreateProbe():
                 self._ledger.begin_probe(action.vpn)
-                return self._create_probe(action)
+                return self._create_probe(action), None
             case RemoveProbe():
                 self._ledger.mark_busy(action.container_id)
-                return self._remove_probe(action)
+                return self._remove_probe(action), None
             case RestartProbe():
                 self._ledger.mark_busy(action.container_id)
-                return self._restart_probe(action)
+                return self._restart_probe(action), None
             case _:
                 assert_never(action)
 
@@ -252,15 +255,13 @@ class Executor:
         self._running.discard(id(create))
         return True
 
-    def _hold_slot(self, action: Action) -> int | None:
-        """The pending creation a create (or a recreate) holds from now until it is settled."""
-        create = action.create if isinstance(action, RecreateEngine) else action
-        if not isinstance(create, CreateEngine):
-            return None
+    def _hold_slot(self, create: CreateEngine) -> tuple[str, int]:
+        """The new engine's name, held as a pending creation until the action is settled."""
+        name = engine_name(create)
         pending = PendingCreate(
             vpn=create.vpn, slot=create.slot, forwarded=create.forwarded, ports=create.ports
         )
-        return self._ledger.begin_create(pending, engine_name(create))
+        return name, self._ledger.begin_create(pending, name)
 
     def _cool_down(self, key: str, now: float) -> tuple[str, float]:
         failures = self._failures_by_target.get(key, 0) + 1
@@ -318,8 +319,7 @@ class Executor:
         )
         return settled
 
-    async def _create(self, action: CreateEngine) -> None:
-        name = engine_name(action)
+    async def _create(self, action: CreateEngine, name: str) -> None:
         spec = self._desired().engines
         snapshot = self._store.generation
         info = await self._docker.create_and_start(name, create_body(action, spec))
@@ -358,13 +358,13 @@ class Executor:
             self._store.upsert_engine(engine_sighting(info))
         log.info("engine_restarted", container_id=action.container_id[:12], reason=action.reason)
 
-    async def _recreate(self, action: RecreateEngine) -> None:
+    async def _recreate(self, action: RecreateEngine, name: str) -> None:
         try:
             await self._docker.remove(action.container_id)
             self._store.drop_engine(action.container_id)
         except DockerError as exc:
             raise _RemoveStepFailed(str(exc), transient=exc.transient) from exc
-        await self._create(action.create)
+        await self._create(action.create, name)
 
     async def _create_probe(self, action: CreateProbe) -> None:
         spec = self._desired()

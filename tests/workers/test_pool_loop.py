@@ -124,3 +124,16 @@ async def test_a_failed_action_is_in_the_history_with_the_error() -> None:
         entry = w.store.history.select()[0]
         assert entry.kind == "created" and entry.outcome.startswith("failed: create")
         assert "no such image" in entry.outcome
+
+
+async def test_the_container_a_create_makes_bears_the_name_its_pending_creation_holds() -> None:
+    """Until the create is settled, Docker's events about that name count as the creation,
+    not as an engine of its own (which the planner would remove as one too many)."""
+    docker = FakeDocker()
+    docker.holds["create"] = asyncio.Event()
+    async with world(NO_VPN.replace("min_replicas: 2", "min_replicas: 1"), docker, act=True) as w:
+        await w.until("a creation under way", lambda: w.store.ledger.pending_count == 1)
+        held = w.store.ledger.creating
+        docker.holds["create"].set()
+        await filled(w, 1)
+        assert {docker.containers[c].name for c in w.engines()} <= held
