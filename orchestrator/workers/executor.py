@@ -263,10 +263,11 @@ class Executor:
         )
         return name, self._ledger.begin_create(pending, name)
 
-    def _cool_down(self, key: str, now: float) -> tuple[str, float]:
+    def _cool_down(self, key: str, now: float) -> float:
+        """Until when to leave `key` alone after one more failure in a row."""
         failures = self._failures_by_target.get(key, 0) + 1
         self._failures_by_target[key] = failures
-        return key, now + min(COOLDOWN_MAX_S, 2.0**failures)
+        return now + min(COOLDOWN_MAX_S, 2.0**failures)
 
     def _failure(self, action: Action, kind: str, target: str, exc: Exception) -> Outcome:
         """A failed action's outcome: its error, cool-downs, a blocked slot, a failed create."""
@@ -279,9 +280,9 @@ class Executor:
         if removing_failed or isinstance(
             action, RemoveEngine | RestartEngine | RestartVpn | RemoveProbe | RestartProbe
         ):
-            cooldowns.update([self._cool_down(_target(action), now)])
+            cooldowns[_target(action)] = self._cool_down(_target(action), now)
         if isinstance(action, CreateProbe):
-            cooldowns.update([self._cool_down(cooldown_key(action.vpn), now)])
+            cooldowns[cooldown_key(action.vpn)] = self._cool_down(cooldown_key(action.vpn), now)
         blocked: tuple[str | None, int, float] | None = None
         create = action.create if isinstance(action, RecreateEngine) else action
         if isinstance(create, CreateEngine) and isinstance(exc, PortInUse) and create.vpn is None:
@@ -290,8 +291,8 @@ class Executor:
         failed_create = isinstance(create, CreateEngine) and not removing_failed
         spec_failure = None
         if (
-            isinstance(create, CreateEngine)
-            and failed_create
+            failed_create
+            and isinstance(create, CreateEngine)
             and isinstance(exc, DockerError)
             and not transient
         ):
