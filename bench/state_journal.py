@@ -104,8 +104,8 @@ def per_change_us(directory: Path | None, changes: int, timed: Timed | None = No
         for i in range(100):
             sid = f"s{batch}-{i}"
             new = Stream(id=sid, container_id="e", key_type="content_id", key=sid, started_at=time.time())
-            timed(lambda new=new: store.start_stream(new))  # type: ignore[misc]
-            timed(lambda sid=sid: store.end_stream(sid, "completed", time.time()))  # type: ignore[misc]
+            timed(lambda new=new: store.demand.start_stream(new))  # type: ignore[misc]
+            timed(lambda sid=sid: store.demand.end_stream(sid, "completed", time.time()))  # type: ignore[misc]
         batches.append((time.perf_counter() - began) / 200 * 1e6)
     journal.close()
     took = time.perf_counter() - whole
@@ -155,7 +155,7 @@ def one_day(
                 command_url=f"http://engine:6878/ace/cmd/{serial:040x}/{serial:032x}",
                 started_at=at,
             )
-            timed(lambda: store.start_stream(new))
+            timed(lambda: store.demand.start_stream(new))
             born[sid] = at
 
         for _ in range(streams):
@@ -167,11 +167,11 @@ def one_day(
             now = t0 + n * round_s
             if lifetime_s is not None:
                 for sid in [s for s, at in born.items() if now - at >= lifetime_s]:
-                    timed(lambda sid=sid, now=now: store.end_stream(sid, "completed", now))  # type: ignore[misc]
+                    timed(lambda sid=sid, now=now: store.demand.end_stream(sid, "completed", now))  # type: ignore[misc]
                     del born[sid]
                     start(now)
-            ids = list(store.streams.active)
-            timed(lambda ids=ids, now=now: store.confirm_streams(ids, now, ttl_s))  # type: ignore[misc]
+            ids = list(store.demand.streams.active)
+            timed(lambda ids=ids, now=now: store.demand.confirm_streams(ids, now, ttl_s))  # type: ignore[misc]
             journal.flush()  # rounds are 30 s apart: each is a batch of its own, as in the daemon
             time.sleep(0.001)  # and the writer is back waiting when the next round comes
         written = wchar() - before

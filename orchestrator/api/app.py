@@ -71,14 +71,14 @@ async def engines(request: web.Request) -> web.Response:
     cached = request.app[ENGINES_CACHE][full]
     if cached[0] != key:
         fallback = ctx.store.served.fallback
-        if fallback is not None and not ctx.store.resyncs:
+        if fallback is not None and not ctx.store.telemetry.resyncs:
             # Docker has not answered since the start: what was last served and still answers
             views = [LastServed.as_served(e) for e in fallback]
             cached[:] = [key, json.dumps(views).encode()]
         else:
             views = [engine_view(ctx.store, e, address, full=full) for e in ctx.store.visible]
             body = json.dumps(views)
-            if full and ctx.store.resyncs and views:
+            if full and ctx.store.telemetry.resyncs and views:
                 # (an empty listing, e.g. before the first readiness checks, says nothing new)
                 ctx.store.served.remember(views)
             cached[:] = [key, body.encode()]
@@ -101,7 +101,7 @@ async def health(request: web.Request) -> web.Response:
     inside (the image's HEALTHCHECK reads this)."""
     ctx = request.app[CONTEXT]
     now = time.time()
-    reasons = unhealthy_reasons(ctx.store, now)
+    reasons = unhealthy_reasons(ctx.store.telemetry, now)
     body = {"status": "unhealthy" if reasons else "ok", "uptime_s": round(now - ctx.started_at, 3)}
     if reasons:
         return web.json_response({**body, "reasons": reasons}, status=503)

@@ -73,9 +73,9 @@ class StoreCollector:
         )
         now, after = time.time(), ctx.desired.engines.stall_after_s
         stalled_by: Tally[tuple[str, str]] = Tally()
-        for s in store.streams.active.values():
+        for s in store.demand.streams.active.values():
             engine = store.engines.get(s.container_id)
-            if engine is not None and store.stream_stalled(s.id, now, after):
+            if engine is not None and store.demand.stream_stalled(s.id, now, after):
                 stalled_by[engine.name, engine.vpn or NO_VPN] += 1
         for (name, vpn), n in sorted(stalled_by.items()):
             stalled.add_metric([name, vpn], n)
@@ -83,29 +83,29 @@ class StoreCollector:
         yield GaugeMetricFamily(
             f"{PREFIX}_streams_active",
             "Streams the proxy reported as running",
-            value=len(store.streams.active),
+            value=len(store.demand.streams.active),
         )
         yield CounterMetricFamily(
-            f"{PREFIX}_streams_started", "Streams reported started", value=store.streams.total_started
+            f"{PREFIX}_streams_started", "Streams reported started", value=store.demand.streams.total_started
         )
         yield GaugeMetricFamily(
-            f"{PREFIX}_pending_creates", "Engine creations under way", value=store.pending_count
+            f"{PREFIX}_pending_creates", "Engine creations under way", value=store.ledger.pending_count
         )
         yield CounterMetricFamily(
-            f"{PREFIX}_reconcile_passes", "Reconcile passes run", value=store.reconcile_passes
+            f"{PREFIX}_reconcile_passes", "Reconcile passes run", value=store.telemetry.reconcile_passes
         )
         yield GaugeMetricFamily(
             f"{PREFIX}_reconcile_last_duration_seconds",
             "Duration of the last reconcile pass",
-            value=store.last_pass_duration_s,
+            value=store.telemetry.last_pass_duration_s,
         )
         yield CounterMetricFamily(
-            f"{PREFIX}_docker_events", "Docker events received", value=store.events_received
+            f"{PREFIX}_docker_events", "Docker events received", value=store.telemetry.events_received
         )
         yield GaugeMetricFamily(
             f"{PREFIX}_circuit_breaker_open",
             "1 while engine creation is backed off after repeated failures",
-            value=1 if store.breaker_state(time.time()) == "open" else 0,
+            value=1 if store.ledger.breaker_state(time.time()) == "open" else 0,
         )
 
 

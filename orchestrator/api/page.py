@@ -121,7 +121,7 @@ def _table(caption: str, head: list[str], rows: list[list[str]], empty: str, nam
 # -- the verdict ------------------------------------------------------------------------------
 def verdict(ctx: ApiContext, status: dict[str, Any], now: float) -> tuple[str, str]:
     """ok, degraded or down, with the reason in words."""
-    stuck = unhealthy_reasons(ctx.store, now)
+    stuck = unhealthy_reasons(ctx.store.telemetry, now)
     if stuck:
         return "down", "; ".join(stuck)
     observed, desired = status["observed"], status["desired"]
@@ -305,17 +305,22 @@ def page_key(ctx: ApiContext, now: float) -> tuple[object, ...]:
     """What the page shows, cheaply compared: the store's version moves on every heartbeat (a
     health check, a reconcile pass), most of which change nothing on the page; rendering it
     again costs milliseconds, comparing this microseconds."""
-    store, watcher, plan = ctx.store, ctx.watcher, ctx.store.last_plan
+    store, watcher, plan = ctx.store, ctx.watcher, ctx.store.telemetry.last_plan
     return (
         tuple(store.engines.values()),
         tuple(store.vpns.values()),
         tuple(e.container_id for e in store.visible),
-        tuple(store.streams.count(cid) for cid in store.engines),
+        tuple(store.demand.streams.count(cid) for cid in store.engines),
         store.history.last_seq,
-        store.pending_count,
+        store.ledger.pending_count,
         plan.problems if plan else None,
         (watcher.loaded_at, watcher.error_at, watcher.held, ctx.config),
-        (store.docker_connected, store.docker_error, store.state_error, store.breaker_state(now)),
+        (
+            store.telemetry.docker_connected,
+            store.telemetry.docker_error,
+            store.state_error,
+            store.ledger.breaker_state(now),
+        ),
         int(now // HEARD_GRAIN_S),  # the heartbeat times shown, to HEARD_GRAIN_S
     )
 

@@ -67,12 +67,15 @@ def in_progress(store: StateStore) -> Blocked:
 def free_engine(store: StateStore, held: frozenset[str] = frozenset()) -> EngineObs | None:
     """A visible engine with no active stream: forwarded first, then the longest unused."""
     free = [
-        e for e in store.visible if e.container_id not in held and store.streams.count(e.container_id) == 0
+        e
+        for e in store.visible
+        if e.container_id not in held and store.demand.streams.count(e.container_id) == 0
     ]
     if not free:
         return None
     return min(
-        free, key=lambda e: (not e.forwarded, store.streams.last_usage.get(e.container_id, 0.0), e.name)
+        free,
+        key=lambda e: (not e.forwarded, store.demand.streams.last_usage.get(e.container_id, 0.0), e.name),
     )
 
 
@@ -84,7 +87,7 @@ def _vpn_block(ctx: ApiContext, problems: set[str], now: float) -> Blocked | Non
         return None
     store = ctx.store
     seen = {n: store.vpns[n] for n in vpn.containers if n in store.vpns}
-    if not store.docker_connected and not seen:
+    if not store.telemetry.docker_connected and not seen:
         return None  # never observed yet: nothing known to block on
     states = {n: (seen[n].state if n in seen else "missing") for n in vpn.containers}
     if "healthy" in states.values():
@@ -118,20 +121,22 @@ def _vpn_block(ctx: ApiContext, problems: set[str], now: float) -> Blocked | Non
 def blocked_reason(ctx: ApiContext, now: float) -> Blocked | None:
     """Why no new engine can be made right now, or None when one can."""
     store = ctx.store
-    problems: set[str] = {p.code for p in store.last_plan.problems} if store.last_plan else set()
+    problems: set[str] = (
+        {p.code for p in store.telemetry.last_plan.problems} if store.telemetry.last_plan else set()
+    )
     vpn = _vpn_block(ctx, problems, now)
     if vpn is not None:
         return vpn
-    if store.breaker_state(now) == "open":
-        wait = (store.create_blocked_until or now) - now
-        errors = store.action_errors
+    if store.ledger.breaker_state(now) == "open":
+        wait = (store.ledger.create_blocked_until or now) - now
+        errors = store.ledger.action_errors
         last = errors[-1].message if errors else "unknown error"
         return Blocked(
             code="circuit_breaker",
             eta=max(1, math.ceil(wait)),
             should_wait=True,
             can_retry=True,
-            message=f"engine creation failed {store.create_failures} times in a row "
+            message=f"engine creation failed {store.ledger.create_failures} times in a row "
             f"(last: {last}); backing off",
         )
     spec = ctx.desired.engines
@@ -153,10 +158,10 @@ def blocked_reason(ctx: ApiContext, now: float) -> Blocked | None:
             http_status=500,
             message="no free port left for another engine; widen the port range",
         )
-    if not store.docker_connected and (store.docker_error or store.resyncs):
+    if not store.telemetry.docker_connected and (store.telemetry.docker_error or store.telemetry.resyncs):
         # lost (not merely not connected yet at start-up): the daemon reconnects by itself,
         # backing off up to 10 s, so this is worth waiting for
-        why = f": {store.docker_error}" if store.docker_error else ""
+        why = f": {store.telemetry.docker_error}" if store.telemetry.docker_error else ""
         return Blocked(
             code="docker_unavailable",
             eta=DOCKER_ETA_S,

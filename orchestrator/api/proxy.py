@@ -140,7 +140,7 @@ def last_known_at(store: StateStore, host: str, port: int) -> tuple[str, str] | 
     """While `/engines` serves the last-known listing (Docker silent since the start), the
     (container ID, name) of the one engine of it behind (host, port): a stream started on an
     engine the proxy picked there is recorded, so the engine counts as busy once Docker answers."""
-    if store.served.fallback is None or store.resyncs:
+    if store.served.fallback is None or store.telemetry.resyncs:
         return None
     wanted = host.lower().strip("[]")
     owners = [
@@ -181,7 +181,7 @@ class ProxyApi:
             container_id, name = known
         else:
             container_id, name = found.container_id, found.name
-        stream = store.start_stream(
+        stream = store.demand.start_stream(
             Stream(
                 id=event.stream_id,
                 container_id=container_id,
@@ -199,7 +199,7 @@ class ProxyApi:
             "stream_started",
             stream_id=stream.id,
             container=name,
-            active=store.streams.count(container_id),
+            active=store.demand.streams.count(container_id),
         )
         return web.json_response(stream_view(stream, full=sees_full_details(request)))
 
@@ -212,9 +212,9 @@ class ProxyApi:
         except BodyError as exc:
             return body_error(exc)
         store = self.ctx.store
-        ended = store.end_stream(stream_id, reason, time.time())
+        ended = store.demand.end_stream(stream_id, reason, time.time())
         if ended is None:
-            earlier = next((s for s in reversed(store.streams.ended) if s.id == stream_id), None)
+            earlier = next((s for s in reversed(store.demand.streams.ended) if s.id == stream_id), None)
             if earlier is not None:  # a repeated end: answer as before, change nothing
                 return web.json_response(stream_view(earlier, full=sees_full_details(request)))
             return json_error(
@@ -236,7 +236,7 @@ class ProxyApi:
         if ref is not None:
             engine = store.find_engine(ref)
             ref = engine.container_id if engine is not None else ref
-        listed = store.streams.listing(ref, STATUSES.get(status or ""))
+        listed = store.demand.streams.listing(ref, STATUSES.get(status or ""))
         full = sees_full_details(request)
         now, after = time.time(), self.ctx.desired.engines.stall_after_s
         return web.json_response(
@@ -244,8 +244,8 @@ class ProxyApi:
                 stream_view(
                     s,
                     full=full,
-                    progress=store.progress.get(s.id),
-                    stalled=s.status == "started" and store.stream_stalled(s.id, now, after),
+                    progress=store.demand.progress.get(s.id),
+                    stalled=s.status == "started" and store.demand.stream_stalled(s.id, now, after),
                 )
                 for s in listed
             ]
@@ -272,9 +272,9 @@ class ProxyApi:
             )
             return _closing(refused, exc)
         store, now = self.ctx.store, time.time()
-        engine = free_engine(store, store.held_engines(now))
+        engine = free_engine(store, store.demand.held_engines(now))
         if engine is not None:
-            store.hand_out(engine.container_id, now)  # the planner now counts it as busy
+            store.demand.hand_out(engine.container_id, now)  # the planner now counts it as busy
             store.record(
                 "provisioned",
                 engine.name,
@@ -288,7 +288,7 @@ class ProxyApi:
             return web.json_response(self._engine_answer(engine))
         blocked = blocked_reason(self.ctx, now) or in_progress(store)
         if blocked.should_wait:
-            store.want_free_engine(now + DEMAND_S)  # one demand, extended by every retry
+            store.demand.want_free_engine(now + DEMAND_S)  # one demand, extended by every retry
         metrics.count_provision(blocked.code)
         log.info("provision_deferred", code=blocked.code, eta=blocked.eta)
         return self._refuse(blocked)

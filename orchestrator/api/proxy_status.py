@@ -64,13 +64,15 @@ def _overall(ctx: ApiContext, blocked: Blocked | None, vpn_health: str, now: flo
     store = ctx.store
     if not store.visible and blocked is not None:
         return "unavailable"
-    target = store.last_plan.target if store.last_plan else ctx.desired.engines.min_replicas
+    target = (
+        store.telemetry.last_plan.target if store.telemetry.last_plan else ctx.desired.engines.min_replicas
+    )
     trouble = (
         (blocked is not None and (blocked.code != "max_capacity" or free_engine(store) is None))
-        or not store.docker_connected
+        or not store.telemetry.docker_connected
         or vpn_health not in ("healthy", "disabled")
         or len(store.visible) < target
-        or store.breaker_state(now) != "closed"
+        or store.ledger.breaker_state(now) != "closed"
     )
     return "degraded" if trouble else "healthy"
 
@@ -78,7 +80,7 @@ def _overall(ctx: ApiContext, blocked: Blocked | None, vpn_health: str, now: flo
 def orchestrator_status(ctx: ApiContext, now: float) -> dict[str, Any]:
     store = ctx.store
     counts = EngineCounts(store)
-    used = sum(1 for e in store.visible if store.streams.count(e.container_id) > 0)
+    used = sum(1 for e in store.visible if store.demand.streams.count(e.container_id) > 0)
     blocked = blocked_reason(ctx, now)
     vpn = vpn_summary(ctx)
     spec = ctx.desired.engines
@@ -90,9 +92,9 @@ def orchestrator_status(ctx: ApiContext, now: float) -> dict[str, Any]:
             "healthy": counts["visible"],
             "unhealthy": counts["unhealthy"],
             "starting": counts["starting"],
-            "pending": store.pending_count,
+            "pending": store.ledger.pending_count,
         },
-        "streams": {"active": len(store.streams.active), "total": store.streams.total_started},
+        "streams": {"active": len(store.demand.streams.active), "total": store.demand.streams.total_started},
         "capacity": {
             "total": counts["visible"],
             "used": used,
@@ -103,11 +105,13 @@ def orchestrator_status(ctx: ApiContext, now: float) -> dict[str, Any]:
         "vpn": vpn,
         "provisioning": {
             "can_provision": blocked is None,
-            "circuit_breaker_state": store.breaker_state(now),
-            "last_failure": rfc3339(store.last_create_failure),
+            "circuit_breaker_state": store.ledger.breaker_state(now),
+            "last_failure": rfc3339(store.ledger.last_create_failure),
             "blocked_reason": blocked.message if blocked else None,
             "blocked_reason_details": blocked.detail() if blocked else None,
-            "demand_until": rfc3339(store.demand_until if (store.demand_until or 0) > now else None),
+            "demand_until": rfc3339(
+                store.demand.demand_until if (store.demand.demand_until or 0) > now else None
+            ),
         },
         "timestamp": rfc3339(now),
     }

@@ -17,14 +17,14 @@ STATUS_HISTORY = 10  # the last entries of the history on /status (all of it: GE
 
 def serving_last_known(store: StateStore) -> bool:
     """Docker has not answered since the start and `/engines` serves the last-known listing."""
-    return store.served.fallback is not None and not store.resyncs
+    return store.served.fallback is not None and not store.telemetry.resyncs
 
 
 def status_body(ctx: ApiContext, now: float, *, full: bool = True) -> dict[str, Any]:
     """`full` False: a caller off loopback without the key (no stream IDs in problems)."""
     store, watcher = ctx.store, ctx.watcher
     spec = ctx.desired.engines
-    plan = store.last_plan
+    plan = store.telemetry.last_plan
     config_error = watcher.error
     counts = EngineCounts(store)
     last_known = (
@@ -56,8 +56,8 @@ def status_body(ctx: ApiContext, now: float, *, full: bool = True) -> dict[str, 
             "running": counts["running"],
             "ready": counts["ready"],
             "visible": counts["visible"],
-            "pending_creates": store.pending_count,
-            "busy": store.busy_count,
+            "pending_creates": store.ledger.pending_count,
+            "busy": store.ledger.busy_count,
         },
         "engines_source": "last_known" if serving_last_known(store) else "docker",
         "problems": [
@@ -69,8 +69,8 @@ def status_body(ctx: ApiContext, now: float, *, full: bool = True) -> dict[str, 
         ]
         + ([{"code": "config_held", "message": watcher.held, "vpn": None}] if watcher.held else [])
         + last_known,
-        "last_reconcile": rfc3339(store.last_reconcile_at),
-        "reconcile_passes": store.reconcile_passes,
+        "last_reconcile": rfc3339(store.telemetry.last_reconcile_at),
+        "reconcile_passes": store.telemetry.reconcile_passes,
         "config": {
             "path": str(watcher.path) if watcher.path else None,
             "loaded_at": rfc3339(watcher.loaded_at),
@@ -87,16 +87,16 @@ def status_body(ctx: ApiContext, now: float, *, full: bool = True) -> dict[str, 
         },
         "state": {"durable": store.state_error is None, "error": store.state_error},
         "docker": {
-            "connected": store.docker_connected,
-            "error": store.docker_error,
-            "events_received": store.events_received,
-            "resyncs": store.resyncs,
-            "last_event_at": rfc3339(store.last_event_at),
+            "connected": store.telemetry.docker_connected,
+            "error": store.telemetry.docker_error,
+            "events_received": store.telemetry.events_received,
+            "resyncs": store.telemetry.resyncs,
+            "last_event_at": rfc3339(store.telemetry.last_event_at),
         },
         "provisioning": {
-            "circuit_breaker_state": store.breaker_state(now),
-            "consecutive_failures": store.create_failures,
-            "blocked_until": rfc3339(store.create_blocked_until),
+            "circuit_breaker_state": store.ledger.breaker_state(now),
+            "consecutive_failures": store.ledger.create_failures,
+            "blocked_until": rfc3339(store.ledger.create_blocked_until),
             "recent_errors": [
                 {
                     "at": rfc3339(e.at),
@@ -105,7 +105,7 @@ def status_body(ctx: ApiContext, now: float, *, full: bool = True) -> dict[str, 
                     "message": e.message,
                     "transient": e.transient,
                 }
-                for e in store.action_errors
+                for e in store.ledger.action_errors
             ],
         },
         "vpn": vpn_views(store),

@@ -52,12 +52,14 @@ def engine_view(
         "ready": engine.ready,
         "visible": visible,
         "health_status": _health(engine, visible),
-        "streams": [s.id for s in store.streams.listing(engine.container_id, "started")] if full else [],
-        "stream_count": store.streams.count(engine.container_id),
+        "streams": [s.id for s in store.demand.streams.listing(engine.container_id, "started")]
+        if full
+        else [],
+        "stream_count": store.demand.streams.count(engine.container_id),
         "first_seen": rfc3339(facts.first_seen if facts else None),
         "last_seen": rfc3339(facts.last_seen if facts else None),
         "last_health_check": rfc3339(facts.last_health_check if facts else None),
-        "last_stream_usage": rfc3339(store.streams.last_usage.get(engine.container_id)),
+        "last_stream_usage": rfc3339(store.demand.streams.last_usage.get(engine.container_id)),
         "started_at": rfc3339(engine.started_at),
         "stalled_since": rfc3339(store.stalled_engines.get(engine.container_id)),
     }
@@ -113,8 +115,8 @@ def engine_detail_view(
     """`GET /engines/{id}`: the list entry plus every stream the engine carries or carried."""
     view = engine_view(store, engine, address, full=full)
     view["stream_details"] = [
-        stream_view(s, full=full, progress=store.progress.get(s.id))
-        for s in store.streams.listing(engine.container_id)
+        stream_view(s, full=full, progress=store.demand.progress.get(s.id))
+        for s in store.demand.streams.listing(engine.container_id)
     ]
     return view
 

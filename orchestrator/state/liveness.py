@@ -8,22 +8,20 @@ finishes every 30-60 s even on a quiet host) and that Docker has not been out of
 
 from __future__ import annotations
 
-from orchestrator.state.store import StateStore
+from orchestrator.state.telemetry import Telemetry
 
 PROGRESS_STALE_S = 150.0  # two resync intervals and a resync's deadline
 DOCKER_DOWN_S = 60.0
 
 
-def unhealthy_reasons(store: StateStore, now: float) -> list[str]:
+def unhealthy_reasons(telemetry: Telemetry, now: float) -> list[str]:
     """Why the daemon is not doing its job right now (empty: it is)."""
     reasons = []
-    down = store.docker_down_since
+    down = telemetry.docker_down_since
     if down is not None and now - down >= DOCKER_DOWN_S:
-        why = f": {store.docker_error}" if store.docker_error else ""
+        why = f": {telemetry.docker_error}" if telemetry.docker_error else ""
         reasons.append(f"Docker out of reach for {now - down:.0f}s{why}")
-    elif down is None and now - store.progress_at >= PROGRESS_STALE_S:
-        why = f"; Docker: {store.docker_error}" if store.docker_error else ""
-        reasons.append(
-            f"the event source made no progress for {now - store.progress_at:.0f}s (no event, no resync){why}"
-        )
+    elif down is None and (quiet := now - telemetry.progress_at) >= PROGRESS_STALE_S:
+        why = f"; Docker: {telemetry.docker_error}" if telemetry.docker_error else ""
+        reasons.append(f"the event source made no progress for {quiet:.0f}s (no event, no resync){why}")
     return reasons

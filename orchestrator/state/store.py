@@ -1,20 +1,22 @@
 """The daemon's state, and the visible engine set derived from it on every change.
 
-Every writer (event source, resync, executor, readiness prober, control-server poller, the HTTP
-API) changes the store through the named methods below, and each one notifies by itself:
-`changed()` recomputes the visible set at once (no debounce: a VPN turning unhealthy hides its
-engines within the same call that applied Docker's event) and wakes every watcher (the reconcile
-loop, the readiness prober). Readers get read-only views. All of it runs on the one event loop,
-so no locks are needed.
+The store is the observed world: what Docker shows (engines, their facts, VPNs, tunnel
+probes) and what only time tells about them (when an engine was adopted, since when it stopped
+answering or stalled), plus the history of what the daemon did. Three parts of their own sit
+beside it, each owning what one kind of writer changes:
 
-The fields are grouped by concern:
+- `ledger` (`ledger.py`): work in flight, the only part the executor writes;
+- `demand` (`demand.py`): what the proxy said (streams, engines handed out, free-engine demand);
+- `telemetry` (`telemetry.py`): what the daemon reports about itself (counters, Docker's link).
 
-- `_world`: what Docker shows (engines, their facts, VPNs) and what only time tells about them
-  (when an engine was adopted, since when it stopped answering);
-- `_work`: work in flight (creations, busy and removing containers, cool-downs, blocked slots,
-  the create circuit breaker, recent action errors);
-- `_demand`: what the proxy said (streams, engines handed out, the demand for a free engine);
-- `_telemetry`: what the daemon reports about itself (counters, last plan, Docker connectivity).
+The store makes the parts and gives each its `changed` as the one callback they notify through,
+so a change anywhere recomputes the visible set at once (no debounce: a VPN turning unhealthy
+hides its engines within the same call that applied Docker's event) and wakes every watcher
+(the reconcile loop, the readiness prober, the page's live stream). The store reads the ledger
+and the demand to say what is visible and to build the planner's `Observed`; it writes them only
+where the world ends their facts (an engine gone or restarted ends its streams; an engine that
+exits at once is a failed create). Readers get read-only views. All of it runs on the one event
+loop, so no locks are needed.
 """
 
 from __future__ import annotations
@@ -28,34 +30,32 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from orchestrator.state.breaker import BreakerState, CreateBreaker
+from orchestrator.state.demand import Demand
 from orchestrator.state.history import History, HistoryEntry, HistoryKind, Observation
 from orchestrator.state.journal import StreamJournal
-from orchestrator.state.records import ActionError, EngineFacts, EngineSighting
+from orchestrator.state.ledger import Ledger
+from orchestrator.state.records import EngineFacts, EngineSighting
 from orchestrator.state.served import LastServed
-from orchestrator.state.streams import Reservations, Stream, StreamRegistry, StreamsView
+from orchestrator.state.streams import Stream
+from orchestrator.state.telemetry import Telemetry
 from reconcilers import visible_engines
 from reconcilers.health import hidden_reason
 from reconcilers.model import (
     EngineObs,
     EngineStatus,
     Observed,
-    PendingCreate,
-    Plan,
     ProbeObs,
     SpecFailure,
     VpnObs,
 )
 from reconcilers.stalls import (
     STALL_WINDOW_S,
-    Progress,
     StatSample,
     StreamStall,
     engine_verdict,
     is_stalled,
     streams_to_end,
 )
-from reconcilers.stalls import advance as advance_progress
 from reconcilers.vpn import (
     ContainerSeen,
     ControlFailed,
@@ -71,7 +71,6 @@ from reconcilers.vpn import (
 
 log = structlog.get_logger()
 
-RECENT_ERRORS = 20
 EARLY_EXIT_S = 30.0  # an engine that exits this soon after it started, never having answered: a bad spec
 READY_SAMPLES = 20
 READY_SAMPLE_MAX_S = 120.0  # longer: an engine adopted long after it started, not a start time
@@ -100,50 +99,9 @@ class _World:
     image_id: str | None = None
     image_pulling: bool = False
     image_error: str | None = None
-
-
-@dataclass(slots=True)
-class _Work:
-    pending_creates: dict[int, PendingCreate] = field(default_factory=dict)
-    pending_names: dict[int, str] = field(default_factory=dict)
-    pending_seq: int = 0
-    pending_probes: set[str] = field(default_factory=set)  # VPN names
-    busy: set[str] = field(default_factory=set)
-    removing: set[str] = field(default_factory=set)
-    cooldowns: dict[str, float] = field(default_factory=dict)
-    blocked_slots: dict[tuple[str | None, int], float] = field(default_factory=dict)
-    breaker: CreateBreaker = field(default_factory=CreateBreaker)
-    spec_failure: SpecFailure | None = None
-    early_exits: set[str] = field(default_factory=set)  # engines already counted as failed creates
-    errors: deque[ActionError] = field(default_factory=lambda: deque(maxlen=RECENT_ERRORS))
-    completed: int = 0
-
-
-@dataclass(slots=True)
-class _Demand:
-    streams: StreamRegistry = field(default_factory=StreamRegistry)
-    reservations: Reservations = field(default_factory=Reservations)
-    demand_until: float | None = None
-    progress: dict[str, Progress] = field(default_factory=dict)  # by stream ID
-
-
-@dataclass(slots=True)
-class _Telemetry:
-    last_plan: Plan | None = None
-    last_reconcile_at: float | None = None
-    reconcile_passes: int = 0
-    last_pass_duration_s: float = 0.0
-    events_received: int = 0
-    resyncs: int = 0
+    vpn_heard_at: dict[str, float] = field(default_factory=dict)  # each VPN's last signal
     # how long the last engines took from their start to their first answer
     ready_after_s: deque[float] = field(default_factory=lambda: deque(maxlen=READY_SAMPLES))
-    docker_connected: bool = False
-    docker_error: str | None = None
-    docker_down_since: float | None = field(default_factory=time.time)  # None: connected
-    # the last sign the event source works: an event applied or a resync finished
-    progress_at: float = field(default_factory=time.time)
-    last_event_at: float | None = None  # the last Docker event applied
-    vpn_heard_at: dict[str, float] = field(default_factory=dict)  # each VPN's last signal
     observation: Observation | None = None  # the latest thing seen: what triggers a decision
 
 
@@ -161,14 +119,14 @@ class StateStore:
         self._configured_vpns = configured_vpns
         self._journal = journal or StreamJournal(None)
         self._world = _World()
-        self._work = _Work()
-        self._demand = _Demand()
-        self._telemetry = _Telemetry()
+        self.ledger = Ledger(on_change=self.changed)
+        self.demand = Demand(self._journal, on_change=self.changed)
+        self.telemetry = Telemetry(on_change=self.changed)
         self.served = LastServed(self._journal, self.changed)
         self._visible: tuple[EngineObs, ...] = ()
         self.history = History()
         self._watchers: list[asyncio.Event] = []
-        self.version = 0  # bumped on every change; lets readers cache what they derive
+        self._version = 0
         self.generation = 0  # bumped on every write of a container's facts, see `_touch`
         self._touched: dict[str, int] = {}
 
@@ -194,54 +152,6 @@ class StateStore:
         return self._visible
 
     @property
-    def streams(self) -> StreamsView:
-        return self._demand.streams
-
-    @property
-    def pending_count(self) -> int:
-        return len(self._work.pending_creates)
-
-    @property
-    def busy_count(self) -> int:
-        return len(self._work.busy)
-
-    @property
-    def demand_until(self) -> float | None:
-        return self._demand.demand_until
-
-    @property
-    def last_plan(self) -> Plan | None:
-        return self._telemetry.last_plan
-
-    @property
-    def last_reconcile_at(self) -> float | None:
-        return self._telemetry.last_reconcile_at
-
-    @property
-    def reconcile_passes(self) -> int:
-        return self._telemetry.reconcile_passes
-
-    @property
-    def last_pass_duration_s(self) -> float:
-        return self._telemetry.last_pass_duration_s
-
-    @property
-    def events_received(self) -> int:
-        return self._telemetry.events_received
-
-    @property
-    def resyncs(self) -> int:
-        return self._telemetry.resyncs
-
-    @property
-    def docker_connected(self) -> bool:
-        return self._telemetry.docker_connected
-
-    @property
-    def docker_error(self) -> str | None:
-        return self._telemetry.docker_error
-
-    @property
     def state_error(self) -> str | None:
         """Why streams are kept in memory only (None: written through to the state directory)."""
         return self._journal.error
@@ -251,40 +161,10 @@ class StateStore:
         """Streams are kept in memory on purpose: no state directory was given."""
         return self._journal.path is None
 
-    @property
-    def action_errors(self) -> tuple[ActionError, ...]:
-        return tuple(self._work.errors)
-
-    @property
-    def actions_completed(self) -> int:
-        return self._work.completed
-
-    @property
-    def create_failures(self) -> int:
-        return self._work.breaker.failures
-
-    @property
-    def create_blocked_until(self) -> float | None:
-        return self._work.breaker.blocked_until
-
-    @property
-    def last_create_failure(self) -> float | None:
-        return self._work.breaker.last_failure
-
     def typical_ready_s(self) -> float | None:
         """The median time the pool's latest engines took from start to their first answer."""
-        samples = sorted(self._telemetry.ready_after_s)
+        samples = sorted(self._world.ready_after_s)
         return samples[len(samples) // 2] if samples else None
-
-    def breaker_state(self, now: float) -> BreakerState:
-        return self._work.breaker.state(now)
-
-    def held_engines(self, now: float) -> frozenset[str]:
-        """Engines handed out by provisioning whose stream has not been reported yet."""
-        return self._demand.reservations.held(now)
-
-    def next_hold_expiry(self, now: float) -> float | None:
-        return self._demand.reservations.next_expiry(now)
 
     def newer_than(self, key: str, snapshot: int) -> bool:
         return self._touched.get(key, 0) > snapshot
@@ -294,10 +174,9 @@ class StateStore:
 
     def engine_count(self) -> int:
         """Engines that exist or are being created, each counted once."""
-        creating = set(self._work.pending_names.values())
-        return sum(1 for e in self._world.engines.values() if e.name not in creating) + len(
-            self._work.pending_creates
-        )
+        creating = self.ledger.creating
+        existing = sum(1 for e in self._world.engines.values() if e.name not in creating)
+        return existing + self.ledger.pending_count
 
     def find_engine(self, ref: str) -> EngineObs | None:
         """A managed engine by full ID, name, or an ID prefix of 12 characters or more."""
@@ -316,11 +195,11 @@ class StateStore:
     # -- the history of what the daemon did (history.py) ---------------------------------------
     def observe(self, text: str, at: float) -> None:
         """What the daemon just saw (a Docker event, a VPN's signal): the trigger of what follows."""
-        self._telemetry.observation = Observation(text=text, at=at)
+        self._world.observation = Observation(text=text, at=at)
 
     @property
     def observation(self) -> str | None:
-        seen = self._telemetry.observation
+        seen = self._world.observation
         return seen.words() if seen else None
 
     def record(
@@ -348,14 +227,14 @@ class StateStore:
             vpn=vpn,
         )
         self._journal.record(entry)
-        self.version += 1
+        self._version += 1
         for event in self._watchers:
             event.set()
         return entry
 
     def why_hidden(self, engine: EngineObs) -> str | None:
         """Why the engine is not on /engines, in words (None: it is)."""
-        if engine.container_id in self._work.removing:
+        if self.ledger.is_removing(engine.container_id):
             return "being removed"
         if self.leaving(engine):
             return "draining: the configuration no longer wants engines there"
@@ -375,12 +254,8 @@ class StateStore:
                 self.record("shown", engine.name, why, engine=engine.name, vpn=engine.vpn)
 
     @property
-    def last_event_at(self) -> float | None:
-        return self._telemetry.last_event_at
-
-    @property
     def vpn_heard_at(self) -> Mapping[str, float]:
-        return self._telemetry.vpn_heard_at
+        return self._world.vpn_heard_at
 
     # -- engines -------------------------------------------------------------------------------
     def upsert_engine(self, seen: EngineSighting) -> None:
@@ -409,20 +284,16 @@ class StateStore:
         )
 
     def _note_early_exit(self, old: EngineObs | None, seen: EngineSighting, now: float) -> None:
-        """An engine that exited soon after it started, never having answered, and not by our
-        hand: its spec cannot run. That counts as a failed create (the breaker backs off the
-        create/exit loop a crashing image would be) and stops a rollout to that spec."""
-        engine, cid = seen.obs, seen.obs.container_id
+        """An engine that exited soon after it started, never having answered: its spec cannot
+        run (the ledger counts it as a failed create, unless the exit was by our hand)."""
+        engine = seen.obs
         if engine.status not in ("exited", "dead") or seen.ran_s is None or seen.ran_s > EARLY_EXIT_S:
             return
-        if (old is not None and old.ready) or cid in self._work.busy or cid in self._work.early_exits:
+        if old is not None and old.ready:
             return
-        self._work.early_exits.add(cid)
-        self.create_failed(
-            now,
-            spec_hash=engine.spec_hash,
-            reason=f"engine {engine.name} exited {seen.ran_s:.0f}s after it started "
-            f"(exit code {seen.exit_code})",
+        why = f"engine {engine.name} exited {seen.ran_s:.0f}s after it started (exit code {seen.exit_code})"
+        self.ledger.exited_early(
+            engine.container_id, now, SpecFailure(spec_hash=engine.spec_hash, reason=why, at=now)
         )
 
     def drop_engine(self, container_id: str) -> None:
@@ -445,13 +316,11 @@ class StateStore:
         now = time.time()
         self._world.engines[container_id] = dataclasses.replace(engine, ready=True)
         self._world.unready_since.pop(container_id, None)
-        failure = self._work.spec_failure
-        if failure is not None and failure.spec_hash == engine.spec_hash:
-            self._work.spec_failure = None  # an engine of that spec works after all
+        self.ledger.spec_works(engine.spec_hash)
         self._set_health_check(container_id, now)
         self.observe(f"{engine.name} answered its readiness check", now)
         if started_at is not None and 0 <= now - started_at <= READY_SAMPLE_MAX_S:
-            self._telemetry.ready_after_s.append(now - started_at)
+            self._world.ready_after_s.append(now - started_at)
         log.info("engine_ready", container=engine.name, container_id=container_id[:12])
         self.changed()
 
@@ -468,7 +337,7 @@ class StateStore:
     def note_health_check(self, container_id: str) -> None:
         """A ready engine answered its liveness check (nothing to plan: only /engines shows it)."""
         if self._set_health_check(container_id, time.time()):
-            self.version += 1
+            self._version += 1
 
     def _set_health_check(self, container_id: str, at: float) -> bool:
         facts = self._world.facts.get(container_id)
@@ -489,7 +358,7 @@ class StateStore:
             cid for cid in self._world.engines if cid not in ids and not self.newer_than(cid, snapshot)
         ]:
             self._forget_engine(gone)
-        creating = set(self._work.pending_names.values())
+        creating = self.ledger.creating
         now = time.time()
         for sighting in listed:
             cid = sighting.obs.container_id
@@ -499,11 +368,11 @@ class StateStore:
                 self._world.adopted_at[cid] = now
             self._upsert_engine(sighting, now)
         # streams restored from the journal whose engine went while no daemon was watching
-        for gone in {s.container_id for s in self._demand.streams.active.values()} - set(self._world.engines):
+        streams = self.demand.streams
+        for gone in {s.container_id for s in streams.active.values()} - set(self._world.engines):
             self._end_streams_of(gone, "engine_gone", now)
-        for gone in set(self._demand.streams.last_usage) - set(self._world.engines):
-            self._demand.streams.forget_engine(gone)
-            self._journal.forget_engine(gone)
+        for gone in set(streams.last_usage) - set(self._world.engines):
+            self.demand.forget_engine(gone)
         self.changed()
 
     def _touch(self, key: str) -> None:
@@ -511,10 +380,9 @@ class StateStore:
         self._touched[key] = self.generation
 
     def _forget_engine(self, container_id: str) -> None:
-        self._work.early_exits.discard(container_id)
+        self.ledger.forget(container_id)
         self._end_streams_of(container_id, "engine_gone", time.time())
-        self._demand.streams.forget_engine(container_id)
-        self._journal.forget_engine(container_id)
+        self.demand.forget_engine(container_id)
         self._world.engines.pop(container_id, None)
         self._world.facts.pop(container_id, None)
         self._world.adopted_at.pop(container_id, None)
@@ -548,20 +416,12 @@ class StateStore:
                 self._world.probes[cid] = probe
         self.changed()
 
-    def begin_probe(self, vpn: str) -> None:
-        self._work.pending_probes.add(vpn)
-        self.changed()
-
-    def end_probe(self, vpn: str) -> None:
-        self._work.pending_probes.discard(vpn)
-        self.changed()
-
     # -- VPNs ----------------------------------------------------------------------------------
     def apply_vpn(self, name: str, sighting: Sighting, at: float) -> bool:
         """Feed one signal about a VPN through its state machine; False when it did not apply."""
         previous = self._world.vpns.get(name)
         update = advance(previous, name, sighting, at)
-        self._telemetry.vpn_heard_at[name] = time.time()
+        self._world.vpn_heard_at[name] = time.time()
         if update is None:
             return False
         seen = _sighting_words(name, sighting)
@@ -627,179 +487,29 @@ class StateStore:
             case "forwarded_port":
                 log.info("vpn_forwarded_port", vpn=name, port=t.port, previous=t.previous_port)
 
-    # -- work under way ------------------------------------------------------------------------
-    def begin_create(self, pending: PendingCreate, name: str) -> int:
-        """Hold a slot for a creation under way. Until it ends, a container of that name seen
-        through an event counts as this creation, not as an engine of its own."""
-        work = self._work
-        work.pending_seq += 1
-        work.pending_creates[work.pending_seq] = pending
-        work.pending_names[work.pending_seq] = name
-        self.changed()
-        return work.pending_seq
-
-    def end_create(self, token: int) -> None:
-        self._work.pending_creates.pop(token, None)
-        self._work.pending_names.pop(token, None)
-        self.changed()
-
-    def mark_busy(self, container_id: str, *, removing: bool = False) -> None:
-        """An action on the container is under way; `removing`: it leaves /engines now."""
-        self._work.busy.add(container_id)
-        if removing:
-            self._work.removing.add(container_id)
-        self.changed()
-
-    def action_done(self, container_id: str | None, *, ok: bool) -> None:
-        """The action on `container_id` (None: a plain creation) ended; a success lifts the
-        container's cool-down."""
-        if ok:
-            self._work.completed += 1
-        if container_id is not None:
-            self._work.busy.discard(container_id)
-            self._work.removing.discard(container_id)
-            if ok:
-                self._work.cooldowns.pop(container_id, None)
-        self.changed()
-
-    def cool_down(self, container_id: str, until: float) -> None:
-        """A failed action: leave the container alone until `until` (no retry hot loop)."""
-        self._work.cooldowns[container_id] = until
-        self.changed()
-
-    def block_slot(self, vpn: str | None, slot: int, until: float) -> None:
-        self._work.blocked_slots[(vpn, slot)] = until
-        log.warning("slot_blocked", vpn=vpn, slot=slot, hint="its ports are in use by something else")
-        self.changed()
-
-    def record_action_error(self, error: ActionError) -> bool:
-        """Keep a failed action for /status; True when it repeats the previous error."""
-        repeated = bool(self._work.errors) and self._work.errors[-1].message == error.message
-        self._work.errors.append(error)
-        self.version += 1
-        return repeated
-
-    def create_failed(self, now: float, *, spec_hash: str | None = None, reason: str | None = None) -> None:
-        """A create failed; with `spec_hash` and `reason`: for a reason of that spec's own (an
-        image that does not exist, an engine that exits at once), which stops a rollout to it."""
-        self._work.breaker.failed(now)
-        if spec_hash is not None and reason is not None:
-            self._work.spec_failure = SpecFailure(spec_hash=spec_hash, reason=reason, at=now)
-        self.changed()
-
-    def create_succeeded(self) -> None:
-        self._work.breaker.succeeded()
-        self.changed()
-
     # -- proxy demand --------------------------------------------------------------------------
     def restore_streams(self) -> int:
-        """Read back the streams an earlier daemon recorded (once, before serving the proxy):
-        their engines count as busy from the first plan. Returns how many are active."""
+        """Read back what an earlier daemon recorded (once, before serving the proxy): its
+        streams (their engines count as busy from the first plan), what `/engines` served last
+        and the history. Returns how many streams are active."""
         loaded = self._journal.open()
-        self._demand.streams.load(loaded.active, loaded.ended, loaded.last_usage)
         self.served.load(loaded.served, loaded.served_at)
         self.history.load(loaded.history)
-        self.changed()
+        self.demand.load(loaded)
         return len(loaded.active)
-
-    def start_stream(self, stream: Stream, cap: int | None = None) -> Stream:
-        """A stream the proxy reported: the engine it runs on is busy, any demand is met. With
-        `cap` streams already on the engine, the one with the oldest sign of life makes room
-        (the newest report is the freshest truth; the engine stays busy either way)."""
-        streams = self._demand.streams
-        evicted: list[Stream] = []
-        while (
-            cap is not None and stream.id not in streams.active and streams.count(stream.container_id) >= cap
-        ):
-            oldest = streams.oldest(stream.container_id)
-            done = streams.end(oldest.id, "evicted_over_cap", stream.started_at) if oldest else None
-            if done is None:
-                break
-            evicted.append(done)
-        if evicted:
-            log.warning(
-                "streams_ended",
-                container_id=stream.container_id[:12],
-                reason="evicted_over_cap",
-                streams=[s.id for s in evicted],
-                hint=f"more than engines.max_streams_per_engine={cap} streams reported on one engine",
-            )
-        started = streams.start(stream)
-        self._demand.demand_until = None
-        self._demand.reservations.release(stream.container_id)
-        self._record([*evicted, started])
-        self.changed()
-        return started
-
-    def end_stream(self, stream_id: str, reason: str, at: float) -> Stream | None:
-        ended = self._demand.streams.end(stream_id, reason, at)
-        if ended is not None:
-            self._record([ended])
-            self.changed()
-        return ended
-
-    def confirm_streams(self, stream_ids: Iterable[str], at: float, ttl_s: float) -> None:
-        """The engines say these sessions are alive (nothing to plan: it only moves their TTL).
-        One call per liveness round; the journal writes them coarsely (see `confirm_every`)."""
-        confirmed = [s for s in (self._demand.streams.confirm(i, at) for i in stream_ids) if s is not None]
-        if confirmed:
-            self._journal.confirm([s.id for s in confirmed], at, ttl_s)
-            self.version += 1
-
-    def end_unconfirmed(self, ttl_s: float, now: float) -> list[Stream]:
-        """End the streams with no sign of life for `ttl_s` (no end reported, no engine saying so)."""
-        stale = [s.id for s in self._demand.streams.active.values() if now - s.alive_at >= ttl_s]
-        ended = [e for e in (self._demand.streams.end(i, "unconfirmed", now) for i in stale) if e is not None]
-        if ended:
-            log.warning("streams_ended", reason="unconfirmed", ttl_s=ttl_s, streams=[s.id for s in ended])
-            self._record(ended)
-            self.changed()
-        return ended
 
     def _end_streams_of(
         self, container_id: str, reason: str, at: float, *, started_before: float | None = None
     ) -> None:
-        ended = self._demand.streams.end_for_engine(container_id, reason, at, started_before=started_before)
-        if ended:
-            engine = self._world.engines.get(container_id)
-            log.warning(
-                "streams_ended",
-                container=engine.name if engine else None,
-                container_id=container_id[:12],
-                reason=reason,
-                streams=[s.id for s in ended],
-            )
-            self._record(ended)
-
-    def _record(self, streams: list[Stream]) -> None:
-        usage = self._demand.streams.last_usage
-        self._journal.put(
-            streams, {s.container_id: usage[s.container_id] for s in streams if s.container_id in usage}
+        engine = self._world.engines.get(container_id)
+        self.demand.end_streams_of(
+            container_id, reason, at, name=engine.name if engine else None, started_before=started_before
         )
-
-    def hand_out(self, container_id: str, now: float) -> None:
-        """Provisioning gave the engine to a proxy: it counts as busy until its stream is
-        reported (or the hold ends), so two requests never get the same free engine."""
-        self._demand.reservations.hold(container_id, now)
-        self._demand.demand_until = None
-        self.changed()
-
-    def want_free_engine(self, until: float) -> None:
-        """A proxy asked for an engine and none was free: keep one more free until `until`."""
-        self._demand.demand_until = until
-        self.changed()
 
     # -- stream progress (reconcilers.stalls) ---------------------------------------------------
     @property
-    def progress(self) -> Mapping[str, Progress]:
-        return self._demand.progress
-
-    @property
     def stalled_engines(self) -> Mapping[str, float]:
         return self._world.stalled
-
-    def stream_stalled(self, stream_id: str, now: float, stall_after_s: float) -> bool:
-        return is_stalled(self._demand.progress.get(stream_id), now, stall_after_s)
 
     def record_progress(
         self, samples: Mapping[str, StatSample], now: float, stall_after_s: float, grace_s: float
@@ -807,16 +517,8 @@ class StateStore:
         """One liveness round's `stat_url` answers (by stream ID): move each stream's progress,
         mark the engines whose every stream stalled (hidden, replaced), clear those with a stream
         progressing again, and end the streams of an engine stalled for `grace_s`. Returns those."""
-        active = self._demand.streams.active
-        progress = self._demand.progress
-        for stream_id, sample in samples.items():
-            stream = active.get(stream_id)
-            if stream is not None:
-                progress[stream_id] = advance_progress(
-                    progress.get(stream_id), sample, now, stream.started_at
-                )
-        for gone in set(progress) - set(active):
-            del progress[gone]
+        self.demand.note_progress(samples, now)
+        active, progress = self.demand.streams.active, self.demand.progress
         before = dict(self._world.stalled)
         by_engine: dict[str, list[bool | None]] = {}
         for stream in active.values():
@@ -852,14 +554,9 @@ class StateStore:
             stall_after_s,
             grace_s,
         )
-        ended = [e for e in (self._demand.streams.end(i, "stalled", now) for i in doomed) if e is not None]
-        if ended:
-            log.warning("streams_ended", reason="stalled", grace_s=grace_s, streams=[s.id for s in ended])
-            self._record(ended)
+        ended = self.demand.end_streams(doomed, "stalled", now, grace_s=grace_s)
         if ended or before != self._world.stalled:
             self.changed()
-        else:
-            self.version += 1
         return ended
 
     def set_image(self, ref: str | None, image_id: str | None, error: str | None) -> None:
@@ -896,62 +593,18 @@ class StateStore:
         """The image ID engines of `image` should run (None: not watched or not known yet)."""
         return self._world.image_id if self._world.image_ref == image else None
 
-    # -- telemetry (nothing to plan: these only bump `version`) --------------------------------
-    def record_plan(self, plan: Plan, at: float, duration_s: float) -> None:
-        t = self._telemetry
-        t.last_plan, t.last_reconcile_at, t.last_pass_duration_s = plan, at, duration_s
-        t.reconcile_passes += 1
-        self.version += 1
-
-    def note_event(self) -> None:
-        self._telemetry.events_received += 1
-        self._telemetry.progress_at = self._telemetry.last_event_at = time.time()
-
-    def note_resync(self, at: float | None = None) -> None:
-        """A resync finished (`at`: when, for tests of a daemon stuck since then)."""
-        self._telemetry.resyncs += 1
-        self._telemetry.progress_at = time.time() if at is None else at
-        self.version += 1
-
-    @property
-    def progress_at(self) -> float:
-        return self._telemetry.progress_at
-
-    @property
-    def docker_down_since(self) -> float | None:
-        return self._telemetry.docker_down_since
-
-    def set_docker(self, *, connected: bool, error: str | None = None, at: float | None = None) -> None:
-        """Whether the event stream is up (the planner acts only while it is); `at`: since when
-        it is not (default: now, or the start of the outage under way)."""
-        t = self._telemetry
-        t.docker_connected = connected
-        if error is not None or connected:
-            t.docker_error = error
-        if connected:
-            t.docker_down_since = None
-        elif t.docker_down_since is None or at is not None:
-            t.docker_down_since = time.time() if at is None else at
-        self.changed()
-
-    def note_docker_error(self, error: str) -> None:
-        """A call failed while the event stream stays up (a resync Docker did not answer, a
-        hung dockerd): `/status` says so until the next resync succeeds."""
-        self._telemetry.docker_error = error
-        self.version += 1
-
     # -- derived -------------------------------------------------------------------------------
     def engine_with_streams(self, engine: EngineObs, now: float) -> EngineObs:
         """The engine as the planner sees it: an engine handed out by provisioning counts as
         busy until its stream is reported; an adopted one as used when it was adopted."""
         cid = engine.container_id
-        held = 1 if cid in self._demand.reservations.held(now) else 0
-        streams = self._demand.streams
+        held = 1 if cid in self.demand.held_engines(now) else 0
+        streams = self.demand.streams
         used = [t for t in (streams.last_usage.get(cid), self._world.adopted_at.get(cid)) if t]
         unready = [t for t in (self._world.unready_since.get(cid), self._world.adopted_at.get(cid)) if t]
         stalled_since = self._world.stalled.get(cid)
         mine = [s.id for s in streams.active.values() if s.container_id == cid]
-        progress = self._demand.progress
+        progress = self.demand.progress
         return dataclasses.replace(
             engine,
             streams=streams.count(cid) + held,
@@ -964,9 +617,8 @@ class StateStore:
 
     def observed(self, now: float | None = None) -> Observed:
         now = time.time() if now is None else now
-        demand = 1 if self._demand.demand_until is not None and self._demand.demand_until > now else 0
-        work = self._work
-        creating = set(work.pending_names.values())
+        ledger = self.ledger
+        creating = ledger.creating
         return Observed(
             engines=tuple(
                 self.engine_with_streams(e, now)
@@ -974,16 +626,16 @@ class StateStore:
                 if e.name not in creating
             ),
             probes=tuple(self._world.probes.values()),
-            pending_probes=frozenset(work.pending_probes),
-            extra_demand=demand,
+            pending_probes=ledger.pending_probes,
+            extra_demand=self.demand.extra_demand(now),
             vpns=dict(self._world.vpns),
-            pending_creates=tuple(work.pending_creates.values()),
-            busy_containers=frozenset(work.busy),
-            cooldowns={c: t for c, t in work.cooldowns.items() if t > now},
-            blocked_slots=frozenset(k for k, t in work.blocked_slots.items() if t > now),
-            removing=frozenset(work.removing),
-            create_blocked_until=work.breaker.blocked_until,
-            spec_failure=work.spec_failure,
+            pending_creates=ledger.pending_creates,
+            busy_containers=ledger.busy,
+            cooldowns=ledger.cooldowns(now),
+            blocked_slots=ledger.blocked_slots(now),
+            removing=ledger.removing,
+            create_blocked_until=ledger.create_blocked_until,
+            spec_failure=ledger.spec_failure,
             leaving_since=dict(self._world.leaving_since),
             recent_stalls={
                 k: tuple(t for t in v if now - t <= STALL_WINDOW_S)
@@ -1008,8 +660,13 @@ class StateStore:
         for key in leaving:
             self._world.leaving_since.setdefault(key, now)
 
+    @property
+    def version(self) -> int:
+        """Bumped on every change, of the world or of a part: lets readers cache what they derive."""
+        return self._version + self.ledger.version + self.demand.version + self.telemetry.version
+
     def changed(self) -> None:
-        self.version += 1
+        self._version += 1
         self._track_leaving()
         visible = tuple(
             e
@@ -1018,7 +675,7 @@ class StateStore:
                 self._world.vpns,
                 restart_on_reconnect=self._restart_on_reconnect(),
             )
-            if e.container_id not in self._work.removing
+            if not self.ledger.is_removing(e.container_id)
             and not self.leaving(e)
             and e.container_id not in self._world.stalled
         )

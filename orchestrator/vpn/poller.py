@@ -103,7 +103,7 @@ class ControlPoller:
         its own: Gluetun answers once its tunnel stopped and started, which the polls must not
         wait for)."""
         config = self._config()
-        plan = self._store.last_plan
+        plan = self._store.telemetry.last_plan
         if not config.restart_tunnel_on_stall or plan is None:
             return
         stalling = {p.vpn for p in plan.problems if p.code == "vpn_exit_stalling"}

@@ -121,7 +121,7 @@ class EventSource:
             except DockerError as exc:
                 log.warning("docker_unreachable", error=str(exc), reconnect_in_s=backoff)
                 error = str(exc)
-            self._store.set_docker(connected=False, error=error)
+            self._store.telemetry.set_docker(connected=False, error=error)
             await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
             backoff = min(backoff * 2, BACKOFF_MAX_S)
 
@@ -136,7 +136,7 @@ class EventSource:
                 async with asyncio.timeout(interval):
                     await self._resync_wanted.wait()
             self._resync_wanted.clear()
-            if not self._store.docker_connected:
+            if not self._store.telemetry.docker_connected:
                 continue
             await self.resync_quietly()
 
@@ -146,7 +146,7 @@ class EventSource:
             await self.resync()
         except DockerError as exc:
             log.warning("resync_failed", error=str(exc))
-            self._store.note_docker_error(str(exc))
+            self._store.telemetry.note_docker_error(str(exc))
 
     async def resync(self) -> None:
         """List every engine and look up every VPN: the result replaces what the store knew.
@@ -208,14 +208,14 @@ class EventSource:
             up, why = (parse_verdict(line.text) if line is not None else None) or (None, None)
             self._report_probe(probe, up, now, error=why)
         self._follow_probes(list(probe_infos.values()), keep=unanswered)
-        self._store.note_resync()
-        self._store.set_docker(connected=True)
+        self._store.telemetry.note_resync()
+        self._store.telemetry.set_docker(connected=True)
         log.debug("resync_done", engines=len(infos), vpns=len(vpns))
 
     def apply(self, event: dict[str, Any]) -> None:
         """Apply what the event itself says at once; the follow-up inspect runs on its own
         (`Inspections`), so a hung inspect never holds up the next event."""
-        self._store.note_event()
+        self._store.telemetry.note_event()
         self.last_time_nano = max(self.last_time_nano or 0, event_time_nano(event))
         store = self._store
         known = Known(followed=self._vpn_names(), vpns=store.vpns, engines=store.engines, probes=store.probes)

@@ -46,7 +46,7 @@ class LastKnownEngines:
         )
         while True:
             answering = await self._answering(served.listing)
-            if self._store.resyncs:
+            if self._store.telemetry.resyncs:
                 break
             served.serve_fallback(answering)
             if await self._resynced_within(wake, RECHECK_S):
@@ -57,7 +57,7 @@ class LastKnownEngines:
     async def _resynced_within(self, wake: asyncio.Event, seconds: float) -> bool:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
-        while not self._store.resyncs:
+        while not self._store.telemetry.resyncs:
             left = deadline - loop.time()
             if left <= 0:
                 return False

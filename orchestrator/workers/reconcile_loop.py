@@ -47,7 +47,7 @@ class ReconcileLoop:
             wake_at = self.run_once()
 
     def run_once(self) -> float | None:
-        if not self._store.docker_connected:
+        if not self._store.telemetry.docker_connected:
             return None
         desired = self._desired()
         started = time.perf_counter()
@@ -57,13 +57,13 @@ class ReconcileLoop:
         except Exception:  # a planner bug must not stop the daemon; retry later, loudly
             log.exception("plan_failed", retry_in_s=PLAN_RETRY_S)
             return now + PLAN_RETRY_S
-        previous = self._store.last_plan
-        self._store.record_plan(result, now, time.perf_counter() - started)
-        with structlog.contextvars.bound_contextvars(reconcile_pass=self._store.reconcile_passes):
+        previous = self._store.telemetry.last_plan
+        self._store.telemetry.record_plan(result, now, time.perf_counter() - started)
+        with structlog.contextvars.bound_contextvars(reconcile_pass=self._store.telemetry.reconcile_passes):
             self._log_pass(result, previous)
             self._executor.submit(result.actions)
         # a provisioned engine stops counting as busy when its hold expires: look again then
-        wakes = [w for w in (result.wake_at, self._store.next_hold_expiry(now)) if w]
+        wakes = [w for w in (result.wake_at, self._store.demand.next_hold_expiry(now)) if w]
         return min(wakes) if wakes else None
 
     def _log_pass(self, result: Plan, previous: Plan | None) -> None:
@@ -86,6 +86,6 @@ class ReconcileLoop:
             visible=len(self._store.visible),
             actions=counts,
             problems=problems,
-            pending=self._store.pending_count,
-            busy=self._store.busy_count,
+            pending=self._store.ledger.pending_count,
+            busy=self._store.ledger.busy_count,
         )

@@ -98,7 +98,7 @@ class StreamChecker:
     ) -> None:
         """Ask about every stream at once (one hung engine must not stretch the round)."""
         checks: list[tuple[Stream, str]] = []
-        for stream in list(self._store.streams.active.values()):
+        for stream in list(self._store.demand.streams.active.values()):
             engine = self._store.engines.get(stream.container_id)
             if not stream.stat_url or engine is None:
                 continue
@@ -107,7 +107,7 @@ class StreamChecker:
                 checks.append((stream, url))
         results = await asyncio.gather(*(read_stat(self._session, url) for _, url in checks))
         answers = [gone for gone, _ in results]
-        self._store.confirm_streams(
+        self._store.demand.confirm_streams(
             (stream.id for (stream, _), gone in zip(checks, answers, strict=True) if gone is False),
             now,
             ttl_s,
@@ -118,16 +118,16 @@ class StreamChecker:
                 continue
             misses = self._misses.get(stream.id, 0) + 1 if gone else 0
             self._misses[stream.id] = misses
-            if misses >= MISSES_TO_END and self._store.end_stream(stream.id, "stat_url_gone", now):
+            if misses >= MISSES_TO_END and self._store.demand.end_stream(stream.id, "stat_url_gone", now):
                 log.warning(
                     "stream_ended_by_engine",
                     stream_id=stream.id,
                     container=engine.name,
                     reason="stat_url_gone",
                 )
-        for gone_id in set(self._misses) - set(self._store.streams.active):
+        for gone_id in set(self._misses) - set(self._store.demand.streams.active):
             del self._misses[gone_id]
-        self._store.end_unconfirmed(ttl_s, now)
+        self._store.demand.end_unconfirmed(ttl_s, now)
         self._store.record_progress(
             {
                 stream.id: sample

@@ -55,8 +55,8 @@ class Watchdog:
         try:
             while True:
                 self._beat = time.monotonic()
-                stuck = time.time() - self._store.progress_at
-                if self._store.docker_connected and stuck >= self._progress_exit_s:
+                stuck = time.time() - self._store.telemetry.progress_at
+                if self._store.telemetry.docker_connected and stuck >= self._progress_exit_s:
                     log.critical(
                         "daemon_stuck", what="event source", for_s=round(stuck), exit_code=EXIT_STUCK
                     )

@@ -200,7 +200,7 @@ async def make_api(aiohttp_client: Any) -> AsyncIterator[MakeApi]:
             restart_on_reconnect=lambda: watcher.current.desired.vpn.restart_engines_on_reconnect
         )
         if docker_connected:
-            store.set_docker(connected=True)
+            store.telemetry.set_docker(connected=True)
         ctx = ApiContext(store=store, watcher=watcher, started_at=time.time())
         client = await aiohttp_client(make_app(ctx, limits=limits), server_kwargs={"host": host})
         return Api(ctx=ctx, client=client)
@@ -217,14 +217,14 @@ def snapshot(store: StateStore) -> dict[str, Any]:
         "engines": dict(store.engines),
         "visible": store.visible,
         "vpns": dict(store.vpns),
-        "active": dict(store.streams.active),
-        "ended": tuple(store.streams.ended),
-        "started": store.streams.total_started,
-        "last_usage": dict(store.streams.last_usage),
-        "demand_until": store.demand_until,
-        "held": store.held_engines(now),
-        "pending": store.pending_count,
-        "busy": store.busy_count,
+        "active": dict(store.demand.streams.active),
+        "ended": tuple(store.demand.streams.ended),
+        "started": store.demand.streams.total_started,
+        "last_usage": dict(store.demand.streams.last_usage),
+        "demand_until": store.demand.demand_until,
+        "held": store.demand.held_engines(now),
+        "pending": store.ledger.pending_count,
+        "busy": store.ledger.busy_count,
     }
 
 

@@ -60,7 +60,7 @@ async def test_refused(make_api: MakeApi, path: str, header: str | None, status:
 
     assert got == status and answer["error"] == code and answer["message"]
     assert answer["detail"]["should_wait"] is False  # proxies decoding `detail` do not wait
-    assert not api.store.streams.active and api.store.demand_until is None
+    assert not api.store.demand.streams.active and api.store.demand.demand_until is None
 
 
 @pytest.mark.parametrize("scheme", ["Bearer", "bearer", "BEARER"])

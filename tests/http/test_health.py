@@ -11,7 +11,7 @@ from tests.http.conftest import MakeApi
 
 async def test_healthy_while_the_event_source_makes_progress(make_api: MakeApi) -> None:
     api = await make_api()
-    api.store.note_resync()
+    api.store.telemetry.note_resync()
     status, body = await api.get("/health")
     assert status == 200 and body["status"] == "ok" and "reasons" not in body
 
@@ -20,24 +20,26 @@ async def test_an_event_source_stuck_past_the_limit_is_unhealthy_and_an_event_he
     make_api: MakeApi,
 ) -> None:
     api = await make_api()
-    api.store.note_resync(at=time.time() - PROGRESS_STALE_S - 1)  # nothing since
+    api.store.telemetry.note_resync(at=time.time() - PROGRESS_STALE_S - 1)  # nothing since
 
     status, body = await api.get("/health")
     assert status == 503 and body["status"] == "unhealthy"
     assert "no progress" in body["reasons"][0]
 
-    api.store.note_event()
+    api.store.telemetry.note_event()
     assert (await api.get("/health"))[0] == 200
 
 
 async def test_docker_out_of_reach_past_the_limit_is_unhealthy(make_api: MakeApi) -> None:
     api = await make_api()
-    api.store.set_docker(connected=False, error="connection refused")
+    api.store.telemetry.set_docker(connected=False, error="connection refused")
     assert (await api.get("/health"))[0] == 200  # a short outage: the daemon reconnects
 
-    api.store.set_docker(connected=False, error="connection refused", at=time.time() - DOCKER_DOWN_S - 1)
+    api.store.telemetry.set_docker(
+        connected=False, error="connection refused", at=time.time() - DOCKER_DOWN_S - 1
+    )
     status, body = await api.get("/health")
     assert status == 503 and "connection refused" in body["reasons"][0]
 
-    api.store.set_docker(connected=True)
+    api.store.telemetry.set_docker(connected=True)
     assert (await api.get("/health"))[0] == 200

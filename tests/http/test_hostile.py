@@ -244,7 +244,7 @@ async def test_json_is_accepted_in_any_case_and_with_utf8(make_api: MakeApi, con
     )
 
     assert status == 200, body[:200]
-    assert LIVE not in api.store.streams.active
+    assert LIVE not in api.store.demand.streams.active
 
 
 @pytest.mark.parametrize("content_type", [None, "text/plain", "application/octet-stream"])
@@ -256,7 +256,7 @@ async def test_an_empty_provisioning_body_is_accepted_whatever_its_type(
     status, _, body = await send(api, "POST", PROVISION, b"", content_type=content_type)
 
     assert status == 200, body[:200]
-    assert api.store.held_engines(time.time())  # handed out
+    assert api.store.demand.held_engines(time.time())  # handed out
 
 
 @pytest.mark.parametrize("path", [STARTED, ENDED])
@@ -353,7 +353,7 @@ async def test_escaped_characters_are_kept(make_api: MakeApi) -> None:
     status, _, body = await send(api, "POST", STARTED, raw)
 
     assert status == 200, body[:200]
-    assert "\U0001f600|\x00|\u2028" in api.store.streams.active
+    assert "\U0001f600|\x00|\u2028" in api.store.demand.streams.active
 
 
 # -- slow and idle clients ---------------------------------------------------------------------

@@ -50,7 +50,7 @@ def assert_detail(answer: dict[str, Any]) -> dict[str, Any]:
 async def test_free_engine_is_handed_out_with_acexys_fields(make_api: MakeApi) -> None:
     api = await make_api()
     engine = api.add_engine(0)
-    api.store.want_free_engine(time.time() + 60)
+    api.store.demand.want_free_engine(time.time() + 60)
 
     status, answer = await api.post("/provision/acestream", {"labels": {}, "env": {}})
 
@@ -61,7 +61,7 @@ async def test_free_engine_is_handed_out_with_acexys_fields(make_api: MakeApi) -
     assert answer["container_http_port"] == 6878 and answer["container_https_port"] == 6879
     for name in ("host_http_port", "container_http_port", "container_https_port", "port"):
         assert_int(answer[name])
-    assert api.store.demand_until is None
+    assert api.store.demand.demand_until is None
 
 
 async def test_behind_a_vpn_the_host_port_is_the_engines_own(make_api: MakeApi) -> None:
@@ -102,7 +102,7 @@ async def test_none_free_answers_503_should_wait_and_raises_the_demand(make_api:
     assert detail["code"] == "provisioning_in_progress" and detail["error"] == "provisioning"
     assert detail["should_wait"] is True and detail["can_retry"] is True
     assert detail["recovery_eta_seconds"] == 10  # no engine start seen yet: the default
-    assert api.store.demand_until is not None and api.store.demand_until > started + 50
+    assert api.store.demand.demand_until is not None and api.store.demand.demand_until > started + 50
 
 
 async def test_retries_extend_one_demand_and_the_planner_adds_exactly_one_engine(make_api: MakeApi) -> None:
@@ -122,11 +122,11 @@ async def test_a_reported_stream_meets_the_demand(make_api: MakeApi) -> None:
     api = await make_api(NO_SPARE)
     await busy(api, 0)
     await api.post("/provision/acestream", {})
-    assert api.store.demand_until is not None
+    assert api.store.demand.demand_until is not None
 
     await busy(api, 1)
 
-    assert api.store.demand_until is None
+    assert api.store.demand.demand_until is None
 
 
 # -- blocked reasons: each scenario is checked on provisioning and on /orchestrator/status -------
@@ -142,13 +142,13 @@ async def failing_executor(api: Api) -> AsyncIterator[Executor]:
             running = tasks.create_task(executor.run())
             for _ in range(3):
                 # plan as if the back-off had passed
-                blocked = api.store.create_blocked_until
+                blocked = api.store.ledger.create_blocked_until
                 actions = tuple(creates(api, max(time.time(), (blocked or 0) + 0.001)))
                 assert len(actions) == 1
                 changed = api.store.watch()
                 executor.submit(actions)
                 async with asyncio.timeout(10):
-                    while api.store.pending_count:
+                    while api.store.ledger.pending_count:
                         changed.clear()
                         await changed.wait()
             yield executor
@@ -164,7 +164,7 @@ async def vpn_unhealthy(api: Api) -> None:
 async def vpn_timed_out(api: Api) -> None:
     api.add_vpn("gluetun", state="unhealthy", since=time.time() - 300)
     now = time.time()
-    api.store.record_plan(plan(api.desired, api.store.observed(now), now), now, 0.0)
+    api.store.telemetry.record_plan(plan(api.desired, api.store.observed(now), now), now, 0.0)
 
 
 async def vpn_missing(api: Api) -> None:
@@ -185,7 +185,7 @@ async def at_max_replicas(api: Api) -> None:
 
 
 async def ports_exhausted(api: Api) -> None:
-    api.store.record_plan(
+    api.store.telemetry.record_plan(
         Plan(problems=(Problem(code="ports_exhausted", message="no slot"),)), time.time(), 0.0
     )
 
@@ -246,7 +246,7 @@ async def test_blocked_provisioning_and_status_agree(make_api: MakeApi, name: st
     assert provisioning["can_provision"] is False
     assert provisioning["blocked_reason"] == detail["message"]
     assert provisioning["blocked_reason_details"] == detail
-    assert (api.store.demand_until is not None) == scenario.should_wait
+    assert (api.store.demand.demand_until is not None) == scenario.should_wait
 
 
 async def test_circuit_breaker(make_api: MakeApi) -> None:
@@ -255,7 +255,7 @@ async def test_circuit_breaker(make_api: MakeApi) -> None:
     await api.post("/provision/acestream", {})  # a demand the executor then fails to meet
 
     async with failing_executor(api):
-        assert api.store.breaker_state(time.time()) == "open"
+        assert api.store.ledger.breaker_state(time.time()) == "open"
         got, answer = await api.post("/provision/acestream", {})
         _, status_doc = await api.get("/orchestrator/status")
 
@@ -276,8 +276,8 @@ async def test_while_docker_reconnects_the_proxy_is_told_to_wait(
 ) -> None:
     api = await make_api(NO_SPARE)
     await busy(api, 0)
-    api.store.note_resync()  # it was connected
-    api.store.set_docker(connected=False, error=error)
+    api.store.telemetry.note_resync()  # it was connected
+    api.store.telemetry.set_docker(connected=False, error=error)
 
     got, answer = await api.post("/provision/acestream", {})
 

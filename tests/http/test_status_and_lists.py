@@ -45,7 +45,7 @@ def assert_status_types(doc: dict[str, Any]) -> None:
 async def test_status_answers_on_a_daemon_that_never_ran(make_api: MakeApi) -> None:
     for yaml_text in (NO_VPN, ONE_VPN, TWO_VPNS):
         api = await make_api(yaml_text, docker_connected=False)
-        assert api.store.last_plan is None
+        assert api.store.telemetry.last_plan is None
 
         status, doc = await api.get("/orchestrator/status")
 
@@ -183,5 +183,5 @@ async def test_demand_shows_on_status_until_met(make_api: MakeApi) -> None:
 
     assert_time(doc["provisioning"]["demand_until"], nullable=False)
     assert doc["capacity"]["available"] == 0
-    api.store.want_free_engine(time.time() - 1)
+    api.store.demand.want_free_engine(time.time() - 1)
     assert (await api.get("/orchestrator/status"))[1]["provisioning"]["demand_until"] is None

@@ -60,7 +60,7 @@ async def watched_and_blind(
     store.upsert_engine(local_engine(server.port))
     now = time.time()
     for stream_id, stat_url in (("watched", "http://localhost:19000/ace/stat/ih/s1"), ("blind", "")):
-        store.start_stream(
+        store.demand.start_stream(
             Stream(
                 id=stream_id,
                 container_id="e" * 64,
@@ -90,14 +90,14 @@ async def test_streams_end_after_two_gone_answers_and_only_then(aiohttp_server: 
         checker = StreamChecker(store, session)
         for _ in range(3):
             await checker.check("ip", now, TTL_S)
-        assert set(store.streams.active) == {"watched", "blind"}  # alive: nothing ends
+        assert set(store.demand.streams.active) == {"watched", "blind"}  # alive: nothing ends
 
         answer.update(response=None, error="unknown playback session id")
         await checker.check("ip", now, TTL_S)
-        assert set(store.streams.active) == {"watched", "blind"}  # one miss is not enough
+        assert set(store.demand.streams.active) == {"watched", "blind"}  # one miss is not enough
         await checker.check("ip", now, TTL_S)
-    assert set(store.streams.active) == {"blind"}
-    (ended,) = store.streams.ended
+    assert set(store.demand.streams.active) == {"blind"}
+    (ended,) = store.demand.streams.ended
     assert (ended.id, ended.end_reason) == ("watched", "stat_url_gone")
 
 
@@ -109,7 +109,7 @@ def test_a_malformed_stat_url_is_skipped_not_fatal() -> None:
 async def test_checking_a_stream_with_a_malformed_stat_url_ends_nothing() -> None:
     store = StateStore()
     store.upsert_engine(local_engine(9))
-    store.start_stream(
+    store.demand.start_stream(
         Stream(
             id="odd",
             container_id="e" * 64,
@@ -123,7 +123,7 @@ async def test_checking_a_stream_with_a_malformed_stat_url_ends_nothing() -> Non
         checker = StreamChecker(store, session)
         for _ in range(3):
             await checker.check("ip", time.time(), TTL_S)
-    assert set(store.streams.active) == {"odd"}
+    assert set(store.demand.streams.active) == {"odd"}
 
 
 async def test_a_stream_nobody_confirms_ends_after_the_ttl_and_a_confirmed_one_does_not(
@@ -137,12 +137,12 @@ async def test_a_stream_nobody_confirms_ends_after_the_ttl_and_a_confirmed_one_d
     async with aiohttp.ClientSession() as session:
         checker = StreamChecker(store, session)
         await checker.check("ip", now + 50, 100)
-        assert store.streams.active["watched"].confirmed_at == now + 50
-        assert set(store.streams.active) == {"watched", "blind"}
+        assert store.demand.streams.active["watched"].confirmed_at == now + 50
+        assert set(store.demand.streams.active) == {"watched", "blind"}
         await checker.check("ip", now + 120, 100)  # blind: 120 s with no sign of life
 
-    assert set(store.streams.active) == {"watched"}
-    (ended,) = store.streams.ended
+    assert set(store.demand.streams.active) == {"watched"}
+    (ended,) = store.demand.streams.ended
     assert (ended.id, ended.end_reason) == ("blind", "unconfirmed")
 
 
@@ -155,7 +155,7 @@ async def test_a_stream_without_progress_stalls_hides_its_engine_and_ends_after_
         return web.json_response(answer | {"error": None})
 
     store, now = await watched_and_blind(aiohttp_server, stat)
-    store.end_stream("blind", "test", now)
+    store.demand.end_stream("blind", "test", now)
     cid = "e" * 64
     store.mark_ready(cid, store.engines[cid].started_at)
     assert [e.container_id for e in store.visible] == [cid]
@@ -169,20 +169,23 @@ async def test_a_stream_without_progress_stalls_hides_its_engine_and_ends_after_
 
         await round_at(10, 1000)
         await round_at(40, 5000)
-        assert store.progress["watched"].progressing and not store.stalled_engines
+        assert store.demand.progress["watched"].progressing and not store.stalled_engines
         await round_at(70, 5000, peers=0)  # no progress since 40 s
-        assert not store.stream_stalled("watched", now + 70, 60.0) and store.visible
+        assert not store.demand.stream_stalled("watched", now + 70, 60.0) and store.visible
         await round_at(100, 5000, peers=0)  # 60 s without progress: stalled, hidden
-        assert store.stream_stalled("watched", now + 100, 60.0)
+        assert store.demand.stream_stalled("watched", now + 100, 60.0)
         assert store.stalled_engines == {cid: now + 100} and not store.visible
         await round_at(130, 9000)  # progress again: listed again
         assert not store.stalled_engines and [e.container_id for e in store.visible] == [cid]
         await round_at(160, 9000, peers=0)
         await round_at(190, 9000, peers=0)  # stalled again at 190
         await round_at(300, 9000, peers=0)
-        assert set(store.streams.active) == {"watched"}  # 110 s: within the 120 s grace
+        assert set(store.demand.streams.active) == {"watched"}  # 110 s: within the 120 s grace
         await round_at(310, 9000, peers=0)
-    assert not store.streams.active
-    assert (store.streams.ended[-1].id, store.streams.ended[-1].end_reason) == ("watched", "stalled")
+    assert not store.demand.streams.active
+    assert (store.demand.streams.ended[-1].id, store.demand.streams.ended[-1].end_reason) == (
+        "watched",
+        "stalled",
+    )
     observed = store.observed(now + 310).engines[0]
     assert observed.stalled_since == now + 190 and observed.streams == 0  # the planner removes it

@@ -22,7 +22,7 @@ from tests.http.conftest import (
 async def test_started_by_container_name_records_the_stream(make_api: MakeApi) -> None:
     api = await make_api()
     engine = api.add_engine(0)
-    api.store.want_free_engine(time.time() + 60)
+    api.store.demand.want_free_engine(time.time() + 60)
 
     status, stream = await api.post("/events/stream_started", started_body(engine.name, 6878))
 
@@ -32,8 +32,8 @@ async def test_started_by_container_name_records_the_stream(make_api: MakeApi) -
     assert stream["status"] == "started" and stream["is_live"] is True
     assert stream["stat_url"].endswith("/ace/stat/a1b2c3/sess-1")
     assert_stream_types(stream)
-    assert api.store.demand_until is None  # the provisioning demand is met
-    assert api.store.streams.count(engine.container_id) == 1
+    assert api.store.demand.demand_until is None  # the provisioning demand is met
+    assert api.store.demand.streams.count(engine.container_id) == 1
 
 
 async def test_container_id_in_the_body_is_not_trusted(make_api: MakeApi) -> None:
@@ -68,7 +68,7 @@ async def test_local_host_on_a_port_every_engine_shares_is_refused(make_api: Mak
     status, body = await api.post("/events/stream_started", started_body("localhost", 6878))
 
     assert status == 409 and body["error"] == "engine_ambiguous"
-    assert not api.store.streams.active
+    assert not api.store.demand.streams.active
 
 
 @pytest.mark.parametrize(
@@ -92,7 +92,7 @@ async def test_unknown_engine_is_404_and_nothing_is_invented(
 
     assert status == 404, why
     assert body["error"] == "engine_not_found" and str(port) in body["message"]
-    assert api.store.engines == before and not api.store.streams.active
+    assert api.store.engines == before and not api.store.demand.streams.active
 
 
 async def test_engine_found_by_ip_and_short_id(make_api: MakeApi) -> None:
@@ -105,7 +105,7 @@ async def test_engine_found_by_ip_and_short_id(make_api: MakeApi) -> None:
     )
 
     assert by_ip[0] == by_id[0] == 200
-    assert api.store.streams.count(engine.container_id) == 2
+    assert api.store.demand.streams.count(engine.container_id) == 2
 
 
 async def test_behind_a_vpn_by_vpn_name_vpn_ip_and_localhost(make_api: MakeApi) -> None:
@@ -166,7 +166,7 @@ async def test_unknown_stream_id_ends_nothing(make_api: MakeApi) -> None:
     )
 
     assert status == 404 and body["error"] == "stream_not_found"
-    assert sorted(api.store.streams.active) == ["a1b2c3|1", "a1b2c3|2"]
+    assert sorted(api.store.demand.streams.active) == ["a1b2c3|1", "a1b2c3|2"]
 
 
 async def test_stream_ended_ends_exactly_that_stream_and_twice_is_harmless(make_api: MakeApi) -> None:
@@ -185,8 +185,8 @@ async def test_stream_ended_ends_exactly_that_stream_and_twice_is_harmless(make_
     assert first[1]["end_reason"] == "completed"
     assert_stream_types(first[1])
     assert again[0] == 200 and again[1]["end_reason"] == "completed"  # the first end stands
-    assert list(api.store.streams.active) == ["a1b2c3|2"]
-    assert len(api.store.streams.ended) == 1
+    assert list(api.store.demand.streams.active) == ["a1b2c3|2"]
+    assert len(api.store.demand.streams.ended) == 1
 
 
 async def test_stream_ended_without_reason(make_api: MakeApi) -> None:

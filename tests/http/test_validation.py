@@ -28,8 +28,8 @@ def mutated(path: str, value: Any) -> dict[str, Any]:
 
 
 def assert_untouched(api: Api) -> None:
-    assert not api.store.streams.active and not api.store.streams.ended
-    assert api.store.demand_until is None
+    assert not api.store.demand.streams.active and not api.store.demand.streams.ended
+    assert api.store.demand.demand_until is None
 
 
 @pytest.mark.parametrize(
@@ -91,7 +91,7 @@ async def test_stream_started_optional_parts(make_api: MakeApi, body: dict[str, 
 
     status, _ = await api.post("/events/stream_started", body)
 
-    assert status == 200 and len(api.store.streams.active) == 1
+    assert status == 200 and len(api.store.demand.streams.active) == 1
 
 
 @pytest.mark.parametrize("path", ["/events/stream_started", "/events/stream_ended"])
@@ -148,7 +148,7 @@ async def test_stream_ended_bad_types(make_api: MakeApi, body: Any, field: str |
     status, answer = await api.post("/events/stream_ended", body)
 
     assert status == 422 and answer["field"] == field
-    assert list(api.store.streams.active) == ["a|b"]
+    assert list(api.store.demand.streams.active) == ["a|b"]
 
 
 @pytest.mark.parametrize(
@@ -170,7 +170,7 @@ async def test_provision_bad_body_uses_the_detail_shape(
 
     assert got == status
     assert answer["detail"]["code"] == code and answer["detail"]["should_wait"] is False
-    assert api.store.demand_until is None
+    assert api.store.demand.demand_until is None
 
 
 HUGE = b'{"labels": {}, "x": "' + b"y" * 70_000 + b'"}'
@@ -190,7 +190,7 @@ async def test_provision_malformed_or_huge(make_api: MakeApi, raw: bytes, status
         "can_retry",
         "should_wait",
     }
-    assert api.store.demand_until is None
+    assert api.store.demand.demand_until is None
 
 
 async def test_provision_accepts_an_empty_body(make_api: MakeApi) -> None:

@@ -72,6 +72,21 @@ LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
         ),
         ("reconcilers/health.py", "from reconcilers import ports", "The planner's modules point down"),
         ("reconcilers/model.py", "from reconcilers import vpn", "The planner's modules point down"),
+        (
+            "orchestrator/state/ledger.py",
+            "from orchestrator.state.telemetry import Telemetry",
+            "The state's parts are independent",
+        ),
+        (
+            "orchestrator/state/demand.py",
+            "from orchestrator.state import ledger",
+            "The state's parts are independent",
+        ),
+        (
+            "orchestrator/state/telemetry.py",
+            "from orchestrator.state.store import StateStore",
+            "The state's parts do not reach back into the store",
+        ),
     ],
     ids=[
         "api_imports_daemon",
@@ -87,6 +102,9 @@ LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
         "planner_imports_daemon",
         "planner_rule_imports_sibling_rule",
         "planner_vocabulary_imports_up",
+        "ledger_imports_telemetry",
+        "demand_imports_ledger",
+        "telemetry_imports_store",
     ],
 )
 def test_a_planted_bad_import_breaks_its_contract(

@@ -77,23 +77,23 @@ def wait_durable(store: StateStore, timeout: float = 10.0) -> None:
 def test_a_restarted_store_reads_back_every_stream_and_last_use(tmp_path: Path) -> None:
     first = store_on(tmp_path / "state")
     first.replace_engines([engine_info("a", started_at=T0), engine_info("b", slot=1, started_at=T0)], 0)
-    first.start_stream(stream("s1", "a", playback_session_id="p1", stat_url="http://x/ace/stat/1"))
-    first.start_stream(stream("s2", "a"))
-    first.start_stream(stream("s3", "b"))
-    first.end_stream("s3", "completed", T0 + 200)
-    first.confirm_streams(["s1"], T0 + 300, TTL)
+    first.demand.start_stream(stream("s1", "a", playback_session_id="p1", stat_url="http://x/ace/stat/1"))
+    first.demand.start_stream(stream("s2", "a"))
+    first.demand.start_stream(stream("s3", "b"))
+    first.demand.end_stream("s3", "completed", T0 + 200)
+    first.demand.confirm_streams(["s1"], T0 + 300, TTL)
     settle(first)  # written (the writer thread is done), but no close(): as after a SIGKILL
 
     second = store_on(tmp_path / "state")
 
     assert second.state_error is None
-    assert set(second.streams.active) == {"s1", "s2"}
-    assert second.streams.active["s1"] == stream(
+    assert set(second.demand.streams.active) == {"s1", "s2"}
+    assert second.demand.streams.active["s1"] == stream(
         "s1", "a", playback_session_id="p1", stat_url="http://x/ace/stat/1", confirmed_at=T0 + 300
     )
-    assert [(s.id, s.end_reason) for s in second.streams.ended] == [("s3", "completed")]
-    assert second.streams.last_usage == {"a": T0 + 100, "b": T0 + 200}
-    assert second.streams.count("a") == 2  # busy before Docker is even asked
+    assert [(s.id, s.end_reason) for s in second.demand.streams.ended] == [("s3", "completed")]
+    assert second.demand.streams.last_usage == {"a": T0 + 100, "b": T0 + 200}
+    assert second.demand.streams.count("a") == 2  # busy before Docker is even asked
 
 
 def test_streams_whose_engine_went_or_restarted_while_no_daemon_watched_are_ended(tmp_path: Path) -> None:
@@ -101,7 +101,7 @@ def test_streams_whose_engine_went_or_restarted_while_no_daemon_watched_are_ende
     engines = [engine_info(c, slot=i, started_at=T0) for i, c in enumerate("abc")]
     first.replace_engines(engines, 0)
     for cid in "abc":
-        first.start_stream(stream(f"on-{cid}", cid))
+        first.demand.start_stream(stream(f"on-{cid}", cid))
     settle(first)
 
     second = store_on(tmp_path)
@@ -110,15 +110,15 @@ def test_streams_whose_engine_went_or_restarted_while_no_daemon_watched_are_ende
         [engine_info("a", started_at=T0), engine_info("b", slot=1, started_at=T0 + 150)], 0
     )
 
-    assert set(second.streams.active) == {"on-a"}
-    assert {(s.id, s.end_reason) for s in second.streams.ended} == {
+    assert set(second.demand.streams.active) == {"on-a"}
+    assert {(s.id, s.end_reason) for s in second.demand.streams.ended} == {
         ("on-b", "engine_restarted"),
         ("on-c", "engine_gone"),
     }
-    assert "c" not in second.streams.last_usage
+    assert "c" not in second.demand.streams.last_usage
     settle(second)
     third = store_on(tmp_path)  # and the endings were written through too
-    assert set(third.streams.active) == {"on-a"}
+    assert set(third.demand.streams.active) == {"on-a"}
 
 
 def test_a_corrupt_journal_is_moved_aside_and_a_fresh_one_started(tmp_path: Path) -> None:
@@ -126,13 +126,13 @@ def test_a_corrupt_journal_is_moved_aside_and_a_fresh_one_started(tmp_path: Path
 
     store = store_on(tmp_path)
 
-    assert store.state_error is None and not store.streams.active
+    assert store.state_error is None and not store.demand.streams.active
     (aside,) = tmp_path.glob(f"{FILE}.corrupt-*")
     assert aside.read_bytes().startswith(b"this is not a database")
     store.replace_engines([engine_info("a", started_at=T0)], 0)
-    store.start_stream(stream("s1", "a"))
+    store.demand.start_stream(stream("s1", "a"))
     settle(store)
-    assert set(store_on(tmp_path).streams.active) == {"s1"}
+    assert set(store_on(tmp_path).demand.streams.active) == {"s1"}
 
 
 def test_a_journal_of_unexpected_shape_is_moved_aside(tmp_path: Path) -> None:
@@ -144,7 +144,7 @@ def test_a_journal_of_unexpected_shape_is_moved_aside(tmp_path: Path) -> None:
 
     store = store_on(tmp_path)
 
-    assert store.state_error is None and not store.streams.active
+    assert store.state_error is None and not store.demand.streams.active
     assert len(list(tmp_path.glob(f"{FILE}.corrupt-*"))) == 1
 
 
@@ -163,8 +163,8 @@ def test_a_state_directory_that_cannot_be_made_means_memory_only_with_the_reason
 
     assert store.state_error is not None and "a-file" in store.state_error
     store.replace_engines([engine_info("a", started_at=T0)], 0)
-    store.start_stream(stream("s1", "a"))  # works, in memory
-    assert set(store.streams.active) == {"s1"}
+    store.demand.start_stream(stream("s1", "a"))  # works, in memory
+    assert set(store.demand.streams.active) == {"s1"}
 
 
 def test_no_state_directory_is_memory_only_and_says_so() -> None:
@@ -177,19 +177,19 @@ def test_a_write_that_fails_is_memory_only_then_durable_again_with_everything_wr
 ) -> None:
     store = store_on(tmp_path)
     store.replace_engines([engine_info("a", started_at=T0)], 0)
-    store.start_stream(stream("s0", "a"))
+    store.demand.start_stream(stream("s0", "a"))
     settle(store)
     on_disk(tmp_path, "DROP TABLE streams")  # the file changed under the daemon
 
-    store.start_stream(stream("s1", "a"))
+    store.demand.start_stream(stream("s1", "a"))
     settle(store)
 
-    assert set(store.streams.active) == {"s0", "s1"}  # in memory all along
+    assert set(store.demand.streams.active) == {"s0", "s1"}  # in memory all along
     assert store.state_error is not None and "streams" in store.state_error
     wait_durable(store)  # reopened (the schema made again) and the copy written back
-    store.start_stream(stream("s2", "a", at=T0 + 150))
+    store.demand.start_stream(stream("s2", "a", at=T0 + 150))
     settle(store)
-    assert set(store_on(tmp_path).streams.active) == {"s0", "s1", "s2"}
+    assert set(store_on(tmp_path).demand.streams.active) == {"s0", "s1", "s2"}
 
 
 def test_a_change_is_one_transaction_a_failure_between_its_statements_leaves_neither_half(
@@ -197,7 +197,7 @@ def test_a_change_is_one_transaction_a_failure_between_its_statements_leaves_nei
 ) -> None:
     store = store_on(tmp_path)
     store.replace_engines([engine_info("a", started_at=T0), engine_info("b", slot=1, started_at=T0)], 0)
-    store.start_stream(stream("s1", "a"))
+    store.demand.start_stream(stream("s1", "a"))
     settle(store)
     # the stream's row is written first, the engine's last use second: make the second fail
     on_disk(
@@ -205,8 +205,8 @@ def test_a_change_is_one_transaction_a_failure_between_its_statements_leaves_nei
         "CREATE TRIGGER no_usage BEFORE INSERT ON last_usage BEGIN SELECT RAISE(ABORT, 'injected'); END",
     )
 
-    store.end_stream("s1", "completed", T0 + 200)
-    store.start_stream(stream("s2", "b", at=T0 + 210))
+    store.demand.end_stream("s1", "completed", T0 + 200)
+    store.demand.start_stream(stream("s2", "b", at=T0 + 210))
     settle(store)
 
     assert store.state_error is not None and "injected" in store.state_error
@@ -235,23 +235,23 @@ def test_confirmations_are_written_coarsely_and_the_last_ones_at_close(tmp_path:
     store = StateStore(journal=journal)
     store.restore_streams()
     store.replace_engines([engine_info("a", started_at=T0)], 0)
-    store.start_stream(stream("s1", "a"))
+    store.demand.start_stream(stream("s1", "a"))
     confirmed = "SELECT id, at FROM confirmed"
 
-    store.confirm_streams(["s1"], T0 + 130, TTL)  # the first: written at once
+    store.demand.confirm_streams(["s1"], T0 + 130, TTL)  # the first: written at once
     settle(store)
     assert on_disk(tmp_path, confirmed) == [("s1", T0 + 130)]
     for at in range(160, 130 + int(every), 30):  # every round of 30 s in the next 5 minutes
-        store.confirm_streams(["s1"], T0 + at, TTL)
+        store.demand.confirm_streams(["s1"], T0 + at, TTL)
     settle(store)
     assert on_disk(tmp_path, confirmed) == [("s1", T0 + 130)]  # not rewritten each round
-    store.confirm_streams(["s1"], T0 + 130 + every, TTL)
+    store.demand.confirm_streams(["s1"], T0 + 130 + every, TTL)
     settle(store)
     assert on_disk(tmp_path, confirmed) == [("s1", T0 + 130 + every)]
-    store.confirm_streams(["s1"], T0 + 160 + every, TTL)
+    store.demand.confirm_streams(["s1"], T0 + 160 + every, TTL)
     journal.close()
     assert on_disk(tmp_path, confirmed) == [("s1", T0 + 160 + every)]
-    assert store_on(tmp_path).streams.active["s1"].confirmed_at == T0 + 160 + every
+    assert store_on(tmp_path).demand.streams.active["s1"].confirmed_at == T0 + 160 + every
 
 
 @contextlib.contextmanager
@@ -273,7 +273,7 @@ def test_a_full_disk_turns_to_memory_and_back_to_durable_when_space_returns(tmp_
     with tiny_filesystem(tmp_path) as state:
         store = store_on(state)
         store.replace_engines([engine_info("a", started_at=T0)], 0)
-        store.start_stream(stream("s0", "a"))
+        store.demand.start_stream(stream("s0", "a"))
         settle(store)
         filler = state / "filler"
         with contextlib.suppress(OSError), filler.open("wb") as f:
@@ -283,7 +283,7 @@ def test_a_full_disk_turns_to_memory_and_back_to_durable_when_space_returns(tmp_
         started = ["s0"]
         for i in range(1, 200):  # until a write needs a page the file system has not got
             started.append(f"s{i}")
-            store.start_stream(stream(f"s{i}", "a", stat_url="http://e/" + "p" * 2000))
+            store.demand.start_stream(stream(f"s{i}", "a", stat_url="http://e/" + "p" * 2000))
             settle(store)
             if store.state_error is not None:
                 break
@@ -292,7 +292,7 @@ def test_a_full_disk_turns_to_memory_and_back_to_durable_when_space_returns(tmp_
 
         filler.unlink()
         wait_durable(store)
-        assert set(store_on(state).streams.active) == set(started)
+        assert set(store_on(state).demand.streams.active) == set(started)
 
 
 def test_ended_history_on_disk_is_bounded(tmp_path: Path) -> None:
@@ -300,16 +300,16 @@ def test_ended_history_on_disk_is_bounded(tmp_path: Path) -> None:
     store.replace_engines([engine_info("a", started_at=T0)], 0)
     total = 3 * ENDED_KEPT
     for i in range(total):
-        store.start_stream(stream(f"s{i}", "a", at=T0 + i))
-        store.end_stream(f"s{i}", "completed", T0 + i + 0.5)
+        store.demand.start_stream(stream(f"s{i}", "a", at=T0 + i))
+        store.demand.end_stream(f"s{i}", "completed", T0 + i + 0.5)
     settle(store)
     db = sqlite3.connect(tmp_path / FILE)
     kept = db.execute("SELECT COUNT(*) FROM streams").fetchone()[0]
     db.close()
     assert ENDED_KEPT <= kept <= ENDED_KEPT + PRUNE_EVERY
     reread = store_on(tmp_path)
-    assert len(reread.streams.ended) == ENDED_KEPT
-    assert [s.id for s in reread.streams.ended][-2:] == [f"s{total - 2}", f"s{total - 1}"]
+    assert len(reread.demand.streams.ended) == ENDED_KEPT
+    assert [s.id for s in reread.demand.streams.ended][-2:] == [f"s{total - 2}", f"s{total - 1}"]
 
 
 def test_what_engines_last_served_is_read_back_and_a_bad_one_costs_only_itself(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import time
 
 from orchestrator.docker.containers import ContainerInfo, vpn_container
 from orchestrator.docker.engines import engine_labels, engine_sighting
+from orchestrator.state.ledger import Outcome
 from orchestrator.state.records import EngineSighting
 from orchestrator.state.store import StateStore
 from reconcilers.model import CreateEngine, EnginePorts, EngineSpec, PendingCreate
@@ -62,9 +63,9 @@ def test_engines_found_by_a_resync_are_adopted_with_a_fresh_idle_clock() -> None
 
 def test_an_engine_of_our_own_creation_is_not_adopted() -> None:
     store = StateStore()
-    token = store.begin_create(PendingCreate(vpn=None, slot=0, forwarded=False), "engine-mine")
+    token = store.ledger.begin_create(PendingCreate(vpn=None, slot=0, forwarded=False), "engine-mine")
     store.replace_engines([engine_info("mine", name="engine-mine")], store.generation)
-    store.end_create(token)
+    store.ledger.settle(Outcome(ok=True, at=time.time(), create_token=token))
     (seen,) = store.observed().engines
     assert seen.last_stream_usage is None  # no adoption clock: it may be scaled down at once
 
@@ -73,9 +74,9 @@ def test_an_engine_handed_out_by_provisioning_counts_as_busy_until_its_hold_ends
     store = StateStore()
     store.upsert_engine(engine_info("e"))
     now = time.time()
-    store.hand_out("e", now)
+    store.demand.hand_out("e", now)
     assert store.observed(now).engines[0].streams == 1
-    assert store.next_hold_expiry(now) is not None
+    assert store.demand.next_hold_expiry(now) is not None
     assert store.observed(now + 60).engines[0].streams == 0
 
 

@@ -92,7 +92,7 @@ async def world(
             ]
         w = World(docker=fake, store=store, events=events, config=config)
         held.append(w)
-        await w.until("the first resync", lambda: store.docker_connected)
+        await w.until("the first resync", lambda: store.telemetry.docker_connected)
         try:
             yield w
         finally:

@@ -174,14 +174,14 @@ async def test_lost_stream_reconnects_and_resyncs_what_it_missed() -> None:
         await w.until("engine adopted", lambda: engine.id in w.store.engines)
         docker.failures["events"] = lambda _: DockerUnavailable("connection refused")
         docker.end_stream()
-        await w.until("disconnect noticed", lambda: not w.store.docker_connected)
-        assert w.store.docker_error is None  # the stream just ended
-        await w.until("the failed reconnect", lambda: w.store.docker_error is not None)
+        await w.until("disconnect noticed", lambda: not w.store.telemetry.docker_connected)
+        assert w.store.telemetry.docker_error is None  # the stream just ended
+        await w.until("the failed reconnect", lambda: w.store.telemetry.docker_error is not None)
         docker.containers.pop(engine.id)  # removed while nobody listened: no event arrives
         del docker.failures["events"]
-        await w.until("reconnected", lambda: w.store.docker_connected, within=5)
+        await w.until("reconnected", lambda: w.store.telemetry.docker_connected, within=5)
         assert engine.id not in w.store.engines
-        assert docker.calls["events"] >= 3 and w.store.resyncs >= 2
+        assert docker.calls["events"] >= 3 and w.store.telemetry.resyncs >= 2
 
 
 async def test_an_inspect_that_never_returns_stops_no_other_event() -> None:
@@ -222,7 +222,7 @@ async def test_a_resync_that_hangs_ends_at_its_deadline_and_frees_the_next() -> 
             await w.events.resync()
         hold.set()
         await w.events.resync()  # the lock was released
-        assert w.store.resyncs >= 2
+        assert w.store.telemetry.resyncs >= 2
 
 
 async def test_a_failed_resync_is_shown_until_one_succeeds() -> None:
@@ -230,11 +230,11 @@ async def test_a_failed_resync_is_shown_until_one_succeeds() -> None:
     async with world(ONE_VPN, docker, resync_deadline_s=0.2) as w:
         docker.holds["list"] = hold = asyncio.Event()  # the event stream stays up: dockerd hangs
         await w.events.resync_quietly()
-        assert w.store.docker_connected
-        assert "resync took longer" in (w.store.docker_error or "")
+        assert w.store.telemetry.docker_connected
+        assert "resync took longer" in (w.store.telemetry.docker_error or "")
         hold.set()
         await w.events.resync()
-        assert w.store.docker_error is None
+        assert w.store.telemetry.docker_error is None
 
 
 async def test_a_container_docker_does_not_answer_for_is_kept_and_the_rest_resynced() -> None:

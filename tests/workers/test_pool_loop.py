@@ -22,7 +22,7 @@ async def filled(w: World, count: int = 2) -> list[str]:
         lambda: (
             len(w.engines()) == count
             and all(c in w.store.engines for c in w.engines())
-            and not w.store.pending_count
+            and not w.store.ledger.pending_count
         ),
     )
     return sorted(w.engines())
@@ -76,11 +76,11 @@ async def test_failing_creates_open_the_breaker_instead_of_hot_looping() -> None
     docker = FakeDocker()
     docker.failures["create"] = lambda name: ImageNotFound(f"create {name}: no such image")
     async with world(NO_VPN, docker, act=True) as w:
-        await w.until("the breaker open", lambda: w.store.create_failures >= 3, within=10)
+        await w.until("the breaker open", lambda: w.store.ledger.create_failures >= 3, within=10)
         tried = docker.calls["create"]
         await asyncio.sleep(1.0)
         assert docker.calls["create"] - tried <= 2  # backing off, not retrying every pass
-        assert w.store.breaker_state(time.time()) == "open"
+        assert w.store.ledger.breaker_state(time.time()) == "open"
         assert not w.engines()
 
 
@@ -92,13 +92,14 @@ async def test_a_recreate_whose_remove_fails_cools_down_and_leaves_the_breaker_c
         docker.failures["remove"] = lambda ref: DockerError(f"remove {ref}: device or resource busy")
         w.reconfigure(full.replace("min_free: 0", "min_free: 0, env: {NEW: '1'}"))
         await w.until(
-            "a failed recreate", lambda: any(e.action == "RecreateEngine" for e in w.store.action_errors)
+            "a failed recreate",
+            lambda: any(e.action == "RecreateEngine" for e in w.store.ledger.action_errors),
         )
         tried = docker.calls["remove"]
         await asyncio.sleep(1.5)
         assert docker.calls["remove"] - tried <= 1  # cooling down, not retrying every pass
-        assert w.store.create_failures == 0, "a remove that failed is no failed create"
-        assert w.store.breaker_state(time.time()) == "closed"
+        assert w.store.ledger.create_failures == 0, "a remove that failed is no failed create"
+        assert w.store.ledger.breaker_state(time.time()) == "closed"
         assert sorted(w.engines()) == first
 
 
@@ -123,3 +124,16 @@ async def test_a_failed_action_is_in_the_history_with_the_error() -> None:
         entry = w.store.history.select()[0]
         assert entry.kind == "created" and entry.outcome.startswith("failed: create")
         assert "no such image" in entry.outcome
+
+
+async def test_the_container_a_create_makes_bears_the_name_its_pending_creation_holds() -> None:
+    """Until the create is settled, Docker's events about that name count as the creation,
+    not as an engine of its own (which the planner would remove as one too many)."""
+    docker = FakeDocker()
+    docker.holds["create"] = asyncio.Event()
+    async with world(NO_VPN.replace("min_replicas: 2", "min_replicas: 1"), docker, act=True) as w:
+        await w.until("a creation under way", lambda: w.store.ledger.pending_count == 1)
+        held = w.store.ledger.creating
+        docker.holds["create"].set()
+        await filled(w, 1)
+        assert {docker.containers[c].name for c in w.engines()} <= held

@@ -29,8 +29,8 @@ async def test_a_blocked_event_loop_is_ended_from_its_thread() -> None:
 
 async def test_an_event_source_stuck_while_docker_answers_is_ended() -> None:
     store = StateStore()
-    store.set_docker(connected=True)
-    store.note_resync(at=time.time() - 100)
+    store.telemetry.set_docker(connected=True)
+    store.telemetry.note_resync(at=time.time() - 100)
     exited: list[int] = []
     dog = Watchdog(store, progress_exit_s=50, exit=exited.append)
     await asyncio.wait_for(dog.run(), timeout=5)
@@ -39,8 +39,8 @@ async def test_an_event_source_stuck_while_docker_answers_is_ended() -> None:
 
 async def test_a_working_daemon_and_one_waiting_for_docker_are_left_alone() -> None:
     store = StateStore()
-    store.set_docker(connected=False, error="refused")
-    store.note_resync(at=time.time() - 100)  # no progress, but Docker is the one down: no exit
+    store.telemetry.set_docker(connected=False, error="refused")
+    store.telemetry.note_resync(at=time.time() - 100)  # no progress, but Docker is the one down: no exit
     exited: list[int] = []
     task = asyncio.create_task(Watchdog(store, loop_stall_s=4, progress_exit_s=50, exit=exited.append).run())
     await asyncio.sleep(2.5)
