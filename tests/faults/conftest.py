@@ -1,11 +1,11 @@
 """The fault suite runs on the same real-Docker fixtures as tests/integration, plus a Docker API
-proxy that injects faults (`tests/faults/docker_proxy.py`)."""
+proxy that injects faults (`testkit/docker_proxy.py`)."""
 
 from collections.abc import Iterator
 
 import pytest
 
-from tests.faults.docker_proxy import DockerProxy, running_proxy
+from testkit.docker_proxy import DockerProxy, running_proxy
 from tests.integration.conftest import (  # noqa: F401 (fixtures are found by name)
     docker_engine,
     make_daemon,

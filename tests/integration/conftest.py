@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.harness import (
+from testkit.harness import (
     ENGINE_FAMILIES,
     GLUETUN_IMAGE,
     Daemon,
@@ -19,6 +19,8 @@ from tests.integration.harness import (
     kill_daemon,
     remove_test_containers,
 )
+from testkit.internet import Internet
+from testkit.internet import internet as running_internet
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -42,6 +44,13 @@ def vpns() -> Iterator[tuple[str, str]]:
     names = (f"gluetun-a-{suffix}", f"gluetun-b-{suffix}")
     yield names
     docker("rm", "-f", *names, check=False)
+
+
+@pytest.fixture
+def internet() -> Iterator[Internet]:
+    """The stand-in Gluetuns' "tunnel" (testkit/internet.py), removed at teardown."""
+    with running_internet() as net:
+        yield net
 
 
 @pytest.fixture
