@@ -9,7 +9,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SOURCES := orchestrator reconcilers tests docker bench
+SOURCES := orchestrator reconcilers tests testkit docker bench
 PYTEST := $(BIN)/pytest -q
 
 .PHONY: install packages browser docker images realvpn-images sidecar-image lint format format-check types imports \
@@ -81,7 +81,7 @@ standins: images
 	bash testbed/engine/verify.sh
 	bash testbed/gluetun/verify.sh
 
-# Debian's chromium, for the status page's browser tests (tests/integration/cdp.py drives it over
+# Debian's chromium, for the status page's browser tests (testkit/cdp.py drives it over
 # the DevTools protocol) and bench/status_page.py
 browser: $(if $(IN_TEST),packages)
 	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }

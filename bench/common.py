@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from tests.integration.harness import (
+from testkit.harness import (
     ENGINE_IMAGE,
     ENGINE_LAUNCH,
     NO_PROBE,

@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import machine, write_result
-from tests.integration.harness import REPO
+from testkit.harness import REPO
 
 
 class _Health(BaseHTTPRequestHandler):

@@ -23,7 +23,7 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import EventWatch, bench_daemon, machine, stop_daemon, summary, write_result
-from tests.integration.harness import (
+from testkit.harness import (
     Daemon,
     docker,
     run_gluetun,

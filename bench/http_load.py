@@ -19,7 +19,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import bench_daemon, machine, stop_daemon, summary, write_result
-from tests.integration.harness import (
+from testkit.harness import (
     Daemon,
     http_json,
 )

@@ -26,7 +26,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import bench_daemon, machine, write_result
-from tests.integration.harness import REPO, Daemon, docker, remove_test_containers, run_gluetun, wait_for
+from testkit.harness import REPO, Daemon, docker, remove_test_containers, run_gluetun, wait_for
 
 TICK = os.sysconf("SC_CLK_TCK")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import bench_daemon, machine, stop_daemon, summary, write_result
-from tests.integration.harness import (
+from testkit.harness import (
     Daemon,
     remove_test_containers,
 )

@@ -33,7 +33,7 @@ from bench.common import machine, write_result
 from orchestrator.docker.gateway import DockerGateway
 from orchestrator.docker.probes import probe_body
 from reconcilers.model import CreateProbe, EngineSpec, TunnelProbe
-from tests.integration.harness import (
+from testkit.harness import (
     docker,
     inspect,
     label_args,

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import bench_daemon, machine, summary, write_result
 from bench.idle import source_of, start_from
-from tests.integration.harness import (
+from testkit.harness import (
     docker,
     inspect,
     label_args,

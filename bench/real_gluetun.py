@@ -1,4 +1,4 @@
-"""The daemon on the real-tunnel lane (tests/realvpn/bed.py): the Gluetun stand-in with a real
+"""The daemon on the real-tunnel lane (testkit/realvpn/bed.py): the Gluetun stand-in with a real
 userspace WireGuard tunnel built from Debian's packages, or a real Gluetun image named by
 REALVPN_GLUETUN_IMAGE. How fast a dead tunnel hides the engines, that a healthy one never does,
 how fast they come back. The result says which Gluetun ran (`lane`).
@@ -56,16 +56,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import machine, summary, write_result
 from orchestrator.docker.containers import parse_docker_time
 from reconcilers.model import TunnelProbe
-from tests.integration.harness import Daemon, docker, engine_info, inspect, started_at, wait_for
-from tests.realvpn.bed import (
+from testkit.harness import Daemon, docker, engine_info, inspect, started_at, wait_for
+from testkit.realvpn.bed import (
     GLUETUN_IMAGE,
     STANDIN_HEALTH,
     RealVpnBed,
     broken_prerequisites,
+    health_events,
     is_standin,
     missing_prerequisites,
 )
-from tests.realvpn.daemon import BED_LABEL, bed_daemon, probe_up, probes, stop_daemon
+from testkit.realvpn.daemon import BED_LABEL, bed_daemon, probe_up, probes, stop_daemon
 
 RESULT = "real_tunnel"
 
@@ -260,25 +261,6 @@ def probe_line_at(daemon: Daemon, text: str, since: float) -> float | None:
     return None
 
 
-def probe_events(probe_id: str, since: float, until: float) -> list[str]:
-    out = docker(
-        "events",
-        "--since",
-        f"{since:.9f}",
-        "--until",
-        f"{until:.9f}",
-        "--filter",
-        f"container={probe_id}",
-        "--filter",
-        "event=health_status",
-        "--format",
-        "{{.Status}}",
-        check=False,
-        timeout=30,
-    )
-    return [line for line in out.splitlines() if line.strip()]
-
-
 def false_hides(bed: RealVpnBed, daemon: Daemon, engines: int, minutes: float) -> dict[str, Any]:
     steady(bed, daemon, engines, probe=True)
     assert daemon.process is not None
@@ -313,7 +295,7 @@ def false_hides(bed: RealVpnBed, daemon: Daemon, engines: int, minutes: float) -
         "moments_with_fewer_engines": moments,
         "fewest_engines_seen": worst,
         "poll_errors": errors,
-        "probe_health_events": probe_events(probe["Id"], began, time.time()),
+        "probe_health_events": [status for _, status in health_events(probe["Id"], began, time.time())],
         "daemon_cpu_s": round(cpu, 3),
         "daemon_cpu_percent_of_one_core": round(100 * cpu / seconds, 3),
         "probe_container_cpu_s": probe_cpu,

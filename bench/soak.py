@@ -5,14 +5,14 @@ were added).
 Two parts on one bed (two stand-in VPNs forwarding a port each, each joined to a local web
 server that the daemon's tunnel probe dials, a redundant-mode daemon):
 
-1. kill rounds (tests/faults/rounds.py): a fault under way, the daemon SIGKILLed in the middle,
+1. kill rounds (testkit/rounds.py): a fault under way, the daemon SIGKILLed in the middle,
    started again, the invariants checked once it settles; `--rounds` of them.
 2. churn: for `--minutes`, faults one at a time (bench/soak.py's FAULT_WEIGHTS): real blips of
    1-20 s (a Gluetun disconnected from the probe's web server, so the probe's dials fail, then
    connected again; a quarter of them with a daemon SIGKILL and restart inside), Docker health
    flips of 1-20 s, Gluetun `docker restart`s, engine kills (`docker rm -f` or `kill`) and
    daemon SIGKILLs with a restart, while SOAK_VIEWERS viewers (6) keep watching through the
-   proxy (tests/proxy_front.py, or the real acexy when ACEXY_BIN names a build): each asks for
+   proxy (testkit/proxy_front.py, or the real acexy when ACEXY_BIN names a build): each asks for
    its own content, reads bytes continuously for 20-240 s and leaves; another takes its place.
    Streams are also reported straight through the stream-event API. Every viewer whose stream
    ended before it chose to leave is a cut, attributed from the test's own log of what it did
@@ -75,9 +75,8 @@ from bench.cuts import (
     same_container,
 )
 from reconcilers.model import PortRange
-from tests.faults.invariants import engine_ports, namespace, observe, settled_violations
-from tests.faults.rounds import Bed, Internet, internet, kill_round, new_bed, schedule
-from tests.integration.harness import (
+from testkit.compose import free_range
+from testkit.harness import (
     TEST_LABEL,
     Daemon,
     containers,
@@ -89,8 +88,10 @@ from tests.integration.harness import (
     stream_started,
     wait_for,
 )
-from tests.proxy_front import ENGINE_HEADER, FrontSettings, real_acexy, running_front
-from tests.sidecar.test_acexy_stacks import free_range
+from testkit.internet import Internet, internet
+from testkit.invariants import engine_ports, namespace, observe, settled_violations
+from testkit.proxy_front import ENGINE_HEADER, FrontSettings, real_acexy, running_front
+from testkit.rounds import Bed, kill_round, new_bed, schedule
 
 RESULT = "stream_safety_soak"  # bench/results/<RESULT>.json
 PORT_RANGE_SIZE = 64  # vpn.port_range: 8 slots a VPN, room for every engine on one VPN
@@ -122,7 +123,7 @@ def daemon_rss(daemon: Daemon) -> int:
 @contextmanager
 def acexy(daemon: Daemon) -> Iterator[int]:
     """The proxy on the host, against the daemon; yields its port: the real acexy when ACEXY_BIN
-    names a build (opt-in), else tests/proxy_front.py (acexy's calls in acexy's order)."""
+    names a build (opt-in), else testkit/proxy_front.py (acexy's calls in acexy's order)."""
     port = free_port()
     real = real_acexy()
     if real is None:
@@ -739,7 +740,7 @@ def churn(
         "event_streams": {
             k.removeprefix("event_streams_"): v for k, v in client.tally.items() if "event_" in k
         },
-        "proxy": "acexy" if real_acexy() else "tests/proxy_front.py",
+        "proxy": "acexy" if real_acexy() else "testkit/proxy_front.py",
         "daemon_rss_kb": {
             "start": rss_start,
             "end": rss_end,

@@ -41,13 +41,13 @@ from bench.common import bench_daemon, machine, stop_daemon, summary, write_resu
 from orchestrator.state.journal import StreamJournal
 from orchestrator.state.store import StateStore
 from orchestrator.state.streams import Stream
-from tests.integration.harness import (
+from testkit.harness import (
     REPO,
     Daemon,
     http_json,
     remove_test_containers,
 )
-from tests.unit.test_state_store import engine_info
+from testkit.sightings import engine_info
 
 
 class Timed:

@@ -1,5 +1,5 @@
 """The status page's figures, measured in a real browser (Debian's chromium over the DevTools
-protocol, tests/integration/cdp.py) against the daemon and a Gluetun stand-in:
+protocol, testkit/cdp.py) against the daemon and a Gluetun stand-in:
 
 - change -> DOM: Docker's `health_status` event of the VPN (its own `timeNano`) to the page's
   DOM showing it (a MutationObserver in the page stamps `Date.now()` when the count of engines
@@ -29,8 +29,8 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import EventWatch, bench_daemon, machine, stop_daemon, summary, write_result
-from tests.integration.cdp import Tab, browser
-from tests.integration.harness import Daemon, docker, run_gluetun, set_vpn_health, wait_vpn_health
+from testkit.cdp import Tab, browser
+from testkit.harness import Daemon, docker, run_gluetun, set_vpn_health, wait_vpn_health
 
 OBSERVE = (
     "window.changes = []; new MutationObserver(() => {"

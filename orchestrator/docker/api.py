@@ -1,7 +1,7 @@
 """The Docker seam: the calls the daemon makes, as a `Protocol`.
 
 `DockerGateway` implements it against the real engine (the only importer of aiodocker); the fast
-tests implement it in memory (`tests/fakes/docker.py`) to drive the event source, executor and
+tests implement it in memory (`testkit/fake_docker.py`) to drive the event source, executor and
 reconcile loop as tables. Every method raises only the project's `DockerError` family.
 """
 

@@ -18,7 +18,7 @@
 #
 # The images are built FROM a label-free busybox base imported here (not
 # acestream-orchestrator-test/busybox): containers carrying the label KEY acestream-orchestrator-test
-# (whatever its value) are removed by tests/integration/harness.py:remove_test_containers, which
+# (whatever its value) are removed by testkit/harness.py:remove_test_containers, which
 # the test suites run at any time. Containers here carry acestream-orchestrator-dev=engine-verify and
 # acestream-orchestrator-dev.run=<run id>, and are all removed on exit.
 set -uo pipefail

@@ -1,12 +1,12 @@
-"""The fault suite runs on the same real-Docker fixtures as tests/integration, plus a Docker API
-proxy that injects faults (`tests/faults/docker_proxy.py`)."""
+"""The fault suite runs on the same real-Docker fixtures as tests/integration
+(testkit/fixtures.py), plus a Docker API proxy that injects faults (`testkit/docker_proxy.py`)."""
 
 from collections.abc import Iterator
 
 import pytest
 
-from tests.faults.docker_proxy import DockerProxy, running_proxy
-from tests.integration.conftest import (  # noqa: F401 (fixtures are found by name)
+from testkit.docker_proxy import DockerProxy, running_proxy
+from testkit.fixtures import (  # noqa: F401 (fixtures are found by name)
     docker_engine,
     make_daemon,
     pytest_runtest_makereport,

@@ -16,8 +16,8 @@ from typing import Any
 
 from orchestrator.state.breaker import CreateBreaker
 from orchestrator.workers.executor import COOLDOWN_MAX_S
-from tests.faults.docker_proxy import DockerProxy, Rule
-from tests.integration.harness import (
+from testkit.docker_proxy import DockerProxy, Rule
+from testkit.harness import (
     ENGINE_IMAGE,
     Daemon,
     docker,

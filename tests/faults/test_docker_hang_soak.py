@@ -14,8 +14,8 @@ import pytest
 
 from orchestrator.state.liveness import PROGRESS_STALE_S
 from orchestrator.workers.event_source import RESYNC_DEADLINE_S, RESYNC_INTERVAL_S, RESYNC_JITTER_S
-from tests.faults.docker_proxy import DockerProxy
-from tests.integration.harness import Daemon, wait_for
+from testkit.docker_proxy import DockerProxy
+from testkit.harness import Daemon, wait_for
 
 MakeDaemon = Callable[..., Daemon]
 # the last progress may be a resync just before the freeze; the next ones fail at their deadline

@@ -1,6 +1,6 @@
 """The daemon SIGKILLed in the middle of every kind of fault, five rounds (seeded: the seed is
 printed; set FAULT_SEED to replay one): after each restart it settles into a world where every
-invariant holds (tests/faults/invariants.py), and every stream reported before is still known.
+invariant holds (testkit/invariants.py), and every stream reported before is still known.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import os
 import random
 from collections.abc import Callable
 
-from tests.faults.rounds import ACTIONS, kill_round, new_bed, schedule
-from tests.integration.harness import Daemon
+from testkit.harness import Daemon
+from testkit.rounds import ACTIONS, kill_round, new_bed, schedule
 
 MakeDaemon = Callable[..., Daemon]
 

@@ -15,8 +15,8 @@ from collections.abc import Callable
 
 from orchestrator.workers.event_source import RESYNC_DEADLINE_S, RESYNC_INTERVAL_S, RESYNC_JITTER_S
 from orchestrator.workers.last_known import GRACE_S, RECHECK_S
-from tests.faults.docker_proxy import DockerProxy
-from tests.integration.harness import Daemon, docker, stream_started, wait_for
+from testkit.docker_proxy import DockerProxy
+from testkit.harness import Daemon, docker, stream_started, wait_for
 
 MakeDaemon = Callable[..., Daemon]
 

@@ -1,7 +1,7 @@
 """The soak (`make soak`, about 25 minutes): bench/soak.py's two parts, SOAK_ROUNDS kill rounds
 (50) and SOAK_MINUTES of churn (15): real tunnel blips of 1-20 s, Docker health flips, Gluetun
 restarts, engine kills and daemon SIGKILLs under SOAK_VIEWERS viewers (6) watching through the
-proxy (tests/proxy_front.py, or the real acexy when ACEXY_BIN names a build). The figures go to
+proxy (testkit/proxy_front.py, or the real acexy when ACEXY_BIN names a build). The figures go to
 bench/results/stream_safety_soak.json; the run fails if a viewer was cut with no cause the test itself made
 (its engine killed, its Gluetun restarted), if the daemon ended a stream on an engine the test
 never touched, if an invariant broke, anything leaked or no viewer was served."""
@@ -16,7 +16,7 @@ import pytest
 
 from bench.common import write_result
 from bench.soak import RESULT, clean, run_soak
-from tests.integration.harness import Daemon
+from testkit.harness import Daemon
 
 MakeDaemon = Callable[..., Daemon]
 

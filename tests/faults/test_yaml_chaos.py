@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.harness import Daemon, build_daemon, kill_daemon, remove_test_containers, wait_for
+from testkit.harness import Daemon, build_daemon, kill_daemon, remove_test_containers, wait_for
 
 ONE_MIB = 1024 * 1024
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.addresses import lan_address
+from testkit.addresses import lan_address
 from tests.http.conftest import NO_VPN, SECRET, WITH_KEY, Api, MakeApi, started_body
 
 PRIVATE = {"id", "key", "playback_session_id", "stat_url", "command_url"}

@@ -10,7 +10,7 @@ import pytest
 
 from orchestrator.vpn.control import ControlAuthDiagnosed, Credentials, GluetunControl
 from reconcilers.model import ControlProblem
-from tests.gluetun_standin import serve_standin
+from testkit.gluetun_standin import serve_standin
 
 KEY = "diag-key"
 USER, WRONG = "u", "wrong"

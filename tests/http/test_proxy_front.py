@@ -1,7 +1,7 @@
-"""tests/proxy_front.py, the viewer side the stacks' test and the soak use in acexy's place:
+"""testkit/proxy_front.py, the viewer side the stacks' test and the soak use in acexy's place:
 a viewer's `/ace/getstream?id=` gets the engine's MPEG-TS; once the viewer leaves,
 `stream_ended` and the engine's stop command follow; a provisioning failure is a 503, as acexy
-answers. Against local aiohttp servers (tests/http/test_proxy_client.py's engine and
+answers. Against local aiohttp servers (testkit/proxy_stubs.py's engine and
 orchestrator), the front on its own loop and thread as the Docker tests run it."""
 
 from __future__ import annotations
@@ -12,11 +12,10 @@ from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 
-from tests.integration.harness import free_port
-from tests.proxy_client import Timing
-from tests.proxy_front import Front, FrontSettings, running_front
-
-from .test_proxy_client import NO_WAIT, MakeServer, viewer_bed
+from testkit.harness import free_port
+from testkit.proxy_client import Timing
+from testkit.proxy_front import Front, FrontSettings, running_front
+from testkit.proxy_stubs import NO_WAIT, MakeServer, viewer_bed
 
 FAST = Timing(status_every_s=60, engines_cache_s=0, settle_s=0.01, lookup_s=0.05, eta_scale=0.01)
 

@@ -15,7 +15,7 @@ import aiohttp
 
 from orchestrator.api.page_auth import COOKIE
 from reconcilers.vpn import HealthReported
-from tests.addresses import lan_address
+from testkit.addresses import lan_address
 from tests.http.conftest import SECRET, TWO_VPNS, WITH_KEY, Api, MakeApi, vpn_id
 
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.integration.harness import (
+from testkit.harness import (
     Daemon,
     run_gluetun,
     stream_ended,

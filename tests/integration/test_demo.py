@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.integration.harness import REPO, containers, free_port, http_json, wait_for
+from testkit.harness import REPO, containers, free_port, http_json, wait_for
 
 DEMO_LABEL = "acestream-orchestrator-demo=1"
 

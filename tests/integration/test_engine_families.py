@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.harness import (
+from testkit.harness import (
     ENGINE_FAMILIES,
     Daemon,
     docker,

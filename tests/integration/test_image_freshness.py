@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import ENGINE_IMAGE, Daemon, docker, free_port, inspect, wait_for
+from testkit.harness import ENGINE_IMAGE, Daemon, docker, free_port, inspect, wait_for
 
 MakeDaemon = Callable[..., Daemon]
 REPO_NAME = "standin-engine"

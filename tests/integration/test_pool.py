@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import (
+from testkit.harness import (
     REPO,
     Daemon,
     docker,

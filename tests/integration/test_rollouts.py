@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
-from tests.integration.harness import ENGINE_IMAGE, Daemon, wait_for
+from testkit.harness import ENGINE_IMAGE, Daemon, wait_for
 
 MakeDaemon = Callable[..., Daemon]
 

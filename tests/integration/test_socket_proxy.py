@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.harness import ENGINE_IMAGE, Daemon, docker, label_args, wait_for
+from testkit.harness import ENGINE_IMAGE, Daemon, docker, label_args, wait_for
 
 PROXY_IMAGE = os.environ.get("SOCKET_PROXY_IMAGE", "acestream-orchestrator-test/socket-proxy:latest")
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.harness import REPO, Daemon, http_json, logs, run_gluetun, wait_for, wait_vpn_health
+from testkit.harness import REPO, Daemon, http_json, logs, run_gluetun, wait_for, wait_vpn_health
 
 MakeDaemon = Callable[..., Daemon]
 

@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from tests.addresses import lan_address
-from tests.integration.cdp import Tab, browser, chromium_path, pixel_stdev
-from tests.integration.harness import (
+from testkit.addresses import lan_address
+from testkit.cdp import Tab, browser, chromium_path, pixel_stdev
+from testkit.harness import (
     REPO,
     Daemon,
     docker,

@@ -22,14 +22,12 @@ from typing import Any
 
 import pytest
 
-from tests.integration.harness import (
+from testkit.harness import (
     Daemon,
     containers,
     docker,
     http_json,
     inspect,
-    label_args,
-    remove_network,
     run_gluetun,
     started_at,
     stream_ended,
@@ -37,7 +35,7 @@ from tests.integration.harness import (
     wait_for,
     wait_vpn_health,
 )
-from tests.integration.test_tunnel_probe import BUSYBOX, FAST_PROBE, Internet
+from testkit.internet import FAST_PROBE, Internet
 
 MakeDaemon = Callable[..., Daemon]
 PORT_LABELS = (
@@ -53,20 +51,6 @@ def vpn_name() -> Iterator[str]:
     name = f"gluetun-safety-{uuid.uuid4().hex[:6]}"
     yield name
     docker("rm", "-f", name, check=False)
-
-
-@pytest.fixture
-def internet() -> Iterator[Internet]:
-    """The stand-in Gluetun's "tunnel": a web server on a network of its own (see
-    test_tunnel_probe.py), cut for real by disconnecting the Gluetun container from it."""
-    name = f"safety-inet-{uuid.uuid4().hex[:8]}"
-    docker("network", "create", *label_args(), name)
-    docker("run", "-d", "--name", name, "--network", name, *label_args(), BUSYBOX, "httpd", "-f", "-p", "80")
-    info = inspect(name)
-    assert info is not None
-    yield Internet(network=name, ip=str(info["NetworkSettings"]["Networks"][name]["IPAddress"]))
-    docker("rm", "-f", name, check=False)
-    remove_network(name)
 
 
 def vpn_view(daemon: Daemon) -> dict[str, Any]:
@@ -89,20 +73,13 @@ def listed_ids(daemon: Daemon) -> set[str]:
     return {e["container_id"] for e in daemon.engines()}
 
 
-def probed_vpn(internet: Internet, name: str) -> str:
-    gluetun_id = run_gluetun(name)
-    internet.mend(name)
-    wait_vpn_health(name, "healthy")
-    return gluetun_id
-
-
 # -- 1. a probe blip the tunnel survived ------------------------------------------------------
 
 
 def test_a_probe_blip_hides_busy_engines_and_brings_them_back_unrestarted_with_their_streams(
     make_daemon: MakeDaemon, vpn_name: str, internet: Internet
 ) -> None:
-    probed_vpn(internet, vpn_name)
+    internet.vpn_on(vpn_name)
     daemon = make_daemon(
         engines={"min_replicas": 2, "min_free": 0},
         vpn={
@@ -342,7 +319,7 @@ def docker_restarts_since(container_id: str, since: float) -> list[dict[str, Any
 def test_an_unreachable_control_server_does_not_make_a_probe_blip_a_gluetun_restart(
     make_daemon: MakeDaemon, vpn_name: str, internet: Internet
 ) -> None:
-    gluetun_id = probed_vpn(internet, vpn_name)
+    gluetun_id = internet.vpn_on(vpn_name)
     daemon = make_daemon(
         engines={"min_replicas": 1, "min_free": 0},
         vpn={

@@ -10,7 +10,7 @@ from datetime import datetime
 
 import pytest
 
-from tests.integration.harness import (
+from testkit.harness import (
     Daemon,
     docker,
     http_json,

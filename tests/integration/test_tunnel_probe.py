@@ -13,64 +13,24 @@ import re
 import subprocess
 import tarfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import pytest
 
 from orchestrator.docker.probes import NO_NC
-from tests.integration.harness import (
+from testkit.harness import (
     Daemon,
     containers,
     docker,
     inspect,
-    label_args,
-    remove_network,
-    run_gluetun,
     started_at,
     wait_for,
-    wait_vpn_health,
 )
+from testkit.internet import FAST_PROBE, Internet
 
 MakeDaemon = Callable[..., Daemon]
-BUSYBOX = "acestream-orchestrator-test/busybox:latest"
-FAST_PROBE = {"interval_s": 0.5, "timeout_s": 1, "retries": 1}
-
-
-@dataclass(frozen=True)
-class Internet:
-    """A web server on a network of its own, which a stand-in Gluetun joins: its "tunnel"."""
-
-    network: str
-    ip: str
-
-    def cut(self, vpn: str) -> None:
-        docker("network", "disconnect", self.network, vpn)
-
-    def mend(self, vpn: str) -> None:
-        docker("network", "connect", self.network, vpn)
-
-
-@pytest.fixture
-def internet() -> Iterator[Internet]:
-    name = f"probe-inet-{uuid.uuid4().hex[:8]}"
-    docker("network", "create", *label_args(), name)
-    docker("run", "-d", "--name", name, "--network", name, *label_args(), BUSYBOX, "httpd", "-f", "-p", "80")
-    info = inspect(name)
-    assert info is not None
-    yield Internet(network=name, ip=str(info["NetworkSettings"]["Networks"][name]["IPAddress"]))
-    docker("rm", "-f", name, check=False)
-    remove_network(name)
-
-
-def vpn_on(internet: Internet, name: str) -> str:
-    gluetun_id = run_gluetun(name)
-    internet.mend(name)
-    wait_vpn_health(name, "healthy")
-    return gluetun_id
 
 
 def probes_of(daemon: Daemon) -> list[dict[str, Any]]:
@@ -97,7 +57,7 @@ def test_a_dead_tunnel_hides_the_engines_while_docker_still_says_healthy(
     make_daemon: MakeDaemon, internet: Internet
 ) -> None:
     vpn = "probe-g1"
-    gluetun_id = vpn_on(internet, vpn)
+    gluetun_id = internet.vpn_on(vpn)
     daemon = probed_daemon(make_daemon, vpn, internet.ip)
     listed = daemon.wait_engines(2, timeout=30)
     (probe,) = wait_for("one probe", lambda: p if len(p := probes_of(daemon)) == 1 else None)
@@ -132,7 +92,7 @@ def test_the_probe_follows_its_vpn_through_restart_and_recreate(
     make_daemon: MakeDaemon, internet: Internet
 ) -> None:
     vpn = "probe-g2"
-    vpn_on(internet, vpn)
+    internet.vpn_on(vpn)
     daemon = probed_daemon(make_daemon, vpn, internet.ip)
     daemon.wait_engines(2, timeout=30)
     (first,) = wait_for("one probe", lambda: p if len(p := probes_of(daemon)) == 1 else None)
@@ -152,7 +112,7 @@ def test_the_probe_follows_its_vpn_through_restart_and_recreate(
     daemon.wait_engines(2, timeout=30)
 
     docker("rm", "-f", vpn)  # recreated under the same name: a new probe on the new container
-    new_id = vpn_on(internet, vpn)
+    new_id = internet.vpn_on(vpn)
     wait_for(
         "a probe on the new VPN container",
         lambda: (
@@ -196,7 +156,7 @@ def test_a_probe_that_cannot_run_is_reported_and_not_looped_on(
     make_daemon: MakeDaemon, internet: Internet, image_without_tools: str
 ) -> None:
     vpn = "probe-g3"
-    vpn_on(internet, vpn)
+    internet.vpn_on(vpn)
     daemon = probed_daemon(make_daemon, vpn, internet.ip, image=image_without_tools)
     daemon.wait_engines(2, timeout=30)
     problem = wait_for(

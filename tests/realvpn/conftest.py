@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from tests.integration.harness import Daemon
-from tests.realvpn.bed import RealVpnBed, broken_prerequisites, missing_prerequisites
-from tests.realvpn.daemon import BED_LABEL
+from testkit.harness import Daemon
+from testkit.realvpn.bed import RealVpnBed, broken_prerequisites, missing_prerequisites
+from testkit.realvpn.daemon import BED_LABEL
 
 
 def pytest_configure(config: pytest.Config) -> None:

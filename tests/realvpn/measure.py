@@ -16,8 +16,8 @@ import time
 import urllib.error
 import urllib.request
 
-from tests.integration.harness import docker
-from tests.realvpn.bed import RealVpnBed, broken_prerequisites, missing_prerequisites
+from testkit.harness import docker
+from testkit.realvpn.bed import RealVpnBed, broken_prerequisites, missing_prerequisites
 
 STEPS = (
     ("start", "docker start -> healthy"),

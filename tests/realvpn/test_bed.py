@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.integration.harness import docker, inspect, wait_for
-from tests.realvpn.bed import RealVpnBed, is_standin
+from testkit.harness import docker, inspect, wait_for
+from testkit.realvpn.bed import RealVpnBed, is_standin
 
 pytestmark = [pytest.mark.realvpn, pytest.mark.docker]
 

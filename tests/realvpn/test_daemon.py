@@ -5,7 +5,7 @@ One bed and one daemon for the module (tests run in file order, the destructive 
 engine stand-ins in Gluetun's network namespace, `engines.address: ip`, the control server read
 with the bed's key every second, the tunnel probe dialling the bed's target (reachable only
 through the tunnel; never a public address) every 1 s with a 1 s timeout and 2 misses in a row
-(tests/realvpn/daemon.py `PROBE`), and `vpn.unhealthy_restart_timeout_s: 45`, longer than the
+(testkit/realvpn/daemon.py `PROBE`), and `vpn.unhealthy_restart_timeout_s: 45`, longer than the
 outage the kill test makes.
 
 What it proves: the engines reach the target through the tunnel only and serve a stream; the
@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.harness import (
+from testkit.harness import (
     ENGINE_IMAGE,
     Daemon,
     docker,
@@ -34,9 +34,8 @@ from tests.integration.harness import (
     started_at,
     wait_for,
 )
-from tests.realvpn.bed import RealVpnBed
-from tests.realvpn.conftest import BedFactory
-from tests.realvpn.daemon import (
+from testkit.realvpn.bed import RealVpnBed
+from testkit.realvpn.daemon import (
     bed_daemon,
     probes,
     stop_daemon,
@@ -45,6 +44,7 @@ from tests.realvpn.daemon import (
     wait_ready,
     whoami,
 )
+from tests.realvpn.conftest import BedFactory
 
 pytestmark = [pytest.mark.realvpn, pytest.mark.docker]
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from tests.integration.harness import Daemon, docker, engine_info, wait_for
-from tests.realvpn.bed import RealVpnBed
-from tests.realvpn.daemon import bed_daemon, stop_daemon, whoami
+from testkit.harness import Daemon, docker, engine_info, wait_for
+from testkit.realvpn.bed import RealVpnBed
+from testkit.realvpn.daemon import bed_daemon, stop_daemon, whoami
 
 pytestmark = [pytest.mark.realvpn, pytest.mark.docker]
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.harness import ENGINE_IMAGE, GLUETUN_IMAGE, docker
+from testkit.harness import ENGINE_IMAGE, GLUETUN_IMAGE, docker
 
 DAEMON_IMAGE = os.environ.get("DAEMON_IMAGE", "acestream-orchestrator-test/orchestrator:latest")
 

@@ -1,6 +1,6 @@
 """The proxy streams through every compose stack, new engines included.
 
-The proxy is tests/proxy_front.py over tests/proxy_client.py (acexy's calls in acexy's order,
+The proxy is testkit/proxy_front.py over testkit/proxy_client.py (acexy's calls in acexy's order,
 ../shared/proxy-contract.md), run on the host as the stack puts acexy on the host's network,
 with the stack's own environment for acexy mapped onto it. With `ACEXY_BIN` naming a real acexy
 build (opt-in; no build ships with the project), that binary takes the stack's acexy place
@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import random
 import shutil
 import socket
 import subprocess
@@ -41,7 +40,17 @@ import yaml
 
 from reconcilers.model import PortRange
 from reconcilers.ports import slots_in_share, vpn_share
-from tests.integration.harness import (
+from testkit.compose import (
+    COMPOSE_DIR,
+    SECRETS,
+    SOCKET_PROXY_IMAGE,
+    STACKS,
+    free_range,
+    gluetun_services,
+    published,
+    resolved,
+)
+from testkit.harness import (
     ENGINE_IMAGE,
     ENGINE_LAUNCH,
     GLUETUN_IMAGE,
@@ -56,17 +65,8 @@ from tests.integration.harness import (
     session_labels,
     wait_for,
 )
-from tests.proxy_front import FrontSettings, real_acexy, running_front
+from testkit.proxy_front import FrontSettings, real_acexy, running_front
 from tests.sidecar.conftest import DAEMON_IMAGE
-from tests.sidecar.test_compose import (
-    COMPOSE_DIR,
-    SECRETS,
-    SOCKET_PROXY_IMAGE,
-    STACKS,
-    gluetun_services,
-    published,
-    resolved,
-)
 
 BUSYBOX = "acestream-orchestrator-test/busybox:latest"  # any image will do: acexy is static
 MAX_REPLICAS = 3
@@ -90,25 +90,6 @@ def acexy_dir(tmp_path_factory: pytest.TempPathFactory) -> Path | None:
     (where / "acexy").chmod(0o755)
     where.chmod(0o755)
     return where
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("0.0.0.0", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_range(size: int) -> PortRange:
-    """`size` consecutive free host ports, below the ephemeral range and away from the ranges
-    other suites use (19000-19999, 29400-29509): the host's ports are shared with them."""
-    for _ in range(200):
-        start = random.randrange(21000, 29000, 64)
-        if all(_bindable(p) for p in range(start, start + size)):
-            return PortRange(start=start, end=start + size - 1)
-    raise AssertionError(f"no {size} free consecutive ports found")
 
 
 @dataclass

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
 import subprocess
 import uuid
@@ -25,15 +24,25 @@ from typing import Any
 import pytest
 import yaml
 
-from orchestrator.config import CONTAINER_NAME_VARS, ENV_OVERRIDES, Config, load_config
+from orchestrator.config import Config, load_config
 from reconcilers.model import PortRange
 from reconcilers.ports import slots_in_share, usable_slots, vpn_share
-from tests.integration.harness import (
+from testkit.compose import (
+    COMPOSE_DIR,
+    SECRETS,
+    SEED_VARS,
+    SOCKET_PROXY_IMAGE,
+    STACKS,
+    compose_config,
+    gluetun_services,
+    published,
+    resolved,
+)
+from testkit.harness import (
     ENGINE_IMAGE,
     ENGINE_LAUNCH,
     GLUETUN_IMAGE,
     NO_PROBE,
-    REPO,
     TEST_LABEL,
     containers,
     docker,
@@ -45,65 +54,6 @@ from tests.integration.harness import (
 )
 from tests.sidecar.conftest import DAEMON_IMAGE
 
-# the socket proxy's configuration in an image built from Debian's haproxy (testbed/)
-SOCKET_PROXY_IMAGE = "acestream-orchestrator-test/socket-proxy:latest"
-
-COMPOSE_DIR = REPO / "compose"
-STACKS = sorted(p.parent.name for p in COMPOSE_DIR.glob("*/docker-compose.yml"))
-SEED_VARS = {*ENV_OVERRIDES, *CONTAINER_NAME_VARS}
-# what an operator must fill in before `up` (the stacks refuse to start without them)
-SECRETS = {"GLUETUN_API_KEY": "test-control-key", "ORCHESTRATOR_API_KEY": "test-api-key"}
-
-
-def env_example(stack: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for line in (COMPOSE_DIR / stack / ".env.example").read_text().splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            name, sep, value = line.partition("=")
-            assert sep, f"{stack}/.env.example: not NAME=value: {line!r}"
-            out[name.strip()] = value
-    return out
-
-
-def compose_config(cli: str, stack: str, extra_env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """`docker-compose config` of a stack with its .env.example; variables the stack knows are
-    taken out of this process's environment first (compose lets the shell override .env)."""
-    known = set(env_example(stack))
-    env = {k: v for k, v in os.environ.items() if k not in known} | extra_env
-    return subprocess.run(
-        [
-            cli,
-            "-f",
-            str(COMPOSE_DIR / stack / "docker-compose.yml"),
-            "--env-file",
-            str(COMPOSE_DIR / stack / ".env.example"),
-            "config",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
-
-
-def resolved(cli: str, stack: str) -> dict[str, Any]:
-    done = compose_config(cli, stack, SECRETS)
-    assert done.returncode == 0, f"{stack}: docker-compose config failed:\n{done.stderr}"
-    assert "is not set" not in done.stderr, f"{stack}: {done.stderr}"
-    return dict(yaml.safe_load(done.stdout))
-
-
-def published(service: dict[str, Any]) -> dict[tuple[str, int], int]:
-    """(host address, host port) -> container port of every port a service publishes (compose
-    1.29 prints each port of a range on its own line, `127.0.0.1:19000:19000/tcp`)."""
-    out: dict[tuple[str, int], int] = {}
-    for entry in service.get("ports", []):
-        match = re.fullmatch(r"(?:([\d.]+):)?(\d+):(\d+)(?:/tcp)?", str(entry))
-        assert match, entry
-        out[(match[1] or "0.0.0.0", int(match[2]))] = int(match[3])
-    return out
-
 
 def api_port_of(orch: dict[str, Any], config: Config) -> int:
     """The host port the daemon's API is published on (its api.port inside the container)."""
@@ -114,10 +64,6 @@ def stack_config(stack: str) -> Config:
     """The stack's YAML as the daemon reads it, with the API key the stack passes."""
     env = {"ORCHESTRATOR_API_KEY": SECRETS["ORCHESTRATOR_API_KEY"]}
     return load_config(COMPOSE_DIR / stack / "config" / "orchestrator.yaml", env=env)
-
-
-def gluetun_services(services: dict[str, Any]) -> list[str]:
-    return [name for name, svc in services.items() if "gluetun" in str(svc.get("image", ""))]
 
 
 def test_compose_version_supports_the_syntax_used(compose_cli: str) -> None:

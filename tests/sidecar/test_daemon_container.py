@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 from orchestrator.config import CONTAINER_NAME_VARS, ENV_OVERRIDES
-from tests.integration.harness import (
+from testkit.harness import (
     ENGINE_IMAGE,
     ENGINE_LAUNCH,
     NO_PROBE,

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.api.address_file import ENV, probe_address, write_address_file
-from tests.integration.harness import REPO
+from testkit.harness import REPO
 
 SCRIPT = REPO / "docker" / "healthcheck.sh"
 

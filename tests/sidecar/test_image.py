@@ -14,7 +14,7 @@ import subprocess
 import tomllib
 from pathlib import Path
 
-from tests.integration.harness import REPO, docker, label_args
+from testkit.harness import REPO, docker, label_args
 
 LOCK = REPO / "docker" / "requirements.lock"
 BUILD_ONLY_MARK = "# build only"

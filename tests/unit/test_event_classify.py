@@ -30,7 +30,7 @@ from reconcilers.events import (
 )
 from reconcilers.model import MANAGED, MANAGED_VALUE, POOL, PROBE_ROLE, ROLE, VpnObs, VpnState
 from reconcilers.vpn import StopAction, advance
-from tests.unit.factories import engine, vpn
+from testkit.factories import engine, vpn
 
 NANO = 1_000_000_000
 OURS = "main"

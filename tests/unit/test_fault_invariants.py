@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.faults.invariants import Desired, Observed, violations
+from testkit.invariants import Desired, Observed, violations
 
 A, B = "gluetun-a", "gluetun-b"
 VPN_IDS = {A: "a" * 64, B: "b" * 64}

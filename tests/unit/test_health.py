@@ -11,7 +11,7 @@ import pytest
 
 from reconcilers.health import Staleness, hidden_reason, is_visible, staleness, visible_engines
 from reconcilers.model import EngineObs, VpnObs
-from tests.unit.factories import engine, vpn
+from testkit.factories import engine, vpn
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -21,7 +21,7 @@ from orchestrator.state.journal import ENDED_KEPT, FILE, PRUNE_EVERY, StreamJour
 from orchestrator.state.served import LastServed
 from orchestrator.state.store import StateStore
 from orchestrator.state.streams import Stream
-from tests.unit.test_state_store import engine_info
+from testkit.sightings import engine_info
 
 T0 = 1_000_000.0
 TTL = 21600.0

@@ -18,7 +18,7 @@ from orchestrator.docker.engines import create_body
 from orchestrator.errors import ConfigError
 from reconcilers import plan
 from reconcilers.model import ENGINE_DEFAULT_PORTS, CreateEngine
-from tests.unit.factories import NOW, observed, vpn
+from testkit.factories import NOW, observed, vpn
 
 
 @pytest.mark.parametrize(

@@ -35,7 +35,7 @@ from reconcilers.model import (
     VpnObs,
 )
 from reconcilers.ports import vpn_share
-from tests.unit.factories import (
+from testkit.factories import (
     CURRENT,
     NOW,
     PROBE,

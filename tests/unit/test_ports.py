@@ -22,7 +22,7 @@ from reconcilers.ports import (
     vpn_share,
     vpn_slot_ports,
 )
-from tests.unit.factories import desired, port_range
+from testkit.factories import desired, port_range
 
 
 @pytest.mark.parametrize(

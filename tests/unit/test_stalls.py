@@ -30,7 +30,7 @@ from reconcilers.stalls import (
     streams_to_end,
     tunnel_restart_due,
 )
-from tests.unit.factories import NOW, describe, desired, engine, observed, problem_codes, vpn
+from testkit.factories import NOW, describe, desired, engine, observed, problem_codes, vpn
 
 START = 500.0
 MOVING = StatSample(peers=3, speed_down=81, downloaded=1000)

@@ -6,37 +6,11 @@ from __future__ import annotations
 import time
 
 from orchestrator.docker.containers import ContainerInfo, vpn_container
-from orchestrator.docker.engines import engine_labels, engine_sighting
 from orchestrator.state.ledger import Outcome
-from orchestrator.state.records import EngineSighting
 from orchestrator.state.store import StateStore
-from reconcilers.model import CreateEngine, EnginePorts, EngineSpec, PendingCreate
+from reconcilers.model import PendingCreate
 from reconcilers.vpn import ContainerSeen, ControlRead
-
-SPEC = EngineSpec(image="engine:1")
-
-
-def engine_info(cid: str, slot: int = 0, started_at: float = 1000.0, name: str = "") -> EngineSighting:
-    create = CreateEngine(
-        vpn=None,
-        vpn_id=None,
-        slot=slot,
-        forwarded=False,
-        spec_hash="h",
-        reason="test",
-        ports=EnginePorts(http=6878, https=0, api=1, p2p=2, host_http=19000 + slot),
-    )
-    return engine_sighting(
-        ContainerInfo(
-            id=cid,
-            name=name or f"engine-{cid}",
-            status="running",
-            health=None,
-            started_at=started_at,
-            created_at=started_at - 1,
-            labels=engine_labels(create, SPEC),
-        )
-    )
+from testkit.sightings import engine_info
 
 
 def test_resync_does_not_undo_what_an_event_wrote_while_it_listed() -> None:

@@ -1,12 +1,14 @@
-"""Nothing imports a test module, and the daemon imports nothing of the tests or benchmarks.
+"""Nothing imports a test module, and the daemon imports nothing of the tests, the test kit or
+the benchmarks.
 
 A helper defined in a `test_*.py` file and imported from elsewhere (a benchmark, another suite)
-is shared code nobody sees as such: it changes with the tests around it, and pytest may collect
-its tests twice. import-linter sees only `orchestrator` and `reconcilers` (bench/ and tests/ are
-not among its root packages, and a forbidden contract cannot say "a module whose last component
-starts with test_"), so this walks the sources' syntax trees instead: every `import` and
-`from ... import` (relative ones resolved, `from pkg import test_x` included) in orchestrator/,
-reconcilers/, bench/ and tests/.
+is shared code nobody sees as such: it changes with the tests around it, and pytest may collect its
+tests twice. Shared helpers live in the test kit (testkit/), which bench/ and tests/ import and
+which itself imports no test module. import-linter sees only `orchestrator` and `reconcilers`
+(bench/ and tests/ are not among its root packages, and a forbidden contract cannot say "a module
+whose last component starts with test_"), so this walks the sources' syntax trees instead: every
+`import` and `from ... import` (relative ones resolved, `from pkg import test_x` included) in
+orchestrator/, reconcilers/, bench/, tests/ and testkit/.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-TREES = ("orchestrator", "reconcilers", "bench", "tests")
-SHIPPED = ("orchestrator", "reconcilers")  # the daemon: imports nothing of tests/ or bench/
+TREES = ("orchestrator", "reconcilers", "bench", "tests", "testkit")
+SHIPPED = ("orchestrator", "reconcilers")  # the daemon: imports nothing of these
+NOT_SHIPPED = {"tests", "testkit", "bench"}
 
 
 def module_name(root: Path, path: Path) -> str:
@@ -73,27 +76,21 @@ def shipped_offenders(root: Path) -> list[str]:
     for tree in SHIPPED:
         for path in sorted((root / tree).rglob("*.py")):
             lines = sorted(
-                {
-                    line
-                    for line, name in imported_modules(root, path)
-                    if name.split(".")[0] in {"tests", "bench"}
-                }
+                {line for line, name in imported_modules(root, path) if name.split(".")[0] in NOT_SHIPPED}
             )
-            out += [f"{path.relative_to(root)}:{line} imports the tests or benchmarks" for line in lines]
+            out += [
+                f"{path.relative_to(root)}:{line} imports the tests, the test kit or the benchmarks"
+                for line in lines
+            ]
     return out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="moved into a test kit by the architecture work (bench/soak.py, bench/state_journal.py "
-    "and tests/faults/rounds.py import helpers out of test_*.py files today)",
-)
 def test_nothing_imports_a_test_module() -> None:
     found = offenders(REPO)
     assert not found, "\n".join(found)
 
 
-def test_the_daemon_imports_nothing_of_the_tests_or_benchmarks() -> None:
+def test_the_daemon_imports_nothing_of_the_tests_the_kit_or_the_benchmarks() -> None:
     found = shipped_offenders(REPO)
     assert not found, "\n".join(found)
 
@@ -115,6 +112,8 @@ BASE = {
     "tests/suite/test_streams.py": "def helper() -> None: ...\n",
     "tests/suite/harness.py": "def helper() -> None: ...\n",
     "bench/__init__.py": "",
+    "testkit/__init__.py": "",
+    "testkit/harness.py": "def helper() -> None: ...\n",
     "orchestrator/__init__.py": "",
 }
 
@@ -130,6 +129,10 @@ BASE = {
         ("bench/run.py", "from tests.suite.harness import helper", []),
         ("bench/run.py", "from tests.suite.harness import test_helper", []),  # a name, not a module
         ("orchestrator/x.py", "from tests.suite.test_streams import helper", ["tests.suite.test_streams"]),
+        ("testkit/rounds.py", "from tests.suite.test_streams import helper", ["tests.suite.test_streams"]),
+        ("testkit/rounds.py", "from tests.suite import test_streams", ["tests.suite.test_streams"]),
+        ("bench/run.py", "from testkit.harness import helper", []),
+        ("tests/suite/test_more.py", "from testkit import harness", []),
     ],
     ids=[
         "from_test_module",
@@ -140,6 +143,10 @@ BASE = {
         "kit_module_is_fine",
         "test_named_function_is_fine",
         "daemon_imports_test_module",
+        "kit_imports_test_module",
+        "kit_imports_test_module_from_its_package",
+        "bench_imports_the_kit",
+        "suite_imports_the_kit",
     ],
 )
 def test_the_checker_finds_a_planted_import(
@@ -151,8 +158,23 @@ def test_the_checker_finds_a_planted_import(
     assert all(entry.startswith(name) for entry in found), found
 
 
-def test_the_checker_finds_the_daemon_importing_the_test_kit(tmp_path: Path) -> None:
-    root = _tree(tmp_path, {**BASE, "orchestrator/x.py": "from tests.suite.harness import helper\n"})
-    assert shipped_offenders(root) == ["orchestrator/x.py:1 imports the tests or benchmarks"]
+@pytest.mark.parametrize(
+    "line",
+    [
+        "from tests.suite.harness import helper",
+        "from testkit.harness import helper",
+        "import testkit",
+        "from bench import run",
+    ],
+    ids=["tests", "the_kit", "the_kit_package", "bench"],
+)
+def test_the_checker_finds_the_daemon_importing_what_is_not_shipped(tmp_path: Path, line: str) -> None:
+    root = _tree(tmp_path, {**BASE, "orchestrator/x.py": line + "\n"})
+    assert shipped_offenders(root) == [
+        "orchestrator/x.py:1 imports the tests, the test kit or the benchmarks"
+    ]
+
+
+def test_the_checker_lets_the_daemon_import_itself(tmp_path: Path) -> None:
     root = _tree(tmp_path, {"orchestrator/x.py": "from orchestrator import y\n"})
     assert shipped_offenders(root) == []

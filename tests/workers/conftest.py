@@ -15,7 +15,7 @@ from orchestrator.workers.event_source import EventSource
 from orchestrator.workers.executor import Executor
 from orchestrator.workers.reconcile_loop import ReconcileLoop
 from reconcilers.vpn import ControlRead
-from tests.fakes.docker import FakeDocker
+from testkit.fake_docker import FakeDocker
 
 POOL = "fake"
 NO_VPN = (

@@ -12,7 +12,7 @@ import pytest
 
 from orchestrator.errors import DockerUnavailable
 from reconcilers.model import VpnState
-from tests.fakes.docker import FakeDocker
+from testkit.fake_docker import FakeDocker
 from tests.workers.conftest import ONE_VPN, POOL, World, world
 
 ENGINE_LABELS = {

@@ -8,7 +8,7 @@ import asyncio
 import time
 
 from orchestrator.errors import DockerError, ImageNotFound
-from tests.fakes.docker import FakeDocker
+from testkit.fake_docker import FakeDocker
 from tests.workers.conftest import NO_VPN, ONE_VPN, World, world
 
 

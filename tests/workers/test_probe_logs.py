@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 
 from orchestrator.docker.probes import BROKEN, CANNOT_DIAL, DOWN, UP
-from tests.fakes.docker import FakeContainer, FakeDocker
+from testkit.fake_docker import FakeContainer, FakeDocker
 from tests.workers.conftest import ONE_VPN, POOL, World, world
 
 

@@ -1,7 +1,7 @@
 """The daemon against the real-Gluetun bed: its YAML, and what the tests and bench/real_gluetun.py ask
 of its engines.
 
-`bed_daemon(bed, workdir)` is one `python -m orchestrator` (tests/integration/harness.py `Daemon`)
+`bed_daemon(bed, workdir)` is one `python -m orchestrator` (testkit/harness.py `Daemon`)
 in single-VPN mode on the bed's Gluetun, reading its control server with the bed's key, with
 `engines.address: ip` (the daemon runs on the host and reaches Gluetun's bridge address; Gluetun's
 firewall lets its own subnet in, and the host's bridge address is in it) and the tunnel probe
@@ -23,7 +23,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from tests.integration.harness import (
+from testkit.harness import (
     ENGINE_IMAGE,
     ENGINE_LAUNCH,
     SESSION,
@@ -36,7 +36,7 @@ from tests.integration.harness import (
     session_labels,
     wait_for,
 )
-from tests.realvpn.bed import RealVpnBed
+from testkit.realvpn.bed import RealVpnBed
 
 PROBE = {"interval_s": 1, "timeout_s": 1, "retries": 2}
 # The bed's containers carry this session's label too: a concurrent suite's clean-up

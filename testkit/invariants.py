@@ -27,7 +27,7 @@ from orchestrator.docker.engines import (
     VPN_ID,
 )
 from reconcilers.model import PROBE_ROLE, ROLE
-from tests.integration.harness import Daemon, inspect, wait_for
+from testkit.harness import Daemon, inspect, wait_for
 
 PORT_LABELS = (HTTP_PORT, HTTPS_PORT, API_PORT, P2P_PORT)
 # `--http-port 19000`, `--http-port=19000`, `--port=19003`: the port flags of every launch preset

@@ -26,7 +26,7 @@ import yaml
 
 from orchestrator.docker.containers import parse_docker_time
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 TEST_LABEL = "acestream-orchestrator-test"
 ENGINE_IMAGE = "acestream-orchestrator-test/engine:latest"
 # The stand-in image of each engine family (testbed/engine) and the launch preset it needs

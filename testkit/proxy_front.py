@@ -1,4 +1,4 @@
-"""acexy's viewer side over tests/proxy_client.py: an HTTP server a viewer asks for
+"""acexy's viewer side over testkit/proxy_client.py: an HTTP server a viewer asks for
 `/ace/getstream?id=<content id>`, as it would ask acexy.
 
 No acexy build ships with the project, so the tests and the soak that ran the real binary (the
@@ -26,7 +26,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from tests.proxy_client import ProvisionFailed, ProxyClient, Timing
+from testkit.proxy_client import ProvisionFailed, ProxyClient, Timing
 
 ENGINE_HEADER = "X-Engine-Container-Id"  # the container ID of the engine relayed to the viewer
 

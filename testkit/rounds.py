@@ -13,32 +13,26 @@ import random
 import signal
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from reconcilers.model import PortRange
 from reconcilers.ports import slots_in_share, vpn_share
-from tests.faults.invariants import Desired, Observed, settle
-from tests.integration.harness import (
+from testkit.harness import (
     Daemon,
     docker,
-    inspect,
-    label_args,
-    remove_network,
     run_gluetun,
     set_vpn_health,
     stream_started,
     wait_vpn_health,
 )
+from testkit.internet import FAST_PROBE, Internet
+from testkit.invariants import Desired, Observed, settle
 
-BUSYBOX = "acestream-orchestrator-test/busybox:latest"
 FORWARDED_BASE = 40001
 OPEN_STREAMS = 2  # streams kept open on the engines, topped up after every round
 SURGE = 3  # max_replicas beyond min_replicas
 KILL_WITHIN_S = 3.0  # the SIGKILL lands this long after the action began, at most
-FAST_PROBE = {"interval_s": 0.5, "timeout_s": 1, "retries": 1}  # a dead target seen within ~2 s
 
 
 def http_band(port_range: PortRange, index: int, count: int) -> str:
@@ -123,39 +117,6 @@ class Bed:
 
     def random_vpn(self) -> str:
         return self.rng.choice(self.vpns)
-
-
-@dataclass(frozen=True)
-class Internet:
-    """The stand-in Gluetuns' "tunnel": a busybox web server on a network of its own that each
-    Gluetun joins, the target of the daemon's tunnel probe. A blip is made for real by
-    disconnecting a Gluetun from that network (the probe's dials fail) and connecting it again."""
-
-    network: str
-    ip: str
-
-    def cut(self, vpn: str) -> None:
-        docker("network", "disconnect", self.network, vpn)
-
-    def mend(self, vpn: str) -> None:
-        docker("network", "connect", self.network, vpn)
-
-
-@contextmanager
-def internet() -> Iterator[Internet]:
-    """The web server and its network, labelled for this session, removed at the end."""
-    name = f"soak-inet-{uuid.uuid4().hex[:8]}"
-    docker("network", "create", *label_args(), name)
-    try:
-        docker(
-            "run", "-d", "--name", name, "--network", name, *label_args(), BUSYBOX, "httpd", "-f", "-p", "80"
-        )
-        info = inspect(name)
-        assert info is not None
-        yield Internet(network=name, ip=str(info["NetworkSettings"]["Networks"][name]["IPAddress"]))
-    finally:
-        docker("rm", "-f", name, check=False)
-        remove_network(name)
 
 
 Action = Callable[[Bed], None]

@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.integration.harness import containers, docker, inspect, wait_for
+from testkit.harness import containers, docker, inspect, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = "testbed/realvpn/build-images.sh"
@@ -240,6 +240,32 @@ def free_blocks(start: int | None = None) -> list[ipaddress.IPv4Network]:
     first = start if start is not None else uuid.uuid4().int % len(blocks)
     ordered = blocks[first:] + blocks[:first]
     return [b for b in ordered if not any(b.overlaps(u) for u in used)]
+
+
+def health_events(container: str, since: float, until: float, timeout: float = 30) -> list[tuple[int, str]]:
+    """(nanoseconds, `health_status: <status>`) of every health event of `container` Docker logged
+    in [since, until] (until must not lie in the future: `docker events` would wait for it)."""
+    out = docker(
+        "events",
+        "--since",
+        f"{since:.9f}",
+        "--until",
+        f"{until:.9f}",
+        "--filter",
+        f"container={container}",
+        "--filter",
+        "event=health_status",
+        "--format",
+        "{{.TimeNano}} {{.Status}}",
+        check=False,
+        timeout=timeout,
+    )
+    events = []
+    for line in out.splitlines():
+        nanos, _, what = line.partition(" ")
+        if nanos.isdigit() and what.strip():
+            events.append((int(nanos), what.strip()))
+    return events
 
 
 class BedVanished(AssertionError):
@@ -729,25 +755,9 @@ class RealVpnBed:
     def health_event_time(self, name: str, status: str, since: float, until: float) -> float | None:
         """time.time() of the first `health_status: <status>` event of `name` in [since, until]
         (until must not lie in the future: `docker events` would wait for it)."""
-        out = docker(
-            "events",
-            "--since",
-            f"{since:.9f}",
-            "--until",
-            f"{until:.9f}",
-            "--filter",
-            f"container={name}",
-            "--filter",
-            "event=health_status",
-            "--format",
-            "{{.TimeNano}} {{.Status}}",
-            check=False,
-            timeout=20,
-        )
-        for line in out.splitlines():
-            nanos, _, what = line.partition(" ")
-            if what.strip() == f"health_status: {status}" and nanos.isdigit():
-                return int(nanos) / 1e9
+        for nanos, what in health_events(name, since, until, timeout=20):
+            if what == f"health_status: {status}":
+                return nanos / 1e9
         return None
 
     def control_get(
@@ -857,8 +867,8 @@ class RealVpnBed:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """python -m tests.realvpn.bed cleanup [--label K=V] [--all]"""
-    parser = argparse.ArgumentParser(prog="python -m tests.realvpn.bed")
+    """python -m testkit.realvpn.bed cleanup [--label K=V] [--all]"""
+    parser = argparse.ArgumentParser(prog="python -m testkit.realvpn.bed")
     parser.add_argument("command", choices=["cleanup"])
     parser.add_argument("--label", default=os.environ.get("REALVPN_LABEL") or DEFAULT_LABEL)
     parser.add_argument("--all", action="store_true", help="also beds whose owner process still runs")
