@@ -91,7 +91,7 @@ integration: install images browser
 
 # The fault suite's fast subset (tests/faults without the soak-marked runs)
 faults: install images
-	$(PYTEST) tests/faults -m 'not soak'
+	TEST_HOST_PORT_RANGE=21000-21999 $(PYTEST) tests/faults -m 'not soak'
 
 realvpn: install images realvpn-images
 	$(PYTEST) tests/realvpn

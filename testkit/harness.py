@@ -383,6 +383,12 @@ class Daemon:
         )
 
 
+# The host ports a daemon's engines publish, unless a test says otherwise: one band per suite
+# (`make test` runs the suites side by side; the Makefile gives the fault suite its own), so two
+# suites' daemons never race for one port.
+HOST_PORT_RANGE = os.environ.get("TEST_HOST_PORT_RANGE", "19000-19999")
+
+
 def build_daemon(workdir: Path, env: dict[str, str] | None = None, **sections: Any) -> Daemon:
     """A daemon (not started) of stand-in engines in a pool of its own, no VPN, no tunnel
     probe, its engines labelled with its run; `sections` override the base YAML."""
@@ -396,6 +402,7 @@ def build_daemon(workdir: Path, env: dict[str, str] | None = None, **sections: A
             "min_free": 0,
             "address": "ip",
             "labels": session_labels(run_id),
+            "host_port_range": HOST_PORT_RANGE,
         },
         # the control server read every 5 s as before 30 s became the default ceiling: the suites
         # stage reconnects that only the control server shows (a new exit IP, no tunnel drop)
