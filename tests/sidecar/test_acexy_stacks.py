@@ -146,6 +146,10 @@ def _test_bed(bed: Bed, original: dict[str, Any], acexy_dir: Path | None, ports:
             container_name=f"{bed.run}-{name}",
             labels=labels,
             ports=[f"{addresses.pop()}:{band}:{band}"],
+            # the stand-in's own check (every 0.5 s, 1 s timeout, 1 miss) is for tests that flip
+            # health; here nothing does, and on a loaded machine one slow exec would call the VPN
+            # unhealthy mid-stream (Gluetun's own: 5 s timeout)
+            healthcheck={"interval": "1s", "timeout": "5s", "retries": 3},
         )
         gluetun.pop("devices")
         gluetun["environment"].update(STANDIN_API_KEY=SECRETS["GLUETUN_API_KEY"])
