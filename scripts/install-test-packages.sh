@@ -10,11 +10,12 @@
 #   docker-compose            compose/ validated and run (tests/sidecar)
 #   chromium                  the status page's browser tests (tests/integration/cdp.py)
 #   docker-registry           a registry on loopback for the pull tests (test_image_freshness.py)
+#   prometheus                the monitoring profile's config and dashboard queries run (test_monitoring.py)
 set -euo pipefail
 
 say() { echo "install-test-packages: $*"; }
 
-wanted=(docker.io busybox-static debootstrap docker-compose chromium docker-registry)
+wanted=(docker.io busybox-static debootstrap docker-compose chromium docker-registry prometheus)
 missing=()
 for pkg in "${wanted[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing+=("$pkg")
@@ -24,7 +25,7 @@ if [ ${#missing[@]} = 0 ]; then
   exit 0
 fi
 
-# packages with an init script (docker.io, docker-registry) must not start a service of their own
+# packages with an init script (docker.io, docker-registry, prometheus) must not start a service of their own
 tmp_policy=
 if [ ! -e /usr/sbin/policy-rc.d ]; then
   printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && tmp_policy=1

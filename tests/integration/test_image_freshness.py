@@ -6,7 +6,6 @@ The time from the push to the whole pool rolled is printed (`-s`)."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 import urllib.request
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from testkit.harness import ENGINE_IMAGE, Daemon, docker, free_port, inspect, wait_for
+from testkit.packages import ensure_package
 
 MakeDaemon = Callable[..., Daemon]
 REPO_NAME = "standin-engine"
@@ -33,17 +33,7 @@ def _answers(url: str) -> bool:
 @pytest.fixture
 def registry(tmp_path: Path) -> Iterator[str]:
     """`127.0.0.1:<port>`: a registry of this test's own, its storage in a temporary directory."""
-    if shutil.which("docker-registry") is None:
-        done = subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "docker-registry"],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-            env={"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
-        )
-        if done.returncode != 0:
-            pytest.fail(f"apt-get install docker-registry failed: {done.stderr[-2000:]}")
+    ensure_package("docker-registry", "docker-registry")
     port = free_port()
     (tmp_path / "storage").mkdir()
     config = tmp_path / "registry.yml"
