@@ -86,8 +86,10 @@ standins: images
 browser: $(if $(IN_TEST),packages)
 	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
+# Two pytest workers (pytest-xdist), each taking a whole test file at a time; each worker's daemons
+# publish their engines on a host port band of their own (testkit/harness.py: host_port_band).
 integration: install images browser
-	$(PYTEST) tests/integration -m 'not alone'
+	$(PYTEST) -n 2 --dist loadfile tests/integration -m 'not alone'
 
 # The fault suite's fast subset (tests/faults without the soak-marked runs)
 faults: install images

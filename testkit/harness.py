@@ -383,10 +383,19 @@ class Daemon:
         )
 
 
-# The host ports a daemon's engines publish, unless a test says otherwise: one band per suite
-# (`make test` runs the suites side by side; the Makefile gives the fault suite its own), so two
-# suites' daemons never race for one port.
-HOST_PORT_RANGE = os.environ.get("TEST_HOST_PORT_RANGE", "19000-19999")
+def host_port_band() -> tuple[int, int]:
+    """The host ports a daemon's engines publish, unless a test says otherwise: one band per
+    pytest process, so that daemons of suites run side by side (`make test`; the Makefile gives
+    the fault suite TEST_HOST_PORT_RANGE of its own) or of pytest-xdist workers (gw1, gw2, ...:
+    22000-22999, 23000-23999, ...) never race for one port."""
+    lo, _, hi = os.environ.get("TEST_HOST_PORT_RANGE", "19000-19999").partition("-")
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    if worker == 0 or "TEST_HOST_PORT_RANGE" in os.environ:
+        return int(lo), int(hi)
+    return 21000 + worker * 1000, 21999 + worker * 1000
+
+
+HOST_PORT_RANGE = "{}-{}".format(*host_port_band())
 
 
 def build_daemon(workdir: Path, env: dict[str, str] | None = None, **sections: Any) -> Daemon:

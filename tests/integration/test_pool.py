@@ -16,6 +16,7 @@ from testkit.harness import (
     Daemon,
     docker,
     engine_info,
+    host_port_band,
     inspect,
     started_at,
     wait_for,
@@ -30,7 +31,8 @@ def test_engines_appear_ready_and_reachable(make_daemon: MakeDaemon) -> None:
     listed = daemon.wait_engines(3)
     assert len({e["container_id"] for e in listed}) == 3
     ports = {e["host_http_port"] for e in listed}
-    assert len(ports) == 3 and all(19000 <= p <= 19999 for p in ports)
+    lo, hi = host_port_band()
+    assert len(ports) == 3 and all(lo <= p <= hi for p in ports)
     for engine in listed:
         info = engine_info(engine["host"], engine["port"])
         assert info is not None and info["CONTAINER_ID"] == engine["container_id"]
@@ -231,14 +233,15 @@ def test_hung_engine_is_restarted_after_ready_timeout(make_daemon: MakeDaemon) -
 def test_host_port_in_use_elsewhere_is_skipped(make_daemon: MakeDaemon) -> None:
     with socket.socket() as squatter:
         squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        squatter.bind(("0.0.0.0", 19000))
+        lo, hi = host_port_band()
+        squatter.bind(("0.0.0.0", lo))
         squatter.listen()
         daemon = make_daemon(engines={"min_replicas": 2, "min_free": 0})
         listed = daemon.wait_engines(2, timeout=30)
         ports = {e["host_http_port"] for e in listed}
-        assert len(ports) == 2 and 19000 not in ports and all(19001 <= p <= 19999 for p in ports)
+        assert len(ports) == 2 and lo not in ports and all(lo + 1 <= p <= hi for p in ports)
         errors = daemon.status()["provisioning"]["recent_errors"]
         assert any(
-            "19000" in e["message"] or "allocated" in e["message"] or "in use" in e["message"] for e in errors
+            str(lo) in e["message"] or "allocated" in e["message"] or "in use" in e["message"] for e in errors
         ), errors
         assert len(daemon.managed()) == 2  # the container that could not start was removed
