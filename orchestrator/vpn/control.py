@@ -101,6 +101,7 @@ def port_of(body: Any) -> int | None:
 class GluetunControl:
     def __init__(self, session: aiohttp.ClientSession, *, credentials: Callable[[], Credentials]) -> None:
         self._session = session
+        self._port_route: dict[str, str] = {}  # base URL -> the port route that answered there
         self._credentials = credentials
 
     async def _get(self, base: str, path: str) -> tuple[int, Any]:
@@ -158,18 +159,22 @@ class GluetunControl:
     async def _forwarded_port(self, base: str) -> tuple[int | None, bool, str | None, tuple[int, int] | None]:
         """(port, read, why not read, both routes' HTTP statuses when neither gave the port)."""
         answers: list[str] = []
-        statuses: list[int] = []
-        for path in PORT_ROUTES:
+        statuses: dict[str, int] = {}
+        # the route that gave the port last time first: an older Gluetun costs no failed request
+        for path in sorted(PORT_ROUTES, key=lambda route: route != self._port_route.get(base)):
             status, body = await self._get(base, path)
-            statuses.append(status)
+            statuses[path] = status
             if status == 200:
                 try:
-                    return port_of(body), True, None, None
+                    port = port_of(body)
                 except ValueError as exc:
                     answers.append(f"{path}: {exc}")
                     continue
+                self._port_route[base] = path
+                return port, True, None, None
             answers.append(f"{path}: HTTP {status}")
-        return None, False, "; ".join(answers), (statuses[0], statuses[1])
+        self._port_route.pop(base, None)
+        return None, False, "; ".join(answers), (statuses[PORT_ROUTES[0]], statuses[PORT_ROUTES[1]])
 
     async def _put(self, base: str, path: str, body: dict[str, str]) -> int:
         credentials = self._credentials()
