@@ -24,6 +24,7 @@ down it means Gluetun itself is stuck, the one case a forced restart helps.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -201,9 +202,20 @@ class GluetunControl:
 
     async def read(self, base: str, *, port_needed: bool = True) -> ControlReading:
         """`port_needed` False: an operator-given port; a 401 on the port routes is no problem."""
-        status = await self.vpn_status(base)
-        public_ip, ip_status = await self._public_ip(base)
-        port, port_read, port_error, port_statuses = await self._forwarded_port(base)
+        # the three reads at once: their answers wake an idle daemon together, not one by one
+        asked = await asyncio.gather(
+            self.vpn_status(base), self._public_ip(base), self._forwarded_port(base), return_exceptions=True
+        )
+        status, ip_read, port_read_as = asked
+        # the first failure in the order they were asked in one after the other before
+        if isinstance(status, BaseException):
+            raise status
+        if isinstance(ip_read, BaseException):
+            raise ip_read
+        if isinstance(port_read_as, BaseException):
+            raise port_read_as
+        public_ip, ip_status = ip_read
+        port, port_read, port_error, port_statuses = port_read_as
         problem = diagnosis.routes_unauthorized(
             public_ip_status=ip_status, port_statuses=port_statuses if port_needed else None
         )
