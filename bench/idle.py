@@ -154,7 +154,8 @@ def main() -> None:
             "CPU, engines behind 2 Gluetun stand-ins, tunnel probe off; before = the code of "
             f"{args.before}, now = this tree, in the same run",
             "command": f".venv/bin/python bench/idle.py --seconds {args.seconds:g} --sizes "
-            + " ".join(map(str, args.sizes)),
+            + " ".join(map(str, args.sizes))
+            + f" --before {args.before}",
             "machine": machine(),
             **report,
         },

@@ -6,8 +6,9 @@ protocol, testkit/cdp.py) against the daemon and a Gluetun stand-in:
   `/engines` serves changes), for N flips unhealthy and back; median and worst;
 - the page's total size: what a first visit downloads (one HTML response with the stylesheet and
   the script inlined; nothing else is fetched) and the first live update;
-- the daemon's CPU at idle (utime+stime of its process from /proc) over the same window with no
-  page open and with 20 pages open (one browser, 20 tabs, each holding its event stream).
+- the daemon's CPU at idle (utime+stime of its process from /proc) and its wake-ups (voluntary
+  context switches of its threads) over the same window with no page open and with 20 pages
+  open (one browser, 20 tabs, each holding its event stream).
 
 Run: `make bench` (or `.venv/bin/python bench/status_page.py --flips 10 --idle-seconds 60`).
 Writes bench/results/status_page.json.
@@ -29,6 +30,7 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import EventWatch, bench_daemon, machine, stop_daemon, summary, write_result
+from bench.idle import switches
 from testkit.cdp import Tab, browser
 from testkit.harness import Daemon, docker, run_gluetun, set_vpn_health, wait_vpn_health
 
@@ -47,12 +49,16 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def idle_cpu(daemon: Daemon, seconds: float) -> float:
-    """The daemon's CPU seconds per minute over `seconds` of nothing happening."""
+async def idle_cpu(daemon: Daemon, seconds: float) -> tuple[float, float]:
+    """The daemon's CPU seconds per minute, and its wake-ups a second (voluntary context
+    switches, all threads: steadier than CPU on a shared machine), over `seconds` of nothing
+    happening."""
     assert daemon.process is not None
-    before = cpu_seconds(daemon.process.pid)
+    pid = daemon.process.pid
+    before, (woken, _) = cpu_seconds(pid), switches(pid)
     await asyncio.sleep(seconds)
-    return round((cpu_seconds(daemon.process.pid) - before) * 60 / seconds, 3)
+    cpu = round((cpu_seconds(pid) - before) * 60 / seconds, 3)
+    return cpu, round((switches(pid)[0] - woken) / seconds, 2)
 
 
 async def flip(tab: Tab, watch: EventWatch, vpn: str, healthy: bool, expect: str) -> float:
@@ -81,7 +87,7 @@ async def measure(daemon: Daemon, vpn: str, flips: int, idle_s: float, pages: in
     watch = EventWatch(vpn, "health_status")
     try:
         size = await page_size(daemon.url)
-        cpu_none = await idle_cpu(daemon, idle_s)
+        cpu_none, woken_none = await idle_cpu(daemon, idle_s)
         async with browser() as chrome:
             tab = await chrome.new_tab()
             await tab.goto(daemon.url + "/")
@@ -99,12 +105,11 @@ async def measure(daemon: Daemon, vpn: str, flips: int, idle_s: float, pages: in
             for opened in tabs:
                 await opened.wait_for("document.getElementById('conn').textContent === 'live'")
             await asyncio.sleep(5)  # let the pages settle before measuring
-            cpu_pages = await idle_cpu(daemon, idle_s)
-            cpu_none_again = None
+            cpu_pages, woken_pages = await idle_cpu(daemon, idle_s)
             for opened in tabs:
                 await opened.close()
         await asyncio.sleep(5)
-        cpu_none_again = await idle_cpu(daemon, idle_s)
+        cpu_none_again, woken_none_again = await idle_cpu(daemon, idle_s)
     finally:
         watch.close()
     return {
@@ -115,6 +120,11 @@ async def measure(daemon: Daemon, vpn: str, flips: int, idle_s: float, pages: in
             f"{pages}_pages": cpu_pages,
             "no_page_after": cpu_none_again,
             "window_s": idle_s,
+        },
+        "daemon_wakeups_per_s_idle": {
+            "no_page": woken_none,
+            f"{pages}_pages": woken_pages,
+            "no_page_after": woken_none_again,
         },
         "raw": {"hide_ms": hide_ms, "show_ms": show_ms},
     }

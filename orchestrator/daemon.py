@@ -47,6 +47,7 @@ from reconcilers.vpn_list import unknown_vpns
 log = structlog.get_logger()
 
 HTTP_SHUTDOWN_TIMEOUT_S = 1.0
+KEEPALIVE_MARGIN_S = 15.0
 
 
 class Daemon:
@@ -192,7 +193,8 @@ class Daemon:
         for name in config.desired.vpn.containers:
             log.info(f"Gluetun monitor started for container '{name}'", vpn=name)
         try:
-            async with aiohttp.ClientSession() as session:
+            connector = aiohttp.TCPConnector(keepalive_timeout=client_keepalive_s(config))
+            async with aiohttp.ClientSession(connector=connector) as session:
                 await self._run_tasks(session, stop)
         finally:
             await runner.cleanup()
@@ -224,6 +226,13 @@ class Daemon:
                 raise _Stop
         except* _Stop:
             pass
+
+
+def client_keepalive_s(config: Config) -> float:
+    """How long an idle connection to an engine or a control server is kept: past the rounds
+    that reuse it (aiohttp's default, 15 s, is shorter than the 30 s liveness and control
+    rounds, so each round connected again). A server that closes it first is simply dialled."""
+    return max(config.engine_check_interval_s, config.vpn_poll_interval_s) + KEEPALIVE_MARGIN_S
 
 
 class _Stop(Exception):

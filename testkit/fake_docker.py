@@ -13,7 +13,7 @@ import asyncio
 import hashlib
 import itertools
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,7 +68,10 @@ class FakeDocker:
         self.calls: dict[str, int] = {}
         self.failures: dict[str, Callable[[str], DockerError | None]] = {}
         self.holds: dict[str, asyncio.Event] = {}
-        self._subscribers: list[asyncio.Queue[dict[str, Any] | None]] = []
+        self._subscribers: list[
+            tuple[asyncio.Queue[dict[str, Any] | None], Callable[[dict[str, Any]], bool]]
+        ] = []
+        self.subscriptions: list[tuple[tuple[str, ...], tuple[str, ...]]] = []  # (labels, names) each
         self._log_followers: dict[str, list[asyncio.Queue[LogLine | None]]] = {}
         self._last_nano = 0
 
@@ -92,8 +95,9 @@ class FakeDocker:
                 "Attributes": {**container.labels, "name": container.name, **attributes},
             },
         }
-        for queue in self._subscribers:
-            queue.put_nowait(event)
+        for queue, wanted in self._subscribers:
+            if wanted(event):
+                queue.put_nowait(event)
         return nano
 
     def run(
@@ -152,7 +156,7 @@ class FakeDocker:
 
     def end_stream(self) -> None:
         """Docker closes the event stream (the daemon went away, the socket dropped)."""
-        for queue in self._subscribers:
+        for queue, _ in self._subscribers:
             queue.put_nowait(None)
 
     def _start(self, container: FakeContainer) -> None:
@@ -242,17 +246,29 @@ class FakeDocker:
             self._destroy(container)
 
     @asynccontextmanager
-    async def events(self, since_nano: int | None = None) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+    async def events(
+        self, since_nano: int | None = None, *, labels: Sequence[str] = (), names: Sequence[str] = ()
+    ) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+        """Docker's filters: every one of `labels`, and a name or ID starting with one of `names`."""
         self.calls["events"] = self.calls.get("events", 0) + 1
+        self.subscriptions.append((tuple(labels), tuple(names)))
         fail = self.failures.get("events")
         if fail is not None and (error := fail("events")) is not None:
             raise error
-        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-        self._subscribers.append(queue)
+
+        def wanted(event: dict[str, Any]) -> bool:
+            actor = event["Actor"]
+            attributes = actor["Attributes"]
+            return all(attributes.get(k) == v for k, _, v in (x.partition("=") for x in labels)) and (
+                not names or any(actor["ID"].startswith(n) or attributes["name"].startswith(n) for n in names)
+            )
+
+        subscriber = (asyncio.Queue[dict[str, Any] | None](), wanted)
+        self._subscribers.append(subscriber)
         try:
-            yield self._drain(queue)
+            yield self._drain(subscriber[0])
         finally:
-            self._subscribers.remove(queue)
+            self._subscribers.remove(subscriber)
 
     @staticmethod
     async def _drain(queue: asyncio.Queue[dict[str, Any] | None]) -> AsyncIterator[dict[str, Any]]:

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from orchestrator.api.context import CONTEXT
 from orchestrator.api.responses import json_error
-from orchestrator.api.sse import event, follow
+from orchestrator.api.sse import Pulse, event, follow
 from orchestrator.api.views import history_view
 from orchestrator.state.history import HISTORY_KINDS, HistoryEntry
 
@@ -98,9 +98,14 @@ async def history_stream(request: web.Request) -> web.StreamResponse:
         sent = new[-1].seq
         return b"".join(event("entry", json.dumps(history_view(e)), e.seq) for e in new)
 
-    return await follow(request, request.app[CONTEXT].store, produce)
+    return await follow(request, request.app[HISTORY_PULSE], produce)
+
+
+HISTORY_PULSE: web.AppKey[Pulse] = web.AppKey("history_pulse")
 
 
 def add_history_routes(app: web.Application) -> None:
+    store = app[CONTEXT].store
+    app[HISTORY_PULSE] = Pulse(store, lambda: store.history.last_seq)
     app.router.add_get("/history", history)
     app.router.add_get("/history/stream", history_stream)

@@ -30,7 +30,7 @@ from aiohttp import web
 from orchestrator.api.access import sees_full_details
 from orchestrator.api.context import CONTEXT, ApiContext
 from orchestrator.api.page_auth import LOGIN_PATH, key_matches, page_allowed, set_login_cookie
-from orchestrator.api.sse import event, follow
+from orchestrator.api.sse import Pulse, event, follow
 from orchestrator.api.status_view import status_body
 from orchestrator.api.views import engine_view, history_view
 from orchestrator.state.liveness import unhealthy_reasons
@@ -39,6 +39,7 @@ PAGE_HISTORY = 15  # the last entries of the history the page shows
 HEARD_GRAIN_S = 10.0
 AGE_TEXT = re.compile(r'(data-since="[^"]*">)[^<]*(</time>)')
 PAGE_CACHE: web.AppKey[dict[bool, tuple[tuple[object, ...], str]]] = web.AppKey("page_cache")
+PAGE_PULSE: web.AppKey[Pulse] = web.AppKey("page_pulse")
 STYLE = resources.files("orchestrator.api").joinpath("static/page.css").read_text()
 SCRIPT = resources.files("orchestrator.api").joinpath("static/page.js").read_text()
 
@@ -398,7 +399,7 @@ async def page_events(request: web.Request) -> web.StreamResponse:
         sent = main
         return event("page", main)
 
-    return await follow(request, request.app[CONTEXT].store, produce)
+    return await follow(request, request.app[PAGE_PULSE], produce)
 
 
 # not part of the JSON API (openapi.py leaves them out): HTML, a form and an event stream
@@ -407,6 +408,8 @@ PAGE_ROUTES = frozenset({("/", "get"), (LOGIN_PATH, "post"), ("/events", "get"),
 
 def add_page_routes(app: web.Application) -> None:
     app[PAGE_CACHE] = {}
+    ctx = app[CONTEXT]
+    app[PAGE_PULSE] = Pulse(ctx.store, lambda: page_key(ctx, time.time()))
     app.router.add_get("/", page)
     app.router.add_post(LOGIN_PATH, login)
     app.router.add_get("/events", page_events)

@@ -7,7 +7,7 @@ reconcile loop as tables. Every method raises only the project's `DockerError` f
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -55,10 +55,12 @@ class DockerApi(Protocol):
         """Force-remove; a container that is already gone counts as removed."""
 
     def events(
-        self, since_nano: int | None = None
+        self, since_nano: int | None = None, *, labels: Sequence[str] = (), names: Sequence[str] = ()
     ) -> AbstractAsyncContextManager[AsyncIterator[dict[str, Any]]]:
         """Subscribe to container events. Entering means subscribed; iterating yields raw event
-        dicts and simply ends when Docker closes the stream."""
+        dicts and simply ends when Docker closes the stream. Docker filters on its side: only the
+        containers carrying all `labels` (`key=value`) if given, and only those named one of
+        `names` (Docker matches a name as a prefix) if given: others' events never reach us."""
 
     def follow_log(
         self, ref: str, since: float | None = None

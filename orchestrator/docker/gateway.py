@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -184,12 +184,18 @@ class DockerGateway:
             raise _wrap(exc, f"remove {ref}") from exc
 
     @asynccontextmanager
-    async def events(self, since_nano: int | None = None) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+    async def events(
+        self, since_nano: int | None = None, *, labels: Sequence[str] = (), names: Sequence[str] = ()
+    ) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
         """Subscribe to container events. Entering means subscribed; iterating yields raw event
-        dicts and simply ends when Docker closes the stream."""
-        params: dict[str, Any] = {
-            "filters": json.dumps({"type": ["container"], "event": list(EVENT_ACTIONS)}),
-        }
+        dicts and simply ends when Docker closes the stream. Docker filters them on its side:
+        the containers carrying all `labels` (`key=value`), or else those named one of `names`."""
+        filters: dict[str, list[str]] = {"type": ["container"], "event": list(EVENT_ACTIONS)}
+        if labels:
+            filters["label"] = list(labels)
+        if names:
+            filters["container"] = list(names)
+        params: dict[str, Any] = {"filters": json.dumps(filters)}
         if since_nano is not None:
             params["since"] = f"{since_nano // 1_000_000_000}.{since_nano % 1_000_000_000:09d}"
         timeout = aiohttp.ClientTimeout(total=None, sock_read=None, connect=10)

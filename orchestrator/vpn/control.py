@@ -24,6 +24,7 @@ down it means Gluetun itself is stuck, the one case a forced restart helps.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -101,6 +102,7 @@ def port_of(body: Any) -> int | None:
 class GluetunControl:
     def __init__(self, session: aiohttp.ClientSession, *, credentials: Callable[[], Credentials]) -> None:
         self._session = session
+        self._port_route: dict[str, str] = {}  # base URL -> the port route that answered there
         self._credentials = credentials
 
     async def _get(self, base: str, path: str) -> tuple[int, Any]:
@@ -158,18 +160,22 @@ class GluetunControl:
     async def _forwarded_port(self, base: str) -> tuple[int | None, bool, str | None, tuple[int, int] | None]:
         """(port, read, why not read, both routes' HTTP statuses when neither gave the port)."""
         answers: list[str] = []
-        statuses: list[int] = []
-        for path in PORT_ROUTES:
+        statuses: dict[str, int] = {}
+        # the route that gave the port last time first: an older Gluetun costs no failed request
+        for path in sorted(PORT_ROUTES, key=lambda route: route != self._port_route.get(base)):
             status, body = await self._get(base, path)
-            statuses.append(status)
+            statuses[path] = status
             if status == 200:
                 try:
-                    return port_of(body), True, None, None
+                    port = port_of(body)
                 except ValueError as exc:
                     answers.append(f"{path}: {exc}")
                     continue
+                self._port_route[base] = path
+                return port, True, None, None
             answers.append(f"{path}: HTTP {status}")
-        return None, False, "; ".join(answers), (statuses[0], statuses[1])
+        self._port_route.pop(base, None)
+        return None, False, "; ".join(answers), (statuses[PORT_ROUTES[0]], statuses[PORT_ROUTES[1]])
 
     async def _put(self, base: str, path: str, body: dict[str, str]) -> int:
         credentials = self._credentials()
@@ -196,9 +202,20 @@ class GluetunControl:
 
     async def read(self, base: str, *, port_needed: bool = True) -> ControlReading:
         """`port_needed` False: an operator-given port; a 401 on the port routes is no problem."""
-        status = await self.vpn_status(base)
-        public_ip, ip_status = await self._public_ip(base)
-        port, port_read, port_error, port_statuses = await self._forwarded_port(base)
+        # the three reads at once: their answers wake an idle daemon together, not one by one
+        asked = await asyncio.gather(
+            self.vpn_status(base), self._public_ip(base), self._forwarded_port(base), return_exceptions=True
+        )
+        status, ip_read, port_read_as = asked
+        # the first failure in the order they were asked in one after the other before
+        if isinstance(status, BaseException):
+            raise status
+        if isinstance(ip_read, BaseException):
+            raise ip_read
+        if isinstance(port_read_as, BaseException):
+            raise port_read_as
+        public_ip, ip_status = ip_read
+        port, port_read, port_error, port_statuses = port_read_as
         problem = diagnosis.routes_unauthorized(
             public_ip_status=ip_status, port_statuses=port_statuses if port_needed else None
         )

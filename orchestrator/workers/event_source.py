@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Callable, Collection
+from collections.abc import AsyncIterator, Callable, Collection
 from typing import Any, assert_never
 
 import structlog
@@ -89,6 +89,8 @@ class EventSource:
         self._resync_floor_nano = 0
         self._resync_lock = asyncio.Lock()
         self._resync_wanted = asyncio.Event()
+        self._names_recheck = asyncio.Event()
+        self._backoff = BACKOFF_FIRST_S
         self._inspections = Inspections()
         # the probes' verdicts come from their logs; the daemon's TaskGroup runs `probe_logs.run`
         self.probe_logs = ProbeLogs(docker, self._probe_line)
@@ -108,26 +110,83 @@ class EventSource:
             self._inspections.cancel()
 
     async def _follow(self) -> None:
-        backoff = BACKOFF_FIRST_S
         while True:
             error: str | None = None
             try:
-                async with self._docker.events(since_nano=self.last_time_nano) as stream:
-                    await self.resync()
-                    backoff = BACKOFF_FIRST_S
-                    async for event in stream:
-                        self.apply(event)
-                log.warning("docker_event_stream_ended", reconnect_in_s=backoff)
+                await self._subscribed()
+                log.warning("docker_event_stream_ended", reconnect_in_s=self._backoff)
             except DockerError as exc:
-                log.warning("docker_unreachable", error=str(exc), reconnect_in_s=backoff)
+                log.warning("docker_unreachable", error=str(exc), reconnect_in_s=self._backoff)
                 error = str(exc)
             self._store.telemetry.set_docker(connected=False, error=error)
-            await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
-            backoff = min(backoff * 2, BACKOFF_MAX_S)
+            await asyncio.sleep(self._backoff * random.uniform(0.8, 1.2))
+            self._backoff = min(self._backoff * 2, BACKOFF_MAX_S)
+
+    async def _subscribed(self) -> None:
+        """Two subscriptions, so that Docker drops every other container's events on its side:
+        this pool's managed containers (engines, probes) by label, the followed VPNs by name.
+        The one by name is opened again, and a resync done, when the followed names change.
+        Returns when either stream ends."""
+        since = self.last_time_nano
+        async with self._docker.events(since_nano=since, labels=pool_filters(self._pool())) as managed:
+            managed_task: asyncio.Task[None] | None = None
+            try:
+                while True:
+                    self._names_recheck.clear()
+                    names = self._vpn_names()
+                    async with self._named_events(since, names) as named:
+                        await self.resync()
+                        self._backoff = BACKOFF_FIRST_S
+                        managed_task = managed_task or asyncio.create_task(self._apply_all(managed))
+                        named_task = asyncio.create_task(self._apply_all(named))
+                        try:
+                            if await self._until_ended(names, managed_task, named_task):
+                                return
+                        finally:
+                            named_task.cancel()
+                            await asyncio.wait((named_task,))
+                    since = self.last_time_nano
+            finally:
+                if managed_task is not None:
+                    managed_task.cancel()
+                    await asyncio.wait((managed_task,))
+
+    @contextlib.asynccontextmanager
+    async def _named_events(
+        self, since: int | None, names: tuple[str, ...]
+    ) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+        if not names:  # a subscription without a name would be to every container
+            yield _no_events()
+            return
+        async with self._docker.events(since_nano=since, names=names) as stream:
+            yield stream
+
+    async def _until_ended(self, names: tuple[str, ...], *streams: asyncio.Task[None]) -> bool:
+        """True when a stream ended (raising what broke it), False when the followed names
+        are no longer `names`."""
+        while True:
+            recheck = asyncio.create_task(self._names_recheck.wait())
+            try:
+                await asyncio.wait((*streams, recheck), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                recheck.cancel()
+            self._names_recheck.clear()
+            for stream in streams:
+                if stream.done():
+                    stream.result()
+                    return True
+            if self._vpn_names() != names:
+                return False
+
+    async def _apply_all(self, stream: AsyncIterator[dict[str, Any]]) -> None:
+        async for event in stream:
+            self.apply(event)
 
     def request_resync(self) -> None:
-        """Resync soon (e.g. the VPN list changed), from the periodic resync's own task."""
+        """Resync soon (e.g. the VPN list changed), from the periodic resync's own task; the
+        subscription by name then follows the VPNs named now."""
         self._resync_wanted.set()
+        self._names_recheck.set()
 
     async def run_periodic_resync(self) -> None:
         while True:
@@ -349,3 +408,9 @@ class EventSource:
     def _report_probe(self, probe: ProbeObs, up: bool | None, at: float, error: str | None = None) -> None:
         verdict = ProbeReported(vpn_id=probe.vpn_id, started_at=probe.started_at, up=up, error=error)
         self._store.apply_vpn(probe.vpn, verdict, at)
+
+
+async def _no_events() -> AsyncIterator[dict[str, Any]]:
+    """The stream of a subscription to no container: it never yields and never ends."""
+    await asyncio.Future()
+    yield {}

@@ -15,6 +15,7 @@ shown on /status (`image_pull_failed`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -27,8 +28,6 @@ from orchestrator.state.store import StateStore
 from reconcilers.pool import engine_spec_hash
 
 log = structlog.get_logger()
-
-TICK_S = 1.0
 
 
 class ImagePulling(Protocol):
@@ -43,6 +42,7 @@ class ImagePuller:
         self._config = config
         self._pulled_spec: str | None = None  # the engine spec hash of the last pull
         self._pulled_at = 0.0
+        self._config_changed = asyncio.Event()
 
     def due(self, now: float) -> bool:
         config = self._config()
@@ -53,7 +53,10 @@ class ImagePuller:
         return config.pull == "periodic" and now - self._pulled_at >= config.pull_interval_s
 
     async def run(self) -> None:
+        """Pull whenever due; between pulls sleep until a config change (`config_changed`) or
+        the next periodic pull, not on a tick: an idle daemon is not woken for nothing."""
         while True:
+            self._config_changed.clear()
             config = self._config()
             if config.pull == "missing":
                 self._pulled_spec = None
@@ -61,13 +64,23 @@ class ImagePuller:
                 self._store.set_image_pulling(False)
             elif self.due(time.time()):
                 await self.pull_once(config)
-            await asyncio.sleep(TICK_S)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.until_due(time.time())):
+                    await self._config_changed.wait()
+
+    def until_due(self, now: float) -> float | None:
+        """Seconds to the next time-based pull (None: only a config change makes one due)."""
+        config = self._config()
+        if config.pull != "periodic" or self._pulled_spec is None:
+            return None
+        return max(0.0, self._pulled_at + config.pull_interval_s - now)
 
     def config_changed(self) -> None:
         """Called as a new config goes in force, before the planner sees it: when the change
         calls for a pull, the rollout it starts waits for it."""
         if self.due(time.time()):
             self._store.set_image_pulling(True)
+        self._config_changed.set()
 
     async def pull_once(self, config: Config) -> None:
         image = config.desired.engines.image

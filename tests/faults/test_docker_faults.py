@@ -213,11 +213,21 @@ def test_event_line_over_a_mebibyte_is_skipped_and_events_go_on(
         vpn={"mode": "single", "containers": [vpn], "health_check_interval_s": 0.5},
     )
     daemon.wait_engines(1, timeout=60)
-    # Docker's `create` event carries every label: 1500 labels of 1 kB make a 1.5 MB line
+    # Docker's `create` event carries every label: 1500 labels of 1 kB make a 1.5 MB line. Named
+    # after the VPN: Docker matches the daemon's subscription by name as a prefix, so its events
+    # reach the daemon (another container's would be filtered out on Docker's side).
     label_file = tmp_path / "labels"
     label_file.write_text("".join(f"bulk.{i:04d}={'x' * 1000}\n" for i in range(1500)))
     big = docker(
-        "create", *label_args(), "--label-file", str(label_file), "--entrypoint", "true", ENGINE_IMAGE
+        "create",
+        *label_args(),
+        "--name",
+        f"{vpn}-big",
+        "--label-file",
+        str(label_file),
+        "--entrypoint",
+        "true",
+        ENGINE_IMAGE,
     )
     wait_for("the skipped event logged", lambda: "docker_event_skipped" in daemon.log(), timeout=30)
 

@@ -95,11 +95,26 @@ GOOD_REST = {
 async def test_reads_the_forwarded_port(
     aiohttp_server: MakeServer, routes: dict[str, Route], port: int | None
 ) -> None:
-    base = await serve(aiohttp_server, {**GOOD_REST, **routes})
+    asked: list[str] = []
+
+    def counted(route: Route) -> Route:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            asked.append(request.path)
+            return await route(request)
+
+        return handler
+
+    base = await serve(aiohttp_server, {p: counted(r) for p, r in {**GOOD_REST, **routes}.items()})
     async with aiohttp.ClientSession() as session:
-        reading = await GluetunControl(session, credentials=no_credentials).read(base)
-    assert reading.forwarded_port == port and reading.port_read
-    assert reading.public_ip == "203.0.113.9" and reading.vpn_status == "running"
+        control = GluetunControl(session, credentials=no_credentials)
+        reading = await control.read(base)
+        assert reading.forwarded_port == port and reading.port_read
+        assert reading.public_ip == "203.0.113.9" and reading.vpn_status == "running"
+        asked.clear()
+        again = await control.read(base)
+    assert again == reading
+    # the route that answered is asked first from then on: 3 requests a read, whatever the release
+    assert len(asked) == 3, asked
 
 
 @pytest.mark.parametrize(

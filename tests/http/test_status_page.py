@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 
+from orchestrator.api.page import PAGE_PULSE
 from orchestrator.api.page_auth import COOKIE
 from reconcilers.vpn import HealthReported
 from testkit.addresses import lan_address
@@ -126,3 +127,42 @@ async def test_off_loopback_the_page_needs_the_key_and_never_shows_it(make_api: 
 async def test_on_loopback_the_page_needs_no_key(make_api: MakeApi) -> None:
     api = await _pool(make_api, TWO_VPNS + WITH_KEY)
     assert (await api.client.get("/")).status == 200
+
+
+async def test_open_pages_are_woken_once_per_change_of_what_they_show_not_per_store_change(
+    make_api: MakeApi,
+) -> None:
+    api = await _pool(make_api)
+    pulse = api.client.app[PAGE_PULSE]
+    shown = pulse.key
+    computed: list[object] = []
+    compared = asyncio.Event()
+
+    def counted() -> object:
+        key = shown()
+        computed.append(key)
+        compared.set()
+        return key[:-1]  # without the time grain: the test may straddle one  # type: ignore[index]
+
+    pulse.key = counted
+    streams = [await api.client.get("/events") for _ in range(5)]
+    try:
+        for stream in streams:
+            await read_event(stream, "page")
+        moves = pulse.moves
+        computed.clear()
+        for _ in range(10):  # changes of the store the page does not show
+            compared.clear()
+            api.store.changed()
+            async with asyncio.timeout(5):
+                await compared.wait()
+        # one comparison per change for all 5 pages (the app's own workers change the store
+        # now and then too), not one per page: 50
+        assert 10 <= len(computed) < 20
+        assert pulse.moves == moves  # no open page woken
+        api.store.apply_vpn("g2", HealthReported(container_id=vpn_id("g2"), health="unhealthy"), 1.0)
+        for stream in streams:
+            assert "VPN g2 is unhealthy" in await read_event(stream, "page")
+    finally:
+        for stream in streams:
+            stream.close()

@@ -9,8 +9,11 @@ from collections.abc import Callable
 import pytest
 
 from testkit.harness import (
+    ENGINE_IMAGE,
     Daemon,
+    docker,
     run_gluetun,
+    set_vpn_health,
     stream_ended,
     stream_started,
     wait_for,
@@ -22,6 +25,47 @@ MakeDaemon = Callable[..., Daemon]
 
 def codes(daemon: Daemon) -> set[str]:
     return {p["code"] for p in daemon.status()["problems"]}
+
+
+def docker_events(daemon: Daemon) -> int:
+    """The Docker events the daemon has received (its /metrics counter)."""
+    metric = "acestream_orchestrator_docker_events"
+    line = next(x for x in daemon.text("/metrics").splitlines() if x.startswith(metric))
+    return int(float(line.split()[-1]))
+
+
+def test_only_its_own_containers_events_reach_it_and_a_vpn_a_reload_adds_is_followed(
+    make_daemon: MakeDaemon, vpns: tuple[str, str]
+) -> None:
+    a, b = vpns
+    for name in vpns:
+        run_gluetun(name)
+        wait_vpn_health(name, "healthy")
+    daemon = make_daemon(
+        engines={"min_replicas": 2, "min_free": 0}, vpn={"mode": "single", "containers": [a]}
+    )
+    daemon.wait_engines(2)
+    time.sleep(2)  # the creations' events in
+    before = docker_events(daemon)
+    other = f"unrelated-{a}"
+    try:
+        docker("run", "-d", "--name", other, ENGINE_IMAGE)
+        docker("stop", "-t", "1", other)
+    finally:
+        docker("rm", "-f", other, check=False)
+    time.sleep(2)
+    assert docker_events(daemon) == before, "another container's events reached the daemon"
+
+    daemon.write_config(vpn={"containers": [b]})  # b runs: the edit goes in force at once
+    wait_for(
+        "2 engines on the new VPN",
+        lambda: len(got := daemon.engines()) == 2 and {e["vpn_container"] for e in got} == {b},
+        timeout=60,
+    )
+    set_vpn_health(b, False)
+    wait_for("its engines hidden by its health event", lambda: daemon.engines() == [], timeout=15)
+    set_vpn_health(b, True)
+    daemon.wait_engines(2, timeout=20)
 
 
 def test_a_vpn_name_that_does_not_exist_changes_nothing_until_it_does(

@@ -253,3 +253,34 @@ async def test_a_container_docker_does_not_answer_for_is_kept_and_the_rest_resyn
         docker.failures["inspect"] = lambda ref: DockerUnavailable("inspect: Docker did not answer")
         with pytest.raises(DockerUnavailable):  # nothing answers: Docker is down, not one container
             await w.events.resync()
+
+
+async def test_other_containers_events_are_filtered_out_by_docker() -> None:
+    docker = FakeDocker()
+    docker.run("gluetun")
+    async with world(ONE_VPN, docker) as w:
+        before = w.store.telemetry.events_received
+        docker.run("someone-elses-app")
+        docker.stop("someone-elses-app")
+        docker.run("other-pool-engine", health=None, labels={**ENGINE_LABELS, "orchestrator.pool": "other"})
+        docker.set_health("gluetun", "unhealthy")
+        await w.until("the VPN's event applied", lambda: w.store.vpns["gluetun"].state == "unhealthy")
+        await asyncio.sleep(0.05)  # anything still in flight would land now
+        assert w.store.telemetry.events_received - before == 1
+
+
+async def test_a_vpn_named_by_a_reload_is_followed_by_name() -> None:
+    docker = FakeDocker()
+    docker.run("gluetun")
+    docker.run("wg-second")
+    async with world(ONE_VPN, docker) as w:
+        w.reconfigure(
+            ONE_VPN.replace(
+                "mode: single, containers: [gluetun]", "mode: redundant, containers: [gluetun, wg-second]"
+            )
+        )
+        w.events.request_resync()  # what the daemon does when the list changes
+        await w.until("wg-second resynced", lambda: "wg-second" in w.store.vpns)
+        assert docker.subscriptions[-1] == ((), ("gluetun", "wg-second"))
+        docker.set_health("wg-second", "unhealthy")
+        await w.until("its health event applied", lambda: w.store.vpns["wg-second"].state == "unhealthy")

@@ -3,6 +3,7 @@ table: when a pull happens, what reaches the store, and that a failure is said o
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from orchestrator.config import Config, parse_config
@@ -69,6 +70,7 @@ async def test_periodic_pulls_every_interval_and_a_new_digest_reaches_the_store(
     now = time.time()
     assert not puller.due(now + 30)
     assert puller.due(now + 61)
+    assert 29 < (puller.until_due(now + 30) or 0) <= 30  # run() sleeps that long, then pulls
     registry.tags["reg/engine:1"] = "sha256:b"
     await puller.pull_once(current)
     assert store.desired_image_id("reg/engine:1") == "sha256:b"
@@ -90,3 +92,27 @@ async def test_a_failed_pull_keeps_the_known_image_and_reports_until_a_pull_succ
     registry.tags["reg/engine:1"] = "sha256:a"
     await puller.pull_once(current)
     assert store.observed().image_error is None
+
+
+async def test_between_pulls_it_sleeps_until_a_config_change_calls_for_one() -> None:
+    registry, store = Registry(), StateStore()
+    registry.tags["reg/engine:1"] = "sha256:a"
+    current = [config("missing")]
+    puller = ImagePuller(store, registry, lambda: current[0])
+    assert puller.until_due(time.time()) is None  # nothing time-based: no wake-up but a change
+    running = asyncio.create_task(puller.run())
+    try:
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert registry.pulls == []
+        current[0] = config("always")
+        changed = store.watch()
+        puller.config_changed()  # as the daemon calls it
+        async with asyncio.timeout(5):
+            while store.desired_image_id("reg/engine:1") is None:
+                changed.clear()
+                await changed.wait()
+        assert registry.pulls == ["reg/engine:1"]
+        assert puller.until_due(time.time()) is None  # `always`: the next pull waits for a change
+    finally:
+        running.cancel()
