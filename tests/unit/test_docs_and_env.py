@@ -124,6 +124,8 @@ TOOLING_VARS = frozenset(
         "SOAK_MINUTES",
         "SOAK_VIEWERS",
         "ACEXY_BIN",
+        "TEST_JOBS",
+        "TEST_HOST_PORT_RANGE",
     }
 )
 # other projects' variables that the research notes in docs/engine-images.md and
