@@ -18,14 +18,13 @@ import asyncio
 import os
 import time
 from dataclasses import dataclass, field
-
-import schemathesis
-from schemathesis.config import SchemathesisConfig
-from schemathesis.engine import StopReason, events, from_schema
-from schemathesis.engine.recorder import CheckFailureInfo, ScenarioRecorder
+from typing import TYPE_CHECKING
 
 from orchestrator.api.openapi import PATHS
 from tests.http.conftest import SECRET, TWO_VPNS, WITH_KEY, MakeApi, started_body
+
+if TYPE_CHECKING:  # schemathesis and hypothesis take seconds to import: only the test's run does
+    from schemathesis.engine.recorder import CheckFailureInfo, ScenarioRecorder
 
 FAST_EXAMPLES = 5
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES") or FAST_EXAMPLES)
@@ -73,6 +72,10 @@ def describe(check: str, info: CheckFailureInfo, recorder: ScenarioRecorder, cas
 
 def fuzz(schema_url: str, examples: int) -> FuzzRun:
     """One schemathesis run, as `st run --checks all` would do it; blocking (run it in a thread)."""
+    import schemathesis  # noqa: PLC0415 - seconds of imports, paid only by the run
+    from schemathesis.config import SchemathesisConfig  # noqa: PLC0415
+    from schemathesis.engine import StopReason, events, from_schema  # noqa: PLC0415
+
     config = SchemathesisConfig.from_dict(
         {
             "seed": SEED,
