@@ -375,6 +375,8 @@ group_default() {
   # a restart resets everything
   alive
   docker restart -t 1 "$D" >/dev/null
+  # a restart may give it another address (its old one to a container started meanwhile)
+  cip=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$D")
   wait_ready "$cip" 8000
   check "after restart: status" "$cip" st none 200 text "$ST"
   check "after restart: public IP" "$cip" ip none 200 text "$IPB"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import subprocess
 import time
 import urllib.request
 from collections.abc import Callable
@@ -113,8 +114,23 @@ def test_kill_switch_drops_what_would_leave_outside_the_tunnel(bed: RealVpnBed) 
         assert bed.fetch(ns, timeout=2) is None
         assert dropped() > before, "the kill switch did not drop the packets"
     finally:
-        docker("exec", ns, "ip", "route", "replace", "default", "dev", "tun0")
-    assert wait_for("target through the tunnel again", lambda: bed.fetch(ns), timeout=20)
+        # the route back through the tunnel; Gluetun's small check, failing meanwhile, may have
+        # restarted the tunnel (tun0 gone for a moment, then made again with its route)
+        wait_for(
+            "the default route through tun0 again",
+            lambda: (
+                subprocess.run(
+                    ["docker", "exec", ns, "ip", "route", "replace", "default", "dev", "tun0"],
+                    capture_output=True,
+                    timeout=30,
+                    check=False,
+                ).returncode
+                == 0
+            ),
+            timeout=60,
+            interval=1,
+        )
+    assert wait_for("target through the tunnel again", lambda: bed.fetch(ns), timeout=30)
     docker("rm", "-f", ns)
 
 
