@@ -54,7 +54,8 @@ check: lint format-check types imports docs fast
 # Every Debian package the suites need, in one apt run: `make test` runs the rest side by side
 # (IN_TEST=1), and two apt runs at once fail on apt's lock. Run alone, each target installs what
 # it needs itself. IN_TEST=1 also builds the images one at a time (each build prunes the dangling
-# images it replaced, which may be another build's layers in flight), beside the suites.
+# images it replaced, which may be another build's layers in flight), beside the suites, the
+# daemon's before the real-tunnel lane's (the sidecar suite is the longer of their two).
 packages:
 	bash scripts/install-test-packages.sh
 
@@ -67,12 +68,12 @@ images: docker
 
 # The real-tunnel lane: WireGuard server, target and a Gluetun stand-in with a real tunnel, from
 # Debian packages only (debootstrap, installed when missing; about 4 min cold, then a no-op)
-realvpn-images: docker $(if $(IN_TEST),images)
+realvpn-images: docker $(if $(IN_TEST),images sidecar-image)
 	bash testbed/realvpn/build-images.sh
 
 # The daemon's own image (Dockerfile) FROM a Python base made locally with debootstrap, and
 # docker-compose to validate compose/: what tests/sidecar runs against.
-sidecar-image: docker $(if $(IN_TEST),images realvpn-images)
+sidecar-image: docker $(if $(IN_TEST),images)
 	bash testbed/build-sidecar-image.sh
 
 # The stand-ins' own checks: each behaves as the real image or release it stands for
@@ -110,7 +111,7 @@ alone: install images
 # install, each image build beside the suites that do not need it, the suites beside each other
 # (each owns its containers, networks and ports). Listed longest path first: make starts jobs in
 # this order as their inputs become ready.
-suites: integration realvpn sidecar faults standins check
+suites: integration sidecar realvpn faults standins check
 
 # Everything CI runs, from a fresh machine: the packages, the Docker engine, the images and every
 # suite; each job's output is printed whole when it ends (--output-sync).
