@@ -212,10 +212,13 @@ def run_gluetun(
     api_key: str | None = None,
     publish: str | None = None,
     release: str | None = None,
+    patient: bool = False,
 ) -> str:
     """A Gluetun stand-in; `publish` (`127.0.0.1:19000-19003:19000-19003`) publishes ports of its
     namespace on the host, as a stack does for a proxy dialling `localhost:<host_http_port>`;
-    `release`: the Gluetun release line its control server answers as (STANDIN_RELEASE)."""
+    `release`: the Gluetun release line its control server answers as (STANDIN_RELEASE);
+    `patient`: a health check that a loaded machine's slow exec does not fail (5 s timeout, 3
+    misses, as Gluetun's own is patient) instead of the image's quick one (0.5 s, 1 s, 1 miss)."""
     args = [
         "run",
         "-d",
@@ -233,6 +236,8 @@ def run_gluetun(
         args += ["-p", publish]
     if release:
         args += ["-e", f"STANDIN_RELEASE={release}"]
+    if patient:
+        args += ["--health-interval=1s", "--health-timeout=5s", "--health-retries=3"]
     return docker(*args, GLUETUN_IMAGE)
 
 

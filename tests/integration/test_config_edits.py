@@ -39,7 +39,9 @@ def test_only_its_own_containers_events_reach_it_and_a_vpn_a_reload_adds_is_foll
 ) -> None:
     a, b = vpns
     for name in vpns:
-        run_gluetun(name)
+        # any event of the daemon's own containers in the window below would count: no health
+        # flip of a VPN on a loaded machine
+        run_gluetun(name, patient=True)
         wait_vpn_health(name, "healthy")
     daemon = make_daemon(
         engines={"min_replicas": 2, "min_free": 0}, vpn={"mode": "single", "containers": [a]}
@@ -104,7 +106,7 @@ def test_a_vpn_name_that_does_not_exist_changes_nothing_until_it_does(
     assert "config_held" not in codes(daemon)
 
 
-@pytest.mark.parametrize("grace", [600, 3])
+@pytest.mark.parametrize("grace", [600, 15])
 def test_a_dropped_vpn_drains_its_streaming_engine(
     make_daemon: MakeDaemon, vpns: tuple[str, str], grace: int
 ) -> None:
@@ -131,11 +133,11 @@ def test_a_dropped_vpn_drains_its_streaming_engine(
     assert on_a["container_id"] in daemon.managed(running_only=True), "a stream on it: drained, not removed"
     assert "draining" in codes(daemon)
 
-    if grace > 10:  # the viewer leaves: the engine goes once idle
+    if grace > 60:  # the viewer leaves: the engine goes once idle
         assert stream_ended(daemon, stream["id"])[0] == 200
         reason = "client_disconnected"
     else:  # the viewer stays past the grace: the engine goes anyway, its stream ended with a reason
         reason = "engine_gone"
-    wait_for("the drained engine removed", lambda: on_a["container_id"] not in daemon.managed(), timeout=20)
+    wait_for("the drained engine removed", lambda: on_a["container_id"] not in daemon.managed(), timeout=45)
     (ended,) = daemon.get("/streams?status=ended")[1]
     assert (ended["id"], ended["end_reason"]) == (stream["id"], reason)
