@@ -100,7 +100,9 @@ def summary(values: list[float]) -> dict[str, float]:
 
 
 def machine() -> str:
-    return f"{os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}"
+    """Cores, date and load average: on a shared machine the load says how far to trust a figure."""
+    load = " ".join(f"{value:.2f}" for value in os.getloadavg())
+    return f"{os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}, load average {load}"
 
 
 def write_result(name: str, report: dict[str, Any]) -> None:
