@@ -6,7 +6,8 @@ they are: on a fresh machine add their install and build), runs `make test` ther
 `TEST_JOBS` jobs at a time, and records the wall time, whether it passed, each suite's own
 summary line, and the machine's load. `--jobs 1` runs the same jobs one at a time, for a
 side-by-side figure. Run: `.venv/bin/python bench/make_test.py [--jobs 3]`. Writes
-bench/results/make_test.json (`--out` another name).
+bench/results/make_test.json (`--out` another name); the whole output goes to a log in the
+temporary folder, named in the result.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ def main() -> int:
         )
         wall = time.monotonic() - began
     output = done.stdout + done.stderr
+    log = Path(tempfile.gettempdir()) / f"make-test-{commit}-j{args.jobs}.log"
+    log.write_text(output)
     suites = [f"{m.group(1)} in {m.group(2)} s" for m in map(SUMMARY.match, output.splitlines()) if m]
     write_result(
         args.out,
@@ -58,6 +61,7 @@ def main() -> int:
             "wall_s": round(wall, 1),
             "suites": suites,
             "machine": machine(),
+            "log": str(log),
             "tail": output.splitlines()[-15:] if done.returncode else [],
         },
     )
