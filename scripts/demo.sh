@@ -7,6 +7,10 @@ mode=${1:-none}
 port=${DEMO_PORT:-8000}
 mkdir -p .demo
 label=acestream-orchestrator-demo
+# the stand-in images carry acestream-orchestrator-test=1, which every container made from them
+# inherits and the test suites' clean-up takes for a leftover of theirs; =dev marks the demo's
+# containers as a tool's, never touched by it (testkit/harness.py remove_test_containers)
+tools=acestream-orchestrator-test=dev
 
 gluetuns=()
 case $mode in
@@ -20,7 +24,7 @@ fwd=40001
 for g in "${gluetuns[@]}"; do
   if [ -z "$(docker ps -q --filter "name=^${g}$")" ]; then
     docker rm -f "$g" >/dev/null 2>&1 || true
-    docker run -d --name "$g" --label "$label=1" -e STANDIN_FORWARDED_PORT=$fwd \
+    docker run -d --name "$g" --label "$label=1" --label "$tools" -e STANDIN_FORWARDED_PORT=$fwd \
       acestream-orchestrator-test/gluetun:latest >/dev/null
     echo "demo: started Gluetun stand-in $g (forwarded port $fwd)"
   fi
@@ -37,7 +41,7 @@ engines:
   min_free: 1
   max_replicas: 10
   address: ip             # the daemon runs on the Docker host: reach containers by bridge IP
-  labels: {$label: "1"}
+  labels: {$label: "1", ${tools%%=*}: ${tools#*=}}
 vpn:
   mode: $mode
   containers: [${containers%, }]

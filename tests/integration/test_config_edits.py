@@ -12,6 +12,7 @@ from testkit.harness import (
     ENGINE_IMAGE,
     Daemon,
     docker,
+    label_args,
     run_gluetun,
     set_vpn_health,
     stream_ended,
@@ -51,7 +52,8 @@ def test_only_its_own_containers_events_reach_it_and_a_vpn_a_reload_adds_is_foll
     before = docker_events(daemon)
     other = f"unrelated-{a}"
     try:
-        docker("run", "-d", "--name", other, ENGINE_IMAGE)
+        # this session's clean-up labels only: none the daemon follows (no managed, pool or VPN name)
+        docker("run", "-d", "--name", other, *label_args(), ENGINE_IMAGE)
         docker("stop", "-t", "1", other)
     finally:
         docker("rm", "-f", other, check=False)

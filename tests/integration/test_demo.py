@@ -45,6 +45,11 @@ def test_make_demo_runs_the_daemon_with_stand_ins_and_lists_engines(tmp_path: Pa
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as resp:
             status, page = resp.status, resp.read().decode()
         assert status == 200 and "demo-gluetun-1" in page, "the status page shows the VPN"
+        # made from the stand-in images (labelled acestream-orchestrator-test=1), the demo's
+        # containers say they are a tool's, or a test suite's clean-up would take them for its own
+        made = set(containers(f"label={DEMO_LABEL}"))
+        assert len(made) >= 5, made  # the Gluetun stand-in and the 4 engines
+        assert set(containers(f"label={DEMO_LABEL}", "label=acestream-orchestrator-test=dev")) == made
     finally:
         os.killpg(demo.pid, signal.SIGTERM)
         demo.wait(timeout=30)
