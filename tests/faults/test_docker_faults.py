@@ -27,6 +27,7 @@ from testkit.harness import (
     wait_for,
     wait_vpn_health,
 )
+from testkit.rounds import start_vpns
 
 MakeDaemon = Callable[..., Daemon]
 CREATE = r"/containers/create$"
@@ -97,10 +98,7 @@ def test_hung_inspect_of_one_engine_holds_up_no_other_event(
     make_daemon: MakeDaemon, vpns: tuple[str, str], docker_proxy: DockerProxy
 ) -> None:
     a, b = vpns
-    for port, name in enumerate(vpns, start=40001):
-        run_gluetun(name, forwarded_port=port)
-    for name in vpns:
-        wait_vpn_health(name, "healthy")
+    start_vpns(vpns)  # healthy, forwarding 40001 and 40002
     daemon = make_daemon(
         env=docker_proxy.env,
         engines={"min_replicas": 4, "max_replicas": 6},

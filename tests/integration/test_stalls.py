@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from testkit.harness import REPO, Daemon, http_json, logs, run_gluetun, wait_for, wait_vpn_health
+from testkit.harness import REPO, Daemon, http_json, logs, wait_for
+from testkit.rounds import start_vpns
 
 MakeDaemon = Callable[..., Daemon]
 
@@ -200,10 +201,7 @@ def test_a_stall_on_one_vpn_and_not_the_other_is_reported(
     make_daemon: MakeDaemon, vpns: tuple[str, str], restart_tunnel: bool
 ) -> None:
     a, b = vpns
-    for port, name in enumerate(vpns, start=40001):
-        run_gluetun(name, forwarded_port=port)
-    for name in vpns:
-        wait_vpn_health(name, "healthy")
+    start_vpns(vpns)  # healthy, forwarding 40001 and 40002
     daemon = make_daemon(
         engines=FAST | {"min_replicas": 2, "stall_grace_s": 600},
         vpn={
