@@ -26,6 +26,12 @@ from testkit.harness import (
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user and system) a process has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def bench_daemon(
     prefix: str, engines: dict[str, Any], vpn: dict[str, Any] | None = None, log_level: str = "INFO"
 ) -> Daemon:

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aiohttp import web
 
-from bench.common import bench_daemon, machine, stop_daemon, summary, write_result
+from bench.common import bench_daemon, cpu_seconds, machine, stop_daemon, summary, write_result
 from testkit.harness import (
     Daemon,
     free_port,
@@ -37,7 +37,10 @@ from testkit.harness import (
 UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
-def wrk(url: str, seconds: int, connections: int) -> dict[str, Any]:
+def wrk(url: str, seconds: int, connections: int, server_pid: int | None = None) -> dict[str, Any]:
+    """One wrk run; with `server_pid`, also the server's CPU time per request (user and system,
+    from /proc): steadier than requests a second when other processes share the cores."""
+    cpu_before = cpu_seconds(server_pid) if server_pid else 0.0
     out = subprocess.run(
         ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", url],
         capture_output=True,
@@ -50,8 +53,15 @@ def wrk(url: str, seconds: int, connections: int) -> dict[str, Any]:
         value, unit = re.search(rf"\s{pct}%\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
         latency[f"p{pct}_ms"] = round(float(value) * UNIT_MS[unit], 3)
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    served = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    cpu = (
+        {"cpu_us_per_request": round((cpu_seconds(server_pid) - cpu_before) / served * 1e6, 1)}
+        if server_pid
+        else {}
+    )
     return {
         "requests_per_s": rps,
+        **cpu,
         **latency,
         "non_2xx": int(errors.group(1)) if errors else 0,
         "connections": connections,
@@ -101,6 +111,11 @@ def rounds_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "requests_per_s": round(statistics.median(r["requests_per_s"] for r in runs), 1),
         "p99_ms": round(statistics.median(r["p99_ms"] for r in runs), 3),
         "non_2xx": sum(r["non_2xx"] for r in runs),
+        **(
+            {"cpu_us_per_request": round(statistics.median(r["cpu_us_per_request"] for r in runs), 1)}
+            if all("cpu_us_per_request" in r for r in runs)
+            else {}
+        ),
         "rounds": runs,
     }
 
@@ -113,8 +128,9 @@ def engines_vs_bare(daemon: Daemon, rounds: int, seconds: int, connections: int)
     runs: dict[str, list[dict[str, Any]]] = {"daemon": [], "bare": []}
     try:
         for _ in range(rounds):
-            runs["daemon"].append(wrk(daemon.url + "/engines", seconds, connections))
-            runs["bare"].append(wrk(bare_url, seconds, connections))
+            assert daemon.process is not None
+            runs["daemon"].append(wrk(daemon.url + "/engines", seconds, connections, daemon.process.pid))
+            runs["bare"].append(wrk(bare_url, seconds, connections, bare_process.pid))
     finally:
         bare_process.terminate()
         bare_process.join(10)
@@ -125,6 +141,10 @@ def engines_vs_bare(daemon: Daemon, rounds: int, seconds: int, connections: int)
         **result,
         "ratio_daemon_to_bare": round(
             result["daemon"]["requests_per_s"] / result["bare"]["requests_per_s"], 3
+        ),
+        # the same comparison by the server's CPU per request (bare / daemon: 1.0 is as cheap)
+        "cpu_ratio_bare_to_daemon": round(
+            result["bare"]["cpu_us_per_request"] / result["daemon"]["cpu_us_per_request"], 3
         ),
     }
 

@@ -7,7 +7,8 @@ temporary folder with this venv) and the working tree. After the pool is ready a
 pause, the daemon's process is read from /proc over `--seconds`: its context switches summed
 over its threads (voluntary ones are the wake-ups: each is a thread going back to sleep) and its
 CPU time. The tunnel probe is off (its own cost is bench/probe_cost.py's). Run:
-`.venv/bin/python bench/idle.py --seconds 60 --sizes 10 50`. Writes bench/results/idle.json.
+`.venv/bin/python bench/idle.py --seconds 60 --sizes 10 50` (add `--settle 15` to see the first
+minutes, while the engines are new). Writes bench/results/idle.json.
 """
 
 from __future__ import annotations
@@ -25,10 +26,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import bench_daemon, machine, write_result
+from bench.common import bench_daemon, cpu_seconds, machine, write_result
 from testkit.harness import REPO, Daemon, docker, remove_test_containers, run_gluetun, wait_for
-
-TICK = os.sysconf("SC_CLK_TCK")
 
 
 def switches(pid: int) -> tuple[int, int]:
@@ -52,11 +51,6 @@ def docker_events(daemon: Daemon) -> int:
         text = resp.read().decode()
     line = next(x for x in text.splitlines() if x.startswith("acestream_orchestrator_docker_events"))
     return int(float(line.split()[-1]))
-
-
-def cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def source_of(commit: str) -> Path:
@@ -93,7 +87,9 @@ def start_from(daemon: Daemon, source: Path | None) -> None:
     wait_for("daemon /health", healthy, timeout=30)
 
 
-def measure(engines: int, vpns: list[str], source: Path | None, seconds: float) -> dict[str, Any]:
+def measure(
+    engines: int, vpns: list[str], source: Path | None, seconds: float, settle: float
+) -> dict[str, Any]:
     daemon = bench_daemon(
         "idle",
         {"min_replicas": engines, "min_free": 0, "max_replicas": engines},
@@ -102,13 +98,13 @@ def measure(engines: int, vpns: list[str], source: Path | None, seconds: float) 
     try:
         start_from(daemon, source)
         daemon.wait_engines(engines, timeout=180)
-        time.sleep(15)  # the creations' aftermath settled
+        time.sleep(settle)  # the creations' aftermath settled, the engines no longer new
         assert daemon.process is not None
         pid = daemon.process.pid
         e0 = docker_events(daemon)
-        (v0, n0), c0 = switches(pid), cpu_s(pid)
+        (v0, n0), c0 = switches(pid), cpu_seconds(pid)
         time.sleep(seconds)
-        (v1, n1), c1 = switches(pid), cpu_s(pid)
+        (v1, n1), c1 = switches(pid), cpu_seconds(pid)
         events = docker_events(daemon) - e0
         return {
             "wakeups_per_s": round((v1 - v0) / seconds, 2),
@@ -130,6 +126,13 @@ def measure(engines: int, vpns: list[str], source: Path | None, seconds: float) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=200,
+        help="seconds between the pool ready and the window: a resync inspects every engine up "
+        "for less than 3 minutes (reconcilers/listing.py), so a shorter pause measures that",
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 50])
     parser.add_argument("--before", default="0dfd87a")
     args = parser.parse_args()
@@ -141,8 +144,8 @@ def main() -> None:
             run_gluetun(name)
         for size in args.sizes:
             report[f"{size}_engines_2_vpns"] = {
-                "before": measure(size, vpns, old, args.seconds),
-                "now": measure(size, vpns, None, args.seconds),
+                "before": measure(size, vpns, old, args.seconds, args.settle),
+                "now": measure(size, vpns, None, args.seconds, args.settle),
             }
             print(size, report[f"{size}_engines_2_vpns"], flush=True)
     finally:
@@ -151,11 +154,12 @@ def main() -> None:
         "idle",
         {
             "what": "the idle daemon's process: voluntary context switches a second (wake-ups) and "
-            "CPU, engines behind 2 Gluetun stand-ins, tunnel probe off; before = the code of "
+            "CPU, engines behind 2 Gluetun stand-ins, tunnel probe off, measured from "
+            f"{args.settle:g} s after the pool was ready; before = the code of "
             f"{args.before}, now = this tree, in the same run",
             "command": f".venv/bin/python bench/idle.py --seconds {args.seconds:g} --sizes "
             + " ".join(map(str, args.sizes))
-            + f" --before {args.before}",
+            + f" --before {args.before} --settle {args.settle:g}",
             "machine": machine(),
             **report,
         },

@@ -9,23 +9,17 @@ bench/results/pool_timings.json.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import bench_daemon, machine, stop_daemon, summary, write_result
+from bench.common import bench_daemon, cpu_seconds, machine, stop_daemon, summary, write_result
 from testkit.harness import (
     Daemon,
     remove_test_containers,
 )
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def new_daemon(min_replicas: int) -> Daemon:

@@ -53,7 +53,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import machine, summary, write_result
+from bench.common import cpu_seconds, machine, summary, write_result
 from orchestrator.docker.containers import parse_docker_time
 from reconcilers.model import TunnelProbe
 from testkit.harness import Daemon, docker, engine_info, inspect, started_at, wait_for
@@ -71,11 +71,6 @@ from testkit.realvpn.daemon import BED_LABEL, bed_daemon, probe_up, probes, stop
 RESULT = "real_tunnel"
 
 PROBE = TunnelProbe(host="", port=0)  # the config's defaults
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def container_cpu_seconds(container_id: str) -> float | None:

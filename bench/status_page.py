@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import time
 import uuid
@@ -29,7 +28,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import EventWatch, bench_daemon, machine, stop_daemon, summary, write_result
+from bench.common import EventWatch, bench_daemon, cpu_seconds, machine, stop_daemon, summary, write_result
 from bench.idle import switches
 from testkit.cdp import Tab, browser
 from testkit.harness import Daemon, docker, run_gluetun, set_vpn_health, wait_vpn_health
@@ -42,11 +41,6 @@ OBSERVE = (
     ".observe(document.getElementById('live'), {childList: true, subtree: true});"
     " window.lastServed = document.getElementById('served-count').textContent"
 )
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def idle_cpu(daemon: Daemon, seconds: float) -> tuple[float, float]:

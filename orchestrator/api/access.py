@@ -10,6 +10,7 @@ narrows the view. The key is read per request, like the write check (`auth`).
 
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
 
@@ -20,6 +21,7 @@ from orchestrator.config import ApiConfig
 from orchestrator.config.checks import is_loopback_host
 
 
+@functools.lru_cache(maxsize=1024)  # asked on every read; a host has few peers (parsing is ~8 % of a GET)
 def remote_is_loopback(remote: str | None) -> bool:
     """The peer address is this machine's loopback (127.0.0.0/8, ::1, or ::ffff:127.x.y.z)."""
     if not remote:
