@@ -21,8 +21,23 @@ from typing import Any
 from orchestrator.docker.api import LogLine
 from orchestrator.docker.containers import ContainerInfo
 from orchestrator.errors import DockerError, DockerUnavailable
+from reconcilers.listing import Listed
 
 _ids = itertools.count(1)
+
+
+def human_duration(seconds: float) -> str:
+    """Docker's rounded uptime text (go-units' HumanDuration), up to days."""
+    if seconds < 1:
+        return "Less than a second"
+    if seconds < 60:
+        return f"{int(seconds)} seconds"
+    if seconds < 120:
+        return "About a minute"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} minutes"
+    hours = int(seconds // 3600)
+    return "About an hour" if hours == 1 else f"{hours} hours" if hours < 48 else f"{hours // 24} days"
 
 
 def _new_id(name: str) -> str:
@@ -43,6 +58,17 @@ class FakeContainer:
     network_mode: str = ""
     body: Mapping[str, Any] = field(default_factory=dict)
     log: list[LogLine] = field(default_factory=list)  # this run's standard output
+
+    def listed(self, now: float) -> Listed:
+        """As Docker's listing shows it: the uptime as rounded text, the health in brackets."""
+        if self.status == "running" and self.started_at is not None:
+            status = f"Up {human_duration(now - self.started_at)}" + (
+                f" ({self.health})" if self.health else ""
+            )
+        else:
+            status = self.status.capitalize()
+        digest = repr((sorted(self.labels.items()), self.ip, self.network_mode, self.created_at))
+        return Listed(id=self.id, state=self.status, status=status, digest=digest)
 
     def info(self) -> ContainerInfo:
         running = self.status == "running"
@@ -205,10 +231,13 @@ class FakeDocker:
             await late.wait()
         return answer
 
-    async def list_ids(self, labels: list[str]) -> list[str]:
+    async def list_containers(self, labels: list[str]) -> list[Listed]:
         await self._enter("list", ",".join(labels))
         wanted = [tuple(label.split("=", 1)) for label in labels]
-        return [c.id for c in self.containers.values() if all(c.labels.get(k) == v for k, v in wanted)]
+        now = time.time()
+        return [
+            c.listed(now) for c in self.containers.values() if all(c.labels.get(k) == v for k, v in wanted)
+        ]
 
     async def create_and_start(self, name: str, body: Mapping[str, Any]) -> ContainerInfo:
         await self._enter("create", name)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from orchestrator.docker.containers import ContainerInfo
+from reconcilers.listing import Listed
 
 # Docker's container events the daemon subscribes to.
 EVENT_ACTIONS = (
@@ -42,8 +43,8 @@ class DockerApi(Protocol):
     async def inspect(self, ref: str) -> ContainerInfo | None:
         """The container by ID or name, or None when it does not exist."""
 
-    async def list_ids(self, labels: list[str]) -> list[str]:
-        """IDs of every container, running or not, carrying all `labels` (`key=value`)."""
+    async def list_containers(self, labels: list[str]) -> list[Listed]:
+        """Every container, running or not, carrying all `labels` (`key=value`), as listed."""
 
     async def create_and_start(self, name: str, body: Mapping[str, Any]) -> ContainerInfo:
         """Create and start a container (pulling a missing image once); one that cannot start

@@ -1,17 +1,20 @@
 """Docker's JSON, converted once at the edge into the values the rest of the daemon uses.
 
-`container_info` reads a `docker inspect` document into a `ContainerInfo`; `vpn_container` and
+`container_info` reads a `docker inspect` document into a `ContainerInfo`, `listed_container` an
+entry of the container listing into a `Listed`; `vpn_container` and
 `engine_sighting` (in `docker.engines`) turn that into the domain values the state store takes.
 Nothing here does I/O, so it is tested without Docker.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from reconcilers.listing import Listed
 from reconcilers.vpn import VpnContainer
 
 
@@ -77,6 +80,18 @@ def container_info(raw: Mapping[str, Any]) -> ContainerInfo:
         ran_s=_ran_for(state),
         finished_at=parse_docker_time(state.get("FinishedAt")),
         health_output=str(last_check.get("Output") or "").strip()[-300:],
+    )
+
+
+def listed_container(raw: Mapping[str, Any]) -> Listed:
+    """Convert an entry of Docker's container listing: its state, its status text, and the rest
+    of the entry as one string that changes when any of it does."""
+    rest = {key: value for key, value in raw.items() if key not in ("State", "Status")}
+    return Listed(
+        id=str(raw["Id"]),
+        state=str(raw.get("State", "")),
+        status=str(raw.get("Status", "")),
+        digest=json.dumps(rest, sort_keys=True, default=str),
     )
 
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import aiodocker
@@ -22,7 +24,7 @@ import structlog
 from aiodocker.exceptions import DockerError as AioDockerError
 
 from orchestrator.docker.api import EVENT_ACTIONS, LogLine
-from orchestrator.docker.containers import ContainerInfo, container_info, parse_docker_time
+from orchestrator.docker.containers import ContainerInfo, container_info, listed_container, parse_docker_time
 from orchestrator.errors import (
     DockerConflict,
     DockerError,
@@ -31,6 +33,7 @@ from orchestrator.errors import (
     PortInUse,
 )
 from reconcilers.events import SKIPPED_ACTION
+from reconcilers.listing import Listed
 
 log = structlog.get_logger()
 
@@ -44,6 +47,17 @@ PULL_TIMEOUT_S = 600.0
 RESTART_SLACK_S = 30.0  # beyond the stop timeout a restart is given
 MAX_EVENT_LINE = 1024 * 1024  # a longer event line (huge labels) is skipped, not fatal
 MAX_LOG_LINE = 64 * 1024  # a probe writes short lines; anything longer is cut
+KEEPALIVE_S = 90.0  # an idle connection to a local socket is kept past the longest resync interval
+SOCKET_PATHS = ("/run/docker.sock", "/var/run/docker.sock")
+
+
+def local_socket(url: str | None, docker_host: str | None) -> str | None:
+    """The path of the local Docker socket the daemon talks to (`url`, else DOCKER_HOST, else the
+    usual paths), or None when it talks to Docker another way (TCP, SSH: aiodocker's defaults)."""
+    host = url or docker_host
+    if host is None:
+        return next((path for path in SOCKET_PATHS if Path(path).is_socket()), None)
+    return host.removeprefix("unix://") if host.startswith("unix://") else None
 
 
 def _wrap(exc: Exception, doing: str) -> DockerError:
@@ -78,10 +92,20 @@ class DockerGateway:
     """`DockerApi` against the Docker engine at `url` (default: DOCKER_HOST or the local socket)."""
 
     def __init__(self, url: str | None = None) -> None:
-        self._docker = aiodocker.Docker(url=url)
+        socket_path = local_socket(url, os.environ.get("DOCKER_HOST"))
+        self._connector: aiohttp.UnixConnector | None = None
+        if socket_path is None:
+            self._docker = aiodocker.Docker(url=url)
+        else:
+            # aiohttp closes an idle connection after 15 s, and a resync comes every 45 +/- 15 s:
+            # each would connect again, and wake the daemon for it
+            self._connector = aiohttp.UnixConnector(socket_path, keepalive_timeout=KEEPALIVE_S)
+            self._docker = aiodocker.Docker(url="unix://localhost", connector=self._connector)
 
     async def close(self) -> None:
         await self._docker.close()
+        if self._connector is not None:
+            await self._connector.close()
 
     async def inspect(self, ref: str) -> ContainerInfo | None:
         """The container by ID or name, or None when it does not exist."""
@@ -96,14 +120,16 @@ class DockerGateway:
             raise _wrap(exc, f"inspect {ref}") from exc
         return container_info(raw)
 
-    async def list_ids(self, labels: list[str]) -> list[str]:
-        """IDs of every container, running or not, carrying all `labels` (`key=value`)."""
+    async def list_containers(self, labels: list[str]) -> list[Listed]:
+        """Every container, running or not, carrying all `labels` (`key=value`), as listed."""
         try:
             async with _bounded(READ_TIMEOUT_S, "list containers"):
-                found = await self._docker.containers.list(all=True, filters=json.dumps({"label": labels}))
+                found = await self._docker._query_json(
+                    "containers/json", params={"all": "1", "filters": json.dumps({"label": labels})}
+                )
         except _CONNECTION_ERRORS as exc:
             raise _wrap(exc, "list containers") from exc
-        return [c.id for c in found]
+        return [listed_container(entry) for entry in found]
 
     async def create_and_start(self, name: str, body: Mapping[str, Any]) -> ContainerInfo:
         """Create and start a container; a container that cannot start is removed, not leaked."""

@@ -46,6 +46,7 @@ from reconcilers.events import (
     is_engine,
     is_probe,
 )
+from reconcilers.listing import Inspected, Listed, health_text, must_inspect
 from reconcilers.model import ProbeObs
 from reconcilers.vpn import ContainerSeen, ProbeReported
 
@@ -55,6 +56,7 @@ RESYNC_INTERVAL_S = 45.0
 RESYNC_JITTER_S = 15.0
 RESYNC_DEADLINE_S = 60.0
 RESYNC_CONCURRENCY = 16  # inspects in flight at once (a host with hundreds of engines)
+FULL_SWEEP_EVERY = 8  # every 8th timed resync inspects every container (about every 6 minutes)
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 10.0
 
@@ -92,6 +94,8 @@ class EventSource:
         self._names_recheck = asyncio.Event()
         self._backoff = BACKOFF_FIRST_S
         self._inspections = Inspections()
+        # each container's last inspect by a resync, with its listing entry then (`_hold`)
+        self._held: dict[str, tuple[Inspected, ContainerInfo]] = {}
         # the probes' verdicts come from their logs; the daemon's TaskGroup runs `probe_logs.run`
         self.probe_logs = ProbeLogs(docker, self._probe_line)
 
@@ -189,39 +193,51 @@ class EventSource:
         self._names_recheck.set()
 
     async def run_periodic_resync(self) -> None:
+        """A resync every 45 +/- 15 s, or soon when asked (`request_resync`: full). Of the timed
+        ones, every `FULL_SWEEP_EVERY`th inspects every container; the others only those the
+        listing does not vouch for."""
+        timed = 0
         while True:
             interval = RESYNC_INTERVAL_S + random.uniform(-RESYNC_JITTER_S, RESYNC_JITTER_S)
+            wanted = False
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(interval):
                     await self._resync_wanted.wait()
+                    wanted = True
             self._resync_wanted.clear()
             if not self._store.telemetry.docker_connected:
                 continue
-            await self.resync_quietly()
+            timed = 0 if wanted else timed + 1
+            await self.resync_quietly(full=wanted or timed % FULL_SWEEP_EVERY == 0)
 
-    async def resync_quietly(self) -> None:
+    async def resync_quietly(self, full: bool = True) -> None:
         """A resync whose failure is only logged (the next one, or a reconnect, tries again)."""
         try:
-            await self.resync()
+            await self.resync(full)
         except DockerError as exc:
             log.warning("resync_failed", error=str(exc))
             self._store.telemetry.note_docker_error(str(exc))
 
-    async def resync(self) -> None:
+    async def resync(self, full: bool = True) -> None:
         """List every engine and look up every VPN: the result replaces what the store knew.
+        `full`: inspect every listed container; otherwise only those whose listing entry does
+        not vouch for the inspect held from an earlier resync (`reconcilers.listing`).
         Bounded by `RESYNC_DEADLINE_S` (a DockerUnavailable past it), whatever Docker does."""
         async with self._resync_lock:
             try:
                 async with asyncio.timeout(self._resync_deadline_s):
-                    await self._resync()
+                    await self._resync(full)
             except TimeoutError as exc:
                 raise DockerUnavailable(f"a resync took longer than {self._resync_deadline_s:g}s") from exc
 
-    async def _resync(self) -> None:
+    async def _resync(self, full: bool) -> None:
         self._resync_floor_nano = time.time_ns()
         snapshot = self._store.generation
         pool = self._pool()
-        ids = await self._docker.list_ids(pool_filters(pool))
+        entries = await self._docker.list_containers(pool_filters(pool))
+        now = time.time()
+        ids = [e.id for e in entries if full or must_inspect(e, self._held_inspect(e.id), now)]
+        reused = {e.id: self._held[e.id][1] for e in entries if e.id not in ids}  # before any await
         gate = asyncio.Semaphore(RESYNC_CONCURRENCY)
         unanswered: dict[str, DockerUnavailable] = {}
 
@@ -233,10 +249,16 @@ class EventSource:
                     unanswered[ref] = exc
                     return UNANSWERED
 
-        found = await asyncio.gather(*(inspect(i) for i in ids))
+        answers = dict(zip(ids, await asyncio.gather(*(inspect(i) for i in ids)), strict=True))
+        found = [
+            self._hold(entry, answers[entry.id]) if entry.id in answers else reused[entry.id]
+            for entry in entries
+        ]
+        for gone in set(self._held) - {e.id for e in entries}:
+            del self._held[gone]
         names = self._vpn_names()
         vpns = dict(zip(names, await asyncio.gather(*(inspect(n) for n in names)), strict=True))
-        if unanswered and len(unanswered) == len(ids) + len(names):
+        if ids and unanswered and len(unanswered) == len(ids) + len(names):
             raise next(iter(unanswered.values()))  # Docker answers nothing: not one stuck container
         for ref, exc in unanswered.items():
             # one stuck container (a hung containerd shim) must not stop the resync of the rest
@@ -269,13 +291,35 @@ class EventSource:
         self._follow_probes(list(probe_infos.values()), keep=unanswered)
         self._store.telemetry.note_resync()
         self._store.telemetry.set_docker(connected=True)
-        log.debug("resync_done", engines=len(infos), vpns=len(vpns))
+        log.debug("resync_done", engines=len(infos), vpns=len(vpns), inspected=len(ids), listed=len(entries))
+
+    def _held_inspect(self, container_id: str) -> Inspected | None:
+        held = self._held.get(container_id)
+        return held[0] if held is not None else None
+
+    def _hold(
+        self, entry: Listed, answer: ContainerInfo | Unanswered | None
+    ) -> ContainerInfo | Unanswered | None:
+        """Keep an inspect with the listing entry it answered, for the next resyncs to reuse
+        while the listing vouches for it (`must_inspect`)."""
+        if isinstance(answer, ContainerInfo):
+            known = Inspected(
+                state=answer.status,
+                health_text=health_text(entry.status),
+                digest=entry.digest,
+                started_at=answer.started_at,
+            )
+            self._held[entry.id] = (known, answer)
+        else:
+            self._held.pop(entry.id, None)
+        return answer
 
     def apply(self, event: dict[str, Any]) -> None:
         """Apply what the event itself says at once; the follow-up inspect runs on its own
         (`Inspections`), so a hung inspect never holds up the next event."""
         self._store.telemetry.note_event()
         self.last_time_nano = max(self.last_time_nano or 0, event_time_nano(event))
+        self._held.pop(str((event.get("Actor") or {}).get("ID") or event.get("id") or ""), None)
         store = self._store
         known = Known(followed=self._vpn_names(), vpns=store.vpns, engines=store.engines, probes=store.probes)
         signal = classify(event, known, self._pool(), self._resync_floor_nano)

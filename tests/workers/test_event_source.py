@@ -5,14 +5,16 @@ engine set that must result."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import pytest
 
 from orchestrator.errors import DockerUnavailable
 from reconcilers.model import VpnState
-from testkit.fake_docker import FakeDocker
+from testkit.fake_docker import FakeContainer, FakeDocker
 from tests.workers.conftest import ONE_VPN, POOL, World, world
 
 ENGINE_LABELS = {
@@ -284,3 +286,67 @@ async def test_a_vpn_named_by_a_reload_is_followed_by_name() -> None:
         assert docker.subscriptions[-1] == ((), ("gluetun", "wg-second"))
         docker.set_health("wg-second", "unhealthy")
         await w.until("its health event applied", lambda: w.store.vpns["wg-second"].state == "unhealthy")
+
+
+def age(container: object, seconds: float) -> None:
+    """Make a fake container look started `seconds` ago (its listing's uptime text with it)."""
+    container.started_at = time.time() - seconds  # type: ignore[attr-defined]
+
+
+@asynccontextmanager
+async def held_engines(count: int) -> AsyncIterator[tuple[World, list[FakeContainer]]]:
+    """`count` engines up for 3 hours, after a full resync: their inspects are held."""
+    docker = FakeDocker()
+    docker.run("gluetun")
+    engines = [
+        docker.run(
+            f"acestream-engine-{i}", health=None, labels={**ENGINE_LABELS, "orchestrator.slot": f"{i}"}
+        )
+        for i in range(count)
+    ]
+    async with world(ONE_VPN, docker) as w:
+        for engine in engines:
+            age(engine, 3 * 3600)
+        await w.events.resync()
+        yield w, engines
+
+
+async def test_a_timed_resync_reuses_the_inspects_the_listing_vouches_for() -> None:
+    async with held_engines(3) as (w, engines):
+        before = w.docker.calls.get("inspect", 0)
+        await w.events.resync(full=False)
+        # only the followed VPN, which is looked up by name at every resync
+        assert w.docker.calls.get("inspect", 0) - before == 1
+        assert {e.id for e in engines} <= set(w.store.engines)
+
+
+async def test_a_timed_resync_sees_a_restart_whose_events_were_missed() -> None:
+    async with held_engines(1) as (w, [engine]):
+        assert w.store.engines[engine.id].started_at == engine.started_at
+        age(engine, 20)  # restarted 20 s ago; no event reached the daemon
+        await w.events.resync(full=False)
+        assert w.store.engines[engine.id].started_at == engine.started_at
+        age(engine, 50 * 60)  # and a run that began 50 minutes ago, its events missed too
+        await w.events.resync(full=False)
+        assert w.store.engines[engine.id].started_at == engine.started_at
+
+
+async def test_a_timed_resync_sees_what_the_listing_shows_changed() -> None:
+    async with held_engines(2) as (w, [engine, gone]):
+        engine.ip = "172.18.0.99"  # a new address (its network reconnected), unheard
+        w.docker.containers.pop(gone.id)  # removed, unheard
+        await w.events.resync(full=False)
+        assert w.store.facts[engine.id].ip == "172.18.0.99"
+        assert gone.id not in w.store.engines
+        engine.status = "exited"  # died, unheard
+        await w.events.resync(full=False)
+        assert w.store.engines[engine.id].status == "exited"
+
+
+async def test_an_event_makes_the_next_timed_resync_inspect_its_container() -> None:
+    async with held_engines(1) as (w, [engine]):
+        w.docker.emit(engine, "update")  # anything heard of it: what is held of it is dropped
+        await asyncio.sleep(0.05)
+        before = w.docker.calls.get("inspect", 0)
+        await w.events.resync(full=False)
+        assert w.docker.calls.get("inspect", 0) - before == 2  # the engine and the VPN
