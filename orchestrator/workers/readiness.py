@@ -3,10 +3,10 @@
 For every running engine that has not answered since it (re)started, one probe task asks
 `GET /webui/api/service?method=get_version` until it gets JSON with `result`, then marks the
 engine ready for that start. A probe stops by itself when the engine stops, restarts or goes.
-Ready engines are asked again every `engines.health_check_interval_s`; one that misses three
-checks in a row (hung, or its network gone without any Docker event) is marked unready, which
-hides it until the readiness probe sees it answer again. Each round also checks the active
-streams (`stream_checks`).
+Ready engines are asked again every `engines.health_check_interval_s`, all in one round
+(`version_round`); one that misses three checks in a row (hung, or its network gone without any
+Docker event) is marked unready, which hides it until the readiness probe sees it answer again.
+Each round also checks the active streams (`stream_checks`).
 """
 
 from __future__ import annotations
@@ -22,13 +22,14 @@ from orchestrator.config import Config
 from orchestrator.state.endpoints import engine_endpoint
 from orchestrator.state.store import StateStore
 from orchestrator.workers.stream_checks import StreamChecker
+from orchestrator.workers.version_round import READY_PATH, is_ip_address, versions_answered
 
 log = structlog.get_logger()
 
-READY_PATH = "/webui/api/service?method=get_version"
 FIRST_INTERVAL_S = 0.1
 MAX_INTERVAL_S = 3.0
-REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=2.0)
+REQUEST_TIMEOUT_S = 2.0
+REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
 LIVENESS_FAILURES = 3
 
 
@@ -71,9 +72,7 @@ class ReadinessProber:
             await asyncio.sleep(self._config().engine_check_interval_s)
             address = self._config().address
             engines = [e for e in self._store.engines.values() if e.ready]
-            answers = await asyncio.gather(
-                *(answers_version(self._session, *engine_endpoint(self._store, e, address)) for e in engines)
-            )
+            answers = await self._answers([engine_endpoint(self._store, e, address) for e in engines])
             for engine, ok in zip(engines, answers, strict=True):
                 misses = 0 if ok else self._misses.get(engine.container_id, 0) + 1
                 self._misses[engine.container_id] = misses
@@ -92,6 +91,18 @@ class ReadinessProber:
                 config.desired.engines.stall_after_s,
                 config.desired.engines.stall_grace_s,
             )
+
+    async def _answers(self, endpoints: list[tuple[str, int]]) -> list[bool]:
+        """Whether each engine answered: those at an IP address in one round of sockets (few
+        wake-ups, `version_round`), those at a host name through the client session."""
+        dialled = [i for i, (host, _) in enumerate(endpoints) if is_ip_address(host)]
+        named = [i for i, (host, _) in enumerate(endpoints) if not is_ip_address(host)]
+        by_ip, by_name = await asyncio.gather(
+            versions_answered([endpoints[i] for i in dialled], REQUEST_TIMEOUT_S),
+            asyncio.gather(*(answers_version(self._session, *endpoints[i]) for i in named)),
+        )
+        answers = dict(zip(dialled, by_ip, strict=True)) | dict(zip(named, by_name, strict=True))
+        return [answers[i] for i in range(len(endpoints))]
 
     def _same_run(self, container_id: str, started_at: float | None) -> bool:
         engine = self._store.engines.get(container_id)
