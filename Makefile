@@ -2,7 +2,8 @@
 #
 #   make check   everything that needs no Docker: lint, format, types, import contracts, the docs
 #                site's strict build, and the unit, HTTP and in-memory worker tests (seconds)
-#   make test    check, then the Docker suites: the stand-ins' own checks, integration, the fault
+#   make test    check and the API's fuzzing (make fuzz), then the Docker suites: the stand-ins'
+#                own checks, integration, the fault
 #                suite's fast subset, the real Gluetun lane, the daemon's image and compose
 #   make soak    the long fault runs (about 30 minutes): kill rounds, churn, fuzzing
 PYTHON ?= python3
@@ -13,7 +14,7 @@ SOURCES := orchestrator reconcilers tests testkit docker bench
 PYTEST := $(BIN)/pytest -q
 
 .PHONY: install packages browser docker images realvpn-images sidecar-image lint format format-check types imports \
-	docs fast check standins integration faults realvpn sidecar alone suites test soak run demo bench \
+	docs fast fuzz check standins integration faults realvpn sidecar alone suites test soak run demo bench \
 	bench-realvpn clean
 
 install: $(STAMP)
@@ -46,9 +47,15 @@ docs: install
 	$(BIN)/mkdocs build --strict --site-dir site
 
 fast: install
-	$(PYTEST) -n auto tests/unit tests/http tests/workers
+	$(PYTEST) -n auto -m 'not fuzz' tests/unit tests/http tests/workers
 
-check: lint format-check types imports docs fast
+# schemathesis against the API, 5 examples a route (`make soak`: 200)
+fuzz: install
+	$(PYTEST) -m fuzz tests/http
+
+# its parts side by side (on a clean clone mypy and the docs build take seconds of their own)
+check: install
+	$(MAKE) -j4 --output-sync=target lint format-check types imports docs fast
 
 # -- the Docker engine and what runs on it ---------------------------------------------------
 # Every Debian package the suites need, in one apt run: `make test` runs the rest side by side
@@ -111,7 +118,7 @@ alone: install images
 # install, each image build beside the suites that do not need it, the suites beside each other
 # (each owns its containers, networks and ports). Listed longest path first: make starts jobs in
 # this order as their inputs become ready.
-suites: integration sidecar realvpn faults standins check
+suites: integration sidecar realvpn faults standins check fuzz
 
 # Everything CI runs, from a fresh machine: the packages, the Docker engine, the images and every
 # suite; each job's output is printed whole when it ends (--output-sync).

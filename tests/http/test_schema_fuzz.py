@@ -7,7 +7,7 @@ Python API under `st run`) runs in a worker thread against it: every operation, 
 
 The run is repeatable: a fixed seed, derandomized generation, no example database (hypothesis
 still caches constants and Unicode tables in `.hypothesis/`, which ignores itself). The fast
-subset in `make check` is 5 examples an operation (~370 cases, a few seconds);
+subset (`make fuzz`, and in `make test`) is 5 examples an operation (~370 cases, a few seconds);
 `FUZZ_EXAMPLES=200` (what `make soak` is to set) is ~2,500 cases in ~20 s, and `FUZZ_SEED=N`
 picks other cases.
 """
@@ -19,6 +19,8 @@ import os
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+import pytest
 
 from orchestrator.api.openapi import PATHS
 from tests.http.conftest import SECRET, TWO_VPNS, WITH_KEY, MakeApi, started_body
@@ -128,6 +130,7 @@ def fuzz(schema_url: str, examples: int) -> FuzzRun:
     return run
 
 
+@pytest.mark.fuzz
 async def test_schemathesis_finds_nothing(make_api: MakeApi) -> None:
     # a degraded pool: g1 healthy (an engine carrying a stream, a free one, one starting), g2
     # unhealthy (its engine hidden); a stream active and one ended

@@ -63,8 +63,9 @@ def _recipe(makefile: str, target: str) -> tuple[list[str], list[str]]:
 
 def test_make_check_builds_the_docs_strictly() -> None:
     makefile = (REPO / "Makefile").read_text()
-    check, _ = _recipe(makefile, "check")
-    assert "docs" in check, "make check must run the docs build"
+    check, check_recipe = _recipe(makefile, "check")
+    made = [line.split() for line in check_recipe if line.startswith("$(MAKE)")]  # its parts, side by side
+    assert "docs" in check or any("docs" in words for words in made), "make check must run the docs build"
     _, recipe = _recipe(makefile, "docs")
     build = [line for line in recipe if "mkdocs build" in line]
     assert build, recipe
@@ -72,3 +73,15 @@ def test_make_check_builds_the_docs_strictly() -> None:
     assert not any(re.search(r"\s(-q|--quiet)\b", line) for line in build), (
         "mkdocs --quiet turns strict mode off in practice: its warnings are not counted"
     )
+
+
+def test_what_make_check_leaves_out_make_test_runs() -> None:
+    """The fuzz-marked tests are out of `make check` (`fast`) for its time, and in `make test`."""
+    makefile = (REPO / "Makefile").read_text()
+    _, fast = _recipe(makefile, "fast")
+    assert any("-m 'not fuzz'" in line for line in fast), fast
+    _, fuzz = _recipe(makefile, "fuzz")
+    assert any("-m fuzz" in line and "tests/http" in line for line in fuzz), fuzz
+    suites, _ = _recipe(makefile, "suites")
+    assert "fuzz" in suites, suites
+    assert "@pytest.mark.fuzz" in (REPO / "tests/http/test_schema_fuzz.py").read_text()
