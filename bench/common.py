@@ -24,6 +24,7 @@ from testkit.harness import (
 )
 
 RESULTS = Path(__file__).resolve().parent / "results"
+BENCH_HOST_PORTS = "28000-28999"
 
 
 def cpu_seconds(pid: int) -> float:
@@ -48,6 +49,8 @@ def bench_daemon(
                 "pool": f"bench-{run_id}",
                 "address": "ip",
                 "labels": session_labels(run_id),
+                # a band of its own: the suites, run beside it, publish 19000 and up
+                "host_port_range": BENCH_HOST_PORTS,
                 **engines,
             },
             "vpn": {**(vpn or {}), "tunnel_probe": NO_PROBE},
