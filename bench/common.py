@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import statistics
 import subprocess
 import tempfile
@@ -38,6 +39,9 @@ def bench_daemon(
 ) -> Daemon:
     """A daemon (not started) on the stand-in engines, in a pool and a workdir of its own, its
     engines labelled for clean-up, the tunnel probe off (it would dial a public address)."""
+    # a benchmark stopped with SIGTERM (timeout, kill) runs its clean-up as on Ctrl-C; Python's
+    # default would end it at once, leaving its daemon and engines running
+    signal.signal(signal.SIGTERM, _exit_on_term)
     run_id = uuid.uuid4().hex[:8]
     return Daemon(
         workdir=Path(tempfile.mkdtemp(prefix=f"bench-{prefix}-")),
@@ -57,6 +61,10 @@ def bench_daemon(
             "log_level": log_level,
         },
     )
+
+
+def _exit_on_term(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def stop_daemon(daemon: Daemon) -> None:
