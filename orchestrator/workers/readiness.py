@@ -22,7 +22,7 @@ from orchestrator.config import Config
 from orchestrator.state.endpoints import engine_endpoint
 from orchestrator.state.store import StateStore
 from orchestrator.workers.stream_checks import StreamChecker
-from orchestrator.workers.version_round import READY_PATH, is_ip_address, versions_answered
+from orchestrator.workers.version_round import READY_PATH, is_ip_address, is_version, versions_answered
 
 log = structlog.get_logger()
 
@@ -41,7 +41,7 @@ async def answers_version(session: aiohttp.ClientSession, host: str, port: int) 
             body = await resp.json(content_type=None)
     except (aiohttp.ClientError, TimeoutError, ValueError):
         return False
-    return isinstance(body, dict) and body.get("result") is not None
+    return is_version(body)
 
 
 class ReadinessProber:
@@ -95,8 +95,9 @@ class ReadinessProber:
     async def _answers(self, endpoints: list[tuple[str, int]]) -> list[bool]:
         """Whether each engine answered: those at an IP address in one round of sockets (few
         wake-ups, `version_round`), those at a host name through the client session."""
-        dialled = [i for i, (host, _) in enumerate(endpoints) if is_ip_address(host)]
-        named = [i for i, (host, _) in enumerate(endpoints) if not is_ip_address(host)]
+        by_address = [is_ip_address(host) for host, _ in endpoints]
+        dialled = [i for i, ip in enumerate(by_address) if ip]
+        named = [i for i, ip in enumerate(by_address) if not ip]
         by_ip, by_name = await asyncio.gather(
             versions_answered([endpoints[i] for i in dialled], REQUEST_TIMEOUT_S),
             asyncio.gather(*(answers_version(self._session, *endpoints[i]) for i in named)),

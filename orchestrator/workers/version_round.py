@@ -39,6 +39,11 @@ def is_ip_address(host: str) -> bool:
     return "%" not in host  # a scoped IPv6 address needs the lookup's scope handling
 
 
+def is_version(data: object) -> bool:
+    """The readiness verdict on a decoded answer: a JSON object whose `result` is set."""
+    return isinstance(data, dict) and data.get("result") is not None
+
+
 def answered_version(raw: bytes) -> bool:
     """A whole HTTP answer: 200 and a JSON object with a `result` (the readiness verdict)."""
     head, sep, body = raw.partition(b"\r\n\r\n")
@@ -48,10 +53,9 @@ def answered_version(raw: bytes) -> bool:
     if b"chunked" in _header(head, b"transfer-encoding"):
         body = _unchunked(body)
     try:
-        data = json.loads(body)
+        return is_version(json.loads(body))
     except ValueError:
         return False
-    return isinstance(data, dict) and data.get("result") is not None
 
 
 def _header(head: bytes, name: bytes) -> bytes:
