@@ -71,8 +71,11 @@ class Sidecar:
 
     def write_config(self, config: dict[str, Any]) -> None:
         """In a container the API listens on every address (`api.host: 0.0.0.0`, as the
-        gluetun stacks' YAML has it), which needs the key (passed as ORCHESTRATOR_API_KEY)."""
+        gluetun stacks' YAML has it), which needs the key (passed as ORCHESTRATOR_API_KEY). Its
+        engines are in a pool of the run's own unless the config names one."""
         config = {**config, "api": {"host": "0.0.0.0", **config.get("api", {})}}
+        if "engines" in config:  # a pool of its own: the demo's daemon, run beside it, has the default
+            config["engines"] = {"pool": f"sidecar-{self.run_id}", **config["engines"]}
         confdir = self.workdir / "config"
         confdir.mkdir(exist_ok=True)
         confdir.chmod(0o755)
