@@ -13,6 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from orchestrator.errors import ControlApiAuthError, ControlApiUnreachable
+from orchestrator.vpn import control
 from orchestrator.vpn.control import Credentials, GluetunControl
 
 Route = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -183,7 +184,11 @@ async def test_http_basic_credentials_are_sent(aiohttp_server: MakeServer) -> No
     assert reading.vpn_status == "running"
 
 
-async def test_a_control_server_that_hangs_is_unreachable(aiohttp_server: MakeServer) -> None:
+async def test_a_control_server_that_hangs_is_unreachable(
+    aiohttp_server: MakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(control, "TIMEOUT", aiohttp.ClientTimeout(total=0.3))  # not the 3 s of a real read
+
     async def hang(request: web.Request) -> web.StreamResponse:
         await asyncio.sleep(10)
         return web.json_response({"status": "running"})

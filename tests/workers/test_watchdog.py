@@ -19,7 +19,7 @@ async def test_a_blocked_event_loop_is_ended_from_its_thread() -> None:
         exited.append(code)
         done.set()
 
-    dog = Watchdog(StateStore(), loop_stall_s=2.5, exit=exit_)
+    dog = Watchdog(StateStore(), loop_stall_s=0.8, exit=exit_)
     task = asyncio.create_task(dog.run())
     await asyncio.sleep(0.1)
     done.wait(timeout=10)  # blocks the loop, as a stuck synchronous call would
@@ -42,7 +42,8 @@ async def test_a_working_daemon_and_one_waiting_for_docker_are_left_alone() -> N
     store.telemetry.set_docker(connected=False, error="refused")
     store.telemetry.note_resync(at=time.time() - 100)  # no progress, but Docker is the one down: no exit
     exited: list[int] = []
-    task = asyncio.create_task(Watchdog(store, loop_stall_s=4, progress_exit_s=50, exit=exited.append).run())
-    await asyncio.sleep(2.5)
+    # both look every 0.5 s: the 1.3 s below holds two looks of each, with the loop turning
+    task = asyncio.create_task(Watchdog(store, loop_stall_s=2, progress_exit_s=50, exit=exited.append).run())
+    await asyncio.sleep(1.3)
     task.cancel()
     assert exited == []
