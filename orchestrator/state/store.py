@@ -262,13 +262,16 @@ class StateStore:
         self._upsert_engine(seen, time.time())
         self.changed()
 
-    def _upsert_engine(self, seen: EngineSighting, now: float) -> None:
+    def _upsert_engine(self, seen: EngineSighting, now: float) -> bool:
+        """Record a sighting; False when it says nothing new of the engine (its `last_seen` moves
+        alone)."""
         cid = seen.obs.container_id
         old = self._world.engines.get(cid)
         self._note_early_exit(old, seen, now)
         same_run = old is not None and old.started_at == seen.obs.started_at
         ready = bool(old and same_run and old.ready and seen.obs.status == "running")
-        self._world.engines[cid] = dataclasses.replace(seen.obs, ready=ready)
+        new = dataclasses.replace(seen.obs, ready=ready)
+        self._world.engines[cid] = new
         if seen.obs.started_at is not None:
             # a restart ends every playback session; streams older than this run are over
             # (this also catches a restart while no daemon was watching)
@@ -282,6 +285,7 @@ class StateStore:
             last_seen=now,
             last_health_check=facts.last_health_check if facts and same_run else None,
         )
+        return old != new or facts is None or facts.ip != seen.ip or facts.labels != dict(seen.labels)
 
     def _note_early_exit(self, old: EngineObs | None, seen: EngineSighting, now: float) -> None:
         """An engine that exited soon after it started, never having answered: its spec cannot
@@ -353,11 +357,13 @@ class StateStore:
         event or an action changed after `snapshot` (taken before listing): those are newer;
         and those in `keep` (Docker did not say what they are now) stay as they were known."""
         listed = list(seen)
+        streams = self.demand.streams
+        before = (len(streams.active), len(streams.last_usage))
         ids = {s.obs.container_id for s in listed} | set(keep)
-        for gone in [
-            cid for cid in self._world.engines if cid not in ids and not self.newer_than(cid, snapshot)
-        ]:
-            self._forget_engine(gone)
+        gone = [cid for cid in self._world.engines if cid not in ids and not self.newer_than(cid, snapshot)]
+        for cid in gone:
+            self._forget_engine(cid)
+        moved = bool(gone)
         creating = self.ledger.creating
         now = time.time()
         for sighting in listed:
@@ -366,14 +372,16 @@ class StateStore:
                 continue
             if cid not in self._world.engines and sighting.obs.name not in creating:
                 self._world.adopted_at[cid] = now
-            self._upsert_engine(sighting, now)
+            moved = self._upsert_engine(sighting, now) or moved
         # streams restored from the journal whose engine went while no daemon was watching
-        streams = self.demand.streams
-        for gone in {s.container_id for s in streams.active.values()} - set(self._world.engines):
-            self._end_streams_of(gone, "engine_gone", now)
-        for gone in set(streams.last_usage) - set(self._world.engines):
-            self.demand.forget_engine(gone)
-        self.changed()
+        for cid in {s.container_id for s in streams.active.values()} - set(self._world.engines):
+            self._end_streams_of(cid, "engine_gone", now)
+        for cid in set(streams.last_usage) - set(self._world.engines):
+            self.demand.forget_engine(cid)
+        if moved or (len(streams.active), len(streams.last_usage)) != before:
+            self.changed()
+        else:
+            self._version += 1  # only the engines' `last_seen` moved: nothing to plan, /engines shows it
 
     def _touch(self, key: str) -> None:
         self.generation += 1
@@ -404,6 +412,7 @@ class StateStore:
     def replace_probes(self, probes: Iterable[ProbeObs], snapshot: int, keep: Collection[str] = ()) -> None:
         """Full resync of the probes, as `replace_engines` for the engines."""
         listed = {p.container_id: p for p in probes}
+        before = dict(self._world.probes)
         for gone in [
             c
             for c in self._world.probes
@@ -414,7 +423,8 @@ class StateStore:
         for cid, probe in listed.items():
             if not self.newer_than(cid, snapshot):
                 self._world.probes[cid] = probe
-        self.changed()
+        if self._world.probes != before:
+            self.changed()
 
     # -- VPNs ----------------------------------------------------------------------------------
     def apply_vpn(self, name: str, sighting: Sighting, at: float) -> bool:

@@ -49,7 +49,9 @@ class Telemetry:
 
     def set_docker(self, *, connected: bool, error: str | None = None, at: float | None = None) -> None:
         """Whether the event stream is up (the planner acts only while it is); `at`: since when
-        it is not (default: now, or the start of the outage under way)."""
+        it is not (default: now, or the start of the outage under way). Only a change of any of
+        these wakes the store's watchers: every resync says "connected" again."""
+        before = (self.docker_connected, self.docker_error, self.docker_down_since)
         self.docker_connected = connected
         if error is not None or connected:
             self.docker_error = error
@@ -57,8 +59,9 @@ class Telemetry:
             self.docker_down_since = None
         elif self.docker_down_since is None or at is not None:
             self.docker_down_since = time.time() if at is None else at
-        self.version += 1
-        self._on_change()
+        if (self.docker_connected, self.docker_error, self.docker_down_since) != before:
+            self.version += 1
+            self._on_change()
 
     def note_docker_error(self, error: str) -> None:
         """A call failed while the event stream stays up (a resync Docker did not answer, a

@@ -104,6 +104,10 @@ def test_telemetry_wakes_only_when_dockers_link_changes() -> None:
     assert calls.count == 0 and telemetry.reconcile_passes == 1 and telemetry.resyncs == 1
     telemetry.set_docker(connected=True)
     assert calls.count == 1 and telemetry.docker_connected and telemetry.docker_down_since is None
+    telemetry.set_docker(connected=True)  # every resync says so again
+    assert calls.count == 1
+    telemetry.set_docker(connected=False, error="refused")
+    assert calls.count == 2 and telemetry.docker_error == "refused"
 
 
 def test_the_store_version_counts_every_parts_writes() -> None:

@@ -67,3 +67,32 @@ def test_the_same_control_reading_again_notifies_nobody() -> None:
     assert store.version == version
     store.apply_vpn("g1", ControlRead(forwarded_port=40001, public_ip="1.2.3.4", status="running"), 1012.0)
     assert store.version > version and store.vpns["g1"].forwarded_port == 40001
+
+
+def test_a_resync_that_finds_nothing_new_wakes_nobody_but_moves_last_seen() -> None:
+    store = StateStore()
+    store.replace_engines([engine_info("e")], store.generation)
+    store.replace_probes([], store.generation)
+    first_seen = store.facts["e"].last_seen
+    watcher = store.watch()
+    watcher.clear()
+    version = store.version
+    store.replace_engines([engine_info("e")], store.generation)
+    store.replace_probes([], store.generation)
+    assert not watcher.is_set()
+    assert store.version > version and store.facts["e"].last_seen >= first_seen  # /engines shows it
+
+
+def test_a_resync_that_finds_a_change_wakes_the_watchers() -> None:
+    restarted = engine_info("e", started_at=2000.0)
+    for change in (
+        [engine_info("e"), engine_info("f", slot=1)],  # a new engine
+        [],  # an engine gone
+        [restarted],  # restarted since
+    ):
+        store = StateStore()
+        store.replace_engines([engine_info("e")], store.generation)
+        watcher = store.watch()
+        watcher.clear()
+        store.replace_engines(change, store.generation)
+        assert watcher.is_set(), change
