@@ -215,6 +215,7 @@ class Daemon:
                 tasks.create_task(self.loop.run(), name="reconcile")
                 tasks.create_task(prober.run(), name="readiness")
                 tasks.create_task(prober.run_liveness(), name="liveness")
+                tasks.create_task(prober.run_stream_checks(), name="stream-checks")
                 tasks.create_task(poller.run(), name="gluetun-control")
                 tasks.create_task(self.watcher.run(), name="config-watcher")
                 tasks.create_task(self._recheck_held_edits(), name="held-edits")
@@ -230,7 +231,7 @@ class Daemon:
 
 def client_keepalive_s(config: Config) -> float:
     """How long an idle connection to an engine or a control server is kept: past the rounds
-    that reuse it (aiohttp's default, 15 s, is shorter than the 30 s liveness and control
+    that reuse it (aiohttp's default, 15 s, is shorter than the liveness and control
     rounds, so each round connected again). A server that closes it first is simply dialled."""
     return max(config.engine_check_interval_s, config.vpn_poll_interval_s) + KEEPALIVE_MARGIN_S
 

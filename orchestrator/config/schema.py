@@ -61,7 +61,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Checker]]] = {
         "address": ("name", choice("name", "ip")),
         "host_port_range": ("19000-19999", port_range),
         "idle_ttl_s": (600, number(0)),
-        "health_check_interval_s": (30, number(0.5)),
+        "health_check_interval_s": (60, number(0.5)),
         "ready_timeout_s": (120, number(1)),
         "env": ({}, str_map),
         "labels": ({}, user_labels),
@@ -92,7 +92,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Checker]]] = {
         "drain_grace_s": (1800, number(0)),
         "restart_tunnel_on_stall": (False, boolean),
         "tunnel_restart_interval_s": (3600, number(10)),
-        "health_check_interval_s": (30, number(0.5)),
+        "health_check_interval_s": (60, number(0.5)),
         "tunnel_probe": (TUNNEL_PROBE.defaults(), TUNNEL_PROBE),
     },
     "api": {
@@ -165,8 +165,8 @@ class Config:
     vpn_api_password: str | None = None
     # static forwards (providers where Gluetun negotiates none): VPN container name -> port
     vpn_forwarded_ports: Mapping[str, int] = field(default_factory=dict)
-    vpn_poll_interval_s: float = 5.0
-    engine_check_interval_s: float = 30.0
+    vpn_poll_interval_s: float = 60.0
+    engine_check_interval_s: float = 60.0
     stream_ttl_s: float = 21600.0
     max_streams_per_engine: int = 20
     # engines.pull: missing (pull only an image not there), always (at start and before each

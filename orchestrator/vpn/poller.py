@@ -4,7 +4,7 @@ A control server's answers (public IP, forwarded port, tunnel status) change onl
 reconnect, and a reconnect is announced by other signals: the tunnel probe's verdict, Docker's
 health and container events, each a change of the VPN's state. So every VPN is read at once when
 its container or state changes (a VPN that just turned healthy has its forwarded port read before
-engines are placed), and otherwise only every `vpn.health_check_interval_s` (30 s by default): the
+engines are placed), and otherwise only every `vpn.health_check_interval_s` (60 s by default): the
 ceiling on how late a reconnect no other signal saw (a new exit within one probe interval) is
 noticed. A reading that changes nothing wakes nobody (`StateStore.apply_vpn`). A reading or a
 failure becomes a sighting of the VPN state machine (`reconcilers.vpn`); an error is logged once

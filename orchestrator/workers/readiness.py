@@ -3,10 +3,14 @@
 For every running engine that has not answered since it (re)started, one probe task asks
 `GET /webui/api/service?method=get_version` until it gets JSON with `result`, then marks the
 engine ready for that start. A probe stops by itself when the engine stops, restarts or goes.
-Ready engines are asked again every `engines.health_check_interval_s`, all in one round
-(`version_round`); one that misses three checks in a row (hung, or its network gone without any
-Docker event) is marked unready, which hides it until the readiness probe sees it answer again.
-Each round also checks the active streams (`stream_checks`).
+Ready engines are asked again every `engines.health_check_interval_s` (60 s), all in one round
+(`version_round`). One that misses is asked again every `RECHECK_S` (10 s, at most the interval)
+until it answers or has missed three in a row (hung, or its network gone without any Docker
+event): it is then marked unready, which hides it until the readiness probe sees it answer
+again. So an engine that hangs is hidden within one interval and two rechecks (86 s at most
+with the defaults, timeouts included), while a pool that answers costs one round a minute.
+The active streams are checked on a cadence of their own (`stream_checks`), every
+`STREAM_CHECK_S` (30 s) or the engines' interval when that is shorter.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ MAX_INTERVAL_S = 3.0
 REQUEST_TIMEOUT_S = 2.0
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
 LIVENESS_FAILURES = 3
+RECHECK_S = 10.0
+STREAM_CHECK_S = 30.0
 
 
 async def answers_version(session: aiohttp.ClientSession, host: str, port: int) -> bool:
@@ -46,11 +52,17 @@ async def answers_version(session: aiohttp.ClientSession, host: str, port: int) 
 
 class ReadinessProber:
     def __init__(
-        self, store: StateStore, session: aiohttp.ClientSession, config: Callable[[], Config]
+        self,
+        store: StateStore,
+        session: aiohttp.ClientSession,
+        config: Callable[[], Config],
+        *,
+        recheck_s: float = RECHECK_S,
     ) -> None:
         self._store = store
         self._config = config
         self._session = session
+        self._recheck_s = recheck_s
         self._inflight: set[tuple[str, float | None]] = set()
         self._misses: dict[str, int] = {}
         self._streams = StreamChecker(store, session)
@@ -68,24 +80,48 @@ class ReadinessProber:
                         probes.create_task(self._probe(*key))
 
     async def run_liveness(self) -> None:
+        """A round of every ready engine each interval; between rounds, while an engine has
+        missed, a recheck of those that missed every `recheck_s` (at most the interval)."""
+        loop = asyncio.get_running_loop()
+        next_round = loop.time() + self._config().engine_check_interval_s
+        recheck_at: float | None = None
         while True:
-            await asyncio.sleep(self._config().engine_check_interval_s)
-            address = self._config().address
-            engines = [e for e in self._store.engines.values() if e.ready]
-            answers = await self._answers([engine_endpoint(self._store, e, address) for e in engines])
-            for engine, ok in zip(engines, answers, strict=True):
-                misses = 0 if ok else self._misses.get(engine.container_id, 0) + 1
-                self._misses[engine.container_id] = misses
-                if ok:
-                    self._store.note_health_check(engine.container_id)
-                elif misses >= LIVENESS_FAILURES:
-                    self._misses[engine.container_id] = 0
-                    self._store.mark_unready(engine.container_id, f"missed {misses} health checks")
-            for gone in set(self._misses) - set(self._store.engines):
-                del self._misses[gone]
+            await asyncio.sleep(max(0.0, min(next_round, recheck_at or next_round) - loop.time()))
+            interval = self._config().engine_check_interval_s
+            whole = loop.time() >= next_round
+            if whole:
+                next_round = loop.time() + interval
+            missed = await self.check_liveness(every=whole)
+            recheck_at = loop.time() + min(interval, self._recheck_s) if missed else None
+
+    async def check_liveness(self, *, every: bool) -> bool:
+        """Ask every ready engine (`every`) or those that missed their last check; True while
+        one of them has missed and is not hidden yet."""
+        address = self._config().address
+        engines = [
+            e for e in self._store.engines.values() if e.ready and (every or self._misses.get(e.container_id))
+        ]
+        answers = await self._answers([engine_endpoint(self._store, e, address) for e in engines])
+        for engine, ok in zip(engines, answers, strict=True):
+            misses = 0 if ok else self._misses.get(engine.container_id, 0) + 1
+            self._misses[engine.container_id] = misses
+            if ok:
+                self._store.note_health_check(engine.container_id)
+            elif misses >= LIVENESS_FAILURES:
+                self._misses[engine.container_id] = 0
+                self._store.mark_unready(engine.container_id, f"missed {misses} health checks")
+        for gone in set(self._misses) - set(self._store.engines):
+            del self._misses[gone]
+        return any(self._misses.values())
+
+    async def run_stream_checks(self) -> None:
+        """The active streams' `stat_url`s, every `STREAM_CHECK_S` or the engines' interval when
+        shorter."""
+        while True:
+            await asyncio.sleep(min(self._config().engine_check_interval_s, STREAM_CHECK_S))
             config = self._config()
             await self._streams.check(
-                address,
+                config.address,
                 time.time(),
                 config.stream_ttl_s,
                 config.desired.engines.stall_after_s,

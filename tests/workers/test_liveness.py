@@ -1,0 +1,112 @@
+"""The liveness schedule (orchestrator/workers/readiness.py) against engines on loopback: a pool
+that answers is asked once a round; one engine that stops answering is asked again soon, not a
+round later, and hidden after three misses in a row, while the others wait for their round."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import aiohttp
+
+from orchestrator.config import Config, parse_config
+from orchestrator.state.store import StateStore
+from orchestrator.workers.readiness import ReadinessProber
+from testkit.sightings import engine_info
+
+VERSION = json.dumps({"result": {"version": "3.2.3", "code": 3020300}, "error": None}).encode()
+CONFIG = "engines: {image: engine:1, launch: {preset: acestream-http-proxy}, address: ip}\n"
+
+
+@dataclasses.dataclass
+class Engine:
+    """A stand-in engine on loopback that counts the checks it was asked and can fall silent."""
+
+    port: int = 0
+    asked: int = 0
+    silent: bool = False
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            self.asked += 1
+            if not self.silent:
+                writer.write(b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n" + VERSION)
+                await writer.drain()
+        finally:
+            writer.close()
+
+
+@asynccontextmanager
+async def engines(count: int) -> AsyncIterator[list[Engine]]:
+    async with AsyncExitStack() as stack:
+        found = []
+        for _ in range(count):
+            engine = Engine()
+            server = await asyncio.start_server(engine.handle, "127.0.0.1", 0)
+            await stack.enter_async_context(server)
+            engine.port = server.sockets[0].getsockname()[1]
+            found.append(engine)
+        yield found
+
+
+def ready_store(found: list[Engine]) -> StateStore:
+    store = StateStore()
+    for i, engine in enumerate(found):
+        seen = engine_info(f"e{i}", slot=i)
+        obs = dataclasses.replace(seen.obs, ports=dataclasses.replace(seen.obs.ports, http=engine.port))
+        store.upsert_engine(dataclasses.replace(seen, obs=obs, ip="127.0.0.1"))
+        store.mark_ready(f"e{i}", obs.started_at)
+    return store
+
+
+def config(interval_s: float) -> Config:
+    return parse_config(
+        CONFIG.replace("address: ip", f"address: ip, health_check_interval_s: {interval_s}"),
+        source="test.yaml",
+        env={},
+    )
+
+
+async def until_hidden(store: StateStore, container_id: str, within: float) -> None:
+    changed = store.watch()
+    async with asyncio.timeout(within):
+        while store.engines[container_id].ready:
+            changed.clear()
+            await changed.wait()
+
+
+async def test_a_silent_engine_is_rechecked_before_the_next_round_and_hidden() -> None:
+    async with engines(3) as found, aiohttp.ClientSession() as session:
+        store = ready_store(found)
+        prober = ReadinessProber(store, session, lambda: config(1.0), recheck_s=0.05)
+        found[0].silent = True
+        task = asyncio.create_task(prober.run_liveness())
+        try:
+            await until_hidden(store, "e0", within=5)
+        finally:
+            task.cancel()
+        assert found[0].asked == 3  # one round, then two rechecks of it alone
+        assert [e.asked for e in found[1:]] == [1, 1]  # the others waited for their round
+        assert all(store.engines[f"e{i}"].ready for i in (1, 2))
+
+
+async def test_an_engine_that_answers_its_recheck_is_kept_and_no_longer_rechecked() -> None:
+    async with engines(2) as found, aiohttp.ClientSession() as session:
+        store = ready_store(found)
+        prober = ReadinessProber(store, session, lambda: config(1.0), recheck_s=0.05)
+        found[0].silent = True
+        assert await prober.check_liveness(every=True)  # a miss: a recheck is due
+        found[0].silent = False
+        assert not await prober.check_liveness(every=False)  # it answered: nothing pending
+        assert [e.asked for e in found] == [2, 1]  # the recheck asked only the one that missed
+        assert store.engines["e0"].ready
+        found[0].silent = True
+        assert await prober.check_liveness(every=False) is False  # no miss pending: asks nobody
+        assert [e.asked for e in found] == [2, 1]
+        assert await prober.check_liveness(every=True)  # the count started again from one miss
+        assert await prober.check_liveness(every=False)
+        assert store.engines["e0"].ready
