@@ -6,7 +6,8 @@ same stand-ins in turn: the code of `--before` (a `git archive` of that commit, 
 temporary folder with this venv) and the working tree. After the pool is ready and a settling
 pause, the daemon's process is read from /proc over `--seconds`: its context switches summed
 over its threads (voluntary ones are the wake-ups: each is a thread going back to sleep) and its
-CPU time. The tunnel probe is off (its own cost is bench/probe_cost.py's). Run:
+CPU time (the scheduler's nanosecond count, with the 10 ms ticks of /proc/<pid>/stat beside it).
+The tunnel probe is off (its own cost is bench/probe_cost.py's). Run:
 `.venv/bin/python bench/idle.py --seconds 60 --sizes 10 50` (add `--settle 15` to see the first
 minutes, while the engines are new). Writes bench/results/idle.json.
 """
@@ -26,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import bench_daemon, cpu_seconds, machine, write_result
+from bench.common import bench_daemon, cpu_seconds, cpu_seconds_in_ticks, machine, write_result
 from testkit.harness import REPO, Daemon, docker, remove_test_containers, run_gluetun, wait_for
 
 
@@ -102,16 +103,17 @@ def measure(
         assert daemon.process is not None
         pid = daemon.process.pid
         e0 = docker_events(daemon)
-        (v0, n0), c0 = switches(pid), cpu_seconds(pid)
+        (v0, n0), c0, t0 = switches(pid), cpu_seconds(pid), cpu_seconds_in_ticks(pid)
         time.sleep(seconds)
-        (v1, n1), c1 = switches(pid), cpu_seconds(pid)
+        (v1, n1), c1, t1 = switches(pid), cpu_seconds(pid), cpu_seconds_in_ticks(pid)
         events = docker_events(daemon) - e0
         return {
             "wakeups_per_s": round((v1 - v0) / seconds, 2),
             "docker_events_per_s": round(events / seconds, 2),
             "wakeups_per_s_without_events": round((v1 - v0 - events) / seconds, 2),
             "involuntary_switches_per_s": round((n1 - n0) / seconds, 2),
-            "cpu_percent_of_one_core": round(100 * (c1 - c0) / seconds, 3),
+            "cpu_percent_of_one_core": round(100 * (c1 - c0) / seconds, 4),
+            "cpu_percent_in_ticks": round(100 * (t1 - t0) / seconds, 3),
         }
     finally:
         if daemon.process is not None and daemon.process.poll() is None:
