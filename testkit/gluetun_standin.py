@@ -9,7 +9,9 @@ scripts the image runs, on a machine with no Docker engine. Skips (one line) wit
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -17,8 +19,10 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, TypeVar
 
 import pytest
 
@@ -35,12 +39,20 @@ SCRIPTS = (
     "standin-reconnect",
     "standin-crash",
 )
+K = TypeVar("K")
+
+
+_GIVEN: set[int] = set()  # stand-ins started at once have not bound theirs yet: never twice
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _GIVEN:
+            _GIVEN.add(port)
+            return port
 
 
 def _answers(port: int) -> bool:
@@ -52,18 +64,31 @@ def _answers(port: int) -> bool:
         return False
 
 
-@contextlib.contextmanager
-def serve_standin(env: dict[str, str]) -> Iterator[str]:
-    """Run the stand-in's entrypoint with `env` (STANDIN_RELEASE, STANDIN_API_KEY, ...);
-    yields its control server's base URL and stops it (and every request process) after."""
+@functools.cache
+def _applets() -> Path:
+    """Every busybox applet linked into one directory, once per process (removed at exit)."""
     busybox = shutil.which("busybox")
     if busybox is None:
         pytest.skip("busybox is not installed: the Gluetun stand-in cannot be served locally")
-    root = Path(tempfile.mkdtemp(prefix="gluetun-standin-"))
-    applets, scripts = root / "applets", root / "bin"
-    applets.mkdir()
-    scripts.mkdir()
+    applets = Path(tempfile.mkdtemp(prefix="gluetun-standin-applets-"))
     subprocess.run([busybox, "--install", "-s", str(applets)], check=True)
+    atexit.register(shutil.rmtree, applets, ignore_errors=True)
+    return applets
+
+
+@dataclass
+class _StandIn:
+    root: Path
+    port: int
+    log: IO[bytes]
+    proc: subprocess.Popen[bytes]
+
+
+def _start(env: dict[str, str]) -> _StandIn:
+    applets = _applets()
+    root = Path(tempfile.mkdtemp(prefix="gluetun-standin-"))
+    scripts = root / "bin"
+    scripts.mkdir()
     for name in SCRIPTS:
         text = (STANDIN_DIR / name).read_text()
         if text.startswith("#!"):
@@ -89,16 +114,39 @@ def serve_standin(env: dict[str, str]) -> Iterator[str]:
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    return _StandIn(root, port, log, proc)
+
+
+def _stop(standin: _StandIn) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(standin.proc.pid, signal.SIGKILL)
+    standin.proc.wait()
+    standin.log.close()
+    shutil.rmtree(standin.root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def serve_standins(envs: Mapping[K, dict[str, str]]) -> Iterator[dict[K, str]]:
+    """Run the stand-in's entrypoint once per environment in `envs` (STANDIN_RELEASE,
+    STANDIN_API_KEY, ...), all started at once; yields each one's control server base URL (by
+    the same key) and stops them (and every request process) after."""
+    started: dict[K, _StandIn] = {}
     try:
+        for key, env in envs.items():
+            started[key] = _start(env)
         deadline = time.monotonic() + 10
-        while not _answers(port):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"stand-in did not start: {(root / 'log').read_text()[-2000:]}")
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
+        waiting = dict(started)
+        while waiting:
+            for key, standin in list(waiting.items()):
+                if _answers(standin.port):
+                    del waiting[key]
+                elif standin.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"stand-in did not start: {(standin.root / 'log').read_text()[-2000:]}"
+                    )
+            if waiting:
+                time.sleep(0.02)
+        yield {key: f"http://127.0.0.1:{standin.port}" for key, standin in started.items()}
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        log.close()
-        shutil.rmtree(root, ignore_errors=True)
+        for standin in started.values():
+            _stop(standin)

@@ -3,6 +3,7 @@ daemon's control client names the Gluetun setting to change, and never calls it 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -10,7 +11,7 @@ import pytest
 
 from orchestrator.vpn.control import ControlAuthDiagnosed, Credentials, GluetunControl
 from reconcilers.model import ControlProblem
-from testkit.gluetun_standin import serve_standin
+from testkit.gluetun_standin import serve_standins
 
 KEY = "diag-key"
 USER, WRONG = "u", "wrong"
@@ -131,20 +132,26 @@ CASES = [
 ]
 
 
+@pytest.fixture(scope="module")
+def stand_ins() -> Iterator[dict[str, str]]:
+    """One stand-in per case, all started at once: case ID -> its control server's URL."""
+    envs = {c.id: {"STANDIN_RELEASE": c.release, "STANDIN_FORWARDED_PORT": "40555", **c.env} for c in CASES}
+    with serve_standins(envs) as urls:
+        yield urls
+
+
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
-async def test_each_401_names_the_setting_to_change(case: Case) -> None:
-    env = {"STANDIN_RELEASE": case.release, "STANDIN_FORWARDED_PORT": "40555", **case.env}
+async def test_each_401_names_the_setting_to_change(stand_ins: dict[str, str], case: Case) -> None:
     problem: ControlProblem | None
-    with serve_standin(env) as base:
-        async with aiohttp.ClientSession() as session:
-            control = GluetunControl(session, credentials=lambda: case.client)
-            try:
-                reading = await control.read(base, port_needed=case.port_needed)
-            except ControlAuthDiagnosed as exc:
-                problem = exc.problem
-            else:
-                assert reading.vpn_status == "running"
-                problem = reading.problem
+    async with aiohttp.ClientSession() as session:
+        control = GluetunControl(session, credentials=lambda: case.client)
+        try:
+            reading = await control.read(stand_ins[case.id], port_needed=case.port_needed)
+        except ControlAuthDiagnosed as exc:
+            problem = exc.problem
+        else:
+            assert reading.vpn_status == "running"
+            problem = reading.problem
     if case.code is None:
         assert problem is None
         return

@@ -5,13 +5,12 @@ five release lines are checked on every `make check`, Docker or not."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 
 import pytest
 
 from testkit.gluetun_releases import ROWS, Row, check_row, stand_in_envs, stand_in_of
-from testkit.gluetun_standin import serve_standin
+from testkit.gluetun_standin import serve_standins
 
 RELEASES = {"v3.38", "v3.40", "v3.41", "v3.41.2", "master"}
 
@@ -22,8 +21,8 @@ def test_the_table_covers_five_release_lines() -> None:
 
 @pytest.fixture(scope="module")
 def stand_ins() -> Iterator[dict[tuple[str, str, str], str]]:
-    with contextlib.ExitStack() as stack:
-        yield {key: stack.enter_context(serve_standin(env)) for key, env in stand_in_envs().items()}
+    with serve_standins(stand_in_envs()) as urls:
+        yield urls
 
 
 @pytest.mark.parametrize("row", ROWS, ids=lambda r: r.id)
