@@ -110,8 +110,11 @@ class ReadinessProber:
             elif misses >= LIVENESS_FAILURES:
                 self._misses[engine.container_id] = 0
                 self._store.mark_unready(engine.container_id, f"missed {misses} health checks")
-        for gone in set(self._misses) - set(self._store.engines):
-            del self._misses[gone]
+        # an engine gone, or hidden meanwhile (restarted, stalled, its VPN down), starts its count
+        # afresh once ready again; its old misses must not keep the rechecks going
+        ready = {cid for cid, e in self._store.engines.items() if e.ready}
+        for cid in set(self._misses) - ready:
+            del self._misses[cid]
         return any(self._misses.values())
 
     async def run_stream_checks(self) -> None:

@@ -110,3 +110,17 @@ async def test_an_engine_that_answers_its_recheck_is_kept_and_no_longer_rechecke
         assert await prober.check_liveness(every=True)  # the count started again from one miss
         assert await prober.check_liveness(every=False)
         assert store.engines["e0"].ready
+
+
+async def test_an_engine_hidden_meanwhile_stops_the_rechecks_and_starts_afresh() -> None:
+    async with engines(1) as found, aiohttp.ClientSession() as session:
+        store = ready_store(found)
+        prober = ReadinessProber(store, session, lambda: config(1.0), recheck_s=0.05)
+        found[0].silent = True
+        assert await prober.check_liveness(every=True)
+        assert await prober.check_liveness(every=False)  # two misses
+        store.mark_unready("e0", "restarted")  # hidden by something else meanwhile
+        assert not await prober.check_liveness(every=False)  # nothing left to recheck
+        store.mark_ready("e0", store.engines["e0"].started_at)
+        assert await prober.check_liveness(every=True)  # one miss of the new ready period
+        assert store.engines["e0"].ready
