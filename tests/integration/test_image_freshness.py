@@ -77,8 +77,16 @@ def test_a_new_digest_under_the_same_tag_rolls_the_pool(make_daemon: MakeDaemon,
     docker("tag", ENGINE_IMAGE, tag)
     old = docker("image", "inspect", "-f", "{{.Id}}", tag)
     docker("push", "-q", tag, timeout=120)
+    # periodic pulls only once the new digest is pushed: a pull while the test builds and pushes
+    # it puts the local tag back on the old image, and the push then sends the old one
     daemon = make_daemon(
-        engines={"image": tag, "min_replicas": 2, "pull": "periodic", "pull_interval_s": 2, "idle_ttl_s": 0}
+        engines={
+            "image": tag,
+            "min_replicas": 2,
+            "pull": "periodic",
+            "pull_interval_s": 3600,
+            "idle_ttl_s": 0,
+        }
     )
     daemon.wait_engines(2, timeout=60)
     assert set(engine_images(daemon)) == {old}
@@ -89,6 +97,7 @@ def test_a_new_digest_under_the_same_tag_rolls_the_pool(make_daemon: MakeDaemon,
     docker("push", "-q", tag, timeout=120)
     docker("tag", old, tag)  # the local tag back on the old image: only a pull can find the new one
     pushed = time.monotonic()
+    daemon.write_config(engines={"pull_interval_s": 2})  # a pull is due now, then every 2 s
     wait_for(
         "the whole pool on the new digest",
         lambda: (engine_images(daemon) == [new, new] and len(daemon.engines()) == 2) or None,
