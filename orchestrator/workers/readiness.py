@@ -39,6 +39,12 @@ RECHECK_S = 10.0
 STREAM_CHECK_S = 30.0
 
 
+def stream_check_interval_s(engine_check_interval_s: float) -> float:
+    """How often the active streams are asked: every `STREAM_CHECK_S`, or the engines' interval
+    when that is shorter (a stall is then seen as soon as the engines' round would see it)."""
+    return min(engine_check_interval_s, STREAM_CHECK_S)
+
+
 async def answers_version(session: aiohttp.ClientSession, host: str, port: int) -> bool:
     try:
         async with session.get(f"http://{host}:{port}{READY_PATH}", timeout=REQUEST_TIMEOUT) as resp:
@@ -121,7 +127,7 @@ class ReadinessProber:
         """The active streams' `stat_url`s, every `STREAM_CHECK_S` or the engines' interval when
         shorter."""
         while True:
-            await asyncio.sleep(min(self._config().engine_check_interval_s, STREAM_CHECK_S))
+            await asyncio.sleep(stream_check_interval_s(self._config().engine_check_interval_s))
             config = self._config()
             await self._streams.check(
                 config.address,

@@ -11,10 +11,11 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import aiohttp
+import pytest
 
 from orchestrator.config import Config, parse_config
 from orchestrator.state.store import StateStore
-from orchestrator.workers.readiness import ReadinessProber
+from orchestrator.workers.readiness import ReadinessProber, stream_check_interval_s
 from testkit.sightings import engine_info
 
 VERSION = json.dumps({"result": {"version": "3.2.3", "code": 3020300}, "error": None}).encode()
@@ -124,3 +125,13 @@ async def test_an_engine_hidden_meanwhile_stops_the_rechecks_and_starts_afresh()
         store.mark_ready("e0", store.engines["e0"].started_at)
         assert await prober.check_liveness(every=True)  # one miss of the new ready period
         assert store.engines["e0"].ready
+
+
+@pytest.mark.parametrize(
+    ("engines_s", "streams_s"),
+    [(60.0, 30.0), (30.0, 30.0), (120.0, 30.0), (10.0, 10.0), (0.5, 0.5)],
+)
+def test_streams_are_checked_every_30_s_or_the_engines_interval_when_shorter(
+    engines_s: float, streams_s: float
+) -> None:
+    assert stream_check_interval_s(engines_s) == streams_s
