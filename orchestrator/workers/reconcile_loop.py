@@ -3,8 +3,11 @@
 Changes arriving close together are coalesced for a few tens of milliseconds (actions may be;
 visibility never is, the store recomputes that itself). The planner also names the next time
 it wants to look again (an idle TTL, a VPN restart timeout, a back-off), and the loop wakes then
-even when nothing happened. One summary log line per pass that did something; the actions a
-pass started log with its `reconcile_pass` number bound.
+even when nothing happened; and it plans at least every `REPLAN_S` (60 s) whatever happened, so
+a verdict that expires with time alone and names no wake-up of its own (a stall window ending, a
+port block lifting, a demand ageing out) is never stale for longer than that. One summary log
+line per pass that did something; the actions a pass started log with its `reconcile_pass`
+number bound.
 """
 
 from __future__ import annotations
@@ -24,19 +27,30 @@ log = structlog.get_logger()
 
 COALESCE_S = 0.02
 PLAN_RETRY_S = 5.0
+REPLAN_S = 60.0
 
 
 class ReconcileLoop:
-    def __init__(self, store: StateStore, executor: Executor, desired: Callable[[], Desired]) -> None:
+    def __init__(
+        self,
+        store: StateStore,
+        executor: Executor,
+        desired: Callable[[], Desired],
+        *,
+        replan_s: float = REPLAN_S,
+    ) -> None:
         self._store = store
         self._executor = executor
         self._desired = desired
+        self._replan_s = replan_s
 
     async def run(self) -> None:
         wake = self._store.watch()
         wake_at: float | None = None
         while True:
-            timeout = None if wake_at is None else max(0.0, wake_at - time.time())
+            timeout = (
+                self._replan_s if wake_at is None else min(self._replan_s, max(0.0, wake_at - time.time()))
+            )
             try:
                 async with asyncio.timeout(timeout):
                     await wake.wait()
