@@ -1,8 +1,8 @@
 """The HTTP API (aiohttp): what proxies and operators read.
 
-Every answer is JSON, errors included: an unknown route is a JSON 404, a known route asked with
-another method a JSON 405 carrying `Allow` (HEAD is answered wherever GET is), an unexpected
-failure a JSON 500 with no traceback leaked. What a request may cost is bounded (`Limits`): its
+Every answer is JSON, errors included (`routing.py`): an unknown route is a JSON 404, a known
+route asked with another method a JSON 405 carrying `Allow` (HEAD is answered wherever GET is),
+an unexpected failure a JSON 500 with no traceback leaked. What a request may cost is bounded (`Limits`): its
 body size and how long its body may take, and how long an idle or half-sent connection is kept.
 Only a request aiohttp cannot parse as HTTP at all gets aiohttp's own plain-text 400. Handlers
 only read the state store; they never wait on Docker, so they answer in well under the proxy's
@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
 from aiohttp import web
 
 from orchestrator.api.access import sees_full_details
-from orchestrator.api.auth import api_key_middleware
 from orchestrator.api.context import CONTEXT, ApiContext
 from orchestrator.api.history_api import add_history_routes
 from orchestrator.api.json_body import DEFAULT_LIMITS, LIMITS, Limits
@@ -29,6 +27,7 @@ from orchestrator.api.openapi import openapi_json
 from orchestrator.api.page import add_page_routes
 from orchestrator.api.proxy import add_proxy_routes
 from orchestrator.api.responses import json_error
+from orchestrator.api.routing import add_fallbacks, add_get
 from orchestrator.api.status_view import status_body
 from orchestrator.api.views import engine_detail_view, engine_view, vpn_views
 from orchestrator.state.liveness import unhealthy_reasons
@@ -36,29 +35,8 @@ from orchestrator.state.served import LastServed
 
 log = structlog.get_logger()
 
-DROPPED_HEADERS = frozenset({"content-type", "content-length"})
 # one [key, body] per view: full (loopback or key holder) and narrowed (access.py)
 ENGINES_CACHE: web.AppKey[dict[bool, list[Any]]] = web.AppKey("engines_cache")
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@web.middleware
-async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except web.HTTPException as exc:
-        if exc.content_type == "application/json":
-            raise
-        kept = {k: v for k, v in exc.headers.items() if k.lower() not in DROPPED_HEADERS}  # Allow on a 405
-        return json_error(
-            exc.status,
-            exc.reason.lower().replace(" ", "_"),
-            f"{exc.reason}: {request.method} {request.path}",
-            headers=kept,
-        )
-    except Exception:
-        log.exception("http_handler_failed", path=request.path, method=request.method)
-        return json_error(500, "internal_error", "unexpected error; see the daemon's log")
 
 
 async def engines(request: web.Request) -> web.Response:
@@ -119,9 +97,7 @@ async def vpn_status(request: web.Request) -> web.Response:
 
 
 def make_app(ctx: ApiContext, *, limits: Limits = DEFAULT_LIMITS) -> web.Application:
-    auth = api_key_middleware(lambda: ctx.config.api.api_key)
     app = web.Application(
-        middlewares=[json_errors, auth],
         client_max_size=limits.max_body,
         # closes a connection idle, or still sending its request line and headers, this long
         # after it opened or after its last answer (aiohttp's own default is an hour)
@@ -130,14 +106,15 @@ def make_app(ctx: ApiContext, *, limits: Limits = DEFAULT_LIMITS) -> web.Applica
     app[CONTEXT] = ctx
     app[LIMITS] = limits
     app[ENGINES_CACHE] = {True: [None, b"[]"], False: [None, b"[]"]}
-    app.router.add_get("/engines", engines)
-    app.router.add_get("/engines/{container_id}", engine)
-    app.router.add_get("/health", health)
-    app.router.add_get("/status", status)
-    app.router.add_get("/vpn/status", vpn_status)
+    add_get(app, "/engines", engines)
+    add_get(app, "/engines/{container_id}", engine)
+    add_get(app, "/health", health)
+    add_get(app, "/status", status)
+    add_get(app, "/vpn/status", vpn_status)
     add_proxy_routes(app, ctx)
     add_metrics(app, ctx)
     add_history_routes(app)
     add_page_routes(app)
-    app.router.add_get("/openapi.json", openapi_json)
+    add_get(app, "/openapi.json", openapi_json)
+    add_fallbacks(app)
     return app

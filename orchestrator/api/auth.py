@@ -3,22 +3,19 @@
 When `api.api_key` is set, a mutating request needs `Authorization: Bearer <key>`: a missing or
 malformed header is a 401, a wrong key a 403, compared in constant time. Reads stay open: the
 proxy polls `/orchestrator/status` without a key, and dashboards read `/engines` and `/metrics`.
-The key is looked up on every request, so a reloaded configuration applies at once.
+`routing.py` puts the check in front of every write.
 """
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 
 from orchestrator.api.responses import json_error
 
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 SIGN_IN_PATH = "/login"  # the status page's form (page_auth.py): changes nothing in the daemon
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def auth_error(status: int, code: str, message: str) -> web.Response:
@@ -53,22 +50,3 @@ def check_bearer(header: str | None, key: str) -> web.Response | None:
     if not hmac.compare_digest(_bytes(token), _bytes(key)):
         return auth_error(403, "forbidden", "the API key is not valid")
     return None
-
-
-def api_key_middleware(api_key: Callable[[], str | None]) -> Middleware:
-    """A middleware enforcing `api_key()` (read per request) on mutating requests."""
-
-    @web.middleware
-    async def require_api_key(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.method not in MUTATING or request.match_info.http_exception is not None:
-            return await handler(request)  # reads, and unknown routes (404/405) stay as they are
-        if request.path == SIGN_IN_PATH:
-            return await handler(request)  # the status page's sign-in checks the key itself
-        key = api_key()
-        if key:
-            refused = check_bearer(request.headers.get("Authorization"), key)
-            if refused is not None:
-                return refused
-        return await handler(request)
-
-    return require_api_key

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from orchestrator.api.context import CONTEXT
 from orchestrator.api.responses import json_error
+from orchestrator.api.routing import add_get
 from orchestrator.api.sse import Pulse, event, follow
 from orchestrator.api.views import history_view
 from orchestrator.state.history import HISTORY_KINDS, HistoryEntry
@@ -107,5 +108,5 @@ HISTORY_PULSE: web.AppKey[Pulse] = web.AppKey("history_pulse")
 def add_history_routes(app: web.Application) -> None:
     store = app[CONTEXT].store
     app[HISTORY_PULSE] = Pulse(store, lambda: store.history.last_seq)
-    app.router.add_get("/history", history)
-    app.router.add_get("/history/stream", history_stream)
+    add_get(app, "/history", history)
+    add_get(app, "/history/stream", history_stream)

@@ -21,6 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from orchestrator.api.context import ApiContext
 from orchestrator.api.counts import EngineCounts
+from orchestrator.api.routing import add_get
 
 PREFIX = "acestream_orchestrator"
 NO_VPN = "none"
@@ -141,5 +142,5 @@ async def metrics(request: web.Request) -> web.Response:
 
 def add_metrics(app: web.Application, ctx: ApiContext) -> Metrics:
     app[METRICS] = made = make_metrics(ctx)
-    app.router.add_get("/metrics", metrics)
+    add_get(app, "/metrics", metrics)
     return made

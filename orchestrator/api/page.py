@@ -30,6 +30,7 @@ from aiohttp import web
 from orchestrator.api.access import sees_full_details
 from orchestrator.api.context import CONTEXT, ApiContext
 from orchestrator.api.page_auth import LOGIN_PATH, key_matches, page_allowed, set_login_cookie
+from orchestrator.api.routing import add_get, add_post
 from orchestrator.api.sse import Pulse, event, follow
 from orchestrator.api.status_view import status_body
 from orchestrator.api.views import engine_view, history_view
@@ -410,6 +411,6 @@ def add_page_routes(app: web.Application) -> None:
     app[PAGE_CACHE] = {}
     ctx = app[CONTEXT]
     app[PAGE_PULSE] = Pulse(ctx.store, lambda: page_key(ctx, time.time()))
-    app.router.add_get("/", page)
-    app.router.add_post(LOGIN_PATH, login)
-    app.router.add_get("/events", page_events)
+    add_get(app, "/", page)
+    add_post(app, LOGIN_PATH, login)
+    add_get(app, "/events", page_events)

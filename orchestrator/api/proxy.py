@@ -28,6 +28,7 @@ from orchestrator.api.provisioning import (
 )
 from orchestrator.api.proxy_status import orchestrator_status
 from orchestrator.api.responses import json_error
+from orchestrator.api.routing import add_get, add_post
 from orchestrator.api.views import stream_view
 from orchestrator.state.endpoints import engine_endpoint
 from orchestrator.state.history import clock
@@ -318,9 +319,9 @@ class ProxyApi:
 
 def add_proxy_routes(app: web.Application, ctx: ApiContext) -> ProxyApi:
     api = ProxyApi(ctx)
-    app.router.add_post("/events/stream_started", api.stream_started)
-    app.router.add_post("/events/stream_ended", api.stream_ended)
-    app.router.add_get("/streams", api.streams)
-    app.router.add_post("/provision/acestream", api.provision)
-    app.router.add_get("/orchestrator/status", api.status)
+    add_post(app, "/events/stream_started", api.stream_started)
+    add_post(app, "/events/stream_ended", api.stream_ended)
+    add_get(app, "/streams", api.streams)
+    add_post(app, "/provision/acestream", api.provision)
+    add_get(app, "/orchestrator/status", api.status)
     return api
