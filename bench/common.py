@@ -20,6 +20,7 @@ from testkit.harness import (
     ENGINE_LAUNCH,
     NO_PROBE,
     Daemon,
+    docker,
     remove_test_containers,
     session_labels,
 )
@@ -80,6 +81,18 @@ def bench_daemon(
 
 def _exit_on_term(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
+
+
+def stop_pool(daemon: Daemon) -> None:
+    """Stop the daemon (if it runs) and remove its pool's containers, leaving the rest (the
+    stand-in VPNs a benchmark reuses)."""
+    if daemon.process is not None and daemon.process.poll() is None:
+        daemon.process.terminate()
+        daemon.process.wait(timeout=15)
+    pool = daemon.config["engines"]["pool"]
+    left = docker("ps", "-aq", "--filter", f"label=orchestrator.pool={pool}").split()
+    if left:
+        docker("rm", "-f", *left, check=False)
 
 
 def stop_daemon(daemon: Daemon) -> None:

@@ -27,8 +27,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import bench_daemon, cpu_seconds, cpu_seconds_in_ticks, machine, write_result
-from testkit.harness import REPO, Daemon, docker, remove_test_containers, run_gluetun, wait_for
+from bench.common import bench_daemon, cpu_seconds, cpu_seconds_in_ticks, machine, stop_pool, write_result
+from testkit.harness import REPO, Daemon, remove_test_containers, run_gluetun, wait_for
 
 
 def switches(pid: int) -> tuple[int, int]:
@@ -116,13 +116,7 @@ def measure(
             "cpu_percent_in_ticks": round(100 * (t1 - t0) / seconds, 3),
         }
     finally:
-        if daemon.process is not None and daemon.process.poll() is None:
-            daemon.process.terminate()
-            daemon.process.wait(timeout=15)
-        pool = daemon.config["engines"]["pool"]
-        left = docker("ps", "-aq", "--filter", f"label=orchestrator.pool={pool}").split()
-        if left:
-            docker("rm", "-f", *left, check=False)
+        stop_pool(daemon)
 
 
 def main() -> None:

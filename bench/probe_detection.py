@@ -26,7 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import bench_daemon, machine, summary, write_result
+from bench.common import bench_daemon, machine, stop_pool, summary, write_result
 from bench.idle import source_of, start_from
 from testkit.harness import (
     docker,
@@ -93,12 +93,8 @@ def measure(
                 false_hides += 1
             time.sleep(0.1)
     finally:
-        if daemon.process is not None and daemon.process.poll() is None:
-            daemon.process.terminate()
-            daemon.process.wait(timeout=15)
-        pool = daemon.config["engines"]["pool"]
-        left = docker("ps", "-aq", "--filter", f"label=orchestrator.pool={pool}").split()
-        docker("rm", "-f", vpn, *left, check=False)
+        stop_pool(daemon)
+        docker("rm", "-f", vpn, check=False)
     return {
         "hide_s": summary(hide_s),
         "raw_hide_s": [round(h, 3) for h in hide_s],
