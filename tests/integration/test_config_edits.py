@@ -141,5 +141,6 @@ def test_a_dropped_vpn_drains_its_streaming_engine(
     else:  # the viewer stays past the grace: the engine goes anyway, its stream ended with a reason
         reason = "engine_gone"
     wait_for("the drained engine removed", lambda: on_a["container_id"] not in daemon.managed(), timeout=45)
-    (ended,) = daemon.get("/streams?status=ended")[1]
+    # Docker's answer to the removal reaches the daemon a moment after the container is gone
+    (ended,) = wait_for("its stream ended", lambda: daemon.get("/streams?status=ended")[1])
     assert (ended["id"], ended["end_reason"]) == (stream["id"], reason)

@@ -90,7 +90,8 @@ def test_a_new_digest_under_the_same_tag_rolls_the_pool(make_daemon: MakeDaemon,
     )
     daemon.wait_engines(2, timeout=60)
     assert set(engine_images(daemon)) == {old}
-    assert daemon.status()["desired"]["image_id"] == old
+    # engines start from the local image without waiting for the first pull to answer
+    wait_for("the first pull's image on /status", lambda: daemon.status()["desired"]["image_id"] == old)
 
     new = build_new_digest(tag)
     assert new != old

@@ -61,8 +61,16 @@ def test_streams_raise_the_pool_by_min_free_and_idle_engines_expire(make_daemon:
     ended = http_json(daemon.url + "/streams?status=ended")[1]
     assert sorted(s["id"] for s in ended) == sorted(started)
     assert all(s["end_reason"] == "client_disconnected" for s in ended)
-    removed = [ev for ev in daemon.log_events() if ev.get("event") == "engine_removed"]
-    assert len(removed) == 2 and all(ev["reason"] == "pool above target" for ev in removed)
+    # the daemon logs a removal once Docker answered it, a moment after the container is gone
+    removed = wait_for(
+        "both removals logged",
+        lambda: (
+            r
+            if len(r := [ev for ev in daemon.log_events() if ev.get("event") == "engine_removed"]) == 2
+            else None
+        ),
+    )
+    assert all(ev["reason"] == "pool above target" for ev in removed)
     spare_gone, ttl_gone = (ev["timestamp"] for ev in removed)
     assert _seconds(ttl_gone) - _seconds(spare_gone) >= 3, "a just-used engine left before idle_ttl_s"
 

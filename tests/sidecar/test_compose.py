@@ -302,11 +302,24 @@ def test_stack_runs_with_standins(compose_cli: str, daemon_image: str, tmp_path:
         health = docker("inspect", "-f", "{{.State.Health.Status}}", f"{run}-orchestrator")
         assert health == "healthy", health
 
+        vpn_ips = {container_ip(v) for v in vpns}
+
         def listed() -> list[dict[str, Any]] | None:
             status, body = http_json(f"http://127.0.0.1:{api_port}/engines")
-            return body if status == 200 and len(body) == 2 else None
+            if status != 200 or len(body) != 2:
+                return None
+            # with two VPNs the daemon may place both engines behind the first one healthy, and
+            # moves one once the second is healthy and its port read: wait for that as well
+            if vpns:
+                if {e["host"] for e in body} != vpn_ips:
+                    return None
+                status, vpn_body = http_json(f"http://127.0.0.1:{api_port}/vpn/status")
+                if status != 200 or any(v["forwarded_port"] is None for v in vpn_body["vpns"]):
+                    return None
+            found: list[dict[str, Any]] = body
+            return found
 
-        engines = wait_for(f"2 engines in the {stack} stack", listed, timeout=60)
+        engines = wait_for(f"2 engines in the {stack} stack, one behind each VPN", listed, timeout=60)
         status, body = http_json(f"http://127.0.0.1:{api_port}/status")
         assert status == 200 and body["state"] == {"durable": True, "error": None}, body.get("state")
         # what acexy does: ACEXY_ORCH_URL, then each engine at the host:port /engines reports
@@ -316,7 +329,7 @@ def test_stack_runs_with_standins(compose_cli: str, daemon_image: str, tmp_path:
             answer = _fetch(f"{run}-proxy", f"http://{engine['host']}:{engine['port']}/standin/info")
             assert engine["container_id"] in answer
         if vpns:
-            assert {e["host"] for e in engines} == {container_ip(v) for v in vpns}, "engines.address: ip"
+            assert {e["host"] for e in engines} == vpn_ips, "engines.address: ip"
             status, body = http_json(f"http://127.0.0.1:{api_port}/vpn/status")
             assert status == 200
             ports = {v["name"]: v["forwarded_port"] for v in body["vpns"]}
