@@ -7,13 +7,16 @@ route instead. Each handler is wrapped once, when it is registered (`add_get`, `
 HTTP error or an unexpected failure is answered as JSON, and a write needs the API key
 (`auth.py`). Once every route is in, `add_fallbacks` answers what no handler serves, which
 aiohttp would answer in plain text: a known path asked with another method (a JSON 405 with
-`Allow`) and an unknown path (a JSON 404).
+`Allow`, the methods of every route whose path matches, as aiohttp's router counts them) and an
+unknown path (a JSON 404); and it freezes the router, so that no route can be added behind it.
+Only a request target that is not a path at all (`OPTIONS *`, `CONNECT host:443`) still gets
+aiohttp's plain-text 404: no route can match it.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable
 
 import structlog
 from aiohttp import web
@@ -26,6 +29,7 @@ log = structlog.get_logger()
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 DROPPED_HEADERS = frozenset({"content-type", "content-length"})
+FALLBACK = "fallback"  # the catch-all route's name
 
 
 def add_get(app: web.Application, path: str, handler: Handler) -> None:
@@ -39,23 +43,14 @@ def add_post(app: web.Application, path: str, handler: Handler) -> None:
 
 
 def add_fallbacks(app: web.Application) -> None:
-    """After every route: each known path answers its other methods with a JSON 405, and any
-    other path is a JSON 404. Raises when a path was registered as two resources (the first
-    one's 405 would hide the second one's methods)."""
-    paths: set[str] = set()
-    for resource in list(app.router.resources()):
-        if not isinstance(resource, web.Resource):
-            continue  # a sub-app or static files (the API has neither) answer for themselves
-        if resource.canonical in paths:
-            raise RuntimeError(f"{resource.canonical} is registered twice: add its methods together")
-        paths.add(resource.canonical)
-        resource.add_route("*", _in_json(_method_not_allowed({route.method for route in resource})))
-    app.router.add_route("*", "/{path:.*}", _in_json(_not_found))
+    """After every route: a JSON 405 or 404 for whatever no route serves; then no more routes."""
+    app.router.add_route("*", r"/{path:[\s\S]*}", _in_json(_no_route), name=FALLBACK)
+    app.router.freeze()
 
 
 def is_fallback(route: web.AbstractRoute) -> bool:
-    """A route `add_fallbacks` added (it serves no API operation)."""
-    return route.method == "*"
+    """The route `add_fallbacks` added (it serves no API operation)."""
+    return route.resource is not None and route.resource.name == FALLBACK
 
 
 def _in_json(handler: Handler) -> Handler:
@@ -95,12 +90,13 @@ def _key_required(handler: Handler) -> Handler:
     return key_required
 
 
-def _method_not_allowed(allowed: Collection[str]) -> Handler:
-    async def method_not_allowed(request: web.Request) -> web.StreamResponse:
+async def _no_route(request: web.Request) -> web.StreamResponse:
+    """The router found no route for this method and path (it reached the catch-all): 405 when
+    another method is served at the path, else 404."""
+    allowed: set[str] = set()
+    for resource in request.app.router.resources():
+        if resource.name != FALLBACK:
+            allowed |= (await resource.resolve(request))[1]
+    if allowed:
         raise web.HTTPMethodNotAllowed(request.method, allowed)
-
-    return method_not_allowed
-
-
-async def _not_found(request: web.Request) -> web.StreamResponse:
     raise web.HTTPNotFound()

@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from orchestrator.api.auth import SIGN_IN_PATH
+from orchestrator.api.routing import is_fallback
 from orchestrator.config import ApiConfig
 from tests.http.conftest import NO_VPN, SECRET, WITH_KEY, Api, MakeApi, started_body
 
@@ -32,6 +34,20 @@ GET_ROUTES = [
     "/orchestrator/status",
     "/openapi.json",
 ]
+
+
+async def test_every_write_route_is_in_the_key_matrix(make_api: MakeApi) -> None:
+    """The key check is put on each write route where it is added (routing.add_post): a route
+    that is not a read must be one the matrix below asks without a key (the sign-in form
+    checks the key itself: test_status_page.py)."""
+    api = await make_api(NO_VPN + WITH_KEY)
+    writes = {
+        route.resource.canonical
+        for route in api.client.app.router.routes()
+        if route.method not in ("GET", "HEAD") and route.resource is not None and not is_fallback(route)
+    }
+
+    assert writes == {*POST_ROUTES, SIGN_IN_PATH}
 
 
 @pytest.mark.parametrize("path", POST_ROUTES)

@@ -1,16 +1,19 @@
 """Every route answers its errors in JSON without app-wide middlewares (routing.py): a handler's
-HTTP error and its unexpected failure, with no traceback leaked, and a path registered twice is
-refused when the routes are put together."""
+HTTP error and its unexpected failure, with no traceback leaked; whatever no route serves is a
+JSON 405 or 404, overlapping patterns included; and no route can be added behind the
+fallbacks."""
 
 from __future__ import annotations
 
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from orchestrator.api.routing import add_fallbacks, add_get
+from orchestrator.api.context import CONTEXT, ApiContext
+from orchestrator.api.routing import add_fallbacks, add_get, add_post
 
 Client = TestClient[web.Request, web.Application]
 PRIVATE_DETAIL = "the handler's own words, never sent"
@@ -65,12 +68,35 @@ async def test_fallbacks_leave_the_routes_they_sit_behind_alone(client: Client) 
         assert resp.status == 404 and (await resp.json())["error"] == "not_found"
 
 
-def test_a_path_registered_as_two_resources_is_refused() -> None:
-    """The first resource's 405 would answer the second one's methods."""
-    app = web.Application()
-    add_get(app, "/twice", answers)
-    add_get(app, "/other", answers)
-    app.router.add_post("/twice", answers)  # not next to its GET: aiohttp makes a second resource
+@pytest.mark.parametrize("path", ["/answers%0A", "/%0A", "/a%0Ab", "/%0D%0A"])
+async def test_a_path_with_a_line_break_is_a_json_404(client: Client, path: str) -> None:
+    """aiohttp decodes the path before matching it: a pattern's `.` matches no newline."""
+    async with client.get(path) as resp:
+        assert resp.status == 404 and resp.content_type == "application/json"
 
-    with pytest.raises(RuntimeError, match="/twice is registered twice"):
-        add_fallbacks(app)
+
+async def test_routes_whose_paths_overlap_are_each_served_and_counted_in_allow(aiohttp_client: Any) -> None:
+    """Two patterns can match one path: each route is still reached, and a 405 names the methods
+    of both (as aiohttp's router counts them)."""
+    app = web.Application()
+    no_key = SimpleNamespace(config=SimpleNamespace(api=SimpleNamespace(api_key=None)))
+    app[CONTEXT] = cast(ApiContext, no_key)  # all a write's key check reads
+    add_get(app, "/items/{item_id}", answers)
+    add_get(app, "/other", answers)
+    add_post(app, "/items/{name}", answers)
+    add_fallbacks(app)
+    client: Client = await aiohttp_client(app)
+
+    async with client.post("/items/abc") as resp:
+        assert resp.status == 200
+    async with client.put("/items/abc") as resp:
+        assert resp.status == 405 and resp.headers["Allow"] == "GET,HEAD,POST"
+
+
+def test_no_route_can_be_added_behind_the_fallbacks() -> None:
+    app = web.Application()
+    add_get(app, "/answers", answers)
+    add_fallbacks(app)
+
+    with pytest.raises(RuntimeError, match="frozen"):
+        add_get(app, "/late", answers)
