@@ -30,6 +30,7 @@ from aiohttp import web
 from orchestrator.api.access import sees_full_details
 from orchestrator.api.context import CONTEXT, ApiContext
 from orchestrator.api.page_auth import LOGIN_PATH, key_matches, page_allowed, set_login_cookie
+from orchestrator.api.responses import json_error
 from orchestrator.api.routing import add_get, add_post
 from orchestrator.api.sse import Pulse, event, follow
 from orchestrator.api.status_view import status_body
@@ -376,7 +377,10 @@ async def page(request: web.Request) -> web.Response:
 
 async def login(request: web.Request) -> web.Response:
     key = request.app[CONTEXT].config.api.api_key
-    form = await request.post()
+    try:
+        form = await request.post()
+    except ValueError as exc:  # multipart without its boundary, bytes that are not UTF-8, ...
+        return json_error(400, "invalid_form", f"the sign-in form could not be read: {exc}")
     given = form.get("key")
     if not key or (isinstance(given, str) and key_matches(given, key)):
         response = web.Response(status=303, headers={"Location": "./", "Cache-Control": "no-store"})

@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 import aiohttp
+import pytest
 
 from orchestrator.api.page import PAGE_PULSE
 from orchestrator.api.page_auth import COOKIE
@@ -100,6 +101,27 @@ async def test_the_history_stream_resumes_after_the_last_event_id(make_api: Make
         api.store.record("restarted", "x", "not answering its API for 60s")
         entry: dict[str, Any] = json.loads(await read_event(resp, "entry"))
     assert entry["seq"] == last + 1 and entry["kind"] == "restarted"
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("multipart/form-data", b"key=x"),  # no boundary
+        ("multipart/form-data; boundary=zz", b"key=x"),  # not the boundary it names
+        ("application/x-www-form-urlencoded", b"key=\xff\xfe"),  # not UTF-8
+    ],
+)
+async def test_a_sign_in_body_that_is_not_a_form_is_a_clear_400(
+    make_api: MakeApi, content_type: str, body: bytes
+) -> None:
+    api = await _pool(make_api, TWO_VPNS + WITH_KEY, host=lan_address())
+
+    async with api.client.post("/login", data=body, headers={"Content-Type": content_type}) as resp:
+        status, answer = resp.status, await resp.json()
+
+    assert status == 400 and answer["error"] == "invalid_form"
+    assert "sign-in form could not be read" in answer["message"]
+    assert (await api.client.get("/")).status == 401  # and nobody signed in
 
 
 async def test_off_loopback_the_page_needs_the_key_and_never_shows_it(make_api: MakeApi) -> None:
