@@ -2,8 +2,9 @@
 
 Every answer is JSON, errors included (`routing.py`): an unknown route is a JSON 404, a known
 route asked with another method a JSON 405 carrying `Allow` (HEAD is answered wherever GET is),
-an unexpected failure a JSON 500 with no traceback leaked. What a request may cost is bounded (`Limits`): its
-body size and how long its body may take, and how long an idle or half-sent connection is kept.
+an unexpected failure a JSON 500 with no traceback leaked. What a request may cost is bounded
+(`Limits`): its body size and how long its body may take, and how long an idle or half-sent
+connection is kept.
 Only a request aiohttp cannot parse as HTTP at all gets aiohttp's own plain-text 400. Handlers
 only read the state store; they never wait on Docker, so they answer in well under the proxy's
 3-second timeout from the daemon's first second.
@@ -15,7 +16,6 @@ import json
 import time
 from typing import Any
 
-import structlog
 from aiohttp import web
 
 from orchestrator.api.access import sees_full_details
@@ -32,8 +32,6 @@ from orchestrator.api.status_view import status_body
 from orchestrator.api.views import engine_detail_view, engine_view, vpn_views
 from orchestrator.state.liveness import unhealthy_reasons
 from orchestrator.state.served import LastServed
-
-log = structlog.get_logger()
 
 # one [key, body] per view: full (loopback or key holder) and narrowed (access.py)
 ENGINES_CACHE: web.AppKey[dict[bool, list[Any]]] = web.AppKey("engines_cache")

@@ -14,9 +14,6 @@ from aiohttp import web
 
 from orchestrator.api.responses import json_error
 
-MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-SIGN_IN_PATH = "/login"  # the status page's form (page_auth.py): changes nothing in the daemon
-
 
 def auth_error(status: int, code: str, message: str) -> web.Response:
     """The generic `{error, message}` shape, plus the `detail` object proxies decode on

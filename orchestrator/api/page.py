@@ -416,5 +416,5 @@ def add_page_routes(app: web.Application) -> None:
     ctx = app[CONTEXT]
     app[PAGE_PULSE] = Pulse(ctx.store, lambda: page_key(ctx, time.time()))
     add_get(app, "/", page)
-    add_post(app, LOGIN_PATH, login)
+    add_post(app, LOGIN_PATH, login, needs_key=False)  # the form checks the key itself
     add_get(app, "/events", page_events)

@@ -19,11 +19,10 @@ import hmac
 from aiohttp import web
 
 from orchestrator.api.access import holds_key, remote_is_loopback
-from orchestrator.api.auth import SIGN_IN_PATH
 from orchestrator.api.context import CONTEXT
 
 COOKIE = "aceo_page"
-LOGIN_PATH = SIGN_IN_PATH
+LOGIN_PATH = "/login"  # the sign-in form: it changes nothing in the daemon, and checks the key itself
 COOKIE_MAX_AGE_S = 30 * 24 * 3600
 
 

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 from aiohttp import web
 
-from orchestrator.api.auth import MUTATING, SIGN_IN_PATH, check_bearer
+from orchestrator.api.auth import check_bearer
 from orchestrator.api.context import CONTEXT
 from orchestrator.api.responses import json_error
 
@@ -37,9 +37,10 @@ def add_get(app: web.Application, path: str, handler: Handler) -> None:
     app.router.add_get(path, _in_json(handler))
 
 
-def add_post(app: web.Application, path: str, handler: Handler) -> None:
-    """`POST path`, which needs the API key when one is set, in JSON on error."""
-    app.router.add_post(path, _in_json(_key_required(handler)))
+def add_post(app: web.Application, path: str, handler: Handler, *, needs_key: bool = True) -> None:
+    """`POST path`, which needs the API key when one is set (unless not `needs_key`: the status
+    page's sign-in form, which checks the key itself), in JSON on error."""
+    app.router.add_post(path, _in_json(_key_required(handler) if needs_key else handler))
 
 
 def add_fallbacks(app: web.Application) -> None:
@@ -81,7 +82,7 @@ def _key_required(handler: Handler) -> Handler:
     @functools.wraps(handler)
     async def key_required(request: web.Request) -> web.StreamResponse:
         key = request.app[CONTEXT].config.api.api_key
-        if key and request.method in MUTATING and request.path != SIGN_IN_PATH:
+        if key:
             refused = check_bearer(request.headers.get("Authorization"), key)
             if refused is not None:
                 return refused

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.api.auth import SIGN_IN_PATH
+from orchestrator.api.page_auth import LOGIN_PATH
 from orchestrator.api.routing import is_fallback
 from orchestrator.config import ApiConfig
 from tests.http.conftest import NO_VPN, SECRET, WITH_KEY, Api, MakeApi, started_body
@@ -47,7 +47,7 @@ async def test_every_write_route_is_in_the_key_matrix(make_api: MakeApi) -> None
         if route.method not in ("GET", "HEAD") and route.resource is not None and not is_fallback(route)
     }
 
-    assert writes == {*POST_ROUTES, SIGN_IN_PATH}
+    assert writes == {*POST_ROUTES, LOGIN_PATH}
 
 
 @pytest.mark.parametrize("path", POST_ROUTES)
