@@ -12,10 +12,18 @@ from reconcilers.model import CreateEngine, EnginePorts, EngineSpec
 SPEC = EngineSpec(image="engine:1")
 
 
-def engine_info(cid: str, slot: int = 0, started_at: float = 1000.0, name: str = "") -> EngineSighting:
+def engine_info(
+    cid: str,
+    slot: int = 0,
+    started_at: float = 1000.0,
+    name: str = "",
+    *,
+    vpn: str | None = None,
+    vpn_id: str | None = None,
+) -> EngineSighting:
     create = CreateEngine(
-        vpn=None,
-        vpn_id=None,
+        vpn=vpn,
+        vpn_id=vpn_id,
         slot=slot,
         forwarded=False,
         spec_hash="h",

@@ -444,8 +444,26 @@ class StateStore:
         for transition in update.transitions:
             self._log_transition(name, transition)
             self._record_transition(name, transition)
+        if update.obs.state == "healthy" and previous is not None and previous.state != "healthy":
+            self._recheck_engines_of(name, at)
         self.changed()
         return True
+
+    def _recheck_engines_of(self, vpn: str, at: float) -> None:
+        """A VPN healthy again: its engines were hidden while it was not, and are listed again
+        only once each has answered its readiness check since (a blip restarts none of them; one
+        that never answers again is restarted `ready_timeout_s` later, as any unready engine)."""
+        now = time.time()
+        names = []
+        for cid, engine in self._world.engines.items():
+            if engine.vpn == vpn and engine.ready:
+                self._world.engines[cid] = dataclasses.replace(engine, ready=False)
+                self._world.unready_since[cid] = now
+                self._touch(cid)
+                names.append(engine.name)
+        if names:
+            self.observe(f"VPN {vpn} healthy again: {len(names)} engines must answer to be listed", at)
+            log.info("engines_recheck", vpn=vpn, engines=len(names), reason="VPN healthy again")
 
     def _record_transition(self, name: str, t: Transition) -> None:
         match t.kind:

@@ -258,8 +258,10 @@ class EventSource:
             del self._held[gone]
         names = self._vpn_names()
         vpns = dict(zip(names, await asyncio.gather(*(inspect(n) for n in names)), strict=True))
-        if ids and unanswered and len(unanswered) == len(ids) + len(names):
-            raise next(iter(unanswered.values()))  # Docker answers nothing: not one stuck container
+        if len(unanswered) > 1 and len(unanswered) == len(entries) + len(names):
+            # no answer about any container it listed (the listing vouched for none) nor any VPN:
+            # Docker answers nothing, not one stuck container
+            raise next(iter(unanswered.values()))
         for ref, exc in unanswered.items():
             # one stuck container (a hung containerd shim) must not stop the resync of the rest
             log.warning("inspect_failed", container=ref[:24], error=str(exc), hint="kept as it was known")

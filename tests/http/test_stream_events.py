@@ -214,6 +214,9 @@ async def test_streams_outlive_a_vpn_blip_that_hides_their_engine(make_api: Make
     api.store.apply_vpn(
         "gluetun", HealthReported(container_id=vpn_id("gluetun"), health="healthy"), time.time()
     )
+    # listed again once it has answered since (tests/unit/test_state_store.py)
+    assert (await api.get("/engines"))[1] == []
+    api.store.mark_ready(engine.container_id, engine.started_at)
     (listed,) = (await api.get("/engines"))[1]
     assert listed["streams"] == ["a1b2c3|sess-1"]
     assert (await api.get("/streams", status="ended"))[1] == []

@@ -9,7 +9,7 @@ from orchestrator.docker.containers import ContainerInfo, vpn_container
 from orchestrator.state.ledger import Outcome
 from orchestrator.state.store import StateStore
 from reconcilers.model import PendingCreate
-from reconcilers.vpn import ContainerSeen, ControlRead
+from reconcilers.vpn import ContainerSeen, ControlRead, HealthReported
 from testkit.sightings import engine_info
 
 
@@ -67,6 +67,32 @@ def test_the_same_control_reading_again_notifies_nobody() -> None:
     assert store.version == version
     store.apply_vpn("g1", ControlRead(forwarded_port=40001, public_ip="1.2.3.4", status="running"), 1012.0)
     assert store.version > version and store.vpns["g1"].forwarded_port == 40001
+
+
+def test_engines_of_a_vpn_healthy_again_are_listed_only_once_they_answer_again() -> None:
+    store = StateStore()
+    for name in ("g1", "g2"):
+        vpn = ContainerInfo(
+            id=name, name=name, status="running", health="healthy", started_at=900.0, created_at=899.0
+        )
+        store.apply_vpn(name, ContainerSeen(container=vpn_container(vpn)), 901.0)
+    store.upsert_engine(engine_info("a", vpn="g1", vpn_id="g1"))
+    store.upsert_engine(engine_info("b", slot=1, vpn="g2", vpn_id="g2"))
+    store.mark_ready("a", 1000.0)
+    store.mark_ready("b", 1000.0)
+    assert {e.container_id for e in store.visible} == {"a", "b"}
+
+    store.apply_vpn("g1", HealthReported(container_id="g1", health="unhealthy"), 1100.0)
+    assert {e.container_id for e in store.visible} == {"b"}
+    before = time.time()
+    store.apply_vpn("g1", HealthReported(container_id="g1", health="healthy"), 1104.0)
+    # healthy again, but its engine has not answered since: still hidden, and unready from now
+    assert {e.container_id for e in store.visible} == {"b"}
+    (a,) = (e for e in store.observed().engines if e.container_id == "a")
+    assert not a.ready and a.unready_since is not None and a.unready_since >= before
+    assert a.started_at == 1000.0  # the same run: nothing was restarted
+    store.mark_ready("a", 1000.0)
+    assert {e.container_id for e in store.visible} == {"a", "b"}
 
 
 def test_a_resync_that_finds_nothing_new_wakes_nobody_but_moves_last_seen() -> None:

@@ -15,7 +15,7 @@ import pytest
 from orchestrator.errors import DockerUnavailable
 from reconcilers.model import VpnState
 from testkit.fake_docker import FakeContainer, FakeDocker
-from tests.workers.conftest import ONE_VPN, POOL, World, world
+from tests.workers.conftest import NO_VPN, ONE_VPN, POOL, World, world
 
 ENGINE_LABELS = {
     "orchestrator.managed": "acestream",
@@ -255,6 +255,27 @@ async def test_a_container_docker_does_not_answer_for_is_kept_and_the_rest_resyn
         docker.failures["inspect"] = lambda ref: DockerUnavailable("inspect: Docker did not answer")
         with pytest.raises(DockerUnavailable):  # nothing answers: Docker is down, not one container
             await w.events.resync()
+
+
+async def test_a_timed_resync_whose_only_inspect_is_the_stuck_container_succeeds() -> None:
+    """The others are vouched for by the listing: Docker answered, the resync counts."""
+    docker = FakeDocker()
+    stuck = docker.run("acestream-engine-0", health=None, labels=ENGINE_LABELS)
+    other = docker.run("acestream-engine-1", health=None, labels={**ENGINE_LABELS, "orchestrator.slot": "1"})
+    async with world(NO_VPN, docker) as w:
+        await w.until("both adopted", lambda: {stuck.id, other.id} <= set(w.store.engines))
+        age(stuck, 3 * 3600)
+        age(other, 3 * 3600)
+        await w.events.resync()
+        docker.failures["inspect"] = lambda ref: (
+            DockerUnavailable("inspect: Docker did not answer within 10s") if ref == stuck.id else None
+        )
+        await w.events.resync(full=True)  # its inspect fails: it must be asked again next time
+        before = w.store.telemetry.resyncs
+        await w.events.resync(full=False)  # the stuck one is the only container to inspect
+        assert w.store.telemetry.resyncs == before + 1
+        assert w.store.telemetry.docker_error is None
+        assert {stuck.id, other.id} <= set(w.store.engines)
 
 
 async def test_other_containers_events_are_filtered_out_by_docker() -> None:
