@@ -8,14 +8,20 @@ test_access.py), so `request.remote` really is off loopback.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from orchestrator.api.page import PAGE_PULSE
+from orchestrator.api.page import PAGE_PULSE, verdict
 from orchestrator.api.page_auth import COOKIE
+from orchestrator.api.status_view import status_body
+from orchestrator.state.journal import StreamJournal
+from orchestrator.state.store import StateStore
 from reconcilers.vpn import HealthReported
 from testkit.addresses import lan_address
 from tests.http.conftest import SECRET, TWO_VPNS, WITH_KEY, Api, MakeApi, vpn_id
@@ -188,3 +194,66 @@ async def test_open_pages_are_woken_once_per_change_of_what_they_show_not_per_st
     finally:
         for stream in streams:
             stream.close()
+
+
+VERDICT_ROWS: list[tuple[str, dict[str, Any], str, str]] = [
+    # (case, the /status fields changed, verdict, words in the reason)
+    ("all_well", {}, "ok", "2 engines ready on /engines"),
+    ("docker_down", {"docker": {"connected": False, "error": "socket gone"}}, "down", "socket gone"),
+    (
+        "none_listed_but_wanted",
+        {"observed.visible": 0, "desired.min_replicas": 1},
+        "down",
+        "none on /engines",
+    ),
+    ("none_listed_none_wanted", {"observed.visible": 0, "desired.min_replicas": 0}, "ok", "0 engines"),
+    ("fewer_than_wanted", {"desired.min_replicas": 3}, "degraded", "2 engines on /engines, 3 wanted"),
+    (
+        "a_plan_problem",
+        {"problems": [{"code": "x", "message": "port clash", "vpn": None}]},
+        "degraded",
+        "port clash",
+    ),
+    (
+        "edit_rejected",
+        {"config.last_error": {"message": "o.yaml:3: bad"}},
+        "degraded",
+        "configuration edit rejected: o.yaml:3: bad",
+    ),
+    (
+        "state_not_durable",
+        {"state.durable": False, "state.error": "disk full"},
+        "degraded",
+        "streams kept in memory only: disk full",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "changes", "expected", "words"), VERDICT_ROWS, ids=[r[0] for r in VERDICT_ROWS]
+)
+async def test_the_verdict_rules(
+    make_api: MakeApi, case: str, changes: dict[str, Any], expected: str, words: str
+) -> None:
+    api = await _pool(make_api)
+    status = status_body(api.ctx, time.time(), full=True)
+    status["desired"]["min_replicas"] = 2
+    for path, value in changes.items():
+        *parents, leaf = path.split(".")
+        target = status
+        for part in parents:
+            target = target[part]
+        target[leaf] = value
+    ctx = api.ctx
+    if "state.durable" in changes:  # a state directory was given (and fails): not memory-only by choice
+        ctx = dataclasses.replace(ctx, store=StateStore(journal=StreamJournal(Path("/nonexistent"))))
+        ctx.store.telemetry.set_docker(connected=True)
+    got, reason = verdict(ctx, status, time.time())
+    assert (got, words in reason) == (expected, True), (case, reason)
+
+
+async def test_streams_in_memory_by_choice_do_not_degrade_the_verdict(make_api: MakeApi) -> None:
+    api = await _pool(make_api)  # no state directory configured
+    status = status_body(api.ctx, time.time(), full=True)
+    assert status["state"]["durable"] is False
+    assert verdict(api.ctx, status, time.time())[0] == "ok"

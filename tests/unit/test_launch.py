@@ -16,7 +16,7 @@ from orchestrator.config import parse_config
 from orchestrator.config.launch import PRESETS, preset_for_image
 from orchestrator.docker.engines import create_body
 from orchestrator.errors import ConfigError
-from reconcilers import plan
+from reconcilers import engine_spec_hash, plan
 from reconcilers.model import ENGINE_DEFAULT_PORTS, CreateEngine
 from testkit.factories import NOW, observed, vpn
 
@@ -238,3 +238,41 @@ def test_every_engine_binds_ports_no_other_engine_in_its_namespace_binds(family:
         assert not twice, f"ports {twice} bound twice in namespace {namespace}"
         if mode != "none":
             assert not set(bound) & ENGINE_DEFAULT_PORTS
+
+
+def test_the_templates_variables_win_over_engines_env_whose_other_entries_every_engine_gets() -> None:
+    desired = parse(
+        "  image: jopsis/acestream:x64\n  env: {ACESTREAM_ARGS: --mine, TZ: Europe/Madrid}\n"
+    ).desired
+    (create,) = [a for a in plan(desired, observed(desired), NOW).actions if isinstance(a, CreateEngine)][:1]
+    env = dict(item.split("=", 1) for item in create_body(create, desired.engines)["Env"])
+    assert env["ACESTREAM_ARGS"] != "--mine" and f"--http-port {create.ports.http}" in env["ACESTREAM_ARGS"]
+    assert env["TZ"] == "Europe/Madrid"
+
+
+BASE_ENGINES = "  image: jopsis/acestream:x64\n"
+
+
+@pytest.mark.parametrize(
+    ("edit", "rolls"),
+    [
+        ("  env: {TZ: UTC}\n", True),
+        ("  labels: {team: a}\n", True),
+        ("  cache_limit_gb: 7\n", True),
+        ("  log_max_size: 5m\n", True),
+        ("  log_max_files: 9\n", True),
+        ("  host_port_range: 21000-21999\n", True),
+        ("  launch: {preset: custom, command: [run, '{http_port}']}\n", True),
+        ("  min_replicas: 4\n  max_replicas: 9\n", False),  # sizing is not the engines' spec
+        ("  idle_ttl_s: 999\n", False),
+    ],
+)
+def test_what_in_engines_calls_for_new_containers(edit: str, rolls: bool) -> None:
+    before = engine_spec_hash(parse(BASE_ENGINES).desired)
+    after = engine_spec_hash(parse(BASE_ENGINES + edit).desired)
+    assert (before != after) is rolls
+
+
+def test_another_image_calls_for_new_containers() -> None:
+    other = "  image: jopsis/acestream:x64-2\n  launch: {preset: jopsis}\n"
+    assert engine_spec_hash(parse(BASE_ENGINES).desired) != engine_spec_hash(parse(other).desired)
