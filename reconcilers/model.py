@@ -212,6 +212,9 @@ class VpnObs:
     control_problem: ControlProblem | None = None
     control_failed_since: float | None = None  # the control server has not answered since
     control_unreachable_since: float | None = None  # ... not even a TCP connection (not a 401)
+    # its control server answered (any HTTP reply, a 401 too) in the container's current run:
+    # without that, its silence is no sign Gluetun is stuck
+    control_answered: bool = False
     probe_up: bool | None = None  # the tunnel probe's last verdict; None: none yet (or no probe)
     probe_error: str | None = None  # the probe cannot run (its image lacks sh or nc)
     forced_restarts: int = 0  # restarts the daemon forced since the VPN was last healthy

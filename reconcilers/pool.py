@@ -212,11 +212,12 @@ def restart_due(vpn: VpnObs, timeout: float) -> tuple[float, str]:
     Gluetun heals its tunnel itself (it restarts it inside the container at +6 s, then with
     back-off), and every container restart kills every attached engine's network and
     renegotiates port forwarding: so a running Gluetun is restarted only when its tunnel has been
-    down for `timeout` (300 s by default: past Gluetun's own retries), or its control server has
-    not even accepted a connection for `CONTROL_DEAD_S` while the tunnel is down (Gluetun itself
-    is stuck). A crashed container (exited with an error nobody asked for) cannot heal itself:
-    it is restarted after `CRASH_RESTART_S`. Each further restart while it stays unhealthy waits
-    twice as long (capped at 32x)."""
+    down for `timeout` (300 s by default: past Gluetun's own retries), or its control server,
+    seen answering in this run, fell silent around the time the tunnel went down and has not even
+    accepted a connection for `CONTROL_DEAD_S` since (Gluetun itself is stuck). A crashed
+    container (exited with an error nobody asked for) cannot heal itself: it is restarted after
+    `CRASH_RESTART_S`. Each further restart while it stays unhealthy waits twice as long (capped
+    at 32x)."""
     backoff = 2.0 ** min(vpn.forced_restarts, 5)
     last = vpn.last_forced_restart or 0.0
     since = max(vpn.state_since, last)
@@ -224,10 +225,11 @@ def restart_due(vpn: VpnObs, timeout: float) -> tuple[float, str]:
         return since + CRASH_RESTART_S * backoff, "crashed (exited with an error nobody asked for)"
     due, why = since + timeout * backoff, f"tunnel down for {timeout * backoff:g}s"
     silent = vpn.control_unreachable_since
-    if silent is not None and silent >= since - CONTROL_DEAD_S:
-        # Gluetun stuck: its control server fell silent around the time the tunnel went down.
-        # One out of reach long before (another network, a wrong port) says nothing of
-        # Gluetun's state: the tunnel's own timeout applies then
+    if silent is not None and vpn.control_answered and silent >= since - CONTROL_DEAD_S:
+        # Gluetun stuck: its control server answered in this run, then fell silent around the
+        # time the tunnel went down. One out of reach long before (another network, a wrong
+        # port), or never seen answering (the daemon started, or Gluetun was restarted, with it
+        # out of reach) says nothing of Gluetun's state: the tunnel's own timeout applies then
         dead = max(silent, since) + min(CONTROL_DEAD_S, timeout) * backoff
         if dead < due:
             due, why = dead, "tunnel down and its control server not answering at all"

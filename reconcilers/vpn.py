@@ -27,7 +27,8 @@ row of `tests/unit/test_vpn.py`:
   alone is a blip the tunnel survived (a probe that missed two dials, a slow health check): the
   engines come back as they were, and nothing is restarted for it.
 - A new container or a new run forgets what the old one's control server and probe said (and
-  its public IP); the
+  its public IP), and that its control server answered (`control_answered`: without an answer
+  in this run its silence is no sign Gluetun is stuck); the
   first healthy verdict of a run waits for the forwarded port to be read (`port_known`).
 - A forced restart is counted until the VPN is healthy again (the planner backs off with it).
 """
@@ -280,6 +281,7 @@ def _verdict(
             probe_error=None,
             control_failed_since=None,
             control_unreachable_since=None,
+            control_answered=False,
         )
     if prev is not None and not running:
         prev = dataclasses.replace(prev, probe_up=None)  # its probe shares the dead namespace
@@ -332,6 +334,7 @@ def _control(previous: VpnObs, name: str, read: ControlRead, at: float) -> VpnUp
         control_problem=read.problem,
         control_failed_since=None,
         control_unreachable_since=None,
+        control_answered=True,
     )
     transitions: list[Transition] = []
     works = tunnel_works(read.status)
@@ -383,6 +386,8 @@ def _control_failed(previous: VpnObs, name: str, failed: ControlFailed, at: floa
         control_problem=failed.problem,
         control_failed_since=since,
         control_unreachable_since=unreachable_since,
+        # an HTTP error (a 401) is an answer too: the server is there
+        control_answered=previous.control_answered or not failed.unreachable,
     )
     update = VpnUpdate(obs=obs)
     if obs.tunnel_down and at - since >= CONTROL_STALE_S:

@@ -157,6 +157,7 @@ def vpn(
     running: bool | None = None,
     forced_restarts: int = 0,
     control_unreachable_since: float | None = None,
+    control_answered: bool = False,
     image: str | None = "gluetun:image",
 ) -> VpnObs:
     """`running` defaults to what the state says (a crash is `unhealthy` and not running)."""
@@ -175,6 +176,7 @@ def vpn(
         running=state in ("healthy", "unhealthy", "starting") if running is None else running,
         forced_restarts=forced_restarts,
         control_unreachable_since=control_unreachable_since,
+        control_answered=control_answered,
         image=image,
     )
 

@@ -18,8 +18,9 @@ same, tests/integration/test_gluetun_releases.py runs this client over all of th
 A 401 is diagnosed per release line (`orchestrator.vpn.diagnosis`): the error (status route) or
 the reading (another route the daemon needs) carries the Gluetun setting to change.
 
-A failure to connect at all (refused, timed out) is `ControlApiUnreachable`: with the tunnel
-down it means Gluetun itself is stuck, the one case a forced restart helps.
+A failure to connect at all (refused, timed out) is `ControlApiUnreachable`: from a server that
+answered in this run and fell silent as the tunnel went down, it means Gluetun itself is stuck,
+the one case a forced restart helps early (`reconcilers.pool.restart_due`).
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 from dataclasses import dataclass
+from typing import Literal
 
 import pytest
 
@@ -35,6 +36,16 @@ from reconcilers.model import (
     VpnObs,
 )
 from reconcilers.ports import vpn_share
+from reconcilers.vpn import (
+    ContainerSeen,
+    ControlFailed,
+    ControlRead,
+    ForcedRestart,
+    HealthReported,
+    Sighting,
+    VpnContainer,
+    advance,
+)
 from testkit.factories import (
     CURRENT,
     NOW,
@@ -1018,14 +1029,30 @@ RESTART_CASES = [
     Case(
         id="restart-control_server_dead_and_tunnel_down_is_quicker",
         desired=PATIENT,
-        vpns=(vpn("g1", "unhealthy", state_since=NOW - 100, control_unreachable_since=NOW - 60),),
+        vpns=(
+            vpn(
+                "g1",
+                "unhealthy",
+                state_since=NOW - 100,
+                control_unreachable_since=NOW - 60,
+                control_answered=True,
+            ),
+        ),
         problems=("vpn_unhealthy@g1",),
         actions=("restart_vpn g1",),
     ),
     Case(
         id="restart-control_server_dead_not_yet",
         desired=PATIENT,
-        vpns=(vpn("g1", "unhealthy", state_since=NOW - 100, control_unreachable_since=NOW - 20),),
+        vpns=(
+            vpn(
+                "g1",
+                "unhealthy",
+                state_since=NOW - 100,
+                control_unreachable_since=NOW - 20,
+                control_answered=True,
+            ),
+        ),
         problems=("vpn_unhealthy@g1",),
         wake_at=NOW + 40,
     ),
@@ -1056,6 +1083,13 @@ RESTART_CASES = [
         id="restart-a_healthy_vpn_with_a_dead_control_server_is_left_alone",
         desired=PATIENT,
         vpns=(vpn("g1", control_unreachable_since=NOW - 1000),),
+    ),
+    Case(
+        id="restart-the_back_off_is_capped_at_32_times",
+        desired=PATIENT,
+        vpns=(vpn("g1", "unhealthy", state_since=NOW - 400, forced_restarts=7),),
+        problems=("vpn_unhealthy@g1",),
+        wake_at=NOW - 400 + 300 * 32,  # not 300 * 128
     ),
 ]
 
@@ -1118,9 +1152,26 @@ SAFETY_CASES = [
     Case(
         id="safety-tunnel_down_60s_and_its_control_server_silent_since_restarts_gluetun",
         desired=PATIENT,
-        vpns=(vpn("g1", "unhealthy", state_since=NOW - 60, control_unreachable_since=NOW - 70),),
+        vpns=(
+            vpn(
+                "g1",
+                "unhealthy",
+                state_since=NOW - 60,
+                control_unreachable_since=NOW - 70,
+                control_answered=True,
+            ),
+        ),
         problems=("vpn_unhealthy@g1",),
         actions=("restart_vpn g1",),
+    ),
+    Case(
+        id="safety-a_control_server_never_seen_answering_is_no_sign_gluetun_is_stuck",
+        desired=PATIENT,
+        # the daemon started with the tunnel down and the control server out of reach: nothing
+        # says the server fell silent when the tunnel went down (a wrong vpn.api_port looks alike)
+        vpns=(vpn("g1", "unhealthy", state_since=NOW - 60, control_unreachable_since=NOW - 60),),
+        problems=("vpn_unhealthy@g1",),
+        wake_at=NOW - 60 + 300,
     ),
     # Gluetun forwards a port an engine of the namespace binds: slot 1's HTTP port is 19001
     Case(
@@ -1235,6 +1286,117 @@ def test_plan(case: Case) -> None:
     if case.target is not None:
         assert result.target == case.target
     check_invariants(case.desired, world, case.now, result)
+
+
+# Forced restarts over time: the VPN's state machine (`reconcilers.vpn.advance`) is fed a run of
+# sightings as the daemon gets them, and the planner is asked. A "restart" step is one the planner
+# must order exactly then and not a second sooner; it is then recorded (ForcedRestart), as the
+# executor does. `due`: when the next restart is due after the last step.
+Step = tuple[float, Sighting | Literal["restart"]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RestartSequence:
+    id: str
+    steps: tuple[Step, ...]
+    due: float
+
+
+def gluetun(health: str, started_at: float) -> ContainerSeen:
+    return ContainerSeen(
+        container=VpnContainer(id="g1-id", status="running", health=health, started_at=started_at)
+    )
+
+
+UNREACHABLE = ControlFailed(error="/v1/vpn/status: ClientConnectorError", unreachable=True)
+ANSWERED = ControlRead(forwarded_port=None, public_ip="1.1.1.1", status="running")
+TUNNEL_DOWN = HealthReported(container_id="g1-id", health="unhealthy")
+
+RESTART_SEQUENCES = [
+    RestartSequence(
+        id="started_with_the_tunnel_down_and_its_control_server_never_answering_waits_300s",
+        steps=((NOW, gluetun("unhealthy", NOW - 5000)), (NOW + 0.1, UNREACHABLE)),
+        due=NOW + 300,  # not NOW + 60: nothing says the server fell silent with the tunnel
+    ),
+    RestartSequence(
+        id="a_control_server_never_answering_each_forced_restart_waits_twice_as_long",
+        steps=(
+            (NOW, gluetun("healthy", NOW - 10)),
+            (NOW + 1, UNREACHABLE),  # a wrong vpn.api_port
+            (NOW + 3000, TUNNEL_DOWN),
+            (NOW + 3300, "restart"),
+            (NOW + 3301, gluetun("starting", NOW + 3301)),  # a new run: its silence starts anew
+            (NOW + 3301.1, UNREACHABLE),
+            (NOW + 3331, TUNNEL_DOWN),
+            (NOW + 3331 + 600, "restart"),  # not 120 s after the tunnel went down
+            (NOW + 3932, gluetun("starting", NOW + 3932)),
+            (NOW + 3932.1, UNREACHABLE),
+            (NOW + 3962, TUNNEL_DOWN),
+        ),
+        due=NOW + 3962 + 1200,
+    ),
+    RestartSequence(
+        id="a_control_server_silent_since_long_before_the_tunnel_went_down_waits_300s",
+        steps=(
+            (NOW, gluetun("healthy", NOW - 10)),
+            (NOW + 1, ANSWERED),
+            (NOW + 60, UNREACHABLE),  # moved to another network
+            (NOW + 3000, TUNNEL_DOWN),
+        ),
+        due=NOW + 3300,
+    ),
+    RestartSequence(
+        id="gluetun_stuck_after_answering_is_restarted_after_60s_then_120s",
+        steps=(
+            (NOW, gluetun("healthy", NOW - 10)),
+            (NOW + 1, ANSWERED),
+            (NOW + 100, UNREACHABLE),
+            (NOW + 101, TUNNEL_DOWN),
+            (NOW + 161, "restart"),
+            (NOW + 162, gluetun("starting", NOW + 162)),
+            (NOW + 170, ANSWERED),
+            (NOW + 200, UNREACHABLE),
+            (NOW + 201, TUNNEL_DOWN),
+        ),
+        due=NOW + 201 + 120,
+    ),
+    RestartSequence(
+        id="gluetun_stuck_then_restarted_into_a_run_never_answering_waits_600s",
+        steps=(
+            (NOW, gluetun("healthy", NOW - 10)),
+            (NOW + 1, ANSWERED),
+            (NOW + 100, UNREACHABLE),
+            (NOW + 101, TUNNEL_DOWN),
+            (NOW + 161, "restart"),
+            (NOW + 162, gluetun("starting", NOW + 162)),
+            (NOW + 162.1, UNREACHABLE),
+            (NOW + 192, TUNNEL_DOWN),
+        ),
+        due=NOW + 192 + 600,
+    ),
+]
+
+
+def _expect_restart_at(observed_vpn: VpnObs, due: float) -> None:
+    world = observed(PATIENT, vpns=(observed_vpn,))
+    early = plan(PATIENT, world, due - 1)
+    assert action_summary(early) == [], "restarted early"
+    assert early.wake_at == due
+    assert action_summary(plan(PATIENT, world, due)) == ["restart_vpn g1"]
+
+
+@pytest.mark.parametrize("seq", RESTART_SEQUENCES, ids=lambda s: s.id)
+def test_restart_sequence(seq: RestartSequence) -> None:
+    obs: VpnObs | None = None
+    for at, step in seq.steps:
+        if step == "restart":
+            assert obs is not None
+            _expect_restart_at(obs, at)
+        update = advance(obs, "g1", ForcedRestart() if step == "restart" else step, at)
+        assert update is not None
+        obs = update.obs
+    assert obs is not None
+    _expect_restart_at(obs, seq.due)
 
 
 @pytest.mark.parametrize(

@@ -394,6 +394,50 @@ CASES = [
         state="healthy",
         fields={"control_unreachable_since": None},
     ),
+    # that the control server answered in this run: the planner's evidence that its silence
+    # means Gluetun is stuck (reconcilers.pool.restart_due)
+    Case(
+        id="a_reading_is_an_answer",
+        before=vpn(),
+        sighting=ControlRead(forwarded_port=None, public_ip=None, status="running"),
+        state="healthy",
+        fields={"control_answered": True},
+    ),
+    Case(
+        id="a_401_is_an_answer",
+        before=vpn(),
+        sighting=ControlFailed(error="401"),
+        state="healthy",
+        fields={"control_answered": True},
+    ),
+    Case(
+        id="a_control_server_never_reached_has_not_answered",
+        sighting=seen(health="unhealthy"),
+        state="unhealthy",
+        fields={"control_answered": False},
+    ),
+    Case(
+        id="an_unreachable_control_server_keeps_that_it_answered_before",
+        before=vpn(control_answered=True),
+        sighting=ControlFailed(error="connection refused", unreachable=True),
+        state="healthy",
+        fields={"control_answered": True, "control_unreachable_since": AT},
+    ),
+    Case(
+        id="an_unreachable_control_server_never_answering_has_not_answered",
+        before=vpn(),
+        sighting=ControlFailed(error="connection refused", unreachable=True),
+        state="healthy",
+        fields={"control_answered": False, "control_unreachable_since": AT},
+    ),
+    Case(
+        id="a_new_run_forgets_that_its_control_server_answered_and_its_silence",
+        before=vpn("unhealthy", control_answered=True, control_unreachable_since=AT - 100, forced_restarts=1),
+        sighting=seen(health="starting", started_at=AT),
+        state="starting",
+        transitions=("state_changed",),
+        fields={"control_answered": False, "control_unreachable_since": None, "forced_restarts": 1},
+    ),
     # the tunnel probe
     Case(
         id="probe_down_hides_a_vpn_docker_calls_healthy",
