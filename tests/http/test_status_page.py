@@ -20,6 +20,7 @@ import pytest
 from orchestrator.api.page import PAGE_PULSE, verdict
 from orchestrator.api.page_auth import COOKIE
 from orchestrator.api.status_view import status_body
+from orchestrator.config import parse_config
 from orchestrator.state.journal import StreamJournal
 from orchestrator.state.store import StateStore
 from reconcilers.vpn import HealthReported
@@ -257,3 +258,15 @@ async def test_streams_in_memory_by_choice_do_not_degrade_the_verdict(make_api: 
     status = status_body(api.ctx, time.time(), full=True)
     assert status["state"]["durable"] is False
     assert verdict(api.ctx, status, time.time())[0] == "ok"
+
+
+async def test_a_new_key_signs_every_browser_out(make_api: MakeApi) -> None:
+    api = await _pool(make_api, TWO_VPNS + WITH_KEY, host=lan_address())
+    signed = await api.client.post("/login", data={"key": SECRET}, allow_redirects=False)
+    cookie = {COOKIE: signed.cookies[COOKIE].value}
+    assert (await api.client.get("/", cookies=cookie)).status == 200
+
+    api.apply_config(parse_config(TWO_VPNS + "api: {api_key: another-key}\n", source="test.yaml", env={}))
+
+    assert (await api.client.get("/", cookies=cookie)).status == 401
+    assert (await api.client.get("/events", cookies=cookie)).status == 401
