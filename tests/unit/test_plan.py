@@ -1440,3 +1440,9 @@ def test_creates_behind_vpn_use_its_share(mode: str, vpn_range: str, healthy: st
     assert len(set(ports)) == len(ports), "HTTP, API and P2P ports must all differ"
     assert all(share.start <= p <= share.end for p in ports)
     assert all(c.ports.host_http is None for c in new)
+
+
+def test_a_pull_under_way_never_holds_the_pools_own_growth() -> None:
+    d = desired(min_replicas=3)
+    pulling = dataclasses.replace(observed(d), image_pulling=True)
+    assert len(creates(plan(d, pulling, NOW))) == 3
