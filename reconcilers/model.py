@@ -256,6 +256,14 @@ class SpecFailure:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class StallOnset:
+    """An engine turned stalled (`reconcilers.stalls`): which one (container ID) and when."""
+
+    container_id: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Observed:
     engines: tuple[EngineObs, ...] = ()
     probes: tuple[ProbeObs, ...] = ()
@@ -273,8 +281,8 @@ class Observed:
     spec_failure: SpecFailure | None = None
     # since when the engines of a VPN (None: those behind none) are no longer wanted there
     leaving_since: Mapping[str | None, float] = field(default_factory=dict)
-    # when an engine behind each VPN (None: behind none) turned stalled, lately
-    recent_stalls: Mapping[str | None, tuple[float, ...]] = field(default_factory=dict)
+    # which engine behind each VPN (None: behind none) turned stalled lately, and when
+    recent_stalls: Mapping[str | None, tuple[StallOnset, ...]] = field(default_factory=dict)
     # why the engine image could not be pulled (None: pulled, or not watched)
     image_error: str | None = None
     # a pull of the engine image is due or under way: a rollout waits for the ID it finds

@@ -6,16 +6,20 @@ that starves P2P). The daemon already asks each stream's `stat_url` every livene
 rules read those answers:
 
 - `advance`: one answer moves a stream's `Progress` (progress = something downloaded since the
-  last answer, with peers or a download speed; the first answer has nothing to compare with and
-  counts as progress when it shows peers or speed);
-- `is_stalled`: no progress for `stall_after_s` (counted from the last answer that showed some,
-  or from the stream's start);
+  last answer, with peers or a download speed; the first answer this process gets for a stream
+  has nothing to compare with: it is a baseline, counted as progress when it shows peers or
+  speed, and never a stall by itself);
+- `is_stalled`: the last answer, one after the baseline, showed no progress, and none has for
+  `stall_after_s` (counted from the last answer that showed some, or from the baseline; never
+  from the stream's start: a stream read back from the journal after a daemon restart started
+  long before this process saw anything of it);
 - `engine_verdict`: an engine is stalled only when every stream it carries is; one progressing
   stream keeps it untouched;
 - `streams_to_end`: a stalled engine's streams end (reason `stalled`) once they have been
   stalled for the grace beyond `stall_after_s`, unless the proxy ended them first;
-- `exit_stalling`: a VPN whose engines stall while another VPN's progress, or with repeated
-  stalls in a window, is reported (`vpn_exit_stalling`);
+- `exit_stalling`: a VPN whose engines stall while another VPN's progress, or with
+  `REPEATED_STALLS` distinct engines behind it turned stalled in a window, is reported
+  (`vpn_exit_stalling`);
 - `tunnel_restart_due`: whether to ask that VPN's Gluetun for another exit (off by default).
 
 Pure: plain data in, plain data out; the store keeps the state, the planner acts on the verdict.
@@ -27,7 +31,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-REPEATED_STALLS = 3  # stalls on one VPN within STALL_WINDOW_S: its exit is suspect
+from reconcilers.model import StallOnset
+
+# distinct engines behind one VPN turned stalled within STALL_WINDOW_S: its exit is suspect (one
+# engine turning stalled again and again is one content's swarm, counted once)
+REPEATED_STALLS = 3
 STALL_WINDOW_S = 1800.0
 
 
@@ -50,29 +58,38 @@ class Progress:
 
     sample: StatSample
     sampled_at: float
-    progress_at: float  # the last answer that showed progress (or the stream's start)
+    progress_at: float  # the last answer that showed progress (or the baseline)
     progressing: bool  # the last answer showed progress
+    # the only answer this process has had for the stream: nothing to compare with, no verdict
+    baseline: bool = False
 
 
-def advance(prev: Progress | None, sample: StatSample, now: float, started_at: float) -> Progress:
-    """The stream's progress after one more answer."""
+def advance(prev: Progress | None, sample: StatSample, now: float) -> Progress:
+    """The stream's progress after one more answer. The first (`prev` None) is the baseline:
+    progress is counted from it, whatever the stream's start (after a daemon restart, a stream
+    read back from the journal may have started an hour before anything was seen of it)."""
     if prev is None:
-        moved = sample.moving
-        since = now if moved else started_at
-    else:
-        grew = (
-            sample.downloaded > prev.sample.downloaded
-            if sample.downloaded is not None and prev.sample.downloaded is not None
-            else True  # an engine that does not report bytes: peers or speed decide
-        )
-        moved = sample.moving and grew
-        since = now if moved else prev.progress_at
+        moving = sample.moving
+        return Progress(sample=sample, sampled_at=now, progress_at=now, progressing=moving, baseline=True)
+    grew = (
+        sample.downloaded > prev.sample.downloaded
+        if sample.downloaded is not None and prev.sample.downloaded is not None
+        else True  # an engine that does not report bytes: peers or speed decide
+    )
+    moved = sample.moving and grew
+    since = now if moved else prev.progress_at
     return Progress(sample=sample, sampled_at=now, progress_at=since, progressing=moved)
 
 
 def is_stalled(progress: Progress | None, now: float, stall_after_s: float) -> bool:
-    """No progress for `stall_after_s`: the last answer showed none and nothing did since then."""
-    return progress is not None and not progress.progressing and now - progress.progress_at >= stall_after_s
+    """No progress for `stall_after_s`: the last answer showed none and nothing did since then.
+    Never on the baseline alone (no answer yet, or only the first: no verdict)."""
+    return (
+        progress is not None
+        and not progress.baseline
+        and not progress.progressing
+        and now - progress.progress_at >= stall_after_s
+    )
 
 
 EngineVerdict = Literal["idle", "progressing", "stalled", "unknown"]
@@ -124,7 +141,7 @@ class VpnStalls:
     vpn: str
     stalled_engines: tuple[str, ...] = ()  # names
     progressing_engines: tuple[str, ...] = ()
-    recent_stalls: tuple[float, ...] = ()  # when an engine behind it turned stalled
+    recent_stalls: tuple[StallOnset, ...] = ()  # which engine behind it turned stalled, when
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -135,11 +152,12 @@ class ExitVerdict:
 
 def exit_stalling(vpns: Sequence[VpnStalls], now: float) -> list[ExitVerdict]:
     """VPNs whose exit looks like it starves P2P: all of its engines with streams stall while
-    another VPN's engines progress, or `REPEATED_STALLS` stalls within `STALL_WINDOW_S`."""
+    another VPN's engines progress, or `REPEATED_STALLS` distinct engines turned stalled within
+    `STALL_WINDOW_S` (one engine stalling again and again counts once: that is one swarm)."""
     others_progress = {v.vpn: [o.vpn for o in vpns if o.vpn != v.vpn and o.progressing_engines] for v in vpns}
     found: list[ExitVerdict] = []
     for v in vpns:
-        recent = [t for t in v.recent_stalls if now - t <= STALL_WINDOW_S]
+        recent = {s.container_id for s in v.recent_stalls if now - s.at <= STALL_WINDOW_S}
         if v.stalled_engines and not v.progressing_engines and others_progress[v.vpn]:
             found.append(
                 ExitVerdict(

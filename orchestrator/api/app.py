@@ -68,7 +68,14 @@ async def engine(request: web.Request) -> web.Response:
     if found is None:
         return json_error(404, "engine_not_found", f"no managed engine {ref!r}")
     return web.json_response(
-        engine_detail_view(ctx.store, found, ctx.config.address, full=sees_full_details(request))
+        engine_detail_view(
+            ctx.store,
+            found,
+            ctx.config.address,
+            now=time.time(),
+            stall_after_s=ctx.desired.engines.stall_after_s,
+            full=sees_full_details(request),
+        )
     )
 
 

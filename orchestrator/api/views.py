@@ -110,12 +110,24 @@ def stream_view(
 
 
 def engine_detail_view(
-    store: StateStore, engine: EngineObs, address: Address, *, full: bool = True
+    store: StateStore,
+    engine: EngineObs,
+    address: Address,
+    *,
+    now: float,
+    stall_after_s: float,
+    full: bool = True,
 ) -> dict[str, Any]:
-    """`GET /engines/{id}`: the list entry plus every stream the engine carries or carried."""
+    """`GET /engines/{id}`: the list entry plus every stream the engine carries or carried, each
+    with `stalled` and `progress` as on `GET /streams`."""
     view = engine_view(store, engine, address, full=full)
     view["stream_details"] = [
-        stream_view(s, full=full, progress=store.demand.progress.get(s.id))
+        stream_view(
+            s,
+            full=full,
+            progress=store.demand.progress.get(s.id),
+            stalled=s.status == "started" and store.demand.stream_stalled(s.id, now, stall_after_s),
+        )
         for s in store.demand.streams.listing(engine.container_id)
     ]
     return view

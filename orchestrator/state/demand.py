@@ -179,11 +179,10 @@ class Demand:
         forget that of the streams that ended."""
         active, progress = self._streams.active, self._progress
         for stream_id, sample in samples.items():
-            stream = active.get(stream_id)
-            if stream is not None:
-                progress[stream_id] = advance_progress(
-                    progress.get(stream_id), sample, now, stream.started_at
-                )
+            if stream_id in active:
+                # the first answer this process gets is a baseline (the start time of a stream
+                # read back from the journal says nothing of its progress)
+                progress[stream_id] = advance_progress(progress.get(stream_id), sample, now)
         for gone in set(progress) - set(active):
             del progress[gone]
         self.version += 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from reconcilers.stalls import StatSample
 from tests.http.conftest import (
     NO_VPN,
     ONE_VPN,
@@ -148,6 +149,42 @@ async def test_engine_detail_has_stream_details(make_api: MakeApi) -> None:
     for stream in detail["stream_details"]:
         assert_stream_types(stream)
     assert (await api.get("/engines/unknown"))[0] == 404
+
+
+async def test_engine_detail_says_which_of_its_streams_stalled(make_api: MakeApi) -> None:
+    # GET /engines/{id} lists `stalled` and `progress` per stream as GET /streams does (it said
+    # `stalled: false` for every stream, a stalled one too)
+    api = await make_api()
+    engine = api.add_engine(0)
+    await api.post("/events/stream_started", started_body(engine.name, 6878, session="frozen"))
+    await api.post("/events/stream_started", started_body(engine.name, 6878, session="live"))
+    after = api.desired.engines.stall_after_s
+    assert after == 60
+    now = time.time()
+    # three answers 30 s apart, the last 10 s ago: `frozen` has shown no progress for 60 s since
+    # the first answer, `live` downloads more each time
+    for ago, peers, live in ((70, 3, 1000), (40, 0, 2000), (10, 0, 3000)):
+        samples = {
+            "a1b2c3|frozen": StatSample(peers=peers, speed_down=80 if peers else 0, downloaded=1000),
+            "a1b2c3|live": StatSample(peers=3, speed_down=80, downloaded=live),
+        }
+        api.store.record_progress(samples, now - ago, after, 120.0)
+    assert not api.store.stalled_engines  # one stream progresses: the engine is not stalled
+
+    status, detail = await api.get(f"/engines/{engine.container_id[:12]}")
+
+    assert status == 200
+    details = {s["id"]: s for s in detail["stream_details"]}
+    assert details["a1b2c3|frozen"]["stalled"] is True
+    assert details["a1b2c3|frozen"]["progress"]["peers"] == 0
+    assert details["a1b2c3|live"]["stalled"] is False
+    assert details["a1b2c3|live"]["progress"]["progressing"] is True
+    for stream in detail["stream_details"]:
+        assert_stream_types(stream)
+    _, listed = await api.get("/streams")
+    assert {s["id"]: (s["stalled"], s["progress"]) for s in listed} == {
+        i: (s["stalled"], s["progress"]) for i, s in details.items()
+    }
 
 
 async def test_streams_filters(make_api: MakeApi) -> None:

@@ -21,6 +21,7 @@ from orchestrator.state.journal import ENDED_KEPT, FILE, PRUNE_EVERY, StreamJour
 from orchestrator.state.served import LastServed
 from orchestrator.state.store import StateStore
 from orchestrator.state.streams import Stream
+from reconcilers.stalls import StatSample
 from testkit.sightings import engine_info
 
 T0 = 1_000_000.0
@@ -119,6 +120,30 @@ def test_streams_whose_engine_went_or_restarted_while_no_daemon_watched_are_ende
     settle(second)
     third = store_on(tmp_path)  # and the endings were written through too
     assert set(third.demand.streams.active) == {"on-a"}
+
+
+def test_a_stream_read_back_after_a_restart_is_judged_from_the_next_answers(tmp_path: Path) -> None:
+    # "a restarted daemon judges again from the next answers" (docs/stalls-and-freshness.md). The
+    # stream started an hour before the restart; the first answer the new daemon gets shows no
+    # peers. It used to be counted from the stream's start, so that one answer marked the engine
+    # stalled (hidden and replaced at once); it is the baseline now.
+    first = store_on(tmp_path)
+    first.replace_engines([engine_info("a", started_at=T0)], 0)
+    first.demand.start_stream(stream("s1", "a", stat_url="http://x/ace/stat/1"))  # at T0 + 100
+    settle(first)
+
+    second = store_on(tmp_path)
+    second.replace_engines([engine_info("a", started_at=T0)], 0)
+    assert second.demand.streams.active["s1"].started_at == T0 + 100
+    frozen = StatSample(peers=0, speed_down=0, downloaded=5_000_000)
+    restart = T0 + 3700
+    second.record_progress({"s1": frozen}, restart, 60.0, 120.0)
+    assert not second.stalled_engines and not second.demand.stream_stalled("s1", restart, 60.0)
+    for later in (30, 60, 90):  # its stat_url does not answer again: no verdict on one answer
+        second.record_progress({}, restart + later, 60.0, 120.0)
+    assert not second.stalled_engines and not second.demand.stream_stalled("s1", restart + 90, 60.0)
+    second.record_progress({"s1": frozen}, restart + 120, 60.0, 120.0)  # a second, still nothing
+    assert second.stalled_engines == {"a": restart + 120}
 
 
 def test_a_corrupt_journal_is_moved_aside_and_a_fresh_one_started(tmp_path: Path) -> None:

@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 
-from reconcilers.model import Desired, EngineObs, VpnObs
+from reconcilers.model import Desired, EngineObs, StallOnset, VpnObs
 from reconcilers.pool import plan
 from reconcilers.stalls import (
     REPEATED_STALLS,
+    STALL_WINDOW_S,
     Progress,
     StatSample,
     StreamStall,
@@ -40,8 +41,17 @@ def sample(peers: int | None = 3, speed: float | None = 81, down: int | None = 1
     return StatSample(peers=peers, speed_down=speed, downloaded=down)
 
 
-def seen(at: float, s: StatSample, *, progress_at: float, progressing: bool) -> Progress:
-    return Progress(sample=s, sampled_at=at, progress_at=progress_at, progressing=progressing)
+def seen(
+    at: float, s: StatSample, *, progress_at: float, progressing: bool, baseline: bool = False
+) -> Progress:
+    return Progress(
+        sample=s, sampled_at=at, progress_at=progress_at, progressing=progressing, baseline=baseline
+    )
+
+
+def first(at: float, s: StatSample) -> Progress:
+    """The first answer this process got for a stream: the baseline."""
+    return seen(at, s, progress_at=at, progressing=s.moving, baseline=True)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,22 +75,61 @@ PROGRESS_CASES = [
         progress_at=530,
         stalled_after_60=False,
     ),
+    # The first answer a process gets is a baseline, never a stall by itself: the stream's start
+    # is not counted from (after a daemon restart, a stream read back from the journal started
+    # long before; it used to be judged stalled on that one answer, hidden and replaced at once).
     ProgressCase(
-        id="first_answer_without_peers_or_speed_counts_from_the_start",
+        id="first_answer_without_peers_or_speed_is_a_baseline_not_a_stall",
         before=None,
+        answer=sample(0, 0, 0),
+        at=560,  # 60 s after the stream's start
+        progressing=False,
+        progress_at=560,
+        stalled_after_60=False,
+    ),
+    ProgressCase(
+        id="first_answer_of_a_stream_started_an_hour_ago_is_a_baseline_not_a_stall",
+        before=None,
+        answer=sample(0, 0, 5_000_000),
+        at=START + 3600,
+        progressing=False,
+        progress_at=START + 3600,
+        stalled_after_60=False,
+    ),
+    ProgressCase(
+        id="second_answer_without_progress_30s_after_the_baseline_is_no_stall_yet",
+        before=first(530, sample(0, 0, 0)),
         answer=sample(0, 0, 0),
         at=560,
         progressing=False,
-        progress_at=START,
+        progress_at=530,
+        stalled_after_60=False,
+    ),
+    ProgressCase(
+        id="answers_without_progress_for_60s_after_the_baseline_are_a_stall",
+        before=seen(560, sample(0, 0, 0), progress_at=530, progressing=False),
+        answer=sample(0, 0, 0),
+        at=590,
+        progressing=False,
+        progress_at=530,
         stalled_after_60=True,
     ),
     ProgressCase(
-        id="first_answer_without_peers_but_too_soon_is_not_a_stall",
-        before=None,
+        id="an_answer_60s_after_a_baseline_without_progress_is_a_stall",
+        before=first(530, sample(0, 0, 0)),
         answer=sample(0, 0, 0),
-        at=530,
+        at=590,
         progressing=False,
-        progress_at=START,
+        progress_at=530,
+        stalled_after_60=True,
+    ),
+    ProgressCase(
+        id="after_a_baseline_with_peers_more_downloaded_is_progress",
+        before=first(530, sample(down=1000)),
+        answer=sample(down=2000),
+        at=560,
+        progressing=True,
+        progress_at=560,
         stalled_after_60=False,
     ),
     ProgressCase(
@@ -142,17 +191,25 @@ PROGRESS_CASES = [
 
 @pytest.mark.parametrize("case", PROGRESS_CASES, ids=lambda c: c.id)
 def test_progress(case: ProgressCase) -> None:
-    after = advance(case.before, case.answer, case.at, START)
-    assert (after.progressing, after.progress_at, after.sampled_at) == (
+    after = advance(case.before, case.answer, case.at)
+    assert (after.progressing, after.progress_at, after.sampled_at, after.baseline) == (
         case.progressing,
         case.progress_at,
         case.at,
+        case.before is None,
     )
     assert is_stalled(after, case.at, 60.0) is case.stalled_after_60
 
 
 def test_no_answer_yet_is_not_a_stall() -> None:
     assert is_stalled(None, NOW, 60.0) is False
+
+
+@pytest.mark.parametrize("later", [0, 60, 3600])
+def test_the_baseline_alone_is_never_a_stall_however_long_no_answer_follows(later: float) -> None:
+    # no further answer (the stat_url stopped answering): no verdict on the one answer seen
+    baseline = advance(None, sample(0, 0, 0), START + 3600)
+    assert is_stalled(baseline, START + 3600 + later, 60.0) is False
 
 
 @pytest.mark.parametrize(
@@ -181,6 +238,11 @@ def test_streams_of_an_engine_stalled_past_the_grace_end() -> None:
     ]
     # a stalled for 130 s (past the 120 s grace), b for 60 s; c is not stalled
     assert streams_to_end(streams, {"a": NOW - 130, "b": NOW - 60}, NOW, 60.0, 120.0) == ["s1"]
+
+
+def onsets(*stalls: tuple[str, float]) -> tuple[StallOnset, ...]:
+    """(container ID, seconds before NOW) for each time an engine turned stalled."""
+    return tuple(StallOnset(container_id=cid, at=NOW - ago) for cid, ago in stalls)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -217,13 +279,40 @@ EXIT_CASES = [
     ),
     ExitCase(
         id="repeated_stalls_on_one_vpn",
-        vpns=(VpnStalls(vpn="g1", recent_stalls=tuple(NOW - 60 * i for i in range(REPEATED_STALLS))),),
+        vpns=(VpnStalls(vpn="g1", recent_stalls=onsets(("a", 0), ("b", 60), ("c", 120))),),
         reported=("g1",),
     ),
     ExitCase(
         id="old_stalls_are_forgotten",
-        vpns=(VpnStalls(vpn="g1", recent_stalls=tuple(NOW - 4000 - i for i in range(REPEATED_STALLS))),),
+        vpns=(VpnStalls(vpn="g1", recent_stalls=onsets(("a", 4000), ("b", 4001), ("c", 4002))),),
         reported=(),
+    ),
+    # "three engines behind it turned stalled within 30 minutes": distinct engines, not onsets.
+    # Literal numbers (3 engines, 1800 s) on purpose: a changed constant fails here.
+    ExitCase(
+        id="one_engine_stalling_three_times_is_one_swarm_not_the_exit",
+        vpns=(VpnStalls(vpn="g1", recent_stalls=onsets(("a", 0), ("a", 300), ("a", 600))),),
+        reported=(),
+    ),
+    ExitCase(
+        id="two_engines_stalling_again_and_again_are_not_three",
+        vpns=(VpnStalls(vpn="g1", recent_stalls=onsets(("a", 0), ("b", 60), ("a", 300), ("b", 400))),),
+        reported=(),
+    ),
+    ExitCase(
+        id="three_engines_the_oldest_just_within_the_window",
+        vpns=(VpnStalls(vpn="g1", recent_stalls=onsets(("a", 1800 - 1), ("b", 60), ("c", 0))),),
+        reported=("g1",),
+    ),
+    ExitCase(
+        id="three_engines_the_oldest_just_past_the_window",
+        vpns=(VpnStalls(vpn="g1", recent_stalls=onsets(("a", 1800 + 1), ("b", 60), ("c", 0))),),
+        reported=(),
+    ),
+    ExitCase(
+        id="an_engine_stalled_again_counts_by_its_latest_stall",
+        vpns=(VpnStalls(vpn="g1", recent_stalls=onsets(("a", 1800 + 1), ("b", 60), ("c", 0), ("a", 10))),),
+        reported=("g1",),
     ),
 ]
 
@@ -231,6 +320,13 @@ EXIT_CASES = [
 @pytest.mark.parametrize("case", EXIT_CASES, ids=lambda c: c.id)
 def test_exit_stalling(case: ExitCase) -> None:
     assert tuple(v.vpn for v in exit_stalling(case.vpns, NOW)) == case.reported
+
+
+def test_the_exit_rule_is_three_engines_within_30_minutes() -> None:
+    # what docs/stalls-and-freshness.md says; the tables above use these literal numbers
+    assert (REPEATED_STALLS, STALL_WINDOW_S) == (3, 1800)
+    (verdict,) = exit_stalling([VpnStalls(vpn="g1", recent_stalls=onsets(("a", 0), ("b", 1), ("c", 2)))], NOW)
+    assert verdict.message.startswith("3 engines behind VPN 'g1' stalled within 1800s")
 
 
 @pytest.mark.parametrize(

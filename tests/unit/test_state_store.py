@@ -8,7 +8,9 @@ import time
 from orchestrator.docker.containers import ContainerInfo, vpn_container
 from orchestrator.state.ledger import Outcome
 from orchestrator.state.store import StateStore
-from reconcilers.model import PendingCreate
+from orchestrator.state.streams import Stream
+from reconcilers.model import PendingCreate, StallOnset
+from reconcilers.stalls import StatSample
 from reconcilers.vpn import ContainerSeen, ControlRead, HealthReported
 from testkit.sightings import engine_info
 
@@ -122,3 +124,31 @@ def test_a_resync_that_finds_a_change_wakes_the_watchers() -> None:
         watcher.clear()
         store.replace_engines(change, store.generation)
         assert watcher.is_set(), change
+
+
+def test_an_engine_turning_stalled_again_and_again_is_one_engine_in_its_vpns_evidence() -> None:
+    # the VPN exit rule counts distinct engines turned stalled (reconcilers.stalls.exit_stalling):
+    # the store keeps, per VPN, the latest onset of each engine (it kept bare timestamps, so one
+    # engine flapping three times looked like three engines)
+    store = StateStore()
+    g1 = "v" * 64
+    engines = [engine_info("a", vpn="g1", vpn_id=g1), engine_info("b", slot=1, vpn="g1", vpn_id=g1)]
+    store.replace_engines(engines, store.generation)
+    t = 10_000.0
+    for cid in "ab":
+        store.demand.start_stream(
+            Stream(id=f"s-{cid}", container_id=cid, key_type="content_id", key=cid, started_at=t)
+        )
+
+    def moving(at: float) -> StatSample:  # more downloaded at each answer
+        return StatSample(peers=3, speed_down=80, downloaded=int(at))
+
+    frozen = StatSample(peers=0, speed_down=0, downloaded=0)
+    store.record_progress({"s-a": moving(t), "s-b": moving(t)}, t, 60.0, 600.0)
+    for cycle in range(3):  # a: stalled, then progressing again, three times; b progresses
+        at = t + 120 * cycle + 60
+        store.record_progress({"s-a": frozen, "s-b": moving(at)}, at, 60.0, 600.0)
+        assert store.stalled_engines == {"a": at}
+        store.record_progress({"s-a": moving(at + 30), "s-b": moving(at + 30)}, at + 30, 60.0, 600.0)
+        assert not store.stalled_engines
+    assert store.observed(t + 400).recent_stalls == {"g1": (StallOnset(container_id="a", at=t + 300),)}
