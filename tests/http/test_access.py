@@ -8,10 +8,13 @@ and each item's `status`) is in every view. Reads are never refused for a missin
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 
+from reconcilers import plan
+from reconcilers.stalls import StatSample
 from testkit.addresses import lan_address
 from tests.http.conftest import NO_VPN, SECRET, WITH_KEY, Api, MakeApi, started_body
 
@@ -107,3 +110,29 @@ async def test_open_api_lets_remote_callers_write_but_not_see_commands(make_api:
     assert_narrowed(started, engine.container_id)
     assert_narrowed(listing[0], engine.container_id)
     assert not PRIVATE & set(ended) and ended["status"] == "ended"
+
+
+async def stalled_plan(api: Api, container_id: str) -> None:
+    """The engine's one stream made no progress for a minute, and the planner said so."""
+    now = time.time()
+    still = {"a1b2c3|sess-9": StatSample(peers=0, speed_down=0, downloaded=1000)}
+    for ago in (70, 40, 10):
+        api.store.record_progress(still, now - ago, api.desired.engines.stall_after_s, 120.0)
+    assert container_id in api.store.stalled_engines
+    api.store.telemetry.record_plan(plan(api.desired, api.store.observed(now), now), now, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("host", "key", "sees_ids"), [(None, None, False), (None, SECRET, True), ("lo", None, True)]
+)
+async def test_status_names_stalled_streams_only_to_those_who_see_stream_details(
+    make_api: MakeApi, host: str | None, key: str | None, sees_ids: bool
+) -> None:
+    api, cid = await with_stream(make_api, NO_VPN + WITH_KEY, "127.0.0.1" if host else lan_address())
+    await stalled_plan(api, cid)
+
+    status = await get(api, "/status", key)
+
+    (stalled,) = [p for p in status["problems"] if p["code"] == "engine_stalled"]
+    assert ("streams" in stalled) is sees_ids
+    assert ("sess-9" in str(status)) is sees_ids
