@@ -652,6 +652,38 @@ def test_deep_flow_nesting_is_refused_before_pyyaml_scans_it(yaml_text: str) -> 
     assert caught.value.line == 2 and "over 64 levels" in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    "yaml_text",
+    [
+        "- " * 5000 + "x\n",
+        "engines:\n  labels:\n    " + "- " * 5000 + "x\n",
+        "engines:\n  labels:\n" + "".join(" " * (4 + i) + "-\n" for i in range(3000)),
+        "engines:\n  labels:\n" + "".join(" " * (4 + i) + f"k{i}:\n" for i in range(3000)),
+    ],
+    ids=[
+        "dashes_5000_top_level",
+        "dashes_5000_in_a_key",
+        "indented_sequences_3000",
+        "indented_mappings_3000",
+    ],
+)
+def test_deep_block_nesting_is_a_config_error_not_a_crash(yaml_text: str) -> None:
+    """Block collections (no `[` or `{`) pass the flow pre-scan; PyYAML composes them by
+    recursion, so thousands of levels end in RecursionError, which must become the error."""
+    with pytest.raises(ConfigError) as caught:
+        parse(yaml_text)
+    assert str(caught.value) == f"{SRC}: invalid YAML: collections nested too deeply"
+
+
+def test_deep_block_nesting_in_a_file_is_refused(tmp_path: Path) -> None:
+    """A thousand levels fit in the 1 MiB a file may have: the size limit does not catch it."""
+    path = tmp_path / "orchestrator.yaml"
+    path.write_text("engines:\n  labels:\n" + "".join(" " * (4 + i) + "k:\n" for i in range(1000)))
+    assert path.stat().st_size < 1024 * 1024
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        load_config(path, env={})
+
+
 def test_brackets_in_quotes_and_comments_are_no_nesting() -> None:
     brackets = "[" * 200
     config = parse(f"engines:  # {brackets}\n  env:\n    A: '{brackets}'\n    B: \"{brackets}\"\n")
