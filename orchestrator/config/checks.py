@@ -82,6 +82,22 @@ def number(minimum: float, maximum: float = MAX_SECONDS) -> Checker:
     return check
 
 
+def whole_seconds(minimum: int, maximum: int = int(MAX_SECONDS)) -> Checker:
+    """A duration in whole seconds (busybox `nc -w` takes no fraction), as the float the model
+    holds. Like `int_in`, a float is no integer even when it is whole: write 2, not 2.0."""
+
+    def check(v: Any) -> float:
+        if isinstance(v, float) and v.is_integer() and abs(v) <= maximum:
+            raise ValueError(f"expected whole seconds written as an integer ({v:.0f}, not {v!r})")
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ValueError(f"expected whole seconds (an integer, no fraction), got {v!r}")
+        if not minimum <= v <= maximum:
+            raise ValueError(f"must be between {minimum} and {maximum} (whole seconds), got {v}")
+        return float(v)
+
+    return check
+
+
 def boolean(v: Any) -> bool:
     if not isinstance(v, bool):
         raise ValueError(f"expected true or false, got {v!r}")

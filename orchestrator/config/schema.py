@@ -32,6 +32,7 @@ from orchestrator.config.checks import (
     str_map,
     text,
     user_labels,
+    whole_seconds,
 )
 from orchestrator.config.launch import LAUNCH
 from reconcilers.model import Desired
@@ -45,7 +46,7 @@ TUNNEL_PROBE = Section(
     {
         "target": ("1.1.1.1:443", host_port),
         "interval_s": (1.5, number(0.5)),
-        "timeout_s": (1, number(0.5)),
+        "timeout_s": (1, whole_seconds(1)),
         "retries": (2, int_in(1, 10)),
         "image": (None, optional_text),
     }
