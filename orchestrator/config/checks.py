@@ -4,6 +4,7 @@ the fault is one key inside a mapping, e.g. `vpn.tunnel_probe.interval_s`)."""
 
 from __future__ import annotations
 
+import datetime
 import ipaddress
 import math
 import re
@@ -110,6 +111,36 @@ def text(v: Any) -> str:
     return v
 
 
+def kind(v: Any) -> str:
+    """What sort of value `v` is, never the value itself: for messages about secrets."""
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true or false"
+    if isinstance(v, int | float):
+        what = "an integer" if isinstance(v, int) else "a number"
+        return f"{what} (YAML reads unquoted digits as a number: put the value in quotes)"
+    if isinstance(v, str):
+        return "a string" if v.strip() else "blanks only" if v else "an empty string"
+    if isinstance(v, list):
+        return "a list"
+    if isinstance(v, dict):
+        return "a mapping"
+    if isinstance(v, datetime.date):
+        return "a date (put the value in quotes)"
+    return f"a value of type {type(v).__name__}"
+
+
+def secret(v: Any) -> str | None:
+    """A key or password, or null (none). No message ever quotes the value, whatever is wrong
+    with it: the error is logged, shown on `GET /status` and kept in the history."""
+    if v is None:
+        return None
+    if not isinstance(v, str) or not v.strip():
+        raise ValueError(f"expected a non-empty string, got {kind(v)}")
+    return v
+
+
 def label_value(v: Any) -> str:
     if not isinstance(v, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", v):
         raise ValueError(f"expected a name of letters, digits, '.', '_' or '-', got {v!r}")
@@ -169,7 +200,7 @@ def str_map(v: Any) -> dict[str, str]:
     if v is None:
         return {}
     if not isinstance(v, dict):
-        raise ValueError(f"expected a mapping of names to values, got {v!r}")
+        raise ValueError(f"expected a mapping of names to values, got {kind(v)}")  # values: no echo
     out = {}
     for key, value in v.items():
         if not isinstance(key, str) or isinstance(value, dict | list) or value is None:
