@@ -360,7 +360,10 @@ def arguments() -> argparse.Namespace:
         "--probe-interval", type=float, default=PROBE.interval_s, help="vpn.tunnel_probe.interval_s"
     )
     parser.add_argument(
-        "--probe-timeout", type=float, default=PROBE.timeout_s, help="vpn.tunnel_probe.timeout_s"
+        "--probe-timeout",
+        type=int,
+        default=int(PROBE.timeout_s),
+        help="vpn.tunnel_probe.timeout_s (whole seconds)",
     )
     parser.add_argument("--probe-retries", type=int, default=PROBE.retries, help="vpn.tunnel_probe.retries")
     parser.add_argument("--seed", type=int, default=1, help="of the random pause before each kill")

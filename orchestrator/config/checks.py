@@ -4,6 +4,7 @@ the fault is one key inside a mapping, e.g. `vpn.tunnel_probe.interval_s`)."""
 
 from __future__ import annotations
 
+import datetime
 import ipaddress
 import math
 import re
@@ -82,6 +83,22 @@ def number(minimum: float, maximum: float = MAX_SECONDS) -> Checker:
     return check
 
 
+def whole_seconds(minimum: int, maximum: int = int(MAX_SECONDS)) -> Checker:
+    """A duration in whole seconds (busybox `nc -w` takes no fraction), as the float the model
+    holds. Like `int_in`, a float is no integer even when it is whole: write 2, not 2.0."""
+
+    def check(v: Any) -> float:
+        if isinstance(v, float) and v.is_integer() and abs(v) <= maximum:
+            raise ValueError(f"expected whole seconds written as an integer ({v:.0f}, not {v!r})")
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ValueError(f"expected whole seconds (an integer, no fraction), got {v!r}")
+        if not minimum <= v <= maximum:
+            raise ValueError(f"must be between {minimum} and {maximum} (whole seconds), got {v}")
+        return float(v)
+
+    return check
+
+
 def boolean(v: Any) -> bool:
     if not isinstance(v, bool):
         raise ValueError(f"expected true or false, got {v!r}")
@@ -91,6 +108,36 @@ def boolean(v: Any) -> bool:
 def text(v: Any) -> str:
     if not isinstance(v, str) or not v.strip():
         raise ValueError(f"expected a non-empty string, got {v!r}")
+    return v
+
+
+def kind(v: Any) -> str:
+    """What sort of value `v` is, never the value itself: for messages about secrets."""
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true or false"
+    if isinstance(v, int | float):
+        what = "an integer" if isinstance(v, int) else "a number"
+        return f"{what} (YAML reads unquoted digits as a number: put the value in quotes)"
+    if isinstance(v, str):
+        return "a string" if v.strip() else "blanks only" if v else "an empty string"
+    if isinstance(v, list):
+        return "a list"
+    if isinstance(v, dict):
+        return "a mapping"
+    if isinstance(v, datetime.date):
+        return "a date (put the value in quotes)"
+    return f"a value of type {type(v).__name__}"
+
+
+def secret(v: Any) -> str | None:
+    """A key or password, or null (none). No message ever quotes the value, whatever is wrong
+    with it: the error is logged, shown on `GET /status` and kept in the history."""
+    if v is None:
+        return None
+    if not isinstance(v, str) or not v.strip():
+        raise ValueError(f"expected a non-empty string, got {kind(v)}")
     return v
 
 
@@ -153,7 +200,7 @@ def str_map(v: Any) -> dict[str, str]:
     if v is None:
         return {}
     if not isinstance(v, dict):
-        raise ValueError(f"expected a mapping of names to values, got {v!r}")
+        raise ValueError(f"expected a mapping of names to values, got {kind(v)}")  # values: no echo
     out = {}
     for key, value in v.items():
         if not isinstance(key, str) or isinstance(value, dict | list) or value is None:

@@ -26,7 +26,7 @@ import string
 from collections.abc import Mapping
 from typing import Any
 
-from orchestrator.config.checks import Section, SubKeyError
+from orchestrator.config.checks import Section, SubKeyError, kind
 from reconcilers.model import LaunchTemplate
 
 PLACEHOLDERS = ("http_port", "https_port", "api_port", "p2p_port", "cache_limit_gb")
@@ -110,12 +110,16 @@ def _strings(v: Any) -> tuple[str, ...] | None:
 
 
 def _env(v: Any) -> dict[str, str]:
+    """An engine's environment may hold credentials: a message names the entry, never a value."""
     if v is None:
         return {}
-    if not isinstance(v, dict) or not all(
-        isinstance(k, str) and isinstance(x, str | int) and not isinstance(x, bool) for k, x in v.items()
-    ):
-        raise ValueError(f"expected a mapping of names to strings, got {v!r}")
+    if not isinstance(v, dict):
+        raise ValueError(f"expected a mapping of names to strings, got {kind(v)}")
+    for k, x in v.items():
+        if not isinstance(k, str):
+            raise ValueError(f"entry {k!r}: a variable's name must be a string")
+        if isinstance(x, bool) or not isinstance(x, str | int):
+            raise ValueError(f"entry {k!r}: expected a string value, got {kind(x)}")
     return {k: str(x) for k, x in v.items()}
 
 

@@ -23,6 +23,7 @@ from orchestrator.config.schema import (
     ENV_OVERRIDES,
     NULL_MEANS_NONE,
     SCHEMA,
+    SECRET_KEYS,
     ApiConfig,
     Config,
 )
@@ -141,7 +142,8 @@ def _env_layer(env: Mapping[str, str]) -> dict[str, tuple[Any, str]]:
         try:
             layer[key] = (parse(raw), f"env {var}")
         except ValueError as exc:
-            raise ConfigError(f"cannot parse {raw!r}", source=f"env {var}", key=key) from exc
+            shown = "the value" if key in SECRET_KEYS else repr(raw)  # a secret is never quoted
+            raise ConfigError(f"cannot parse {shown}", source=f"env {var}", key=key) from exc
     names = [env[v] for v in CONTAINER_NAME_VARS if env.get(v)]
     if names:
         layer["vpn.containers"] = (names, "env " + "/".join(CONTAINER_NAME_VARS))

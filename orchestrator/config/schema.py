@@ -29,9 +29,11 @@ from orchestrator.config.checks import (
     optional_text,
     port_map,
     port_range,
+    secret,
     str_map,
     text,
     user_labels,
+    whole_seconds,
 )
 from orchestrator.config.launch import LAUNCH
 from reconcilers.model import Desired
@@ -45,7 +47,7 @@ TUNNEL_PROBE = Section(
     {
         "target": ("1.1.1.1:443", host_port),
         "interval_s": (1.5, number(0.5)),
-        "timeout_s": (1, number(0.5)),
+        "timeout_s": (1, whole_seconds(1)),
         "retries": (2, int_in(1, 10)),
         "image": (None, optional_text),
     }
@@ -81,9 +83,9 @@ SCHEMA: dict[str, dict[str, tuple[Any, Checker]]] = {
         "mode": ("none", choice("none", "single", "redundant")),
         "containers": ([], names),
         "api_port": (8000, int_in(1, 65535)),
-        "api_key": (None, optional_text),
-        "api_user": (None, optional_text),
-        "api_password": (None, optional_text),
+        "api_key": (None, secret),
+        "api_user": (None, secret),
+        "api_password": (None, secret),
         "forwarded_ports": ({}, port_map),
         "port_range": ("19000-19999", port_range),
         "restart_engines_on_reconnect": (True, boolean),
@@ -98,12 +100,22 @@ SCHEMA: dict[str, dict[str, tuple[Any, Checker]]] = {
     "api": {
         "host": ("127.0.0.1", text),
         "port": (8000, int_in(1, 65535)),
-        "api_key": (None, optional_text),
+        "api_key": (None, secret),
         "allow_unauthenticated": (False, boolean),
     },
     "log_level": {"": ("INFO", choice(*LOG_LEVELS))},
     "state_dir": {"": (DEFAULT_STATE_DIR, absolute_dir)},
 }
+
+# The keys and passwords: checked by `secret`, whose messages never quote the value (a refused
+# file is logged, shown on GET /status and kept in the history). The loader quotes no raw value
+# of theirs either (an environment variable it cannot parse).
+SECRET_KEYS = frozenset(
+    f"{section}.{key}"
+    for section, keys in SCHEMA.items()
+    for key, (_, check) in keys.items()
+    if check is secret
+)
 
 # top-level keys whose `null` is a value of its own (elsewhere null means the default)
 NULL_MEANS_NONE = frozenset({"state_dir"})

@@ -15,6 +15,7 @@ import pytest
 
 from orchestrator.config import DEFAULT_IMAGE, ApiConfig, Config, load_config, parse_config
 from orchestrator.config.launch import PRESETS
+from orchestrator.docker.probes import loop_command
 from orchestrator.errors import ConfigError
 from reconcilers.model import Desired, EngineSpec, LaunchTemplate, PortRange, TunnelProbe, VpnSpec
 
@@ -368,6 +369,29 @@ BAD_FILES = [
         key="vpn.tunnel_probe.target",
         says="IPv6",
     ),
+    # busybox `nc -w` takes whole seconds: a fraction used to be rounded by the dial loop, so
+    # 2.5 waited 2 s and a blip shorter than the documented one hid engines
+    *[
+        Bad(
+            id=f"probe_timeout_{name}",
+            text=SINGLE_G + f"  tunnel_probe:\n    timeout_s: {value}\n",
+            line=5,
+            key="vpn.tunnel_probe.timeout_s",
+            says=says,
+        )
+        for name, value, says in [
+            ("fraction", "2.5", "expected whole seconds (an integer, no fraction), got 2.5"),
+            ("half_a_second", "0.5", "expected whole seconds (an integer, no fraction), got 0.5"),
+            ("just_over_one", "1.001", "expected whole seconds"),
+            ("whole_float", "2.0", "expected whole seconds written as an integer (2, not 2.0)"),
+            ("exponent", "1e1", "expected whole seconds"),
+            ("zero", "0", "must be between 1 and"),
+            ("negative", "-1", "must be between 1 and"),
+            ("text", "two", "expected whole seconds"),
+            ("bool", "true", "expected whole seconds"),
+            ("infinite", ".inf", "expected whole seconds"),
+        ]
+    ],
 ]
 
 
@@ -650,6 +674,45 @@ def test_deep_flow_nesting_is_refused_before_pyyaml_scans_it(yaml_text: str) -> 
     with pytest.raises(ConfigError) as caught:
         parse(yaml_text)
     assert caught.value.line == 2 and "over 64 levels" in str(caught.value)
+
+
+@pytest.mark.parametrize("seconds", [1, 2, 30])
+def test_probe_timeout_in_whole_seconds_is_what_the_dial_loop_waits(seconds: int) -> None:
+    probe = parse(SINGLE_G + f"  tunnel_probe:\n    timeout_s: {seconds}\n").desired.vpn.probe
+    assert probe is not None and probe.timeout_s == seconds
+    assert f"nc -z -w {seconds} " in loop_command(probe)
+
+
+@pytest.mark.parametrize(
+    "yaml_text",
+    [
+        "- " * 5000 + "x\n",
+        "engines:\n  labels:\n    " + "- " * 5000 + "x\n",
+        "engines:\n  labels:\n" + "".join(" " * (4 + i) + "-\n" for i in range(3000)),
+        "engines:\n  labels:\n" + "".join(" " * (4 + i) + f"k{i}:\n" for i in range(3000)),
+    ],
+    ids=[
+        "dashes_5000_top_level",
+        "dashes_5000_in_a_key",
+        "indented_sequences_3000",
+        "indented_mappings_3000",
+    ],
+)
+def test_deep_block_nesting_is_a_config_error_not_a_crash(yaml_text: str) -> None:
+    """Block collections (no `[` or `{`) pass the flow pre-scan; PyYAML composes them by
+    recursion, so thousands of levels end in RecursionError, which must become the error."""
+    with pytest.raises(ConfigError) as caught:
+        parse(yaml_text)
+    assert str(caught.value) == f"{SRC}: invalid YAML: collections nested too deeply"
+
+
+def test_deep_block_nesting_in_a_file_is_refused(tmp_path: Path) -> None:
+    """A thousand levels fit in the 1 MiB a file may have: the size limit does not catch it."""
+    path = tmp_path / "orchestrator.yaml"
+    path.write_text("engines:\n  labels:\n" + "".join(" " * (4 + i) + "k:\n" for i in range(1000)))
+    assert path.stat().st_size < 1024 * 1024
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        load_config(path, env={})
 
 
 def test_brackets_in_quotes_and_comments_are_no_nesting() -> None:

@@ -6,7 +6,9 @@ import asyncio
 import os
 from pathlib import Path
 
-from orchestrator.config import Config, parse_config
+import pytest
+
+from orchestrator.config import CONTAINER_NAME_VARS, ENV_OVERRIDES, Config, load_config, parse_config
 from orchestrator.config.watcher import ConfigWatcher
 
 BASE = "engines: {image: engine:1, launch: {preset: acestream-http-proxy}, pool: main, min_replicas: 2}\n"
@@ -151,6 +153,39 @@ def test_moving_to_loopback_and_dropping_the_key_in_one_edit_keeps_the_key_until
     settle(watcher)  # the key kept: applied, the address waits for the restart
     assert watcher.error is None and watcher.current.log_level == "DEBUG"
     assert watcher.current.api.host == "0.0.0.0" and watcher.current.api.api_key == "s3cret"
+
+
+def test_a_set_variable_wins_over_the_file_on_every_reload(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/configuration.md: a variable that is set wins over the file, also on every reload.
+    The watcher reads the process environment each time it loads the file."""
+    for var in (*ENV_OVERRIDES, *CONTAINER_NAME_VARS):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("ORCHESTRATOR_API_KEY", "key-from-env")
+    monkeypatch.setenv("MAX_ACTIVE_REPLICAS", "7")
+    text = BASE + "api: {api_key: key-from-file}\nlog_level: INFO\n"
+    path = tmp_path / "orchestrator.yaml"
+    path.write_text(text)
+    applied: list[Config] = []
+    watcher = ConfigWatcher(
+        load_config(path), path, on_change=lambda previous, config: applied.append(config)
+    )
+    assert watcher.current.api.api_key == "key-from-env"
+
+    for replicas, level in ((3, "DEBUG"), (4, "ERROR")):
+        edit(
+            path,
+            BASE.replace("min_replicas: 2", f"min_replicas: {replicas}, max_replicas: 5")
+            + f"api: {{api_key: edited-{replicas}}}\nlog_level: {level}\n",
+        )
+        settle(watcher)
+        assert watcher.error is None, watcher.error
+        assert watcher.current.desired.engines.min_replicas == replicas  # the edit applies
+        assert watcher.current.log_level == level
+        assert watcher.current.api.api_key == "key-from-env"  # the variable's, not the file's
+        assert watcher.current.desired.engines.max_replicas == 7
+    assert len(applied) == 2
 
 
 async def test_an_edit_is_seen_through_inotify_without_polling(tmp_path: Path) -> None:
