@@ -129,14 +129,16 @@ def _preset(v: Any) -> str:
     return str(v)
 
 
-def _check_placeholders(key: str, text: str) -> None:
+def _check_placeholders(key: str, text: str, where: str | None = None) -> None:
+    """`where`: how the error names the text (an environment value may be a secret: it is
+    named by its variable, never quoted)."""
     for _, field, spec, conversion in string.Formatter().parse(text):
         if field is None:
             continue
         if field not in PLACEHOLDERS or spec or conversion:
             raise SubKeyError(
                 key,
-                f"unknown placeholder {{{field}}} in {text!r} (known: "
+                f"unknown placeholder {{{field}}} in {where or repr(text)} (known: "
                 + ", ".join(f"{{{p}}}" for p in PLACEHOLDERS)
                 + "; write {{ and }} for literal braces)",
             )
@@ -156,13 +158,11 @@ def _template(v: dict[str, Any]) -> LaunchTemplate:
         return LaunchTemplate(preset=preset)
     if not given:
         raise SubKeyError("preset", "preset custom needs at least one of entrypoint, command, env")
-    for key, texts in (
-        ("entrypoint", v["entrypoint"] or ()),
-        ("command", v["command"] or ()),
-        ("env", tuple(v["env"].values())),
-    ):
-        for text in texts:
+    for key in ("entrypoint", "command"):
+        for text in v[key] or ():
             _check_placeholders(key, text)
+    for name, text in v["env"].items():
+        _check_placeholders("env", text, f"the value of {name}")
     return LaunchTemplate(preset="custom", entrypoint=v["entrypoint"], command=v["command"], env=v["env"])
 
 

@@ -201,8 +201,13 @@ def test_start_up_refuses_a_secret_without_quoting_it(tmp_path: Path, kind: str)
             "engines.env",
             "expected a mapping of names to values, got a list",
         ),
+        (
+            f"engines:\n  launch: {{preset: custom, env: {{TOKEN: '{WORD}-{{oops}}'}}}}\n",
+            "engines.launch.env",
+            "write {{ and }} for literal braces)",
+        ),
     ],
-    ids=["launch_env_entry", "launch_env_a_list", "env_a_list"],
+    ids=["launch_env_entry", "launch_env_a_list", "env_a_list", "launch_env_unknown_placeholder"],
 )
 def test_an_engine_environment_refused_is_described_not_quoted(written: str, key: str, says: str) -> None:
     """An engine's variables may hold credentials: the entry at fault is named, no value quoted
