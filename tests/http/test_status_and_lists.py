@@ -222,3 +222,11 @@ async def test_demand_shows_on_status_until_met(make_api: MakeApi) -> None:
     assert doc["capacity"]["available"] == 0
     api.store.demand.want_free_engine(time.time() - 1)
     assert (await api.get("/orchestrator/status"))[1]["provisioning"]["demand_until"] is None
+
+
+async def test_an_engine_is_found_by_an_id_prefix_of_12_characters_not_fewer(make_api: MakeApi) -> None:
+    api = await make_api()
+    engine = api.add_engine(0)
+    assert (await api.get(f"/engines/{engine.container_id[:12]}"))[0] == 200
+    status, body = await api.get(f"/engines/{engine.container_id[:11]}")
+    assert status == 404 and body["error"] == "engine_not_found"

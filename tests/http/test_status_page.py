@@ -270,3 +270,11 @@ async def test_a_new_key_signs_every_browser_out(make_api: MakeApi) -> None:
 
     assert (await api.client.get("/", cookies=cookie)).status == 401
     assert (await api.client.get("/events", cookies=cookie)).status == 401
+
+
+async def test_a_history_since_without_a_time_zone_is_a_400(make_api: MakeApi) -> None:
+    api = await make_api()
+    resp = await api.client.get("/history", params={"since": "2026-12-07T10:00:00"})
+    assert resp.status == 400 and "no time zone" in (await resp.json())["message"]
+    resp = await api.client.get("/history", params={"since": "2026-12-07T10:00:00Z"})
+    assert resp.status == 200

@@ -32,3 +32,14 @@ async def test_an_edit_of_log_level_applies_at_once(
     logged = capsys.readouterr().err
     assert "before_the_edit" not in logged
     assert "after_the_edit" in logged
+
+
+async def test_the_state_dir_given_on_the_command_line_wins_over_the_files(tmp_path: Path) -> None:
+    in_file, given = tmp_path / "from-the-file", tmp_path / "from-the-command-line"
+    config = parse_config(BASE + f"state_dir: {in_file}\n", source="c.yaml", env={})
+    daemon = Daemon(config, state_dir=given)
+    try:
+        assert daemon.journal.path is not None and daemon.journal.path.parent == given
+    finally:
+        daemon.journal.close()
+        await daemon.gateway.close()

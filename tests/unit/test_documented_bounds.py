@@ -11,6 +11,7 @@ import pytest
 
 from orchestrator.docker import gateway
 from orchestrator.state import journal, liveness
+from orchestrator.state.history import HISTORY_KINDS
 from orchestrator.workers import event_source, readiness, watchdog
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -49,3 +50,10 @@ def test_a_documented_bound_is_the_one_in_force(
     text = re.sub(r"\s+", " ", (DOCS / page).read_text())
     assert words in text, f"{page} no longer says {words!r}: update this row with the page"
     assert value == promised, f"{page} promises {words!r}, the code has {value!r}"
+
+
+def test_the_history_kinds_the_page_lists_are_the_kinds_recorded() -> None:
+    text = (DOCS / "status-page.md").read_text()
+    (row,) = [line for line in text.splitlines() if line.startswith("| `kind` |")]
+    listed = set(re.findall(r"`([a-z_]+)`", row.split("|")[2]))
+    assert listed == set(HISTORY_KINDS)
