@@ -32,6 +32,10 @@ def _close_journals() -> Iterator[None]:
 
 
 def store_on(directory: Path) -> StateStore:
+    """The next daemon on `directory`: one still open there is as if killed (its lock released)."""
+    for earlier in OPENED:
+        if earlier.path == directory / FILE:
+            earlier._release_lock()
     journal = StreamJournal(directory)
     OPENED.append(journal)
     store = StateStore(journal=journal)
