@@ -22,6 +22,11 @@ directory, WAL mode) and read back at start-up.
   one cannot end a live stream, and a live one is confirmed again within a round.
 - The history of what the daemon did (`history.py`) is one more table, `history`, one row an
   entry, written in the same batches and pruned to the newest `HISTORY_KEPT` rows as it goes.
+- One daemon a state directory: the journal holds an exclusive lock (`flock`) on `LOCK_FILE` in
+  it for as long as it is open. SQLite alone would let a second daemon open and write the same
+  file (WAL mode allows it), each overwriting the other's streams; a journal that finds the
+  lock held does not open the database: it runs on memory, as for any failure below, and takes
+  the lock (and the file) with the same back-off once the other process has gone.
 - Failures never stop the daemon: a directory that cannot be created or written, a database
   that cannot be opened, or a write that fails (a full disk) means running on memory, with the
   reason on `/status` and in the log (`state_unavailable`, `state_write_failed`); the writer
@@ -38,7 +43,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import json
+import os
 import queue
 import sqlite3
 import threading
@@ -57,6 +64,7 @@ from orchestrator.state.streams import Stream
 log = structlog.get_logger()
 
 FILE = "streams.db"
+LOCK_FILE = "streams.db.lock"  # flock'd by the daemon using the directory; never removed
 ENDED_KEPT = 1000
 PRUNE_EVERY = 100  # ended streams written between two prunings of the history
 CONFIRM_EVERY_MAX_S = 300.0
@@ -101,6 +109,10 @@ def confirm_every(ttl_s: float) -> float:
 
 class _Unreadable(Exception):
     """The file opened but its content is not a journal this daemon can read."""
+
+
+class _Held(OSError):
+    """Another process (another daemon) holds the state directory's lock."""
 
 
 def _corrupt(exc: BaseException) -> bool:
@@ -333,6 +345,7 @@ class StreamJournal:
         self._copy = _Copy(Loaded())
         self._failures = 0
         self._retry_at = 0.0
+        self._lock_fd: int | None = None  # open, and flock'd, while this journal owns the directory
 
     # -- the event loop's side: read once at start-up, then only queue -------------------------
     def open(self) -> Loaded:
@@ -382,9 +395,10 @@ class StreamJournal:
             self._queue.put(None)
             self._thread.join(timeout=10)
             if self._thread.is_alive():
-                return  # still writing: its connection is its own until it ends
+                return  # still writing: its connection (and the lock) are its own until it ends
             self._thread = None
         self._close_db()
+        self._release_lock()
 
     def _send(self, op: _Op) -> None:
         if self._thread is not None:
@@ -413,7 +427,37 @@ class StreamJournal:
             except (sqlite3.Error, OSError, _Unreadable) as again:
                 return self._unavailable(again)
 
+    def _lock(self, path: Path) -> None:
+        """Take the state directory's lock, or raise `_Held` (another process has it) or
+        OSError; a no-op once held. The lock is on the open file description: released by
+        `close()`, or by the kernel when the process ends, however it ends."""
+        if self._lock_fd is not None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = path.with_name(LOCK_FILE)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise _Held(
+                f"another process holds {lock_path}: is a second daemon using this state_dir?"
+            ) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        self._lock_fd = fd
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the only descriptor of it releases the flock
+            self._lock_fd = None
+
+    def _error(self, exc: BaseException) -> str:
+        return str(exc) if isinstance(exc, _Held) else f"{self.path}: {exc}"
+
     def _open(self, path: Path) -> Loaded:
+        self._lock(path)  # before reading, and before moving a corrupt file aside
         db = _connect(path)
         try:
             try:
@@ -431,12 +475,17 @@ class StreamJournal:
         return loaded
 
     def _unavailable(self, exc: BaseException) -> Loaded:
-        self.error = f"{self.path}: {exc}"
+        self.error = self._error(exc)
+        check = (
+            "stop the other daemon, or give each daemon a state_dir (--state-dir) of its own"
+            if isinstance(exc, _Held)
+            else "check the state directory (state_dir) exists and is writable by the daemon"
+        )
         log.error(
             "state_unavailable",
             error=self.error,
-            hint="running on memory: streams are lost if the daemon restarts now; retrying with "
-            "back-off; check the state directory (state_dir) exists and is writable by the daemon",
+            hint=f"running on memory: streams are lost if the daemon restarts now; retrying with "
+            f"back-off; {check}",
         )
         return Loaded()
 
@@ -527,9 +576,10 @@ class StreamJournal:
         """Reopen and write the whole copy back, in one transaction."""
         copy = self._copy
         try:
+            self._lock(path)  # a daemon that found another one at start-up takes over once it went
             db = _connect(path)
         except (sqlite3.Error, OSError, _Unreadable) as exc:
-            self.error = f"{self.path}: {exc}"
+            self.error = self._error(exc)
             self._failed_now()
             return
         try:

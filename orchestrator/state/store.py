@@ -131,6 +131,9 @@ class StateStore:
         self._version = 0
         self.generation = 0  # bumped on every write of a container's facts, see `_touch`
         self._touched: dict[str, int] = {}
+        # engines forgotten since the last `changed()`, and why: a visible one leaving /engines
+        # that way is recorded as hidden with this reason (it is no longer in the world to ask)
+        self._gone: dict[str, str] = {}
 
     # -- read-only views -----------------------------------------------------------------------
     @property
@@ -243,13 +246,21 @@ class StateStore:
         return hidden_reason(engine, self._world.vpns, restart_on_reconnect=self._restart_on_reconnect())
 
     def _record_visibility(self, before: tuple[EngineObs, ...], after: tuple[EngineObs, ...]) -> None:
+        """Every engine leaving /engines gets an entry with the reason: also one that left by
+        disappearing from Docker (removed by hand, or while the event stream was down), which
+        the store has forgotten already. (One the daemon removes is hidden first, "being
+        removed", and its removal is an entry of its own.)"""
         was = {e.container_id for e in before}
         now = {e.container_id for e in after}
-        for cid in was - now:
-            engine = self._world.engines.get(cid)
-            if engine is not None:  # an engine that is gone is recorded as removed, not hidden
+        for left in before:
+            if left.container_id in now:
+                continue
+            engine = self._world.engines.get(left.container_id)
+            if engine is not None:
                 why = self.why_hidden(engine) or "not listed"
-                self.record("hidden", engine.name, why, engine=engine.name, vpn=engine.vpn)
+            else:
+                engine, why = left, self._gone.get(left.container_id, "gone: no longer in Docker")
+            self.record("hidden", engine.name, why, engine=engine.name, vpn=engine.vpn)
         for engine in after:
             if engine.container_id not in was:
                 why = f"ready, and VPN {engine.vpn} healthy" if engine.vpn else "ready"
@@ -302,9 +313,10 @@ class StateStore:
             engine.container_id, now, SpecFailure(spec_hash=engine.spec_hash, reason=why, at=now)
         )
 
-    def drop_engine(self, container_id: str) -> None:
+    def drop_engine(self, container_id: str, why: str = "gone: no longer in Docker") -> None:
+        """The engine no longer exists; `why`: the history's reason, if it was on /engines."""
         if container_id in self._world.engines:
-            self._forget_engine(container_id)
+            self._forget_engine(container_id, why)
             self.changed()
 
     def set_engine_status(self, container_id: str, status: EngineStatus) -> None:
@@ -363,11 +375,14 @@ class StateStore:
         before = (len(streams.active), len(streams.last_usage))
         ids = {s.obs.container_id for s in listed} | set(keep)
         gone = [cid for cid in self._world.engines if cid not in ids and not self.newer_than(cid, snapshot)]
+        now = time.time()
+        if gone:  # removed while the event stream was down (or its event was missed)
+            names = ", ".join(sorted(self._world.engines[cid].name for cid in gone))
+            self.observe(f"a resync: Docker's listing without {names}", now)
         for cid in gone:
-            self._forget_engine(cid)
+            self._forget_engine(cid, "gone: not in Docker's listing")
         moved = bool(gone)
         creating = self.ledger.creating
-        now = time.time()
         for sighting in listed:
             cid = sighting.obs.container_id
             if self.newer_than(cid, snapshot):
@@ -389,7 +404,7 @@ class StateStore:
         self.generation += 1
         self._touched[key] = self.generation
 
-    def _forget_engine(self, container_id: str) -> None:
+    def _forget_engine(self, container_id: str, why: str) -> None:
         self.ledger.forget(container_id)
         self._end_streams_of(container_id, "engine_gone", time.time())
         self.demand.forget_engine(container_id)
@@ -399,6 +414,7 @@ class StateStore:
         self._world.unready_since.pop(container_id, None)
         self._world.stalled.pop(container_id, None)
         self._touch(container_id)
+        self._gone[container_id] = why  # for the history, at the next `changed()`
 
     # -- tunnel probes -------------------------------------------------------------------------
     def upsert_probe(self, probe: ProbeObs) -> None:
@@ -714,6 +730,7 @@ class StateStore:
         if visible != self._visible:
             before, self._visible = self._visible, visible
             self._record_visibility(before, visible)
+        self._gone.clear()
         for event in self._watchers:
             event.set()
 

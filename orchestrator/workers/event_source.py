@@ -347,7 +347,7 @@ class EventSource:
                 self._inspect_vpn(vpn, signal.at)
             case EngineGone(container_id=cid):
                 self._inspections.overtaken(cid)
-                store.drop_engine(cid)
+                store.drop_engine(cid, "gone: Docker reported its destroy")
             case EngineChanged(container_id=cid, status=status):
                 self._inspections.overtaken(cid)
                 if status is not None:
@@ -381,7 +381,7 @@ class EventSource:
 
             def apply() -> None:
                 if info is None:
-                    self._store.drop_engine(container_id)
+                    self._store.drop_engine(container_id, "gone: Docker has no such container")
                 elif is_engine(info.labels, self._pool()):
                     self._store.upsert_engine(engine_sighting(info))
 

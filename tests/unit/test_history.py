@@ -12,7 +12,7 @@ import pytest
 
 from orchestrator.docker.containers import ContainerInfo
 from orchestrator.docker.engines import engine_labels, engine_sighting
-from orchestrator.state.history import History
+from orchestrator.state.history import HISTORY_KEPT, History
 from orchestrator.state.journal import FILE, StreamJournal
 from orchestrator.state.store import StateStore
 from reconcilers.model import CreateEngine, EnginePorts, EngineSpec
@@ -32,6 +32,10 @@ def _close_journals() -> Iterator[None]:
 
 
 def store_on(directory: Path) -> StateStore:
+    """The next daemon on `directory`: one still open there is as if killed (its lock released)."""
+    for earlier in OPENED:
+        if earlier.path == directory / FILE:
+            earlier._release_lock()
     journal = StreamJournal(directory)
     OPENED.append(journal)
     store = StateStore(journal=journal)
@@ -127,3 +131,16 @@ def test_the_history_survives_a_restart_and_numbering_continues(tmp_path: Path) 
     settle(again)
     assert on_disk(tmp_path, "SELECT kind FROM history ORDER BY seq")[-1] == ("removed",)
     assert (tmp_path / FILE).exists()
+
+
+def test_the_history_on_disk_is_bounded_to_the_newest_entries(tmp_path: Path) -> None:
+    store = store_on(tmp_path)
+    total = HISTORY_KEPT + 100
+    for n in range(total):
+        store.record("created", f"e{n}", "pool below target", trigger="test")
+    settle(store)
+
+    kept = on_disk(tmp_path, "SELECT target FROM history ORDER BY seq")
+    assert len(kept) == HISTORY_KEPT == 500
+    assert kept[0] == (f"e{total - HISTORY_KEPT}",) and kept[-1] == (f"e{total - 1}",)
+    assert [e.target for e in store_on(tmp_path).history.select()] == [t for (t,) in kept]

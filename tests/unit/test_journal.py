@@ -1,6 +1,7 @@
 """The stream journal on a real SQLite file: what one store wrote, the next one reads back; a
 missing, unwritable or corrupt state directory is a warning and a fresh start, never a crash;
-each change is one transaction; a failed write is followed by a reopen that writes it all back.
+each change is one transaction; a failed write is followed by a reopen that writes it all back;
+a second journal (a second daemon) on the same directory is kept off the file by its lock.
 Failures are real SQLite conditions (a trigger raising, a table dropped, a full file system),
 never a mock of the journal."""
 
@@ -11,13 +12,21 @@ import json
 import os
 import sqlite3
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from orchestrator.state.journal import ENDED_KEPT, FILE, PRUNE_EVERY, StreamJournal, confirm_every
+from orchestrator.state.journal import (
+    ENDED_KEPT,
+    FILE,
+    LOCK_FILE,
+    PRUNE_EVERY,
+    StreamJournal,
+    confirm_every,
+)
 from orchestrator.state.served import LastServed
 from orchestrator.state.store import StateStore
 from orchestrator.state.streams import Stream
@@ -42,9 +51,25 @@ def stream(sid: str, container_id: str, at: float = T0 + 100, **kw: object) -> S
 
 
 def store_on(directory: Path | None) -> StateStore:
+    """The next daemon on `directory`: a journal still open there is as if its process were
+    killed (nothing more written by it, its lock released by the kernel)."""
+    for earlier in OPENED:
+        if directory is not None and earlier.path == directory / FILE:
+            killed(earlier)
+    return second_daemon(directory)
+
+
+def second_daemon(directory: Path | None) -> StateStore:
+    """A store on `directory`, whatever else has it open."""
     store = StateStore(journal=journal_on(directory))
     store.restore_streams()
     return store
+
+
+def killed(journal: StreamJournal) -> None:
+    """What SIGKILL does to the lock: the kernel closes the process's descriptors (a journal
+    in this test process is not killed: its writer may still run, as a dying process's might)."""
+    journal._release_lock()
 
 
 def journal_on(directory: Path | None) -> StreamJournal:
@@ -195,6 +220,67 @@ def test_a_state_directory_that_cannot_be_made_means_memory_only_with_the_reason
 def test_no_state_directory_is_memory_only_and_says_so() -> None:
     store = store_on(None)
     assert store.state_error == "no state directory configured"
+
+
+def test_a_second_journal_on_the_same_directory_runs_on_memory_until_the_first_closes(tmp_path: Path) -> None:
+    """SQLite alone lets two processes write one WAL file: two daemons would overwrite each
+    other's streams. The lock is per open file, so two journals of one process conflict too."""
+    first = store_on(tmp_path)
+    first.replace_engines([engine_info("a", started_at=T0)], 0)
+    first.demand.start_stream(stream("s1", "a"))
+    settle(first)
+
+    second = second_daemon(tmp_path)  # a second daemon started on the same state_dir
+
+    assert first.state_error is None
+    error = second.state_error
+    assert error is not None and f"another process holds {tmp_path / LOCK_FILE}" in error
+    assert "second daemon" in error
+    second.replace_engines([engine_info("b", started_at=T0)], 0)
+    second.demand.start_stream(stream("s2", "b"))  # works, in memory
+    settle(second)
+    time.sleep(0.2)  # its reopens (every 50 ms here) keep finding the lock held
+    assert second.state_error == error
+    assert on_disk(tmp_path, "SELECT id FROM streams") == [("s1",)]  # nothing of the second's
+
+    first._journal.close()  # the first daemon stops
+    wait_durable(second)  # the lock and the file are the second's now, its memory written back
+    assert on_disk(tmp_path, "SELECT id FROM streams WHERE status = 'started'") == [("s2",)]
+
+
+HOLDER = """
+import sys
+from pathlib import Path
+from orchestrator.state.journal import StreamJournal
+journal = StreamJournal(Path(sys.argv[1]))
+journal.open()
+print("durable" if journal.error is None else journal.error, file=sys.stderr, flush=True)
+sys.stdin.read()  # holds the journal until killed
+"""
+
+
+def test_a_journal_held_by_another_process_is_taken_once_that_process_is_killed(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    with subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(tmp_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    ) as holder:
+        try:
+            assert holder.stderr is not None
+            assert holder.stderr.readline().strip() == "durable"
+
+            store = second_daemon(tmp_path)
+            assert store.state_error is not None and "another process holds" in store.state_error
+        finally:
+            holder.kill()  # SIGKILL: no close(); the kernel releases the lock, the file stays
+            holder.wait(timeout=10)
+    assert (tmp_path / LOCK_FILE).exists()
+    wait_durable(store)
 
 
 def test_a_write_that_fails_is_memory_only_then_durable_again_with_everything_written_back(

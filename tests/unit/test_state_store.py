@@ -152,3 +152,48 @@ def test_an_engine_turning_stalled_again_and_again_is_one_engine_in_its_vpns_evi
         store.record_progress({"s-a": moving(at + 30), "s-b": moving(at + 30)}, at + 30, 60.0, 600.0)
         assert not store.stalled_engines
     assert store.observed(t + 400).recent_stalls == {"g1": (StallOnset(container_id="a", at=t + 300),)}
+
+
+def _visible_engines(store: StateStore, *cids: str) -> None:
+    store.replace_engines([engine_info(c, slot=i) for i, c in enumerate(cids)], store.generation)
+    for cid in cids:
+        store.mark_ready(cid, 1000.0)
+    assert {e.container_id for e in store.visible} == set(cids)
+
+
+def test_an_engine_gone_from_a_resyncs_listing_has_a_hidden_entry_with_the_reason() -> None:
+    """Removed while Docker's event stream was down: the resync forgets it, and /engines stops
+    listing it; the history says so (it used to say nothing: the engine was no longer there to
+    ask why it was hidden)."""
+    store = StateStore()
+    _visible_engines(store, "a", "b")
+
+    store.replace_engines([engine_info("a")], store.generation)  # b is not in the listing
+
+    assert [e.container_id for e in store.visible] == ["a"]
+    (entry,) = store.history.select(kinds=frozenset({"hidden"}))
+    assert (entry.target, entry.engine) == ("engine-b", "engine-b")
+    assert entry.reason == "gone: not in Docker's listing"
+    assert entry.trigger is not None
+    assert entry.trigger.startswith("a resync: Docker's listing without engine-b at ")
+
+
+def test_an_engine_destroyed_by_hand_has_a_hidden_entry_with_the_reason() -> None:
+    store = StateStore()
+    _visible_engines(store, "a")
+
+    store.drop_engine("a", "gone: Docker reported its destroy")  # the event source, on `destroy`
+
+    (entry,) = store.history.select(kinds=frozenset({"hidden"}))
+    assert (entry.engine, entry.reason) == ("engine-a", "gone: Docker reported its destroy")
+
+
+def test_an_engine_the_daemon_removes_is_hidden_once_as_being_removed() -> None:
+    store = StateStore()
+    _visible_engines(store, "a")
+
+    store.ledger.mark_busy("a", removing=True)  # the executor, before removing it
+    store.drop_engine("a")
+
+    hidden = store.history.select(kinds=frozenset({"hidden"}))
+    assert [(e.engine, e.reason) for e in hidden] == [("engine-a", "being removed")]
