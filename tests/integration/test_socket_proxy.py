@@ -91,6 +91,30 @@ def proxy_socket(tmp_path: Path) -> Iterator[Path]:
         ("POST", "/containers/create", {"Image": ENGINE_IMAGE, "HostConfig": {"\\u0050rivileged": True}}),
         ("POST", "/containers/create", {"Image": ENGINE_IMAGE, "HostConfig": {"MaskedPaths": []}}),
         ("POST", "/containers/create", {"Image": ENGINE_IMAGE, "HostConfig": {"ReadonlyPaths": []}}),
+        *(
+            ("POST", "/containers/create", {"Image": ENGINE_IMAGE, "HostConfig": {key: value}})
+            for key, value in (
+                ("Mounts", [{"Type": "bind", "Source": "/", "Target": "/host"}]),
+                ("Devices", [{"PathOnHost": "/dev/sda", "PathInContainer": "/dev/sda"}]),
+                ("DeviceRequests", [{"Count": -1}]),
+                ("DeviceCgroupRules", ["a *:* rwm"]),
+                ("CapAdd", ["SYS_ADMIN"]),
+                ("SecurityOpt", ["apparmor=unconfined"]),
+                ("PidMode", "host"),
+                ("IpcMode", "host"),
+                ("UTSMode", "host"),
+                ("UsernsMode", "host"),
+                ("CgroupnsMode", "host"),
+                ("CgroupParent", "/"),
+                ("VolumesFrom", ["other"]),
+                ("VolumeDriver", "local"),
+                ("Sysctls", {"kernel.shm_rmid_forced": "1"}),
+            )
+        ),
+        # raw UTF-8 (a dotless i): Go's case folding could spell a key past the pattern
+        ("POST", "/containers/create", '{"Image": "x", "HostConfig": {"Pr\u0131vileged": true}}'),
+        ("POST", "/containers/abc/attach?stream=1&stdin=1", None),
+        ("GET", "/system/df", None),
         # before API 1.24 a start's body is a HostConfig Docker applies: any version below, and
         # any body on a start, is refused
         ("POST", "/v1.23/containers/abc/start", None),
@@ -103,6 +127,30 @@ def proxy_socket(tmp_path: Path) -> Iterator[Path]:
 )
 def test_calls_outside_the_list_are_refused(proxy_socket: Path, method: str, path: str, body: Any) -> None:
     assert call(proxy_socket, method, path, body) == 403
+
+
+def test_a_create_body_not_read_whole_is_refused(proxy_socket: Path) -> None:
+    """A chunked body has no length to check against the buffer, and one over 60000 bytes is not
+    read whole: the proxy cannot vouch for either, harmless as the content looks."""
+    harmless = json.dumps({"Image": ENGINE_IMAGE, "Labels": {"x": "y"}}).encode()
+    conn = UnixConnection(proxy_socket)
+    try:
+        conn.request(
+            "POST",
+            "/containers/create",
+            body=iter([harmless]),
+            headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"},
+            encode_chunked=True,
+        )
+        assert conn.getresponse().status == 403
+    finally:
+        conn.close()
+    assert (
+        call(
+            proxy_socket, "POST", "/containers/create", {"Image": ENGINE_IMAGE, "Labels": {"x": "y" * 61000}}
+        )
+        == 403
+    )
 
 
 def test_calls_the_daemon_makes_pass(proxy_socket: Path) -> None:
