@@ -569,7 +569,9 @@ class StateStore:
         by_engine: dict[str, list[bool | None]] = {}
         for stream in active.values():
             seen = progress.get(stream.id)
-            verdict = None if seen is None else is_stalled(seen, now, stall_after_s)
+            # a stream with only its first answer has no verdict yet: it neither stalls an engine
+            # nor clears one that stalled
+            verdict = None if seen is None or seen.baseline else is_stalled(seen, now, stall_after_s)
             by_engine.setdefault(stream.container_id, []).append(verdict)
         for cid, states in by_engine.items():
             engine = self._world.engines.get(cid)

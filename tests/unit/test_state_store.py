@@ -3,6 +3,7 @@ are the pure state machine's: tests/unit/test_vpn.py.)"""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 from orchestrator.docker.containers import ContainerInfo, vpn_container
@@ -197,3 +198,27 @@ def test_an_engine_the_daemon_removes_is_hidden_once_as_being_removed() -> None:
 
     hidden = store.history.select(kinds=frozenset({"hidden"}))
     assert [(e.engine, e.reason) for e in hidden] == [("engine-a", "being removed")]
+
+
+def test_a_new_streams_first_answer_does_not_clear_a_stalled_engine() -> None:
+    store = StateStore()
+    store.replace_engines([engine_info("a")], store.generation)
+    t = 10_000.0
+    store.demand.start_stream(
+        Stream(id="old", container_id="a", key_type="content_id", key="k", started_at=t)
+    )
+    frozen = StatSample(peers=0, speed_down=0, downloaded=0)
+    for at in (t, t + 30, t + 60):
+        store.record_progress({"old": frozen}, at, 60.0, 600.0)
+    assert set(store.stalled_engines) == {"a"}
+
+    store.demand.start_stream(
+        Stream(id="new", container_id="a", key_type="content_id", key="n", started_at=t + 70)
+    )
+    moving = StatSample(peers=3, speed_down=80, downloaded=500)
+    store.record_progress({"old": frozen, "new": moving}, t + 90, 60.0, 600.0)
+    assert set(store.stalled_engines) == {"a"}  # its first answer is no verdict yet
+    store.record_progress(
+        {"old": frozen, "new": dataclasses.replace(moving, downloaded=900)}, t + 120, 60.0, 600.0
+    )
+    assert not store.stalled_engines  # it progressed: one progressing stream clears the engine
