@@ -31,7 +31,9 @@ for g in "${gluetuns[@]}"; do
   fwd=$((fwd + 1))
 done
 
-containers=$(printf '"%s", ' "${gluetuns[@]}")
+containers=
+# (printf with no arguments would still print its format once: [""] for MODE=none)
+[ "${#gluetuns[@]}" -eq 0 ] || containers=$(printf '"%s", ' "${gluetuns[@]}")
 cat > .demo/config.yaml <<YAML
 # Written by scripts/demo.sh; edit it while the demo runs and watch the daemon follow.
 engines:

@@ -201,7 +201,11 @@ class ProxyClient:
         url = f"http://{engine.host}:{engine.port}/ace/getstream?format=json&id={key}&pid={pid}"
         async with self.session.get(url, timeout=self.engine_timeout) as resp:
             answer = await resp.json(content_type=None)
-        r = (answer or {}).get("response") or {}
+        answer = answer if isinstance(answer, dict) else {}
+        r = answer.get("response") or {}
+        if resp.status != 200 or answer.get("error") or not r.get("playback_url"):
+            # no stream to play: nothing is reported to the daemon (the viewer gets a 500)
+            raise ValueError(f"getstream: HTTP {resp.status}, error {answer.get('error')!r}")
         session_id = str(r.get("playback_session_id", ""))
         stream_id = f"{key}|{session_id}"
         started = {

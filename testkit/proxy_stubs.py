@@ -98,11 +98,17 @@ class EngineStub:
     sessions: set[str] = field(default_factory=set)
     stopped: list[str] = field(default_factory=list)
     getstream_query: dict[str, str] = field(default_factory=dict)
+    # a getstream that fails: its HTTP status and the engine's `error` (then `response` is null)
+    getstream_error: tuple[int, str] | None = None
+    playback_base: str | None = None  # where playback URLs point (default: this stub)
 
     def app(self) -> web.Application:
         async def getstream(request: web.Request) -> web.StreamResponse:
             self.log.append(f"engine {request.path}")
             self.getstream_query = dict(request.query)
+            if self.getstream_error is not None:
+                status, error = self.getstream_error
+                return web.json_response({"response": None, "error": error}, status=status)
             sid = f"s{len(self.sessions) + len(self.stopped)}"
             self.sessions.add(sid)
             base = f"http://{request.host}"
@@ -110,7 +116,7 @@ class EngineStub:
                 {
                     "response": {
                         "playback_session_id": sid,
-                        "playback_url": f"{base}/ace/r/ih/{sid}",
+                        "playback_url": f"{self.playback_base or base}/ace/r/ih/{sid}",
                         "stat_url": f"{base}/ace/stat/ih/{sid}",
                         "command_url": f"{base}/ace/cmd/ih/{sid}",
                         "is_live": 1,

@@ -11,11 +11,12 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 
 import aiohttp
+import pytest
 
 from testkit.harness import free_port
 from testkit.proxy_client import Timing
 from testkit.proxy_front import Front, FrontSettings, running_front
-from testkit.proxy_stubs import NO_WAIT, MakeServer, viewer_bed
+from testkit.proxy_stubs import NO_WAIT, EngineStub, EventOrchestrator, MakeServer, viewer_bed
 
 FAST = Timing(status_every_s=60, engines_cache_s=0, settle_s=0.01, lookup_s=0.05, eta_scale=0.01)
 
@@ -59,16 +60,56 @@ async def test_a_viewer_is_served_then_its_stream_ended_and_stopped(aiohttp_serv
     assert front.client.calls[0] == "GET /orchestrator/status"  # the start-up poll
 
 
-async def test_a_failed_provisioning_is_a_503(aiohttp_server: MakeServer) -> None:
+async def one_viewer(
+    aiohttp_server: MakeServer, prepare: Callable[[EventOrchestrator, EngineStub], None]
+) -> tuple[EventOrchestrator, EngineStub, Front, int]:
+    """One viewer's getstream through the front, after `prepare` set the stubs up: the stubs, the
+    front and the status the viewer got."""
     orch, engine_stub, client = await viewer_bed(aiohttp_server)
     await client.session.close()
-    orch.started = {"e1": 1}  # the one engine is full: the front must provision
-    orch.provision = [NO_WAIT]
+    prepare(orch, engine_stub)
     async with (
         front_for(client.orch_url) as (front, url),
         aiohttp.ClientSession() as viewer,
         viewer.get(f"{url}/ace/getstream?id=c0ffee") as resp,
     ):
-        assert resp.status == 503
+        status = resp.status
+    return orch, engine_stub, front, status
+
+
+async def test_a_failed_provisioning_is_a_503(aiohttp_server: MakeServer) -> None:
+    def full(orch: EventOrchestrator, _: EngineStub) -> None:
+        orch.started = {"e1": 1}  # the one engine is full: the front must provision
+        orch.provision = [NO_WAIT]
+
+    orch, engine_stub, front, status = await one_viewer(aiohttp_server, full)
+    assert status == 503
     assert front.outcomes == {"provision_failed": 1}
     assert "stream_started" not in orch.bodies and engine_stub.log == []
+
+
+@pytest.mark.parametrize("engine_status", [200, 500])
+async def test_an_engine_whose_getstream_fails_is_a_500_and_no_stream_is_reported(
+    aiohttp_server: MakeServer, engine_status: int
+) -> None:
+    def failing(_: EventOrchestrator, engine_stub: EngineStub) -> None:
+        engine_stub.getstream_error = (engine_status, "failed to load content")
+
+    orch, _, front, status = await one_viewer(aiohttp_server, failing)
+    assert status == 500
+    assert front.outcomes == {"engine_failed": 1}
+    assert "stream_started" not in orch.bodies and "stream_ended" not in orch.bodies
+
+
+async def test_a_playback_that_fails_before_the_relay_starts_is_a_502_and_the_stream_ends(
+    aiohttp_server: MakeServer,
+) -> None:
+    def unreachable(_: EventOrchestrator, engine_stub: EngineStub) -> None:
+        engine_stub.playback_base = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+
+    orch, _, front, status = await one_viewer(aiohttp_server, unreachable)
+    assert status == 502
+    assert front.outcomes == {"engine_failed": 1}
+    assert len(orch.bodies["stream_started"]) == 1
+    await until("stream_ended", lambda: "stream_ended" in orch.bodies)
+    assert orch.bodies["stream_ended"] == [{"stream_id": "c0ffee|s0", "reason": "engine_error"}]

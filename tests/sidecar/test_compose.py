@@ -67,12 +67,12 @@ def stack_config(stack: str) -> Config:
 
 
 def test_compose_version_supports_the_syntax_used(compose_cli: str) -> None:
-    """depends_on conditions and ${VAR:?error} need docker-compose 1.27+ (or Compose v2)."""
+    """depends_on conditions and ${VAR:?error} need docker-compose 1.27+, profiles 1.28+ (or Compose v2)."""
     version = subprocess.run(
         [compose_cli, "version", "--short"], capture_output=True, text=True, timeout=30, check=True
     ).stdout.strip()
     major, minor = (int(x) for x in version.split(".")[:2])
-    assert (major, minor) >= (1, 27), version
+    assert (major, minor) >= (1, 28), version
 
 
 def test_there_are_the_three_stacks() -> None:

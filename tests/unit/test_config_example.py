@@ -9,11 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from orchestrator.config import SCHEMA, load_config, parse_config, schema_leaves
+from orchestrator.config.schema import SECRET_KEYS
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.yaml"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO_ROOT / "config.example.yaml"
 
 
 def _example_mapping() -> dict[str, Any]:
@@ -69,3 +72,15 @@ def test_key_walk_sees_a_missing_or_extra_key() -> None:
     documented = set(example_leaves(data))
     assert {"vpn.wait_healthy_s", "vpn.tunnel_probe.retries"} <= set(schema_leaves()) - documented
     assert documented - set(schema_leaves()) == {"api.colour", "vpn.tunnel_probe.shade"}
+
+
+@pytest.mark.parametrize(
+    "stack", sorted(p.parent.parent.name for p in REPO_ROOT.glob("compose/*/config/orchestrator.yaml"))
+)
+def test_no_secret_is_written_into_a_stacks_mounted_yaml(stack: str) -> None:
+    """The stacks set keys from .env (environment variables); the YAML they mount holds none."""
+    data = yaml.safe_load((REPO_ROOT / "compose" / stack / "config" / "orchestrator.yaml").read_text())
+    assert SECRET_KEYS
+    for dotted in SECRET_KEYS:
+        section, key = dotted.split(".")
+        assert (data.get(section) or {}).get(key) is None, f"{stack}: {dotted} is set in the YAML"
