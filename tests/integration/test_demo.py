@@ -1,5 +1,6 @@
 """The README's first command, `make demo`, does what it says: the daemon on the local Docker
-engine with stand-in Gluetun and engine containers, engines listed on /engines, no VPN account.
+engine with stand-in Gluetun and engine containers, engines listed on /engines, no VPN account;
+Ctrl-C stops the daemon and leaves the engines running.
 
 Runs `scripts/demo.sh MODE` as `make demo MODE=...` does, for each mode (`none`, the README's
 plain `make demo`, included; the venv and images are there already in `make test`), on a free
@@ -62,10 +63,14 @@ def test_make_demo_runs_the_daemon_with_stand_ins_and_lists_engines(tmp_path: Pa
         made = set(containers(f"label={DEMO_LABEL}"))
         assert len(made) >= 4 + len(gluetuns), made  # the Gluetun stand-ins and the 4 engines
         assert set(containers(f"label={DEMO_LABEL}", "label=acestream-orchestrator-test=dev")) == made
-    finally:
-        os.killpg(demo.pid, signal.SIGTERM)
+        os.killpg(demo.pid, signal.SIGINT)  # Ctrl-C: the daemon stops, the engines keep running
         demo.wait(timeout=30)
+        assert demo.returncode == 0, (tmp_path / "demo.log").read_text()
+        assert set(containers(f"label={DEMO_LABEL}", "status=running")) == made
+    finally:
+        if demo.poll() is None:
+            os.killpg(demo.pid, signal.SIGTERM)
+            demo.wait(timeout=30)
         log.close()
         subprocess.run(["bash", "testbed/cleanup.sh", DEMO_LABEL], cwd=REPO, check=False, timeout=120)
-    assert demo.returncode == 0, (tmp_path / "demo.log").read_text()
     assert containers(f"label={DEMO_LABEL}") == [], "make clean's clean-up leaves nothing"
