@@ -85,3 +85,33 @@ def test_what_make_check_leaves_out_make_test_runs() -> None:
     suites, _ = _recipe(makefile, "suites")
     assert "fuzz" in suites, suites
     assert "@pytest.mark.fuzz" in (REPO / "tests/http/test_schema_fuzz.py").read_text()
+
+
+MAKE_TEST_PARTS = [
+    # (target, words its recipe (or, with "<-", its prerequisites) must hold), as development.md says
+    ("test", ["IN_TEST=1 suites", "$(MAKE) alone"]),
+    ("suites", ["<-integration", "<-sidecar", "<-realvpn", "<-faults", "<-standins", "<-check", "<-fuzz"]),
+    ("check", ["lint", "format-check", "types", "imports", "docs", "fast"]),
+    ("fast", ["tests/unit tests/http tests/workers"]),
+    ("integration", ["-n 2 --dist loadfile tests/integration -m 'not alone'"]),
+    ("faults", ["tests/faults -m 'not soak'"]),
+    ("realvpn", ["tests/realvpn"]),
+    ("sidecar", ["tests/sidecar"]),
+    ("alone", ["tests/integration -m alone"]),
+    ("standins", ["testbed/engine/verify.sh", "testbed/gluetun/verify.sh"]),
+    ("lint", ["ruff check"]),
+    ("format-check", ["ruff format --check"]),
+    ("types", ["mypy"]),
+    ("imports", ["lint-imports"]),
+]
+
+
+@pytest.mark.parametrize(("target", "parts"), MAKE_TEST_PARTS, ids=[row[0] for row in MAKE_TEST_PARTS])
+def test_make_test_and_make_check_run_what_the_docs_say(target: str, parts: list[str]) -> None:
+    prerequisites, recipe = _recipe((REPO / "Makefile").read_text(), target)
+    commands = "\n".join(recipe)
+    for part in parts:
+        if part.startswith("<-"):
+            assert part[2:] in prerequisites, (target, prerequisites)
+        else:
+            assert part in commands, (target, recipe)
