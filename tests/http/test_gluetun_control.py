@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import functools
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from structlog.testing import capture_logs
 
+from orchestrator.config import parse_config
+from orchestrator.docker.containers import ContainerInfo, vpn_container
 from orchestrator.errors import ControlApiAuthError, ControlApiUnreachable
+from orchestrator.state.store import StateStore
 from orchestrator.vpn import control
 from orchestrator.vpn.control import Credentials, GluetunControl
+from orchestrator.vpn.poller import ControlPoller
+from reconcilers.model import Plan, Problem
+from reconcilers.vpn import ContainerSeen
+from testkit.logs import logged
 
 Route = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MakeServer = Callable[..., Awaitable[TestServer]]
@@ -203,3 +214,149 @@ async def test_a_refused_connection_is_unreachable() -> None:
     async with aiohttp.ClientSession() as session:
         with pytest.raises(ControlApiUnreachable):
             await GluetunControl(session, credentials=no_credentials).read("http://127.0.0.1:9")
+
+
+# -- the poller's log events (orchestrator/vpn/poller.py; docs/operations.md, gluetun-releases.md,
+# stalls-and-freshness.md), the poller reading a stand-in control server on loopback -------------
+
+
+@dataclasses.dataclass
+class StandIn:
+    """A control server whose answers the test changes between polls."""
+
+    code: int = 200  # of GET /v1/vpn/status
+    tunnel: str = "running"
+    port: int = 51820
+    put_code: int = 200
+    puts: list[str] = dataclasses.field(default_factory=list)
+
+    async def status(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response({"status": self.tunnel}, status=self.code)
+
+    async def forwarded(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response({"port": self.port, "ports": [self.port]})
+
+    async def put_status(self, request: web.Request) -> web.StreamResponse:
+        self.puts.append((await request.json())["status"])
+        return web.json_response({"outcome": "ok"} if self.put_code == 200 else None, status=self.put_code)
+
+
+@contextlib.asynccontextmanager
+async def polling(aiohttp_server: MakeServer) -> AsyncIterator[tuple[StandIn, ControlPoller, StateStore]]:
+    """A poller of one VPN, `gluetun`, healthy, whose control server is a `StandIn` on loopback."""
+    stand = StandIn()
+    app = web.Application()
+    app.router.add_get("/v1/vpn/status", stand.status)
+    app.router.add_put("/v1/vpn/status", stand.put_status)
+    app.router.add_get("/v1/publicip/ip", reply(body={"public_ip": "203.0.113.9"}))
+    app.router.add_get("/v1/portforward", stand.forwarded)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    config = parse_config(
+        "engines: {image: engine:1, launch: {preset: acestream-http-proxy}, address: ip}\n"
+        f"vpn: {{mode: single, containers: [gluetun], api_port: {server.port}, "
+        "restart_tunnel_on_stall: true, tunnel_restart_interval_s: 600}\n",
+        source="test.yaml",
+        env={},
+    )
+    store = StateStore()
+    now = time.time()
+    gluetun = ContainerInfo(
+        id="g" * 64,
+        name="gluetun",
+        status="running",
+        health="healthy",
+        started_at=now - 60,
+        created_at=now - 61,
+    )
+    store.apply_vpn(
+        "gluetun", ContainerSeen(container=vpn_container(dataclasses.replace(gluetun, ip="127.0.0.1"))), now
+    )
+    async with aiohttp.ClientSession() as session:
+        yield (
+            stand,
+            ControlPoller(GluetunControl(session, credentials=no_credentials), store, lambda: config),
+            store,
+        )
+
+
+async def test_a_control_error_is_logged_once_per_distinct_message_and_its_end_once(
+    aiohttp_server: MakeServer,
+) -> None:
+    async with polling(aiohttp_server) as (stand, poller, _):
+        with capture_logs() as logs:
+            await poller.poll("gluetun")  # answers: nothing to say
+            stand.code = 500
+            for _ in range(3):
+                await poller.poll("gluetun")
+            stand.code = 401  # a 401 means vpn.api_key is wrong
+            for _ in range(2):
+                await poller.poll("gluetun")
+            stand.code = 200
+            for _ in range(2):
+                await poller.poll("gluetun")
+
+    server_error, unauthorized, ok = logged(logs, "gluetun_control_error", "gluetun_control_ok")
+    assert (server_error["event"], server_error["log_level"]) == ("gluetun_control_error", "warning")
+    assert server_error["vpn"] == "gluetun" and server_error["auth_failed"] is False
+    assert server_error["error"] == "/v1/vpn/status: HTTP 500"
+    assert (unauthorized["event"], unauthorized["auth_failed"]) == ("gluetun_control_error", True)
+    assert "401" in unauthorized["error"] and "vpn.api_key" in unauthorized["error"]
+    assert (ok["event"], ok["vpn"]) == ("gluetun_control_ok", "gluetun")
+
+
+async def test_a_forwarded_port_is_logged_once_per_change(aiohttp_server: MakeServer) -> None:
+    async with polling(aiohttp_server) as (stand, poller, store):
+        with capture_logs() as logs:
+            for _ in range(2):
+                await poller.poll("gluetun")
+            stand.port = 51821
+            for _ in range(2):
+                await poller.poll("gluetun")
+    assert store.vpns["gluetun"].forwarded_port == 51821
+    first, changed = logged(logs, "vpn_forwarded_port")
+    assert first["log_level"] == "info"
+    assert (first["vpn"], first["port"], first["previous"]) == ("gluetun", 51820, None)
+    assert (changed["vpn"], changed["port"], changed["previous"]) == ("gluetun", 51821, 51820)
+
+
+async def test_a_tunnel_stopped_inside_gluetun_is_logged_once_per_change(aiohttp_server: MakeServer) -> None:
+    async with polling(aiohttp_server) as (stand, poller, _):
+        await poller.poll("gluetun")
+        with capture_logs() as logs:
+            stand.tunnel = "stopped"
+            for _ in range(2):
+                await poller.poll("gluetun")
+            stand.tunnel = "running"
+            for _ in range(2):
+                await poller.poll("gluetun")
+    stopped, running = logged(logs, "gluetun_tunnel_status")
+    assert stopped["log_level"] == "info"
+    assert (stopped["vpn"], stopped["status"]) == ("gluetun", "stopped")
+    assert (running["vpn"], running["status"]) == ("gluetun", "running")
+
+
+async def test_a_tunnel_restart_the_control_server_refuses_is_logged_and_not_retried_within_the_interval(
+    aiohttp_server: MakeServer,
+) -> None:
+    """docs/stalls-and-freshness.md: with `vpn.restart_tunnel_on_stall`, a VPN reported
+    `vpn_exit_stalling` with no engine progressing has its tunnel restarted at most once per
+    `vpn.tunnel_restart_interval_s`; a failed restart is logged (`gluetun_tunnel_restart_failed`)."""
+    async with polling(aiohttp_server) as (stand, poller, store):
+        stand.put_code = 500
+        stalling = Problem(code="vpn_exit_stalling", vpn="gluetun", message="its exit starves P2P")
+        store.telemetry.record_plan(Plan(problems=(stalling,)), time.time(), 0.0)  # the planner's verdict
+        now = time.time()
+        with capture_logs() as logs:
+            poller.restart_stalling_tunnels(now)
+            await asyncio.wait_for(asyncio.gather(*poller._restarting), timeout=5)
+            poller.restart_stalling_tunnels(now + 599)  # within the interval: not again
+            await asyncio.wait_for(asyncio.gather(*poller._restarting), timeout=5)
+            assert stand.puts == ["stopped"]
+            stand.put_code = 200
+            poller.restart_stalling_tunnels(now + 600)  # the interval passed: tried again
+            await asyncio.wait_for(asyncio.gather(*poller._restarting), timeout=5)
+    assert stand.puts == ["stopped", "stopped", "running"]
+    failed, restarted = logged(logs, "gluetun_tunnel_restart_failed", "gluetun_tunnel_restarted")
+    assert (failed["event"], failed["log_level"]) == ("gluetun_tunnel_restart_failed", "warning")
+    assert (failed["vpn"], failed["error"]) == ("gluetun", "PUT /v1/vpn/status stopped: HTTP 500")
+    assert (restarted["event"], restarted["vpn"]) == ("gluetun_tunnel_restarted", "gluetun")

@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from structlog.testing import capture_logs
 
 from orchestrator.docker.containers import ContainerInfo
 from orchestrator.docker.engines import engine_labels, engine_sighting
@@ -17,6 +18,7 @@ from orchestrator.state.store import StateStore
 from orchestrator.state.streams import Stream
 from orchestrator.workers.stream_checks import StreamChecker, engine_url
 from reconcilers.model import CreateEngine, EnginePorts, EngineSpec
+from testkit.logs import logged
 
 MakeServer = Callable[..., Awaitable[TestServer]]
 TTL_S = 21600.0
@@ -99,6 +101,29 @@ async def test_streams_end_after_two_gone_answers_and_only_then(aiohttp_server: 
     assert set(store.demand.streams.active) == {"blind"}
     (ended,) = store.demand.streams.ended
     assert (ended.id, ended.end_reason) == ("watched", "stat_url_gone")
+
+
+async def test_a_stream_the_engine_says_is_over_logs_stream_ended_by_engine_once(
+    aiohttp_server: MakeServer,
+) -> None:
+    async def stat(request: web.Request) -> web.Response:
+        return web.Response(status=404)  # the engine no longer knows the playback session
+
+    store, now = await watched_and_blind(aiohttp_server, stat)
+
+    async with aiohttp.ClientSession() as session:
+        checker = StreamChecker(store, session)
+        with capture_logs() as logs:
+            for _ in range(4):
+                await checker.check("ip", now, TTL_S)
+    assert set(store.demand.streams.active) == {"blind"}
+    (ended,) = logged(logs, "stream_ended_by_engine")
+    assert ended["log_level"] == "warning"
+    assert (ended["stream_id"], ended["container"], ended["reason"]) == (
+        "watched",
+        "engine-0",
+        "stat_url_gone",
+    )
 
 
 def test_a_malformed_stat_url_is_skipped_not_fatal() -> None:

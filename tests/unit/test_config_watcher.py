@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from orchestrator.config import CONTAINER_NAME_VARS, ENV_OVERRIDES, Config, load_config, parse_config
 from orchestrator.config.watcher import ConfigWatcher
+from testkit.logs import logged
 
 BASE = "engines: {image: engine:1, launch: {preset: acestream-http-proxy}, pool: main, min_replicas: 2}\n"
 
@@ -56,6 +59,59 @@ def test_a_refused_pool_rename_stays_refused_through_later_edits_and_its_undo(tm
     settle(watcher)  # the rename undone: nothing to apply
     assert watcher.current.desired.engines.pool == "main"
     assert [c.desired.engines.pool for c in applied] == ["main"]
+
+
+@dataclass(frozen=True)
+class RestartOnly:
+    keys: str  # as the warning names them
+    before: str  # the file in force
+    after: str  # the file asking for another value
+    kept: str  # the value in force, as the warning quotes it
+    hint: str
+
+
+RESTART_ONLY = [
+    RestartOnly("engines.pool", BASE, BASE.replace("pool: main", "pool: other"), "main", "orphans"),
+    RestartOnly(
+        "api.host, api.port",
+        BASE + "api: {host: 127.0.0.1, port: 8100}\n",
+        BASE + "api: {host: 127.0.0.1, port: 8101}\n",
+        "127.0.0.1:8100",
+        "restart the daemon",
+    ),
+    RestartOnly(
+        "state_dir",
+        BASE + "state_dir: /var/lib/a\n",
+        BASE + "state_dir: /var/lib/b\n",
+        "/var/lib/a",
+        "journal",
+    ),
+]
+
+
+@pytest.mark.parametrize("row", RESTART_ONLY, ids=lambda r: r.keys.split(",")[-1].strip())
+def test_a_restart_only_key_logs_config_needs_restart_at_every_edit_until_undone(
+    tmp_path: Path, row: RestartOnly
+) -> None:
+    """docs/configuration.md: such a key keeps its value in force until a restart, "with a
+    `config_needs_restart` warning, however many edits follow"."""
+    watcher, path, _ = watching(tmp_path, row.before)
+
+    with capture_logs() as logs:
+        edit(path, row.after)
+        settle(watcher)
+        edit(path, row.after.replace("min_replicas: 2", "min_replicas: 3"))  # an unrelated edit
+        settle(watcher)
+        edit(path, row.before.replace("min_replicas: 2", "min_replicas: 3"))  # the change undone
+        settle(watcher)
+
+    warned = logged(logs, "config_needs_restart")
+    assert len(warned) == 2  # both edits that still ask for it, not the undo
+    for entry in warned:
+        assert entry["log_level"] == "warning"
+        assert (entry["keys"], entry["kept"]) == (row.keys, row.kept)
+        assert row.hint in str(entry["hint"]) and "restart" in str(entry["hint"])
+    assert watcher.current.desired.engines.min_replicas == 3
 
 
 def test_state_dir_changes_wait_for_a_restart(tmp_path: Path) -> None:

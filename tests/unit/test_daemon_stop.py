@@ -14,10 +14,13 @@ import sqlite3
 import time
 from pathlib import Path
 
+from structlog.testing import capture_logs
+
 from orchestrator.config import parse_config
 from orchestrator.daemon import Daemon
 from orchestrator.state.journal import FILE, StreamJournal
 from orchestrator.state.streams import Stream
+from testkit.logs import logged
 
 NO_DOCKER = "http://127.0.0.1:9"  # refuses at once
 TTL = 21600.0
@@ -73,3 +76,23 @@ async def test_a_clean_stop_writes_everything_queued_and_releases_the_state_dire
         assert after.error is None
     finally:
         after.close()
+
+
+async def test_a_daemon_logs_api_listening_with_its_address_once_the_api_serves(tmp_path: Path) -> None:
+    port = free_port()
+    text = (
+        "engines: {image: engine:1, launch: {preset: acestream-http-proxy}, min_replicas: 0}\n"
+        f"api: {{host: 127.0.0.1, port: {port}}}\n"
+    )
+    daemon = Daemon(parse_config(text, source="test", env={}), docker_url=NO_DOCKER, state_dir=tmp_path)
+    with capture_logs() as logs:
+        run = asyncio.create_task(daemon.run(install_signal_handlers=True))
+        await listening(port)
+        os.kill(os.getpid(), signal.SIGTERM)
+        await asyncio.wait_for(run, timeout=15)
+
+    events = [entry["event"] for entry in logs]
+    (listening_at,) = logged(logs, "api_listening")
+    assert listening_at["log_level"] == "info"
+    assert (listening_at["host"], listening_at["port"]) == ("127.0.0.1", port)
+    assert events.index("daemon_starting") < events.index("api_listening") < events.index("daemon_stopped")

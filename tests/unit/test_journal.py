@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from orchestrator.state.journal import (
     ENDED_KEPT,
@@ -31,6 +32,7 @@ from orchestrator.state.served import LastServed
 from orchestrator.state.store import StateStore
 from orchestrator.state.streams import Stream
 from reconcilers.stalls import StatSample
+from testkit.logs import logged
 from testkit.sightings import engine_info
 
 T0 = 1_000_000.0
@@ -465,3 +467,102 @@ def test_served_is_rewritten_only_when_engines_change_not_on_every_health_check(
     assert json.loads(written()[1]) == [{"container_id": "c" * 64, "host": "10.0.0.2", "port": 19001}]
     assert LastServed.as_served(json.loads(written()[1])[0])["streams"] == []
     journal.close()
+
+
+# -- the log events operators grep for (docs/operations.md, docs/state-journal.md) ------------
+
+
+def test_reading_the_journal_back_logs_state_loaded_with_the_file_and_counts(tmp_path: Path) -> None:
+    first = store_on(tmp_path)
+    first.replace_engines([engine_info("a", started_at=T0)], 0)
+    first.demand.start_stream(stream("s1", "a"))
+    first.demand.start_stream(stream("s2", "a"))
+    first.demand.start_stream(stream("s3", "a"))
+    first.demand.end_stream("s3", "completed", T0 + 200)
+    settle(first)
+
+    with capture_logs() as logs:
+        store_on(tmp_path)
+
+    (loaded,) = logged(logs, "state_loaded")
+    assert loaded["log_level"] == "info"
+    assert (loaded["file"], loaded["streams"], loaded["ended"]) == (str(tmp_path / FILE), 2, 1)
+
+
+def test_a_corrupt_journal_logs_state_corrupt_naming_where_it_was_moved(tmp_path: Path) -> None:
+    (tmp_path / FILE).write_bytes(b"this is not a database, it is an editor's swap file" * 100)
+
+    with capture_logs() as logs:
+        store_on(tmp_path)
+
+    (corrupt,) = logged(logs, "state_corrupt")
+    (aside,) = tmp_path.glob(f"{FILE}.corrupt-*")
+    assert corrupt["log_level"] == "warning"
+    assert (corrupt["file"], corrupt["moved_to"]) == (str(tmp_path / FILE), str(aside))
+    assert corrupt["error"] and "no streams" in str(corrupt["hint"])
+    (fresh,) = logged(logs, "state_loaded")  # and the fresh one started
+    assert (fresh["streams"], fresh["ended"]) == (0, 0)
+    assert not logged(logs, "state_unavailable")
+
+
+def test_a_state_directory_that_cannot_be_made_logs_state_unavailable_with_the_reason(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "a-file").write_text("")
+
+    with capture_logs() as logs:
+        store = store_on(tmp_path / "a-file" / "state")
+
+    (unavailable,) = logged(logs, "state_unavailable")
+    assert unavailable["log_level"] == "error"
+    assert unavailable["error"] == store.state_error and "a-file" in str(unavailable["error"])
+    assert "running on memory" in str(unavailable["hint"]) and "state_dir" in str(unavailable["hint"])
+    assert not logged(logs, "state_loaded")
+
+
+def test_a_second_daemon_logs_state_unavailable_then_state_recovered_once_the_first_stops(
+    tmp_path: Path,
+) -> None:
+    first = store_on(tmp_path)
+    with capture_logs() as logs:
+        second = second_daemon(tmp_path)
+        second.replace_engines([engine_info("b", started_at=T0)], 0)
+        second.demand.start_stream(stream("s2", "b"))
+        settle(second)
+        time.sleep(0.2)  # its reopens keep finding the lock held: logged once, not at every try
+        assert [entry["event"] for entry in logs if str(entry["event"]).startswith("state_")] == [
+            "state_unavailable"
+        ]
+        first._journal.close()
+        wait_durable(second)
+
+    (unavailable,) = logged(logs, "state_unavailable")
+    assert f"another process holds {tmp_path / LOCK_FILE}" in str(unavailable["error"])
+    assert "second daemon" in str(unavailable["error"])
+    assert "stop the other daemon" in str(unavailable["hint"])
+    (recovered,) = logged(logs, "state_recovered")
+    assert recovered["log_level"] == "warning"
+    assert (recovered["file"], recovered["streams"]) == (str(tmp_path / FILE), 1)
+
+
+def test_a_failed_write_logs_state_write_failed_then_state_recovered(tmp_path: Path) -> None:
+    store = store_on(tmp_path)
+    store.replace_engines([engine_info("a", started_at=T0)], 0)
+    store.demand.start_stream(stream("s0", "a"))
+    settle(store)
+    on_disk(tmp_path, "DROP TABLE streams")  # the file changed under the daemon
+
+    with capture_logs() as logs:
+        store.demand.start_stream(stream("s1", "a"))
+        settle(store)
+        wait_durable(store)
+
+    (failed,) = logged(logs, "state_write_failed")
+    assert failed["log_level"] == "error"
+    assert str(failed["error"]).startswith(f"{tmp_path / FILE}: ") and "streams" in str(failed["error"])
+    assert "state_recovered" in str(failed["hint"])
+    (recovered,) = logged(logs, "state_recovered")
+    assert recovered["log_level"] == "warning"
+    assert (recovered["file"], recovered["streams"]) == (str(tmp_path / FILE), 2)
+    events = [entry["event"] for entry in logs]
+    assert events.index("state_write_failed") < events.index("state_recovered")

@@ -11,10 +11,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import pytest
+from structlog.testing import capture_logs
 
 from orchestrator.errors import DockerUnavailable
+from orchestrator.workers.event_source import BACKOFF_FIRST_S
 from reconcilers.model import VpnState
 from testkit.fake_docker import FakeContainer, FakeDocker
+from testkit.logs import logged
 from tests.workers.conftest import NO_VPN, ONE_VPN, POOL, World, world
 
 ENGINE_LABELS = {
@@ -371,3 +374,81 @@ async def test_an_event_makes_the_next_timed_resync_inspect_its_container() -> N
         before = w.docker.calls.get("inspect", 0)
         await w.events.resync(full=False)
         assert w.docker.calls.get("inspect", 0) - before == 2  # the engine and the VPN
+
+
+# -- the log events operators grep for (docs/operations.md: the Docker connection) ------------
+
+
+async def test_an_event_stream_docker_ends_logs_docker_event_stream_ended_and_reconnects() -> None:
+    docker = FakeDocker()
+    async with world(ONE_VPN, docker) as w:
+        subscribed = docker.calls["events"]
+        with capture_logs() as logs:
+            docker.end_stream()
+            await w.until("disconnect noticed", lambda: not w.store.telemetry.docker_connected)
+            await w.until("reconnected", lambda: w.store.telemetry.docker_connected, within=5)
+        (ended,) = logged(logs, "docker_event_stream_ended")
+        assert ended["log_level"] == "warning" and ended["reconnect_in_s"] == BACKOFF_FIRST_S
+        assert not logged(logs, "docker_unreachable")  # the stream ended: Docker did not refuse
+        assert docker.calls["events"] > subscribed
+
+
+async def test_a_failed_resync_logs_resync_failed_with_the_error() -> None:
+    docker = FakeDocker()
+    async with world(ONE_VPN, docker, resync_deadline_s=0.2) as w:
+        docker.holds["list"] = hold = asyncio.Event()
+        with capture_logs() as logs:
+            await w.events.resync_quietly()
+        hold.set()
+    (failed,) = logged(logs, "resync_failed")
+    assert failed["log_level"] == "warning"
+    assert failed["error"] == "a resync took longer than 0.2s"
+
+
+async def test_a_follow_up_inspect_that_fails_logs_inspect_failed_and_the_next_resync_retries() -> None:
+    docker = FakeDocker()
+    docker.run("gluetun")
+    engine = docker.run("acestream-engine-0", health=None, labels=ENGINE_LABELS)
+    async with world(ONE_VPN, docker) as w:
+        await w.until("engine adopted", lambda: engine.id in w.store.engines)
+        asked = asyncio.Event()
+
+        def fails(ref: str) -> DockerUnavailable | None:
+            if ref != engine.id:
+                return None
+            asked.set()  # the inspect task logs as it raises, before this wakes anyone
+            return DockerUnavailable("inspect: Docker did not answer within 10s")
+
+        docker.failures["inspect"] = fails
+        tried = docker.calls["inspect"]
+        with capture_logs() as logs:
+            docker.emit(engine, "start")  # its follow-up inspect fails
+            await asyncio.wait_for(asked.wait(), timeout=3)
+            await asyncio.sleep(0.05)  # a retry at once would land now
+        assert docker.calls["inspect"] == tried + 1  # not retried at once: the next resync does
+        del docker.failures["inspect"]
+        await w.events.resync()
+        assert engine.id in w.store.engines
+    (failed,) = logged(logs, "inspect_failed")
+    assert failed["log_level"] == "warning"
+    assert failed["container"] == engine.id[:24]
+    assert failed["error"] == "inspect: Docker did not answer within 10s"
+    assert failed["hint"] == "the next resync retries"
+
+
+async def test_a_resyncs_inspect_that_fails_logs_inspect_failed_and_keeps_the_container() -> None:
+    docker = FakeDocker()
+    docker.run("gluetun")
+    stuck = docker.run("acestream-engine-0", health=None, labels=ENGINE_LABELS)
+    async with world(ONE_VPN, docker) as w:
+        await w.until("engine adopted", lambda: stuck.id in w.store.engines)
+        docker.failures["inspect"] = lambda ref: (
+            DockerUnavailable("inspect: Docker did not answer within 10s") if ref == stuck.id else None
+        )
+        with capture_logs() as logs:
+            await w.events.resync()
+        assert stuck.id in w.store.engines
+    (failed,) = logged(logs, "inspect_failed")
+    assert failed["log_level"] == "warning"
+    assert (failed["container"], failed["hint"]) == (stuck.id[:24], "kept as it was known")
+    assert failed["error"] == "inspect: Docker did not answer within 10s"

@@ -12,10 +12,12 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 import aiohttp
 import pytest
+from structlog.testing import capture_logs
 
 from orchestrator.config import Config, parse_config
 from orchestrator.state.store import StateStore
 from orchestrator.workers.readiness import ReadinessProber, stream_check_interval_s
+from testkit.logs import logged
 from testkit.sightings import engine_info
 
 VERSION = json.dumps({"result": {"version": "3.2.3", "code": 3020300}, "error": None}).encode()
@@ -125,6 +127,46 @@ async def test_an_engine_hidden_meanwhile_stops_the_rechecks_and_starts_afresh()
         store.mark_ready("e0", store.engines["e0"].started_at)
         assert await prober.check_liveness(every=True)  # one miss of the new ready period
         assert store.engines["e0"].ready
+
+
+async def test_an_engine_that_answers_is_marked_ready_and_logs_engine_ready() -> None:
+    async with engines(1) as [engine], aiohttp.ClientSession() as session:
+        store = StateStore()
+        seen = engine_info("e0")
+        obs = dataclasses.replace(seen.obs, ports=dataclasses.replace(seen.obs.ports, http=engine.port))
+        store.upsert_engine(dataclasses.replace(seen, obs=obs, ip="127.0.0.1"))
+        prober = ReadinessProber(store, session, lambda: config(1.0))
+        changed = store.watch()
+        with capture_logs() as logs:
+            task = asyncio.create_task(prober.run())
+            try:
+                store.changed()  # the readiness probe looks at every change
+                async with asyncio.timeout(5):
+                    while not store.engines["e0"].ready:
+                        changed.clear()
+                        await changed.wait()
+            finally:
+                task.cancel()
+    (ready,) = logged(logs, "engine_ready")
+    assert ready["log_level"] == "info"
+    assert (ready["container"], ready["container_id"]) == (obs.name, "e0")
+
+
+async def test_an_engine_hidden_after_three_misses_logs_engine_unready_with_the_reason() -> None:
+    async with engines(2) as found, aiohttp.ClientSession() as session:
+        store = ready_store(found)
+        prober = ReadinessProber(store, session, lambda: config(1.0), recheck_s=0.05)
+        found[0].silent = True
+        with capture_logs() as logs:
+            await prober.check_liveness(every=True)
+            await prober.check_liveness(every=False)
+            assert not logged(logs, "engine_unready")  # two misses
+            await prober.check_liveness(every=False)
+    assert not store.engines["e0"].ready
+    (unready,) = logged(logs, "engine_unready")
+    assert unready["log_level"] == "warning"
+    assert (unready["container"], unready["container_id"]) == (store.engines["e0"].name, "e0")
+    assert unready["reason"] == "missed 3 health checks"
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,13 @@ from __future__ import annotations
 import asyncio
 import time
 
-from orchestrator.errors import DockerError, ImageNotFound
+import pytest
+from structlog.testing import capture_logs
+
+from orchestrator.errors import DockerError, DockerUnavailable, ImageNotFound, PortInUse
+from orchestrator.workers.executor import SLOT_BLOCK_S
 from testkit.fake_docker import FakeDocker
+from testkit.logs import logged
 from tests.workers.conftest import NO_VPN, ONE_VPN, World, world
 
 
@@ -137,3 +142,56 @@ async def test_the_container_a_create_makes_bears_the_name_its_pending_creation_
         docker.holds["create"].set()
         await filled(w, 1)
         assert {docker.containers[c].name for c in w.engines()} <= held
+
+
+# -- the log events operators grep for (docs/operations.md) -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "transient"),
+    [(ImageNotFound("no such image: engine:1"), False), (DockerUnavailable("connection refused"), True)],
+    ids=["refused_for_good", "transient"],
+)
+async def test_a_refused_create_logs_action_failed_with_error_and_transient_once_per_message(
+    error: DockerError, transient: bool
+) -> None:
+    """`action_failed` names the error and whether it is transient; the same message again is
+    kept (on /status, in the history) but not logged again at error level."""
+    docker = FakeDocker()
+    docker.failures["create"] = lambda name: error
+    with capture_logs() as logs:
+        async with world(NO_VPN, docker, act=True) as w:
+            await w.until("two failed creates", lambda: len(w.store.ledger.action_errors) >= 2, within=10)
+    first, *again = logged(logs, "action_failed")
+    assert first["log_level"] == "error"
+    assert (first["action"], first["error"], first["transient"]) == ("CreateEngine", str(error), transient)
+    assert first["target"] and first["create_failures"] == 1
+    assert again and all(entry["log_level"] == "debug" for entry in again)
+
+
+async def test_a_port_held_by_something_else_logs_slot_blocked_and_skips_the_slot() -> None:
+    docker = FakeDocker()
+    refused: list[str] = []
+
+    def port_taken_once(name: str) -> DockerError | None:
+        if refused:
+            return None
+        refused.append(name)
+        return PortInUse(f"create {name}: Bind for 0.0.0.0:19000 failed: port is already allocated")
+
+    docker.failures["create"] = port_taken_once
+    with capture_logs() as logs:
+        async with world(NO_VPN, docker, act=True) as w:
+            engines = await filled(w)
+            now = time.time()
+            blocked = w.store.ledger.blocked_slots(now)
+            assert w.store.ledger.blocked_slots(now + SLOT_BLOCK_S) == frozenset()  # 5 minutes
+    (slot_blocked,) = logged(logs, "slot_blocked")
+    assert slot_blocked["log_level"] == "warning"
+    assert slot_blocked["vpn"] is None and "in use by something else" in str(slot_blocked["hint"])
+    slot = slot_blocked["slot"]
+    assert blocked == {(None, slot)}
+    assert refused[0].startswith("acestream-") and f"-{slot}-" in refused[0]
+    assert str(slot) not in {docker.containers[c].labels["orchestrator.slot"] for c in engines}
+    (failed,) = logged(logs, "action_failed")
+    assert "port is already allocated" in str(failed["error"]) and failed["transient"] is True
