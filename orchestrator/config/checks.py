@@ -85,11 +85,12 @@ def number(minimum: float, maximum: float = MAX_SECONDS) -> Checker:
 
 def whole_seconds(minimum: int, maximum: int = int(MAX_SECONDS)) -> Checker:
     """A duration in whole seconds (busybox `nc -w` takes no fraction), as the float the model
-    holds. Like `int_in`, a float is no integer even when it is whole: write 2, not 2.0."""
+    holds. A whole float (2.0) is taken: files written before this check existed say so, and a
+    daemon left alone must not stop at an upgrade over it; a fraction is refused."""
 
     def check(v: Any) -> float:
-        if isinstance(v, float) and v.is_integer() and abs(v) <= maximum:
-            raise ValueError(f"expected whole seconds written as an integer ({v:.0f}, not {v!r})")
+        if isinstance(v, float) and v.is_integer():
+            v = int(v)
         if isinstance(v, bool) or not isinstance(v, int):
             raise ValueError(f"expected whole seconds (an integer, no fraction), got {v!r}")
         if not minimum <= v <= maximum:

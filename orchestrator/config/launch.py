@@ -102,10 +102,15 @@ def preset_for_image(image: str) -> str | None:
 
 
 def _strings(v: Any) -> tuple[str, ...] | None:
+    """A command line may carry a credential (`--access-token X`): a message names the entry at
+    fault, never a value."""
     if v is None:
         return None
-    if not isinstance(v, list) or not v or not all(isinstance(x, str) for x in v):
-        raise ValueError(f"expected a non-empty list of strings, got {v!r}")
+    if not isinstance(v, list) or not v:
+        raise ValueError(f"expected a non-empty list of strings, got {kind(v)}")
+    for index, x in enumerate(v):
+        if not isinstance(x, str):
+            raise ValueError(f"entry {index}: expected a string, got {kind(x)}")
     return tuple(v)
 
 
@@ -129,16 +134,16 @@ def _preset(v: Any) -> str:
     return str(v)
 
 
-def _check_placeholders(key: str, text: str, where: str | None = None) -> None:
-    """`where`: how the error names the text (an environment value may be a secret: it is
-    named by its variable, never quoted)."""
+def _check_placeholders(key: str, text: str, where: str) -> None:
+    """`where`: how the error names the text (a value may be a secret: it is named by its
+    variable or its place in the list, never quoted)."""
     for _, field, spec, conversion in string.Formatter().parse(text):
         if field is None:
             continue
         if field not in PLACEHOLDERS or spec or conversion:
             raise SubKeyError(
                 key,
-                f"unknown placeholder {{{field}}} in {where or repr(text)} (known: "
+                f"unknown placeholder {{{field}}} in {where} (known: "
                 + ", ".join(f"{{{p}}}" for p in PLACEHOLDERS)
                 + "; write {{ and }} for literal braces)",
             )
@@ -159,8 +164,8 @@ def _template(v: dict[str, Any]) -> LaunchTemplate:
     if not given:
         raise SubKeyError("preset", "preset custom needs at least one of entrypoint, command, env")
     for key in ("entrypoint", "command"):
-        for text in v[key] or ():
-            _check_placeholders(key, text)
+        for index, text in enumerate(v[key] or ()):
+            _check_placeholders(key, text, f"entry {index}")
     for name, text in v["env"].items():
         _check_placeholders("env", text, f"the value of {name}")
     return LaunchTemplate(preset="custom", entrypoint=v["entrypoint"], command=v["command"], env=v["env"])

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import fcntl
 import json
 import os
@@ -65,6 +66,12 @@ log = structlog.get_logger()
 
 FILE = "streams.db"
 LOCK_FILE = "streams.db.lock"  # flock'd by the daemon using the directory; never removed
+# how long a daemon starting waits for the lock before it runs on memory: the one it replaces
+# (a restart, a rolling update) stops within a second of its SIGTERM
+START_LOCK_WAIT_S = 15.0
+LOCK_POLL_S = 0.1
+# flock failing with these: the file system has no such locks (some network or FUSE mounts)
+NO_LOCKS = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL})
 ENDED_KEPT = 1000
 PRUNE_EVERY = 100  # ended streams written between two prunings of the history
 CONFIRM_EVERY_MAX_S = 300.0
@@ -334,7 +341,13 @@ class StreamJournal:
     """The registry's write-through copy. `error` says why it is not on disk right now (the
     daemon runs on memory meanwhile, and the writer keeps trying to get back)."""
 
-    def __init__(self, directory: Path | None, *, retry_s: Sequence[float] = RETRY_S) -> None:
+    def __init__(
+        self,
+        directory: Path | None,
+        *,
+        retry_s: Sequence[float] = RETRY_S,
+        start_lock_wait_s: float = START_LOCK_WAIT_S,
+    ) -> None:
         self.path = directory / FILE if directory is not None else None
         self.error: str | None = None if directory is not None else "no state directory configured"
         self._retry_s = tuple(retry_s)
@@ -346,6 +359,9 @@ class StreamJournal:
         self._failures = 0
         self._retry_at = 0.0
         self._lock_fd: int | None = None  # open, and flock'd, while this journal owns the directory
+        self._lock_wait_s = 0.0  # while opening at start-up: `start_lock_wait_s`
+        self._start_lock_wait_s = start_lock_wait_s
+        self._no_locks = False  # the file system cannot lock: said once, then done without
 
     # -- the event loop's side: read once at start-up, then only queue -------------------------
     def open(self) -> Loaded:
@@ -353,7 +369,11 @@ class StreamJournal:
         called once before the API serves. Starts the writer."""
         if self.path is None:
             return Loaded()
-        loaded = self._load(self.path)
+        self._lock_wait_s = self._start_lock_wait_s
+        try:
+            loaded = self._load(self.path)
+        finally:
+            self._lock_wait_s = 0.0
         self._copy = _Copy(loaded)
         if self._db is None:
             self._failed_now()
@@ -431,18 +451,35 @@ class StreamJournal:
         """Take the state directory's lock, or raise `_Held` (another process has it) or
         OSError; a no-op once held. The lock is on the open file description: released by
         `close()`, or by the kernel when the process ends, however it ends."""
-        if self._lock_fd is not None:
+        if self._lock_fd is not None or self._no_locks:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         lock_path = path.with_name(LOCK_FILE)
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        deadline = time.monotonic() + self._lock_wait_s
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise _Held(
+                            f"another process holds {lock_path}: is a second daemon using this state_dir?"
+                        ) from None
+                    time.sleep(LOCK_POLL_S)  # the daemon it replaces is still stopping
+        except OSError as exc:
             os.close(fd)
-            raise _Held(
-                f"another process holds {lock_path}: is a second daemon using this state_dir?"
-            ) from None
+            if isinstance(exc, _Held) or exc.errno not in NO_LOCKS:
+                raise
+            self._no_locks = True
+            log.warning(
+                "state_lock_unsupported",
+                file=str(lock_path),
+                error=str(exc),
+                hint="this file system cannot lock files: make sure one daemon only uses this state_dir",
+            )
+            return
         except BaseException:
             os.close(fd)
             raise

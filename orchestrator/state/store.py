@@ -390,10 +390,12 @@ class StateStore:
             if cid not in self._world.engines and sighting.obs.name not in creating:
                 self._world.adopted_at[cid] = now
             moved = self._upsert_engine(sighting, now) or moved
-        # streams restored from the journal whose engine went while no daemon was watching
-        for cid in {s.container_id for s in streams.active.values()} - set(self._world.engines):
+        # streams restored from the journal whose engine went while no daemon was watching (an
+        # engine in `keep` was listed: Docker only did not answer about it, so it is not gone)
+        known = set(self._world.engines) | set(keep)
+        for cid in {s.container_id for s in streams.active.values()} - known:
             self._end_streams_of(cid, "engine_gone", now)
-        for cid in set(streams.last_usage) - set(self._world.engines):
+        for cid in set(streams.last_usage) - known:
             self.demand.forget_engine(cid)
         if moved or (len(streams.active), len(streams.last_usage)) != before:
             self.changed()
@@ -569,9 +571,14 @@ class StateStore:
         by_engine: dict[str, list[bool | None]] = {}
         for stream in active.values():
             seen = progress.get(stream.id)
-            # a stream with only its first answer has no verdict yet: it neither stalls an engine
-            # nor clears one that stalled
-            verdict = None if seen is None or seen.baseline else is_stalled(seen, now, stall_after_s)
+            # no answer yet, only its first (a baseline), or quiet but not stalled yet: no sign
+            # either way (it neither stalls an engine nor clears one that stalled)
+            verdict: bool | None = None
+            if seen is not None and not seen.baseline:
+                if is_stalled(seen, now, stall_after_s):
+                    verdict = True
+                elif seen.progressing:
+                    verdict = False  # its last answer showed progress
             by_engine.setdefault(stream.container_id, []).append(verdict)
         for cid, states in by_engine.items():
             engine = self._world.engines.get(cid)

@@ -383,7 +383,6 @@ BAD_FILES = [
             ("fraction", "2.5", "expected whole seconds (an integer, no fraction), got 2.5"),
             ("half_a_second", "0.5", "expected whole seconds (an integer, no fraction), got 0.5"),
             ("just_over_one", "1.001", "expected whole seconds"),
-            ("whole_float", "2.0", "expected whole seconds written as an integer (2, not 2.0)"),
             ("exponent", "1e1", "expected whole seconds"),
             ("zero", "0", "must be between 1 and"),
             ("negative", "-1", "must be between 1 and"),
@@ -393,6 +392,13 @@ BAD_FILES = [
         ]
     ],
 ]
+
+
+def test_a_whole_float_probe_timeout_is_taken_as_before() -> None:
+    # accepted before fractions were refused: an unattended daemon must not stop at the upgrade
+    probe = parse(SINGLE_G + "  tunnel_probe:\n    timeout_s: 2.0\n").desired.vpn.probe
+    assert probe is not None and probe.timeout_s == 2.0
+    assert "nc -z -w 2 " in loop_command(probe)
 
 
 @pytest.mark.parametrize("bad", BAD_FILES, ids=lambda b: b.id)

@@ -206,8 +206,26 @@ def test_start_up_refuses_a_secret_without_quoting_it(tmp_path: Path, kind: str)
             "engines.launch.env",
             "write {{ and }} for literal braces)",
         ),
+        (
+            f"engines:\n  launch: {{preset: custom, command: [run, --access-token, {DIGITS}]}}\n",
+            "engines.launch.command",
+            "entry 2: expected a string, got an integer "
+            "(YAML reads unquoted digits as a number: put the value in quotes)",
+        ),
+        (
+            f"engines:\n  launch: {{preset: custom, command: ['--access-token={WORD}-{{oops}}']}}\n",
+            "engines.launch.command",
+            "write {{ and }} for literal braces)",
+        ),
     ],
-    ids=["launch_env_entry", "launch_env_a_list", "env_a_list", "launch_env_unknown_placeholder"],
+    ids=[
+        "launch_env_entry",
+        "launch_env_a_list",
+        "env_a_list",
+        "launch_env_unknown_placeholder",
+        "command_entry_not_a_string",
+        "command_unknown_placeholder",
+    ],
 )
 def test_an_engine_environment_refused_is_described_not_quoted(written: str, key: str, says: str) -> None:
     """An engine's variables may hold credentials: the entry at fault is named, no value quoted

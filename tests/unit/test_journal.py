@@ -8,11 +8,14 @@ never a mock of the journal."""
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import json
 import os
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -74,8 +77,8 @@ def killed(journal: StreamJournal) -> None:
     journal._release_lock()
 
 
-def journal_on(directory: Path | None) -> StreamJournal:
-    journal = StreamJournal(directory, retry_s=FAST_RETRY)
+def journal_on(directory: Path | None, start_lock_wait_s: float = 0.0) -> StreamJournal:
+    journal = StreamJournal(directory, retry_s=FAST_RETRY, start_lock_wait_s=start_lock_wait_s)
     OPENED.append(journal)
     return journal
 
@@ -248,6 +251,43 @@ def test_a_second_journal_on_the_same_directory_runs_on_memory_until_the_first_c
     first._journal.close()  # the first daemon stops
     wait_durable(second)  # the lock and the file are the second's now, its memory written back
     assert on_disk(tmp_path, "SELECT id FROM streams WHERE status = 'started'") == [("s2",)]
+
+
+def test_a_daemon_started_while_the_one_it_replaces_still_stops_waits_for_the_directory(
+    tmp_path: Path,
+) -> None:
+    """A restart or a rolling update: the old daemon releases the lock a moment after the new one
+    starts. The new one waits (`START_LOCK_WAIT_S`, here 5 s) and reads the file: it does not run
+    on memory and later write its empty registry over the old one's streams."""
+    first = store_on(tmp_path)
+    first.replace_engines([engine_info("a", started_at=T0)], 0)
+    first.demand.start_stream(stream("s1", "a"))
+    settle(first)
+    threading.Timer(0.3, first._journal.close).start()  # the old daemon ends its stop
+
+    second = StateStore(journal=journal_on(tmp_path, start_lock_wait_s=5.0))
+    second.restore_streams()
+
+    assert second.state_error is None
+    assert set(second.demand.streams.active) == {"s1"}
+
+
+def test_a_file_system_that_cannot_lock_is_used_without_the_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with capture_logs() as logs:
+        store = store_on(tmp_path)
+        store.replace_engines([engine_info("a", started_at=T0)], 0)
+        store.demand.start_stream(stream("s1", "a"))
+        settle(store)
+    assert store.state_error is None
+    assert on_disk(tmp_path, "SELECT id FROM streams") == [("s1",)]
+    (warning,) = logged(logs, "state_lock_unsupported")
+    assert warning["log_level"] == "warning" and "one daemon only" in str(warning["hint"])
 
 
 HOLDER = """

@@ -200,7 +200,7 @@ def test_an_engine_the_daemon_removes_is_hidden_once_as_being_removed() -> None:
     assert [(e.engine, e.reason) for e in hidden] == [("engine-a", "being removed")]
 
 
-def test_a_new_streams_first_answer_does_not_clear_a_stalled_engine() -> None:
+def test_only_a_stream_showing_progress_clears_a_stalled_engine() -> None:
     store = StateStore()
     store.replace_engines([engine_info("a")], store.generation)
     t = 10_000.0
@@ -218,7 +218,10 @@ def test_a_new_streams_first_answer_does_not_clear_a_stalled_engine() -> None:
     moving = StatSample(peers=3, speed_down=80, downloaded=500)
     store.record_progress({"old": frozen, "new": moving}, t + 90, 60.0, 600.0)
     assert set(store.stalled_engines) == {"a"}  # its first answer is no verdict yet
+    quiet = StatSample(peers=0, speed_down=0, downloaded=500)
+    store.record_progress({"old": frozen, "new": quiet}, t + 120, 60.0, 600.0)
+    assert set(store.stalled_engines) == {"a"}  # quiet, not stalled yet: no sign of progress either
     store.record_progress(
-        {"old": frozen, "new": dataclasses.replace(moving, downloaded=900)}, t + 120, 60.0, 600.0
+        {"old": frozen, "new": dataclasses.replace(moving, downloaded=900)}, t + 150, 60.0, 600.0
     )
     assert not store.stalled_engines  # it progressed: one progressing stream clears the engine

@@ -14,6 +14,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from orchestrator.errors import DockerUnavailable
+from orchestrator.state.streams import Stream
 from orchestrator.workers.event_source import BACKOFF_FIRST_S
 from reconcilers.model import VpnState
 from testkit.fake_docker import FakeContainer, FakeDocker
@@ -279,6 +280,24 @@ async def test_a_timed_resync_whose_only_inspect_is_the_stuck_container_succeeds
         assert w.store.telemetry.resyncs == before + 1
         assert w.store.telemetry.docker_error is None
         assert {stuck.id, other.id} <= set(w.store.engines)
+
+
+async def test_a_restored_stream_on_a_container_docker_does_not_answer_for_is_kept() -> None:
+    """Listed, but its inspect hangs: the engine is not gone, nor are the streams the journal
+    restored on it (they were ended `engine_gone`, the engine then looking idle)."""
+    docker = FakeDocker()
+    stuck = docker.run("acestream-engine-0", health=None, labels=ENGINE_LABELS)
+    async with world(NO_VPN, docker) as w:
+        await w.until("adopted", lambda: stuck.id in w.store.engines)
+        w.store.drop_engine(stuck.id)  # as a daemon that starts knows nothing yet of the engine
+        w.store.demand.start_stream(
+            Stream(id="s1", container_id=stuck.id, key_type="content_id", key="k", started_at=time.time())
+        )
+        docker.failures["inspect"] = lambda ref: (
+            DockerUnavailable("inspect: Docker did not answer within 10s") if ref == stuck.id else None
+        )
+        await w.events.resync()
+        assert "s1" in w.store.demand.streams.active
 
 
 async def test_other_containers_events_are_filtered_out_by_docker() -> None:
