@@ -694,14 +694,15 @@ def test_probe_timeout_in_whole_seconds_is_what_the_dial_loop_waits(seconds: int
     [
         "- " * 5000 + "x\n",
         "engines:\n  labels:\n    " + "- " * 5000 + "x\n",
-        "engines:\n  labels:\n" + "".join(" " * (4 + i) + "-\n" for i in range(3000)),
-        "engines:\n  labels:\n" + "".join(" " * (4 + i) + f"k{i}:\n" for i in range(3000)),
+        # 1000 levels are past Python's recursion limit in PyYAML's composer (600 already are)
+        "engines:\n  labels:\n" + "".join(" " * (4 + i) + "-\n" for i in range(1000)),
+        "engines:\n  labels:\n" + "".join(" " * (4 + i) + f"k{i}:\n" for i in range(1000)),
     ],
     ids=[
         "dashes_5000_top_level",
         "dashes_5000_in_a_key",
-        "indented_sequences_3000",
-        "indented_mappings_3000",
+        "indented_sequences_1000",
+        "indented_mappings_1000",
     ],
 )
 def test_deep_block_nesting_is_a_config_error_not_a_crash(yaml_text: str) -> None:

@@ -68,10 +68,10 @@ async def test_a_planner_failure_is_logged_retried_in_5_s_and_does_not_stop_the_
     assert store.telemetry.reconcile_passes == 0
 
     task = asyncio.create_task(loop.run())  # failing at every pass, the loop keeps going
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(0.15)
     assert not task.done()
     monkeypatch.setattr(reconcile_loop, "plan", working_plan)
     store.changed()  # the planner works again: the next pass plans
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(0.15)
     task.cancel()
     assert store.telemetry.reconcile_passes >= 1
