@@ -346,11 +346,16 @@ class StateStore:
         engine = self._world.engines.get(container_id)
         if engine is None or not engine.ready:
             return
-        self._world.engines[container_id] = dataclasses.replace(engine, ready=False)
-        self._world.unready_since[container_id] = time.time()
+        self._unready(engine, time.time())
         self.observe(f"{engine.name}: {reason}", time.time())
         log.warning("engine_unready", container=engine.name, container_id=container_id[:12], reason=reason)
         self.changed()
+
+    def _unready(self, engine: EngineObs, since: float) -> None:
+        """Hidden until its readiness check answers again; restarted if it has not after
+        `ready_timeout_s` from `since`."""
+        self._world.engines[engine.container_id] = dataclasses.replace(engine, ready=False)
+        self._world.unready_since[engine.container_id] = since
 
     def note_health_check(self, container_id: str) -> None:
         """A ready engine answered its liveness check (nothing to plan: only /engines shows it)."""
@@ -477,8 +482,7 @@ class StateStore:
         names = []
         for cid, engine in self._world.engines.items():
             if engine.vpn == vpn and engine.ready:
-                self._world.engines[cid] = dataclasses.replace(engine, ready=False)
-                self._world.unready_since[cid] = now
+                self._unready(engine, now)
                 self._touch(cid)
                 names.append(engine.name)
         if names:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 import time
 
+from structlog.testing import capture_logs
+
 from orchestrator.docker.containers import ContainerInfo, vpn_container
 from orchestrator.state.ledger import Outcome
 from orchestrator.state.store import StateStore
@@ -13,6 +15,7 @@ from orchestrator.state.streams import Stream
 from reconcilers.model import PendingCreate, StallOnset
 from reconcilers.stalls import StatSample
 from reconcilers.vpn import ContainerSeen, ControlRead, HealthReported
+from testkit.logs import logged
 from testkit.sightings import engine_info
 
 
@@ -88,7 +91,10 @@ def test_engines_of_a_vpn_healthy_again_are_listed_only_once_they_answer_again()
     store.apply_vpn("g1", HealthReported(container_id="g1", health="unhealthy"), 1100.0)
     assert {e.container_id for e in store.visible} == {"b"}
     before = time.time()
-    store.apply_vpn("g1", HealthReported(container_id="g1", health="healthy"), 1104.0)
+    with capture_logs() as logs:
+        store.apply_vpn("g1", HealthReported(container_id="g1", health="healthy"), 1104.0)
+    (recheck,) = logged(logs, "engines_recheck")
+    assert (recheck["vpn"], recheck["engines"]) == ("g1", 1)
     # healthy again, but its engine has not answered since: still hidden, and unready from now
     assert {e.container_id for e in store.visible} == {"b"}
     (a,) = (e for e in store.observed().engines if e.container_id == "a")

@@ -140,6 +140,15 @@ async def test_vpn_event_ordering(row: VpnRow) -> None:
         assert (vpn.reconnected_at is not None) == row.reconnect
 
 
+HUNG = "inspect: Docker did not answer within 10s"
+
+
+def hang_inspects_of(docker: FakeDocker, container: FakeContainer) -> None:
+    """Docker answers nothing about `container` (a stuck containerd shim): every inspect of it
+    fails as a timeout would; the rest answer."""
+    docker.failures["inspect"] = lambda ref: DockerUnavailable(HUNG) if ref == container.id else None
+
+
 async def test_resync_racing_a_destroy_does_not_bring_the_engine_back() -> None:
     docker = FakeDocker()
     docker.run("gluetun")
@@ -250,9 +259,7 @@ async def test_a_container_docker_does_not_answer_for_is_kept_and_the_rest_resyn
     gone = docker.run("acestream-engine-1", health=None, labels={**ENGINE_LABELS, "orchestrator.slot": "1"})
     async with world(ONE_VPN, docker) as w:
         await w.until("both adopted", lambda: {stuck.id, gone.id} <= set(w.store.engines))
-        docker.failures["inspect"] = lambda ref: (
-            DockerUnavailable("inspect: Docker did not answer within 10s") if ref == stuck.id else None
-        )
+        hang_inspects_of(docker, stuck)
         docker.containers.pop(gone.id)  # went while no event was heard: only a resync sees it
         await w.events.resync()
         assert stuck.id in w.store.engines and gone.id not in w.store.engines
@@ -271,9 +278,7 @@ async def test_a_timed_resync_whose_only_inspect_is_the_stuck_container_succeeds
         age(stuck, 3 * 3600)
         age(other, 3 * 3600)
         await w.events.resync()
-        docker.failures["inspect"] = lambda ref: (
-            DockerUnavailable("inspect: Docker did not answer within 10s") if ref == stuck.id else None
-        )
+        hang_inspects_of(docker, stuck)
         await w.events.resync(full=True)  # its inspect fails: it must be asked again next time
         before = w.store.telemetry.resyncs
         await w.events.resync(full=False)  # the stuck one is the only container to inspect
@@ -293,9 +298,7 @@ async def test_a_restored_stream_on_a_container_docker_does_not_answer_for_is_ke
         w.store.demand.start_stream(
             Stream(id="s1", container_id=stuck.id, key_type="content_id", key="k", started_at=time.time())
         )
-        docker.failures["inspect"] = lambda ref: (
-            DockerUnavailable("inspect: Docker did not answer within 10s") if ref == stuck.id else None
-        )
+        hang_inspects_of(docker, stuck)
         await w.events.resync()
         assert "s1" in w.store.demand.streams.active
 
@@ -436,7 +439,7 @@ async def test_a_follow_up_inspect_that_fails_logs_inspect_failed_and_the_next_r
             if ref != engine.id:
                 return None
             asked.set()  # the inspect task logs as it raises, before this wakes anyone
-            return DockerUnavailable("inspect: Docker did not answer within 10s")
+            return DockerUnavailable(HUNG)
 
         docker.failures["inspect"] = fails
         tried = docker.calls["inspect"]
@@ -451,7 +454,7 @@ async def test_a_follow_up_inspect_that_fails_logs_inspect_failed_and_the_next_r
     (failed,) = logged(logs, "inspect_failed")
     assert failed["log_level"] == "warning"
     assert failed["container"] == engine.id[:24]
-    assert failed["error"] == "inspect: Docker did not answer within 10s"
+    assert failed["error"] == HUNG
     assert failed["hint"] == "the next resync retries"
 
 
@@ -461,13 +464,11 @@ async def test_a_resyncs_inspect_that_fails_logs_inspect_failed_and_keeps_the_co
     stuck = docker.run("acestream-engine-0", health=None, labels=ENGINE_LABELS)
     async with world(ONE_VPN, docker) as w:
         await w.until("engine adopted", lambda: stuck.id in w.store.engines)
-        docker.failures["inspect"] = lambda ref: (
-            DockerUnavailable("inspect: Docker did not answer within 10s") if ref == stuck.id else None
-        )
+        hang_inspects_of(docker, stuck)
         with capture_logs() as logs:
             await w.events.resync()
         assert stuck.id in w.store.engines
     (failed,) = logged(logs, "inspect_failed")
     assert failed["log_level"] == "warning"
     assert (failed["container"], failed["hint"]) == (stuck.id[:24], "kept as it was known")
-    assert failed["error"] == "inspect: Docker did not answer within 10s"
+    assert failed["error"] == HUNG
