@@ -7,6 +7,7 @@ creates carries the label `acestream-orchestrator-test=1` and is removed afterwa
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -260,10 +261,11 @@ def wait_vpn_health(name: str, status: str, timeout: float = 15) -> None:
 
 
 def engine_info(host: str, port: int) -> dict[str, Any] | None:
-    """The engine stand-in's /standin/info, or None when it does not answer."""
+    """The engine stand-in's /standin/info, or None when it does not answer (a reply cut short,
+    as when its VPN restarts the tunnel mid-answer, counts as no answer)."""
     try:
         status, body = http_json(f"http://{host}:{port}/standin/info", timeout=2)
-    except (OSError, ValueError):
+    except (OSError, ValueError, http.client.HTTPException):
         return None
     return body if status == 200 else None
 
