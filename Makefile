@@ -46,8 +46,12 @@ imports: install
 docs: install
 	$(BIN)/mkdocs build --strict --site-dir site
 
+# one worker more than there are cores: about half of these tests' time is waiting (timeouts
+# running out, a check that nothing happens over a second), which a third worker fills on 2 cores
+FAST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
+
 fast: install
-	$(PYTEST) -n auto -m 'not fuzz' tests/unit tests/http tests/workers
+	$(PYTEST) -n $(FAST_WORKERS) -m 'not fuzz' tests/unit tests/http tests/workers
 
 # schemathesis against the API, 5 examples a route (`make soak`: 200)
 fuzz: install
