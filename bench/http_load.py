@@ -4,7 +4,7 @@ same bytes in the same run (the ceiling of the HTTP server itself: on a shared m
 ratio means something); `GET /orchestrator/status`, and how long `POST /provision/acestream`
 takes to answer (a free engine: 200; none free: 503 at once), with the first size.
 
-Run: `make bench-http` (installs wrk when missing) or
+Run: `make bench` (with the other benchmarks; it installs wrk when missing) or
 `.venv/bin/python bench/http_load.py [--sizes 20 50]`. Writes bench/results/http_load.json.
 """
 

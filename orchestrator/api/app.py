@@ -35,6 +35,8 @@ from orchestrator.state.served import LastServed
 
 # one [key, body] per view: full (loopback or key holder) and narrowed (access.py)
 ENGINES_CACHE: web.AppKey[dict[bool, list[Any]]] = web.AppKey("engines_cache")
+# given as a header, not `content_type=`, which aiohttp parses again on every response
+ENGINES_HEADERS = {"Content-Type": "application/json"}
 
 
 async def engines(request: web.Request) -> web.Response:
@@ -58,7 +60,7 @@ async def engines(request: web.Request) -> web.Response:
                 # (an empty listing, e.g. before the first readiness checks, says nothing new)
                 ctx.store.served.remember(views)
             cached[:] = [key, body.encode()]
-    return web.Response(body=cached[1], content_type="application/json")
+    return web.Response(body=cached[1], headers=ENGINES_HEADERS)
 
 
 async def engine(request: web.Request) -> web.Response:
