@@ -257,10 +257,12 @@ class SpecFailure:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StallOnset:
-    """An engine turned stalled (`reconcilers.stalls`): which one (container ID) and when."""
+    """An engine turned stalled (`reconcilers.stalls`): which one (container ID), when, and the
+    contents (`key_type:key`) of the streams it carried then."""
 
     container_id: str
     at: float
+    contents: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -18,8 +18,8 @@ rules read those answers:
 - `streams_to_end`: a stalled engine's streams end (reason `stalled`) once they have been
   stalled for the grace beyond `stall_after_s`, unless the proxy ended them first;
 - `exit_stalling`: a VPN whose engines stall while another VPN's progress, or with
-  `REPEATED_STALLS` distinct engines behind it turned stalled in a window, is reported
-  (`vpn_exit_stalling`);
+  `REPEATED_STALLS` distinct engines behind it turned stalled in a window on as many distinct
+  contents, is reported (`vpn_exit_stalling`);
 - `tunnel_restart_due`: whether to ask that VPN's Gluetun for another exit (off by default).
 
 Pure: plain data in, plain data out; the store keeps the state, the planner acts on the verdict.
@@ -33,8 +33,9 @@ from typing import Literal
 
 from reconcilers.model import StallOnset
 
-# distinct engines behind one VPN turned stalled within STALL_WINDOW_S: its exit is suspect (one
-# engine turning stalled again and again is one content's swarm, counted once)
+# distinct engines behind one VPN turned stalled within STALL_WINDOW_S, on as many distinct
+# contents: its exit is suspect (one engine turning stalled again and again, or one dead content
+# the proxy tried on engine after engine, is one swarm, counted once)
 REPEATED_STALLS = 3
 STALL_WINDOW_S = 1800.0
 
@@ -153,11 +154,14 @@ class ExitVerdict:
 def exit_stalling(vpns: Sequence[VpnStalls], now: float) -> list[ExitVerdict]:
     """VPNs whose exit looks like it starves P2P: all of its engines with streams stall while
     another VPN's engines progress, or `REPEATED_STALLS` distinct engines turned stalled within
-    `STALL_WINDOW_S` (one engine stalling again and again counts once: that is one swarm)."""
+    `STALL_WINDOW_S` on at least as many distinct contents (one engine stalling again and
+    again counts once, and so does one dead content tried on engine after engine: one swarm)."""
     others_progress = {v.vpn: [o.vpn for o in vpns if o.vpn != v.vpn and o.progressing_engines] for v in vpns}
     found: list[ExitVerdict] = []
     for v in vpns:
-        recent = {s.container_id for s in v.recent_stalls if now - s.at <= STALL_WINDOW_S}
+        window = [s for s in v.recent_stalls if now - s.at <= STALL_WINDOW_S]
+        recent = {s.container_id for s in window}
+        contents = set().union(*(s.contents for s in window))
         if v.stalled_engines and not v.progressing_engines and others_progress[v.vpn]:
             found.append(
                 ExitVerdict(
@@ -167,12 +171,12 @@ def exit_stalling(vpns: Sequence[VpnStalls], now: float) -> list[ExitVerdict]:
                     "its exit may starve P2P",
                 )
             )
-        elif len(recent) >= REPEATED_STALLS:
+        elif len(recent) >= REPEATED_STALLS and len(contents) >= REPEATED_STALLS:
             found.append(
                 ExitVerdict(
                     vpn=v.vpn,
                     message=f"{len(recent)} engines behind VPN '{v.vpn}' stalled within "
-                    f"{STALL_WINDOW_S:g}s: its exit may starve P2P",
+                    f"{STALL_WINDOW_S:g}s, on {len(contents)} different contents: its exit may starve P2P",
                 )
             )
     return found

@@ -92,9 +92,9 @@ class _World:
     # engines whose every stream stalled, since when (they stay stalled until removed, unless
     # one of their streams progresses again); hidden from /engines
     stalled: dict[str, float] = field(default_factory=dict)
-    # by VPN, when each engine behind it last turned stalled (the last STALL_WINDOW_S): by
-    # container ID, so an engine turning stalled again and again counts as one engine
-    stall_onsets: dict[str | None, dict[str, float]] = field(default_factory=dict)
+    # by VPN, when each engine behind it last turned stalled (the last STALL_WINDOW_S) and on
+    # which contents: by container ID, so an engine turning stalled again and again counts once
+    stall_onsets: dict[str | None, dict[str, StallOnset]] = field(default_factory=dict)
     # the image ID engines.image (`image_ref`) resolved to at the last pull, and why the last
     # pull failed
     image_ref: str | None = None
@@ -592,9 +592,10 @@ class StateStore:
             if state == "stalled" and cid not in self._world.stalled:
                 self._world.stalled[cid] = now
                 onsets = self._world.stall_onsets.setdefault(engine.vpn, {})
-                for old in [c for c, at in onsets.items() if now - at > STALL_WINDOW_S]:
+                for old in [c for c, onset in onsets.items() if now - onset.at > STALL_WINDOW_S]:
                     del onsets[old]
-                onsets[cid] = now
+                carried = {f"{s.key_type}:{s.key}" for s in active.values() if s.container_id == cid}
+                onsets[cid] = StallOnset(container_id=cid, at=now, contents=frozenset(carried))
                 log.warning(
                     "engine_stalled",
                     container=engine.name,
@@ -699,7 +700,7 @@ class StateStore:
             spec_failure=ledger.spec_failure,
             leaving_since=dict(self._world.leaving_since),
             recent_stalls={
-                k: tuple(StallOnset(container_id=c, at=t) for c, t in v.items() if now - t <= STALL_WINDOW_S)
+                k: tuple(onset for onset in v.values() if now - onset.at <= STALL_WINDOW_S)
                 for k, v in self._world.stall_onsets.items()
             },
             image_error=self._world.image_error,

@@ -240,9 +240,15 @@ def test_streams_of_an_engine_stalled_past_the_grace_end() -> None:
     assert streams_to_end(streams, {"a": NOW - 130, "b": NOW - 60}, NOW, 60.0, 120.0) == ["s1"]
 
 
-def onsets(*stalls: tuple[str, float]) -> tuple[StallOnset, ...]:
-    """(container ID, seconds before NOW) for each time an engine turned stalled."""
-    return tuple(StallOnset(container_id=cid, at=NOW - ago) for cid, ago in stalls)
+def onsets(*stalls: tuple[str, float] | tuple[str, float, str]) -> tuple[StallOnset, ...]:
+    """(container ID, seconds before NOW[, content]) for each time an engine turned stalled;
+    without a content, each engine's own (`content-<ID>`): distinct engines, distinct swarms."""
+    return tuple(
+        StallOnset(
+            container_id=s[0], at=NOW - s[1], contents=frozenset({s[2] if len(s) == 3 else f"content-{s[0]}"})
+        )
+        for s in stalls
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -309,6 +315,22 @@ EXIT_CASES = [
         vpns=(VpnStalls(vpn="g1", recent_stalls=onsets(("a", 1800 + 1), ("b", 60), ("c", 0))),),
         reported=(),
     ),
+    # one dead content the proxy tried on engine after engine is one swarm, not the exit
+    ExitCase(
+        id="one_content_stalling_on_three_engines_is_one_swarm_not_the_exit",
+        vpns=(VpnStalls(vpn="g1", recent_stalls=onsets(("a", 0, "x"), ("b", 60, "x"), ("c", 120, "x"))),),
+        reported=(),
+    ),
+    ExitCase(
+        id="three_engines_on_two_contents_are_not_three_swarms",
+        vpns=(VpnStalls(vpn="g1", recent_stalls=onsets(("a", 0, "x"), ("b", 60, "x"), ("c", 120, "y"))),),
+        reported=(),
+    ),
+    ExitCase(
+        id="three_engines_on_three_contents",
+        vpns=(VpnStalls(vpn="g1", recent_stalls=onsets(("a", 0, "x"), ("b", 60, "y"), ("c", 120, "z"))),),
+        reported=("g1",),
+    ),
     ExitCase(
         id="an_engine_stalled_again_counts_by_its_latest_stall",
         vpns=(VpnStalls(vpn="g1", recent_stalls=onsets(("a", 1800 + 1), ("b", 60), ("c", 0), ("a", 10))),),
@@ -326,7 +348,9 @@ def test_the_exit_rule_is_three_engines_within_30_minutes() -> None:
     # what docs/stalls-and-freshness.md says; the tables above use these literal numbers
     assert (REPEATED_STALLS, STALL_WINDOW_S) == (3, 1800)
     (verdict,) = exit_stalling([VpnStalls(vpn="g1", recent_stalls=onsets(("a", 0), ("b", 1), ("c", 2)))], NOW)
-    assert verdict.message.startswith("3 engines behind VPN 'g1' stalled within 1800s")
+    assert verdict.message.startswith(
+        "3 engines behind VPN 'g1' stalled within 1800s, on 3 different contents"
+    )
 
 
 @pytest.mark.parametrize(

@@ -158,7 +158,9 @@ def test_an_engine_turning_stalled_again_and_again_is_one_engine_in_its_vpns_evi
         assert store.stalled_engines == {"a": at}
         store.record_progress({"s-a": moving(at + 30), "s-b": moving(at + 30)}, at + 30, 60.0, 600.0)
         assert not store.stalled_engines
-    assert store.observed(t + 400).recent_stalls == {"g1": (StallOnset(container_id="a", at=t + 300),)}
+    assert store.observed(t + 400).recent_stalls == {
+        "g1": (StallOnset(container_id="a", at=t + 300, contents=frozenset({"content_id:a"})),)
+    }
 
 
 def _visible_engines(store: StateStore, *cids: str) -> None:
