@@ -167,6 +167,9 @@ class EngineObs:
     stalled_since: float | None = None
     stalled_streams: tuple[str, ...] = ()
     progressing: bool = False  # at least one of its streams progresses
+    # the last stat answer of one of its streams that showed progress (something downloaded,
+    # with peers or speed): evidence that it delivers, whatever its API or its VPN's probe say
+    delivered_at: float | None = None
     image_id: str | None = None  # the image the container runs (Docker's image ID)
 
 
@@ -385,6 +388,7 @@ ProblemCode = Literal[
     "engine_stalled",
     "vpn_exit_stalling",
     "image_pull_failed",
+    "restart_held",
 ]
 
 

@@ -54,7 +54,7 @@ from reconcilers.placement import (
 )
 from reconcilers.ports import BANDS
 from reconcilers.probes import plan_probes
-from reconcilers.stalls import VpnStalls, exit_stalling
+from reconcilers.stalls import VpnStalls, delivers, exit_stalling
 
 
 def engine_spec_hash(desired: Desired) -> str:
@@ -200,10 +200,33 @@ def _check_vpns(p: _Pass) -> None:
             )
         )
         due, why = restart_due(vpn, p.desired.vpn.unhealthy_restart_timeout_s)
-        if p.now >= due and vpn.container_id not in p.observed.busy_containers:
-            p.act(RestartVpn(name=name, container_id=vpn.container_id, reason=why))
-        else:
+        if p.now < due or vpn.container_id in p.observed.busy_containers:
             p.wakes.append(due)
+        elif not _held_while_delivering(
+            p, [e for e in p.observed.engines if e.vpn == name], f"VPN '{name}'", why
+        ):
+            p.act(RestartVpn(name=name, container_id=vpn.container_id, reason=why))
+
+
+def _held_while_delivering(p: _Pass, engines: list[EngineObs], what: str, why: str) -> bool:
+    """A restart due on a guess (its tunnel said down, its API slow) is held while one of the
+    engines it would cut still delivers a stream (`stalls.delivers`, within `stall_after_s`):
+    said on /status (`restart_held`), planned again once the evidence is that old."""
+    within = p.desired.engines.stall_after_s
+    delivering = [e for e in engines if delivers(e.delivered_at, p.now, within)]
+    if not delivering:
+        return False
+    p.problems.append(
+        Problem(
+            code="restart_held",
+            vpn=delivering[0].vpn,
+            engine=delivering[0].name if len(engines) == 1 else None,
+            message=f"{what}: restart due ({why}) but held: "
+            f"{', '.join(e.name for e in delivering)} still deliver their streams",
+        )
+    )
+    p.wakes.append(max(e.delivered_at or 0.0 for e in delivering) + within)
+    return True
 
 
 def restart_due(vpn: VpnObs, timeout: float) -> tuple[float, str]:
@@ -381,7 +404,10 @@ def _restart_if_never_ready(p: _Pass, engine: EngineObs) -> None:
     if p.now < due:
         p.wakes.append(due)
         return
-    p.act(RestartEngine(container_id=engine.container_id, reason=f"not answering its API for {timeout:g}s"))
+    why = f"not answering its API for {timeout:g}s"
+    if _held_while_delivering(p, [engine], f"engine {engine.name}", why):
+        return
+    p.act(RestartEngine(container_id=engine.container_id, reason=why))
     if not any(pr.code == "engines_not_answering" for pr in p.problems):
         p.problems.append(
             Problem(

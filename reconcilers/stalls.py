@@ -63,6 +63,7 @@ class Progress:
     progressing: bool  # the last answer showed progress
     # the only answer this process has had for the stream: nothing to compare with, no verdict
     baseline: bool = False
+    moved_at: float | None = None  # the last answer that showed progress (None: none has)
 
 
 def advance(prev: Progress | None, sample: StatSample, now: float) -> Progress:
@@ -71,7 +72,14 @@ def advance(prev: Progress | None, sample: StatSample, now: float) -> Progress:
     read back from the journal may have started an hour before anything was seen of it)."""
     if prev is None:
         moving = sample.moving
-        return Progress(sample=sample, sampled_at=now, progress_at=now, progressing=moving, baseline=True)
+        return Progress(
+            sample=sample,
+            sampled_at=now,
+            progress_at=now,
+            progressing=moving,
+            baseline=True,
+            moved_at=now if moving else None,
+        )
     grew = (
         sample.downloaded > prev.sample.downloaded
         if sample.downloaded is not None and prev.sample.downloaded is not None
@@ -79,7 +87,20 @@ def advance(prev: Progress | None, sample: StatSample, now: float) -> Progress:
     )
     moved = sample.moving and grew
     since = now if moved else prev.progress_at
-    return Progress(sample=sample, sampled_at=now, progress_at=since, progressing=moved)
+    return Progress(
+        sample=sample,
+        sampled_at=now,
+        progress_at=since,
+        progressing=moved,
+        moved_at=now if moved else prev.moved_at,
+    )
+
+
+def delivers(delivered_at: float | None, now: float, within_s: float) -> bool:
+    """Whether an engine showed progress on one of its streams in the last `within_s`: evidence
+    that it serves, which a restart must not overrule on weaker signs (a slow API answer, a
+    tunnel probe that cannot reach its target)."""
+    return delivered_at is not None and now - delivered_at < within_s
 
 
 def is_stalled(progress: Progress | None, now: float, stall_after_s: float) -> bool:

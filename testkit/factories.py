@@ -121,6 +121,7 @@ def engine(
     spec_hash: str = CURRENT,
     unready_since: float | None = None,
     ports: EnginePorts | None = None,
+    delivered_at: float | None = None,
 ) -> EngineObs:
     """`ports`: the ports on its labels when they are not its slot's in the row's layout (an
     engine of an earlier layout); else `observed()` gives it the slot's real ports."""
@@ -140,6 +141,7 @@ def engine(
         last_stream_usage=last_stream_usage,
         created_at=created_at,
         unready_since=unready_since,
+        delivered_at=delivered_at,
     )
 
 

@@ -579,7 +579,9 @@ class StateStore:
             # either way (it neither stalls an engine nor clears one that stalled)
             verdict: bool | None = None
             if seen is not None and not seen.baseline:
-                if is_stalled(seen, now, stall_after_s):
+                # a VOD stream (is_live 0) whose file is all downloaded, or fills the engine's
+                # cache, downloads nothing more while its viewer plays on: it never stalls
+                if stream.is_live and is_stalled(seen, now, stall_after_s):
                     verdict = True
                 elif seen.progressing:
                     verdict = False  # its last answer showed progress
@@ -675,6 +677,10 @@ class StateStore:
             stalled_since=stalled_since,
             stalled_streams=tuple(mine) if stalled_since is not None else (),
             progressing=any(progress[i].progressing for i in mine if i in progress),
+            delivered_at=max(
+                (m for m in (progress[i].moved_at for i in mine if i in progress) if m is not None),
+                default=None,
+            ),
         )
 
     def observed(self, now: float | None = None) -> Observed:

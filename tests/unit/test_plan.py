@@ -793,6 +793,22 @@ REGRESSION_CASES = [
 # Rules that keep a long-running pool healthy: broken engines, failed actions, ports held by
 # someone else, port-layout changes and the forwarded engine's streams.
 TWO = desired(min_replicas=2, min_free=0)
+
+
+def silent_for_121_s(delivered_ago: float) -> EngineObs:
+    """An engine with a stream that has not answered its API for 121 s (past ready_timeout_s)
+    and whose stream last showed progress `delivered_ago` seconds ago."""
+    return engine(
+        "a",
+        0,
+        ready=False,
+        started_at=NOW - 5000,
+        unready_since=NOW - 121,
+        streams=1,
+        delivered_at=NOW - delivered_ago,
+    )
+
+
 RESILIENCE_CASES = [
     Case(
         id="resilience-paused_engine_is_replaced",
@@ -810,6 +826,20 @@ RESILIENCE_CASES = [
         id="resilience-never_ready_engine_is_restarted_after_ready_timeout",
         desired=TWO,
         engines=(engine("a", 0, ready=False, started_at=NOW - 121), engine("b", 1)),
+        actions=("restart a",),
+        problems=("engines_not_answering",),
+    ),
+    Case(
+        id="resilience-an_engine_not_answering_its_api_but_delivering_a_stream_is_not_restarted",
+        desired=TWO,
+        engines=(silent_for_121_s(delivered_ago=30), engine("b", 1)),
+        problems=("restart_held",),
+        wake_at=NOW - 30 + 60,
+    ),
+    Case(
+        id="resilience-an_engine_not_answering_whose_last_delivery_is_60_s_old_is_restarted",
+        desired=TWO,
+        engines=(silent_for_121_s(delivered_ago=60), engine("b", 1)),
         actions=("restart a",),
         problems=("engines_not_answering",),
     ),
@@ -1005,6 +1035,33 @@ PROBE_CASES = [
 # When an unhealthy VPN is restarted through Docker: not while Gluetun heals itself.
 PATIENT = desired("single", min_replicas=0, min_free=0, unhealthy_restart_timeout_s=300)
 RESTART_CASES = [
+    # a viewer's stream is not cut on a guess: an engine behind the VPN that showed progress on a
+    # stream within stall_after_s (60 s) holds the restart (its tunnel carries P2P, whatever the
+    # probe or Docker's health say); the restart is planned again once that evidence is 60 s old
+    Case(
+        id="restart-tunnel_said_down_past_the_timeout_while_an_engine_delivers_is_held",
+        desired=PATIENT,
+        vpns=(vpn("g1", "unhealthy", state_since=NOW - 300),),
+        engines=(engine("a", 0, "g1", streams=1, delivered_at=NOW - 20), engine("b", 1, "g1")),
+        problems=("restart_held@g1", "vpn_unhealthy@g1", "vpn_wait_timeout"),
+        wake_at=NOW - 20 + 60,
+    ),
+    Case(
+        id="restart-tunnel_said_down_past_the_timeout_and_nothing_delivered_for_60_s",
+        desired=PATIENT,
+        vpns=(vpn("g1", "unhealthy", state_since=NOW - 300),),
+        engines=(engine("a", 0, "g1", streams=1, delivered_at=NOW - 60), engine("b", 1, "g1")),
+        problems=("vpn_unhealthy@g1", "vpn_wait_timeout"),
+        actions=("restart_vpn g1",),
+    ),
+    Case(
+        id="restart-an_engine_delivering_behind_another_vpn_holds_nothing",
+        desired=desired("redundant", min_replicas=0, min_free=0, unhealthy_restart_timeout_s=300),
+        vpns=(vpn("g1", "unhealthy", state_since=NOW - 300), vpn("g2")),
+        engines=(engine("a", 0, "g2", streams=1, delivered_at=NOW - 5),),
+        problems=("vpn_unhealthy@g1",),
+        actions=("restart_vpn g1",),
+    ),
     Case(
         id="restart-tunnel_down_waits_past_gluetuns_own_retries",
         desired=PATIENT,

@@ -163,6 +163,59 @@ def test_an_engine_turning_stalled_again_and_again_is_one_engine_in_its_vpns_evi
     }
 
 
+def _two_engine_store(t: float, *, is_live: bool = True) -> StateStore:
+    store = StateStore()
+    g1 = "v" * 64
+    engines = [engine_info("a", vpn="g1", vpn_id=g1), engine_info("b", slot=1, vpn="g1", vpn_id=g1)]
+    store.replace_engines(engines, store.generation)
+    for cid in "ab":
+        store.demand.start_stream(
+            Stream(
+                id=f"s-{cid}", container_id=cid, key_type="content_id", key=cid, started_at=t, is_live=is_live
+            )
+        )
+    return store
+
+
+def test_a_vod_stream_that_downloads_nothing_more_never_stalls_its_engine() -> None:
+    # a VOD file all downloaded (or filling the engine's cache) is played from the cache: the
+    # engine keeps its peers, its bytes stop growing, the viewer watches on
+    t = 10_000.0
+    store = _two_engine_store(t, is_live=False)
+    done = StatSample(peers=7, speed_down=0, downloaded=5_000_000)
+    for at in range(0, 600, 30):
+        assert store.record_progress({"s-a": done, "s-b": done}, t + at, 60.0, 120.0) == []
+    assert not store.stalled_engines
+    assert {s.id for s in store.demand.streams.active.values()} == {"s-a", "s-b"}
+    # the same answers for live streams: stalled after 60 s, ended after the grace
+    live = _two_engine_store(t)
+    ended = [
+        s.id
+        for at in range(0, 600, 30)
+        for s in live.record_progress({"s-a": done, "s-b": done}, t + at, 60.0, 120.0)
+    ]
+    assert set(live.stalled_engines) == {"a", "b"} and sorted(ended) == ["s-a", "s-b"]
+
+
+def test_an_engine_delivered_when_one_of_its_streams_last_showed_progress() -> None:
+    # the planner's evidence that an engine serves (reconcilers.stalls.delivers): the last answer
+    # that showed progress, kept through the quiet answers after it; none before any did
+    t = 10_000.0
+    store = _two_engine_store(t)
+    frozen = StatSample(peers=0, speed_down=0, downloaded=0)
+    store.record_progress(
+        {"s-a": StatSample(peers=3, speed_down=80, downloaded=1), "s-b": frozen}, t, 60.0, 600.0
+    )
+    store.record_progress(
+        {"s-a": StatSample(peers=3, speed_down=80, downloaded=9), "s-b": frozen}, t + 30, 60.0, 600.0
+    )
+    store.record_progress(
+        {"s-a": StatSample(peers=3, speed_down=80, downloaded=9), "s-b": frozen}, t + 60, 60.0, 600.0
+    )
+    seen = {e.container_id: e.delivered_at for e in store.observed(t + 60).engines}
+    assert seen == {"a": t + 30, "b": None}
+
+
 def _visible_engines(store: StateStore, *cids: str) -> None:
     store.replace_engines([engine_info(c, slot=i) for i, c in enumerate(cids)], store.generation)
     for cid in cids:
