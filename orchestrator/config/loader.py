@@ -247,6 +247,22 @@ def _cross_check(v: dict[str, Any], fail: Callable[..., ConfigError]) -> None:
             "engines.max_replicas",
         )
     mode, names = v["vpn.mode"], v["vpn.containers"]
+    if mode == "none" and names:
+        # a forgotten or lost `mode:` line must not put the engines on the host's own address
+        raise fail(
+            f"vpn.containers names {', '.join(names)} but vpn.mode is none (its default): engines would "
+            "run without the VPN. Set vpn.mode to single or redundant, or empty vpn.containers",
+            "vpn.mode",
+            "vpn.containers",
+        )
+    unknown = sorted(set(v["vpn.forwarded_ports"]) - set(names))
+    if unknown:
+        raise fail(
+            f"vpn.forwarded_ports names {', '.join(unknown)}, which vpn.containers does not list "
+            f"({', '.join(names) or 'none'})",
+            "vpn.forwarded_ports",
+            "vpn.containers",
+        )
     if mode == "single" and len(names) != 1:
         raise fail(f"mode single needs exactly one container, got {len(names)}", "vpn.containers", "vpn.mode")
     if mode == "redundant" and len(names) < 2:

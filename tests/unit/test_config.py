@@ -327,6 +327,28 @@ BAD_FILES = [
         key="engines.host_port_range",
         says="fewer ports than max_replicas",
     ),
+    # a forgotten `mode:` line (its default is none) would run the engines without the VPN
+    Bad(
+        id="containers_without_a_mode",
+        text="vpn:\n  containers: [gluetun]\n",
+        line=2,
+        key="vpn.mode",
+        says="vpn.containers names gluetun but vpn.mode is none (its default): engines would run without",
+    ),
+    Bad(
+        id="containers_with_mode_none",
+        text="vpn:\n  mode: none\n  containers: [gluetun]\n",
+        line=2,
+        key="vpn.mode",
+        says="but vpn.mode is none",
+    ),
+    Bad(
+        id="forwarded_port_of_a_vpn_not_listed",
+        text=SINGLE_G + "  forwarded_ports:\n    gluten: 51820\n",
+        line=4,
+        key="vpn.forwarded_ports",
+        says="vpn.forwarded_ports names gluten, which vpn.containers does not list (gluetun)",
+    ),
     Bad(
         id="single_with_no_container",
         text="vpn:\n  mode: single\n  containers: []\n",
