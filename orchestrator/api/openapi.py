@@ -166,7 +166,9 @@ SCHEMAS: dict[str, Any] = {
         },
         labels={
             **OPT_MAP,
-            "description": "`stream_id` names the stream; when absent or empty, key|playback_session_id",
+            "description": "`stream_id` names the stream; when absent or empty, key|playback_session_id, "
+            "or, without a playback_session_id either, key|<the engine's container ID, 12 characters>: "
+            "two viewers of one key on two engines are two streams",
         },
     ),
     "StreamEnded": obj(

@@ -86,7 +86,8 @@ def parse_started(body: Any) -> StreamStarted:
     return StreamStarted(
         host=engine.text("host", empty_ok=False).strip(),
         port=engine.integer("port", minimum=1, maximum=65535),
-        stream_id=labels.get("stream_id") or f"{key}|{playback}",
+        # without either, the ID is made once the engine is known (`ProxyApi.stream_started`)
+        stream_id=labels.get("stream_id") or (f"{key}|{playback}" if playback else ""),
         key_type=stream.text("key_type", empty_ok=False),
         key=key,
         playback_session_id=playback,
@@ -184,7 +185,8 @@ class ProxyApi:
             container_id, name = found.container_id, found.name
         stream = store.demand.start_stream(
             Stream(
-                id=event.stream_id,
+                # one key on two engines with no session ID: two streams, not one replacing the other
+                id=event.stream_id or f"{event.key}|{container_id[:12]}",
                 container_id=container_id,
                 key_type=event.key_type,
                 key=event.key,

@@ -154,6 +154,24 @@ async def test_stream_id_defaults_to_key_and_session(make_api: MakeApi) -> None:
     assert status == 200 and stream["id"] == "abc|xyz"
 
 
+async def test_one_key_on_two_engines_without_session_ids_is_two_streams(make_api: MakeApi) -> None:
+    # a proxy that sends neither labels.stream_id nor a playback_session_id: "key|" for both
+    # replaced the first viewer's stream with the second's, and its engine looked idle
+    api = await make_api()
+    engines = [api.add_engine(0), api.add_engine(1)]
+    ids = []
+    for engine in engines:
+        body = started_body(engine.name, engine.ports.http, key="abc", container_id=None)
+        del body["labels"], body["session"]
+        status, stream = await api.post("/events/stream_started", body)
+        assert status == 200 and stream["container_id"] == engine.container_id, stream
+        ids.append(stream["id"])
+    assert ids == [f"abc|{e.container_id[:12]}" for e in engines]
+    assert sorted(s.container_id for s in api.store.demand.streams.active.values()) == sorted(
+        e.container_id for e in engines
+    )
+
+
 async def test_unknown_stream_id_ends_nothing(make_api: MakeApi) -> None:
     api = await make_api()
     engine = api.add_engine(0)
