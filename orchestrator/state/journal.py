@@ -430,7 +430,11 @@ class StreamJournal:
             return self._open(path)
         except (sqlite3.Error, OSError, _Unreadable) as exc:
             if not _corrupt(exc):
-                return self._unavailable(exc)  # unwritable, missing permissions, held by another
+                # unwritable, missing permissions, held by another: running on memory, with what
+                # the file holds when it can still be read (else the write-back at the reopen
+                # would replace the streams on disk with none)
+                nothing = self._unavailable(exc)
+                return nothing if isinstance(exc, _Held) else self._read_only(path) or nothing
             aside = path.with_name(f"{FILE}.corrupt-{int(time.time())}")
             log.warning(
                 "state_corrupt",
@@ -510,6 +514,37 @@ class StreamJournal:
         self._ended_rows = db.execute("SELECT COUNT(*) FROM streams WHERE status = 'ended'").fetchone()[0]
         log.info("state_loaded", file=str(path), streams=len(loaded.active), ended=len(loaded.ended))
         return loaded
+
+    def _read_only(self, path: Path) -> Loaded | None:
+        """What a journal this daemon cannot write holds (a full disk, a file locked for
+        writing): read through a read-only connection, or None when that fails too. A full
+        disk refuses even the shared-memory file a WAL reader needs: with no write-ahead log
+        left (the last daemon stopped cleanly) the file alone is the whole journal, read as
+        immutable; with one, nothing is read rather than half."""
+        if not path.exists():
+            return None
+        wal = path.with_name(FILE + "-wal")
+        modes = ["mode=ro"] + ([] if wal.exists() and wal.stat().st_size else ["mode=ro&immutable=1"])
+        for mode in modes:
+            try:
+                db = sqlite3.connect(f"{path.as_uri()}?{mode}", uri=True, timeout=1.0)
+            except sqlite3.Error:
+                continue
+            db.row_factory = sqlite3.Row
+            try:
+                loaded = _read(db)
+            except (sqlite3.Error, IndexError, KeyError, TypeError, ValueError):
+                continue
+            finally:
+                db.close()
+            log.warning(
+                "state_loaded_read_only",
+                file=str(path),
+                streams=len(loaded.active),
+                hint="read back though it cannot be written now; written back once it can",
+            )
+            return loaded
+        return None
 
     def _unavailable(self, exc: BaseException) -> Loaded:
         self.error = self._error(exc)

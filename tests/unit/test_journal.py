@@ -422,17 +422,29 @@ def tiny_filesystem(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
+def streaming_on(directory: Path, stream_id: str) -> StateStore:
+    """A daemon on `directory` with one engine, `a`, carrying one stream, written."""
+    store = store_on(directory)
+    store.replace_engines([engine_info("a", started_at=T0)], 0)
+    store.demand.start_stream(stream(stream_id, "a"))
+    settle(store)
+    return store
+
+
+def fill(directory: Path) -> Path:
+    """Fill the file system of `directory` with one file; returns it (unlink it for room)."""
+    filler = directory / "filler"
+    with contextlib.suppress(OSError), filler.open("wb") as f:
+        while True:
+            f.write(b"x" * 4096)
+            f.flush()
+    return filler
+
+
 def test_a_full_disk_turns_to_memory_and_back_to_durable_when_space_returns(tmp_path: Path) -> None:
     with tiny_filesystem(tmp_path) as state:
-        store = store_on(state)
-        store.replace_engines([engine_info("a", started_at=T0)], 0)
-        store.demand.start_stream(stream("s0", "a"))
-        settle(store)
-        filler = state / "filler"
-        with contextlib.suppress(OSError), filler.open("wb") as f:
-            while True:
-                f.write(b"x" * 4096)
-                f.flush()
+        store = streaming_on(state, "s0")
+        filler = fill(state)
         started = ["s0"]
         for i in range(1, 200):  # until a write needs a page the file system has not got
             started.append(f"s{i}")
@@ -446,6 +458,26 @@ def test_a_full_disk_turns_to_memory_and_back_to_durable_when_space_returns(tmp_
         filler.unlink()
         wait_durable(store)
         assert set(store_on(state).demand.streams.active) == set(started)
+
+
+def test_a_daemon_started_on_a_full_disk_reads_the_streams_back_and_loses_none(tmp_path: Path) -> None:
+    # the file can be read but not written at start-up: read back read-only, so the write-back
+    # once space returns keeps the streams on disk (it wrote back an empty registry over them)
+    with tiny_filesystem(tmp_path) as state:
+        store = streaming_on(state, "s1")
+        store._journal.close()  # the daemon stops
+        filler = fill(state)
+
+        with capture_logs() as logs:
+            restarted = store_on(state)
+        assert restarted.state_error is not None  # "disk I/O error" or "database or disk is full"
+        assert set(restarted.demand.streams.active) == {"s1"}
+        assert [e["streams"] for e in logged(logs, "state_loaded_read_only")] == [1]
+
+        filler.unlink()
+        wait_durable(restarted)
+        assert on_disk(state, "SELECT id FROM streams WHERE status = 'started'") == [("s1",)]
+        assert set(store_on(state).demand.streams.active) == {"s1"}
 
 
 def test_ended_history_on_disk_is_bounded(tmp_path: Path) -> None:
