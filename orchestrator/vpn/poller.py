@@ -54,6 +54,9 @@ class ControlPoller:
         seen: dict[str, tuple[str | None, str]] = {}
         due = 0.0
         while True:
+            # cleared before the VPNs are looked at, never after the polls: a VPN that changes
+            # while another's control server is being read must wake the next round at once
+            changed.clear()
             now = asyncio.get_running_loop().time()
             current: dict[str, tuple[str | None, str]] = {
                 n: (v.container_id, v.state) for n, v in self._store.vpns.items()
@@ -65,7 +68,6 @@ class ControlPoller:
                 due = now + config.vpn_poll_interval_s
             await asyncio.gather(*(self.poll(name) for name in names))
             self.restart_stalling_tunnels(time.time())
-            changed.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max(0.0, due - asyncio.get_running_loop().time())):
                     await changed.wait()

@@ -25,6 +25,7 @@ from orchestrator.vpn.control import Credentials, GluetunControl
 from orchestrator.vpn.poller import ControlPoller
 from reconcilers.model import Plan, Problem
 from reconcilers.vpn import ContainerSeen
+from testkit.harness import free_port
 from testkit.logs import logged
 
 Route = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -360,3 +361,69 @@ async def test_a_tunnel_restart_the_control_server_refuses_is_logged_and_not_ret
     assert (failed["event"], failed["log_level"]) == ("gluetun_tunnel_restart_failed", "warning")
     assert (failed["vpn"], failed["error"]) == ("gluetun", "PUT /v1/vpn/status stopped: HTTP 500")
     assert (restarted["event"], restarted["vpn"]) == ("gluetun_tunnel_restarted", "gluetun")
+
+
+async def test_a_vpn_that_changes_while_another_is_read_is_read_again_at_once() -> None:
+    """Two VPNs' control servers read side by side; the first changes (here: its container
+    restarted) while the second's answer is still awaited. The change woke the poller during the
+    reads and was cleared with them, so the first was read again only at the next interval (60 s):
+    a Gluetun turned healthy in that window left the pool without engines for a minute."""
+    release, both_asked, g1_again = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    asked: dict[str, int] = {"127.0.0.1": 0, "127.0.0.2": 0}
+
+    async def status(request: web.Request) -> web.StreamResponse:
+        host = request.host.rpartition(":")[0]
+        asked[host] += 1
+        if asked == {"127.0.0.1": 1, "127.0.0.2": 1}:
+            both_asked.set()
+        if asked["127.0.0.1"] >= 2:
+            g1_again.set()
+        if host == "127.0.0.2":
+            await release.wait()
+        return web.json_response({"status": "running"})
+
+    app = web.Application()
+    app.router.add_get("/v1/vpn/status", status)
+    app.router.add_get("/v1/publicip/ip", reply(body={"public_ip": "203.0.113.9"}))
+    app.router.add_get("/v1/portforward", reply(body={"port": 0}))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    for host in asked:
+        await web.TCPSite(runner, host, port).start()
+    config = parse_config(
+        "engines: {image: engine:1, launch: {preset: acestream-http-proxy}, address: ip}\n"
+        f"vpn: {{mode: redundant, containers: [g1, g2], api_port: {port}}}\n",
+        source="test.yaml",
+        env={},
+    )
+    store = StateStore()
+    now = time.time()
+
+    def seen(name: str, ip: str, started_at: float, health: str) -> ContainerSeen:
+        info = ContainerInfo(
+            id=name * 32,
+            name=name,
+            status="running",
+            health=health,
+            started_at=started_at,
+            created_at=now - 61,
+        )
+        return ContainerSeen(container=vpn_container(dataclasses.replace(info, ip=ip)))
+
+    store.apply_vpn("g1", seen("g1", "127.0.0.1", now - 60, "healthy"), now)
+    store.apply_vpn("g2", seen("g2", "127.0.0.2", now - 60, "healthy"), now)
+    try:
+        async with aiohttp.ClientSession() as session:
+            poller = ControlPoller(GluetunControl(session, credentials=no_credentials), store, lambda: config)
+            task = asyncio.create_task(poller.run())
+            await asyncio.wait_for(both_asked.wait(), 2)
+            await asyncio.sleep(0.1)  # g1's reading applied; g2's still awaited
+            store.apply_vpn("g1", seen("g1", "127.0.0.1", time.time(), "starting"), time.time())
+            release.set()
+            await asyncio.wait_for(g1_again.wait(), 2)  # not the 60 s interval
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    finally:
+        await runner.cleanup()
