@@ -527,7 +527,7 @@ class StreamJournal:
         modes = ["mode=ro"] + ([] if wal.exists() and wal.stat().st_size else ["mode=ro&immutable=1"])
         for mode in modes:
             try:
-                db = sqlite3.connect(f"{path.as_uri()}?{mode}", uri=True, timeout=1.0)
+                db = sqlite3.connect(f"{path.absolute().as_uri()}?{mode}", uri=True, timeout=1.0)
             except sqlite3.Error:
                 continue
             db.row_factory = sqlite3.Row

@@ -460,10 +460,15 @@ def test_a_full_disk_turns_to_memory_and_back_to_durable_when_space_returns(tmp_
         assert set(store_on(state).demand.streams.active) == set(started)
 
 
-def test_a_daemon_started_on_a_full_disk_reads_the_streams_back_and_loses_none(tmp_path: Path) -> None:
+def test_a_daemon_started_on_a_full_disk_reads_the_streams_back_and_loses_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # the file can be read but not written at start-up: read back read-only, so the write-back
-    # once space returns keeps the streams on disk (it wrote back an empty registry over them)
-    with tiny_filesystem(tmp_path) as state:
+    # once space returns keeps the streams on disk (it wrote back an empty registry over them);
+    # a state_dir given as a relative path, as a config may
+    with tiny_filesystem(tmp_path) as mounted:
+        monkeypatch.chdir(tmp_path)
+        state = Path(mounted.name)
         store = streaming_on(state, "s1")
         store._journal.close()  # the daemon stops
         filler = fill(state)
