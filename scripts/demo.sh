@@ -39,6 +39,7 @@ cat > .demo/config.yaml <<YAML
 engines:
   image: acestream-orchestrator-test/engine:latest
   launch: {preset: acestream-http-proxy}   # the stand-in starts like the default image
+  pool: demo              # its own pool: a stack on this host (pool default) keeps its engines
   min_replicas: 4
   min_free: 1
   max_replicas: 10

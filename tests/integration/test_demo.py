@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from reconcilers.model import POOL
 from testkit.harness import REPO, containers, free_port, http_json, wait_for
 
 DEMO_LABEL = "acestream-orchestrator-demo=1"
@@ -63,6 +64,9 @@ def test_make_demo_runs_the_daemon_with_stand_ins_and_lists_engines(tmp_path: Pa
         made = set(containers(f"label={DEMO_LABEL}"))
         assert len(made) >= 4 + len(gluetuns), made  # the Gluetun stand-ins and the 4 engines
         assert set(containers(f"label={DEMO_LABEL}", "label=acestream-orchestrator-test=dev")) == made
+        # a pool of its own: a stack on this host, on the default pool, is not the demo's to manage
+        # (nor the demo's engines that stack's)
+        assert {e["container_id"] for e in engines} <= set(containers(f"label={POOL}=demo"))
         os.killpg(demo.pid, signal.SIGINT)  # Ctrl-C: the daemon stops, the engines keep running
         demo.wait(timeout=30)
         assert demo.returncode == 0, (tmp_path / "demo.log").read_text()

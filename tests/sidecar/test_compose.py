@@ -243,6 +243,10 @@ def _desired_for_the_test_bed(
     desired["engines"].update(
         image=ENGINE_IMAGE,
         launch=ENGINE_LAUNCH,
+        # a pool of its own: on the default pool it took the engines of `make demo` (run by the
+        # integration suite beside this one) for its own, behind VPNs it does not know, and
+        # removed them, and the demo's daemon did the same to its engines
+        pool=run,
         min_replicas=2,
         min_free=0,
         max_replicas=4,
