@@ -309,6 +309,10 @@ class CreateEngine:
 class RemoveEngine:
     container_id: str
     reason: str
+    # an idle engine the pool no longer needs is hidden from /engines this long before it goes: a
+    # proxy that picked it from a listing it read just before may still report a stream on it,
+    # which keeps it (`RETIRE_GRACE_S`); 0 for an engine that cannot serve
+    grace_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

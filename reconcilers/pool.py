@@ -544,6 +544,11 @@ def _idle_expired(p: _Pass, engine: EngineObs) -> bool:
     return True
 
 
+# acexy reads /engines at most 2 s old, then asks the engine for a stream and reports it: an idle
+# engine leaving the pool is hidden for longer than that before it is removed
+RETIRE_GRACE_S = 5.0
+
+
 def _shrink(p: _Pass, counting: list[EngineObs], surplus: int) -> None:
     """Remove idle engines: those of an earlier spec first, then from the most loaded VPN,
     unready and unforwarded first."""
@@ -557,7 +562,9 @@ def _shrink(p: _Pass, counting: list[EngineObs], surplus: int) -> None:
         )
         candidates.remove(victim)
         load[victim.vpn] -= 1
-        p.act(RemoveEngine(container_id=victim.container_id, reason="pool above target"))
+        p.act(
+            RemoveEngine(container_id=victim.container_id, reason="pool above target", grace_s=RETIRE_GRACE_S)
+        )
 
 
 def _rebalance(p: _Pass, counting: list[EngineObs]) -> None:
@@ -575,7 +582,11 @@ def _rebalance(p: _Pass, counting: list[EngineObs]) -> None:
     idle = [e for e in counting if e.vpn == most and p.free(e) and not e.forwarded and _idle_expired(p, e)]
     if idle:
         victim = max(idle, key=lambda e: e.created_at)
-        p.act(RemoveEngine(container_id=victim.container_id, reason="rebalancing across VPNs"))
+        p.act(
+            RemoveEngine(
+                container_id=victim.container_id, reason="rebalancing across VPNs", grace_s=RETIRE_GRACE_S
+            )
+        )
 
 
 def _recreate(p: _Pass, engine: EngineObs, *, forwarded: bool, port: int | None, reason: str) -> None:

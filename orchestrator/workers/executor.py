@@ -123,6 +123,10 @@ def _container_of(action: Action) -> str | None:
     return None if isinstance(action, CreateEngine | CreateProbe) else _target(action)
 
 
+class RemovalCancelled(Exception):
+    """An idle engine's removal called off: a stream was reported on it during its grace."""
+
+
 class Executor:
     def __init__(self, docker: DockerApi, store: StateStore, desired: Callable[[], Desired]) -> None:
         self._docker = docker
@@ -233,6 +237,9 @@ class Executor:
             outcome = "done"
             settled = Outcome(ok=True, at=time.time(), container_id=cid, create=self._ran(action))
             self._failures_by_target.pop(target, None)
+        except RemovalCancelled as exc:
+            outcome = f"cancelled: {exc}"
+            settled = Outcome(ok=True, at=time.time(), container_id=cid)
         except (DockerError, TimeoutError) as exc:
             outcome = f"failed: {exc or type(exc).__name__}"
             settled = self._failure(action, kind, target, exc)
@@ -346,6 +353,16 @@ class Executor:
         )
 
     async def _remove(self, action: RemoveEngine) -> None:
+        if action.grace_s:
+            await asyncio.sleep(action.grace_s)  # hidden meanwhile (busy, removing)
+            cid = action.container_id
+            if self._store.demand.streams.count(cid) or cid in self._store.demand.held_engines(time.time()):
+                log.info(
+                    "engine_removal_cancelled",
+                    container_id=cid[:12],
+                    reason="a stream was reported on it while it left /engines",
+                )
+                raise RemovalCancelled("a stream was reported on it while it left /engines")
         await self._docker.remove(action.container_id)
         self._store.drop_engine(action.container_id)
         log.info("engine_removed", container_id=action.container_id[:12], reason=action.reason)

@@ -13,6 +13,7 @@ from orchestrator.docker import gateway
 from orchestrator.state import journal, liveness
 from orchestrator.state.history import HISTORY_KINDS
 from orchestrator.workers import event_source, readiness, watchdog
+from reconcilers import pool
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
@@ -33,6 +34,7 @@ ROWS = [
     ("reliability.md", "an event source stuck for 10 min", watchdog.PROGRESS_EXIT_S, 600.0),
     ("reliability.md", "ends the process with status 70", watchdog.EXIT_STUCK, 70),
     ("operations.md", "recheck every 10 s", readiness.RECHECK_S, 10.0),
+    ("stream-safety.md", "is removed 5 s later (`pool.RETIRE_GRACE_S`)", pool.RETIRE_GRACE_S, 5.0),
     ("operations.md", "three missed checks in a row", readiness.LIVENESS_FAILURES, 3),
     (
         "state-journal.md",

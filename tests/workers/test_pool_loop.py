@@ -11,6 +11,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from orchestrator.errors import DockerError, DockerUnavailable, ImageNotFound, PortInUse
+from orchestrator.state.streams import Stream
 from orchestrator.workers.executor import SLOT_BLOCK_S
 from testkit.fake_docker import FakeDocker
 from testkit.logs import logged
@@ -195,3 +196,26 @@ async def test_a_port_held_by_something_else_logs_slot_blocked_and_skips_the_slo
     assert str(slot) not in {docker.containers[c].labels["orchestrator.slot"] for c in engines}
     (failed,) = logged(logs, "action_failed")
     assert "port is already allocated" in str(failed["error"]) and failed["transient"] is True
+
+
+async def test_an_idle_engine_leaving_the_pool_is_hidden_first_and_kept_if_a_stream_lands_on_it() -> None:
+    # acexy picks from a listing up to 2 s old and reports the stream after the engine answered:
+    # an idle engine the pool no longer needs leaves /engines at once and goes only after
+    # RETIRE_GRACE_S (5 s); a stream reported on it meanwhile keeps it
+    async with world(NO_VPN.replace("min_replicas: 2", "min_replicas: 3"), act=True) as w:
+        engines = await filled(w, 3)
+        for cid in engines:
+            w.store.mark_ready(cid, w.store.engines[cid].started_at)
+        began = time.monotonic()
+        w.reconfigure(NO_VPN)  # min_replicas 2: one of the three goes
+        await w.until("one engine hidden", lambda: len(w.store.visible) == 2)
+        (leaving,) = set(engines) - {e.container_id for e in w.store.visible}
+        assert leaving in w.engines()  # hidden, not removed yet
+        w.store.demand.start_stream(
+            Stream(id="late", container_id=leaving, key_type="content_id", key="k", started_at=time.time())
+        )
+        await w.until("the engine listed again", lambda: len(w.store.visible) == 3, within=10)
+        assert time.monotonic() - began >= 4.5  # after the grace, not before
+        assert sorted(w.engines()) == engines  # nothing removed
+        (entry,) = [e for e in w.store.history.select(kinds=frozenset({"removed"}))]
+        assert entry.outcome.startswith("cancelled: a stream was reported on it")
