@@ -521,10 +521,13 @@ class StreamJournal:
         disk refuses even the shared-memory file a WAL reader needs: with no write-ahead log
         left (the last daemon stopped cleanly) the file alone is the whole journal, read as
         immutable; with one, nothing is read rather than half."""
-        if not path.exists():
+        try:  # a directory this daemon may not enter: PermissionError, not False
+            if not path.exists():
+                return None
+            wal = path.with_name(FILE + "-wal")
+            modes = ["mode=ro"] + ([] if wal.exists() and wal.stat().st_size else ["mode=ro&immutable=1"])
+        except OSError:
             return None
-        wal = path.with_name(FILE + "-wal")
-        modes = ["mode=ro"] + ([] if wal.exists() and wal.stat().st_size else ["mode=ro&immutable=1"])
         for mode in modes:
             try:
                 db = sqlite3.connect(f"{path.absolute().as_uri()}?{mode}", uri=True, timeout=1.0)
