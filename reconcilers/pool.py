@@ -202,7 +202,7 @@ def _check_vpns(p: _Pass) -> None:
         due, why = restart_due(vpn, p.desired.vpn.unhealthy_restart_timeout_s)
         if p.now < due or vpn.container_id in p.observed.busy_containers:
             p.wakes.append(due)
-        elif not _held_while_delivering(
+        elif not vpn.running or not _held_while_delivering(  # a crash left nothing to deliver through
             p, [e for e in p.observed.engines if e.vpn == name], f"VPN '{name}'", why
         ):
             p.act(RestartVpn(name=name, container_id=vpn.container_id, reason=why))

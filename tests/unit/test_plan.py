@@ -1121,6 +1121,16 @@ RESTART_CASES = [
         actions=("restart_vpn g1",),
     ),
     Case(
+        # its engines' last progress (12 s ago) is no evidence: a crash left no namespace
+        id="restart-a_crash_is_restarted_soon_whatever_its_engines_delivered_before",
+        desired=PATIENT,
+        vpns=(vpn("g1", "unhealthy", state_since=NOW - 10, running=False),),
+        engines=(engine("a", 0, "g1", streams=1, delivered_at=NOW - 12),),
+        problems=("vpn_disconnected", "vpn_unhealthy@g1"),
+        actions=("restart_vpn g1",),
+        wake_at=NOW + 20,
+    ),
+    Case(
         id="restart-a_crash_again_backs_off",
         desired=PATIENT,
         vpns=(
