@@ -103,11 +103,14 @@ def delivers(delivered_at: float | None, now: float, within_s: float) -> bool:
     return delivered_at is not None and now - delivered_at < within_s
 
 
-def is_stalled(progress: Progress | None, now: float, stall_after_s: float) -> bool:
+def is_stalled(progress: Progress | None, now: float, stall_after_s: float, *, is_live: bool = True) -> bool:
     """No progress for `stall_after_s`: the last answer showed none and nothing did since then.
-    Never on the baseline alone (no answer yet, or only the first: no verdict)."""
+    Never on the baseline alone (no answer yet, or only the first: no verdict), and never for a
+    VOD stream (`is_live` False): its file all downloaded, or filling the engine's cache, the
+    engine downloads nothing more while the viewer plays on."""
     return (
-        progress is not None
+        is_live
+        and progress is not None
         and not progress.baseline
         and not progress.progressing
         and now - progress.progress_at >= stall_after_s
@@ -135,6 +138,7 @@ class StreamStall:
     stream_id: str
     container_id: str
     progress: Progress | None
+    is_live: bool = True
 
 
 def streams_to_end(
@@ -152,7 +156,7 @@ def streams_to_end(
         for s in streams
         if s.container_id in stalled_engines
         and now - stalled_engines[s.container_id] >= grace_s
-        and is_stalled(s.progress, now, stall_after_s)
+        and is_stalled(s.progress, now, stall_after_s, is_live=s.is_live)
     ]
 
 

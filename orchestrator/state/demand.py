@@ -65,7 +65,9 @@ class Demand:
         return self._progress
 
     def stream_stalled(self, stream_id: str, now: float, stall_after_s: float) -> bool:
-        return is_stalled(self._progress.get(stream_id), now, stall_after_s)
+        stream = self.streams.active.get(stream_id)
+        is_live = stream.is_live if stream is not None else True
+        return is_stalled(self._progress.get(stream_id), now, stall_after_s, is_live=is_live)
 
     # -- what the proxy says -------------------------------------------------------------------
     def load(self, loaded: Loaded) -> None:

@@ -579,9 +579,7 @@ class StateStore:
             # either way (it neither stalls an engine nor clears one that stalled)
             verdict: bool | None = None
             if seen is not None and not seen.baseline:
-                # a VOD stream (is_live 0) whose file is all downloaded, or fills the engine's
-                # cache, downloads nothing more while its viewer plays on: it never stalls
-                if stream.is_live and is_stalled(seen, now, stall_after_s):
+                if is_stalled(seen, now, stall_after_s, is_live=stream.is_live):
                     verdict = True
                 elif seen.progressing:
                     verdict = False  # its last answer showed progress
@@ -610,7 +608,12 @@ class StateStore:
                 log.info("engine_progressing_again", container=engine.name, container_id=cid[:12])
         doomed = streams_to_end(
             (
-                StreamStall(stream_id=s.id, container_id=s.container_id, progress=progress.get(s.id))
+                StreamStall(
+                    stream_id=s.id,
+                    container_id=s.container_id,
+                    progress=progress.get(s.id),
+                    is_live=s.is_live,
+                )
                 for s in list(active.values())
             ),
             self._world.stalled,

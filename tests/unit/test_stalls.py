@@ -235,9 +235,11 @@ def test_streams_of_an_engine_stalled_past_the_grace_end() -> None:
         StreamStall(stream_id="s2", container_id="b", progress=frozen),
         StreamStall(stream_id="s3", container_id="c", progress=frozen),
         StreamStall(stream_id="s4", container_id="a", progress=None),  # reported since: not judged
+        StreamStall(stream_id="s5", container_id="a", progress=frozen, is_live=False),  # VOD: never stalls
     ]
     # a stalled for 130 s (past the 120 s grace), b for 60 s; c is not stalled
     assert streams_to_end(streams, {"a": NOW - 130, "b": NOW - 60}, NOW, 60.0, 120.0) == ["s1"]
+    assert not is_stalled(frozen, NOW, 60.0, is_live=False) and is_stalled(frozen, NOW, 60.0)
 
 
 def onsets(*stalls: tuple[str, float] | tuple[str, float, str]) -> tuple[StallOnset, ...]:

@@ -187,6 +187,7 @@ def test_a_vod_stream_that_downloads_nothing_more_never_stalls_its_engine() -> N
         assert store.record_progress({"s-a": done, "s-b": done}, t + at, 60.0, 120.0) == []
     assert not store.stalled_engines
     assert {s.id for s in store.demand.streams.active.values()} == {"s-a", "s-b"}
+    assert not store.demand.stream_stalled("s-a", t + 600, 60.0)  # /streams, /engines/{id}, /metrics
     # the same answers for live streams: stalled after 60 s, ended after the grace
     live = _two_engine_store(t)
     ended = [
