@@ -168,7 +168,8 @@ SCHEMAS: dict[str, Any] = {
             **OPT_MAP,
             "description": "`stream_id` names the stream; when absent or empty, key|playback_session_id, "
             "or, without a playback_session_id either, key|<the engine's container ID, 12 characters>: "
-            "two viewers of one key on two engines are two streams",
+            "two viewers of one key on two engines are two streams (`key|` then ends the one such stream "
+            "of that key, and nothing when there are several)",
         },
     ),
     "StreamEnded": obj(

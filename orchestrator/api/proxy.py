@@ -97,6 +97,21 @@ def parse_started(body: Any) -> StreamStarted:
     )
 
 
+def _sessionless(store: StateStore, stream_id: str) -> str:
+    """`key|` (the default ID of a stream started with no session ID, before such streams were
+    named after their engine) stands for the one active stream of that key started without a
+    session; with none or several (two engines: which one ended is unknown), `stream_id` as it is."""
+    if not stream_id.endswith("|") or stream_id in store.demand.streams.active:
+        return stream_id
+    key = stream_id[:-1]
+    found = [
+        s.id
+        for s in store.demand.streams.active.values()
+        if s.key == key and not s.playback_session_id and s.id == f"{key}|{s.container_id[:12]}"
+    ]
+    return found[0] if len(found) == 1 else stream_id
+
+
 def _identities(store: StateStore, engine: EngineObs) -> set[str]:
     """Every name the engine can be reached or addressed by."""
     names = {engine.name, engine.container_id}
@@ -211,10 +226,11 @@ class ProxyApi:
             fields = Fields.of(await read_json(request))
             stream_id = fields.text("stream_id", empty_ok=False)
             reason = fields.text("reason", required=False) or "unspecified"
-            fields.text("container_id", required=False)
+            fields.text("container_id", required=False)  # type-checked only: proxies send their own
         except BodyError as exc:
             return body_error(exc)
         store = self.ctx.store
+        stream_id = _sessionless(store, stream_id)
         ended = store.demand.end_stream(stream_id, reason, time.time())
         if ended is None:
             earlier = next((s for s in reversed(store.demand.streams.ended) if s.id == stream_id), None)

@@ -170,6 +170,14 @@ async def test_one_key_on_two_engines_without_session_ids_is_two_streams(make_ap
     assert sorted(s.container_id for s in api.store.demand.streams.active.values()) == sorted(
         e.container_id for e in engines
     )
+    # "abc|", the ID such a proxy was told to end it by, is ambiguous with two: nothing ends
+    status, _ = await api.post("/events/stream_ended", {"stream_id": "abc|", "reason": "completed"})
+    assert status == 404 and len(api.store.demand.streams.active) == 2
+    status, _ = await api.post("/events/stream_ended", {"stream_id": ids[0], "reason": "completed"})
+    assert status == 200
+    # with one left, "abc|" ends that one
+    status, ended = await api.post("/events/stream_ended", {"stream_id": "abc|", "reason": "completed"})
+    assert status == 200 and ended["id"] == ids[1] and not api.store.demand.streams.active
 
 
 async def test_unknown_stream_id_ends_nothing(make_api: MakeApi) -> None:
