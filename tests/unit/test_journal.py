@@ -35,6 +35,7 @@ from orchestrator.state.served import LastServed
 from orchestrator.state.store import StateStore
 from orchestrator.state.streams import Stream
 from reconcilers.stalls import StatSample
+from testkit.harness import REPO
 from testkit.logs import logged
 from testkit.sightings import engine_info
 
@@ -220,6 +221,35 @@ def test_a_state_directory_that_cannot_be_made_means_memory_only_with_the_reason
     store.replace_engines([engine_info("a", started_at=T0)], 0)
     store.demand.start_stream(stream("s1", "a"))  # works, in memory
     assert set(store.demand.streams.active) == {"s1"}
+
+
+def test_a_state_directory_the_daemon_may_not_enter_means_memory_only(tmp_path: Path) -> None:
+    # its parent closed to the daemon's user: the start-up's read-only fallback asked whether the
+    # file exists, which raises PermissionError, out of open() (documented never to raise)
+    system_python = Path("/usr/bin/python3")
+    if os.geteuid() != 0 or not system_python.exists():
+        pytest.skip("needs root, to run the journal as another user, and the system's python3")
+    locked = tmp_path / "locked"
+    (locked / "state").mkdir(parents=True)
+    locked.chmod(0o700)  # root's: nobody may enter
+    tmp_path.chmod(0o755)
+    code = (
+        "import sys; from pathlib import Path; from orchestrator.state.journal import StreamJournal\n"
+        "j = StreamJournal(Path(sys.argv[1]), start_lock_wait_s=0)\n"
+        "print('streams', len(j.open().active)); print(j.error)"
+    )
+    site = next((REPO / ".venv" / "lib").glob("python3*/site-packages"))
+    done = subprocess.run(
+        [str(system_python), "-c", code, str(locked / "state")],
+        user=65534,
+        env={"PYTHONPATH": f"{REPO}:{site}", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "streams 0" in done.stdout.splitlines() and "Permission denied" in done.stdout
 
 
 def test_no_state_directory_is_memory_only_and_says_so() -> None:
