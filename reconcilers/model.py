@@ -328,6 +328,7 @@ class RecreateEngine:
     container_id: str
     create: CreateEngine
     reason: str
+    grace_s: float = 0.0  # as RemoveEngine's: a listed idle engine is hidden this long first
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

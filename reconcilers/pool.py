@@ -619,7 +619,9 @@ def _recreate(p: _Pass, engine: EngineObs, *, forwarded: bool, port: int | None,
         spec_hash=p.spec_hash,
         reason=reason,
     )
-    p.act(RecreateEngine(container_id=engine.container_id, create=create, reason=reason))
+    # an idle engine the proxy may have just picked from /engines: hidden first (RETIRE_GRACE_S)
+    grace = RETIRE_GRACE_S if engine.ready else 0.0
+    p.act(RecreateEngine(container_id=engine.container_id, create=create, reason=reason, grace_s=grace))
 
 
 def _keep_forwarded_engines(p: _Pass) -> None:

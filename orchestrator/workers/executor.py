@@ -352,17 +352,20 @@ class Executor:
             forwarded=action.forwarded,
         )
 
+    async def _retire(self, container_id: str, grace_s: float) -> None:
+        """An idle engine leaving /engines (hidden meanwhile: busy, removing) waits `grace_s`
+        before it goes; a stream reported on it, or a proxy's hold, calls that off."""
+        if not grace_s:
+            return
+        await asyncio.sleep(grace_s)
+        store = self._store
+        if store.demand.streams.count(container_id) or container_id in store.demand.held_engines(time.time()):
+            why = "a stream was reported on it while it left /engines"
+            log.info("engine_removal_cancelled", container_id=container_id[:12], reason=why)
+            raise RemovalCancelled(why)
+
     async def _remove(self, action: RemoveEngine) -> None:
-        if action.grace_s:
-            await asyncio.sleep(action.grace_s)  # hidden meanwhile (busy, removing)
-            cid = action.container_id
-            if self._store.demand.streams.count(cid) or cid in self._store.demand.held_engines(time.time()):
-                log.info(
-                    "engine_removal_cancelled",
-                    container_id=cid[:12],
-                    reason="a stream was reported on it while it left /engines",
-                )
-                raise RemovalCancelled("a stream was reported on it while it left /engines")
+        await self._retire(action.container_id, action.grace_s)
         await self._docker.remove(action.container_id)
         self._store.drop_engine(action.container_id)
         log.info("engine_removed", container_id=action.container_id[:12], reason=action.reason)
@@ -377,6 +380,7 @@ class Executor:
         log.info("engine_restarted", container_id=action.container_id[:12], reason=action.reason)
 
     async def _recreate(self, action: RecreateEngine, name: str) -> None:
+        await self._retire(action.container_id, action.grace_s)
         try:
             await self._docker.remove(action.container_id)
             self._store.drop_engine(action.container_id)

@@ -219,3 +219,24 @@ async def test_an_idle_engine_leaving_the_pool_is_hidden_first_and_kept_if_a_str
         assert sorted(w.engines()) == engines  # nothing removed
         (entry,) = [e for e in w.store.history.select(kinds=frozenset({"removed"}))]
         assert entry.outcome.startswith("cancelled: a stream was reported on it")
+
+
+async def test_an_idle_engine_recreated_for_a_new_spec_is_hidden_first_and_kept_if_a_stream_lands() -> None:
+    # the same grace for a recreate in place (no room to grow: max_replicas reached)
+    full = NO_VPN.replace("min_free: 0", "min_free: 0, max_replicas: 2")
+    async with world(full, act=True) as w:
+        engines = await filled(w)
+        for cid in engines:
+            w.store.mark_ready(cid, w.store.engines[cid].started_at)
+        w.reconfigure(full.replace("min_free: 0", "min_free: 0, env: {NEW: '1'}"))
+        await w.until("one engine hidden", lambda: len(w.store.visible) == 1)
+        (leaving,) = set(engines) - {e.container_id for e in w.store.visible}
+        w.store.demand.start_stream(
+            Stream(id="late", container_id=leaving, key_type="content_id", key="k", started_at=time.time())
+        )
+        await w.until(
+            "the recreate called off",
+            lambda: any(e.outcome.startswith("cancelled") for e in w.store.history.select()),
+            within=10,
+        )
+        assert leaving in w.engines()  # kept, with its stream, on the old spec until idle
