@@ -12,9 +12,11 @@ import errno
 import fcntl
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -232,22 +234,30 @@ def test_a_state_directory_the_daemon_may_not_enter_means_memory_only(tmp_path: 
     locked = tmp_path / "locked"
     (locked / "state").mkdir(parents=True)
     locked.chmod(0o700)  # root's: nobody may enter
-    tmp_path.chmod(0o755)
     code = (
         "import sys; from pathlib import Path; from orchestrator.state.journal import StreamJournal\n"
         "j = StreamJournal(Path(sys.argv[1]), start_lock_wait_s=0)\n"
         "print('streams', len(j.open().active)); print(j.error)"
     )
-    site = next((REPO / ".venv" / "lib").glob("python3*/site-packages"))
-    done = subprocess.run(
-        [str(system_python), "-c", code, str(locked / "state")],
-        user=65534,
-        env={"PYTHONPATH": f"{REPO}:{site}", "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    # the code it runs, where nobody may read it (a clone in a private temporary folder is not)
+    readable = Path(tempfile.mkdtemp(prefix="journal-as-nobody-"))
+    try:
+        readable.chmod(0o755)
+        site = next((REPO / ".venv" / "lib").glob("python3*/site-packages"))
+        for package in (REPO / "orchestrator", REPO / "reconcilers", site / "structlog"):
+            shutil.copytree(package, readable / package.name, ignore=shutil.ignore_patterns("__pycache__"))
+        done = subprocess.run(
+            [str(system_python), "-c", code, str(locked / "state")],
+            user=65534,
+            cwd="/",
+            env={"PYTHONPATH": str(readable), "PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        shutil.rmtree(readable, ignore_errors=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "streams 0" in done.stdout.splitlines() and "Permission denied" in done.stdout
 
