@@ -12,7 +12,10 @@ ip link del wg0 2>/dev/null || true
 rm -f /var/run/wireguard/wg0.sock  # left by the previous run: the container keeps its files
 wireguard-go -f wg0 &
 pid=$!
-for _ in $(seq 100); do [ -S /var/run/wireguard/wg0.sock ] && break; sleep 0.05; done
+# its control socket, which `wg` needs (without it `wg` asks the kernel: "Protocol not
+# supported"): seconds on a machine busy with other suites, so up to 30 s
+for _ in $(seq 600); do [ -S /var/run/wireguard/wg0.sock ] && break; sleep 0.05; done
+[ -S /var/run/wireguard/wg0.sock ] || { echo "wgserver: wireguard-go made no control socket in 30 s" >&2; exit 1; }
 umask 077
 printf '%s\n' "$WG_PRIVATE_KEY" >/run/wg.key
 wg set wg0 listen-port "$port" private-key /run/wg.key peer "$WG_PEER_PUBLIC_KEY" allowed-ips "$WG_PEER_ALLOWED_IPS"
