@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import json
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -16,7 +17,12 @@ from structlog.testing import capture_logs
 
 from orchestrator.config import Config, parse_config
 from orchestrator.state.store import StateStore
-from orchestrator.workers.readiness import ReadinessProber, stream_check_interval_s
+from orchestrator.workers.readiness import (
+    FIRST_INTERVAL_S,
+    ReadinessProber,
+    next_probe_interval,
+    stream_check_interval_s,
+)
 from testkit.logs import logged
 from testkit.sightings import engine_info
 
@@ -177,3 +183,25 @@ def test_streams_are_checked_every_30_s_or_the_engines_interval_when_shorter(
     engines_s: float, streams_s: float
 ) -> None:
     assert stream_check_interval_s(engines_s) == streams_s
+
+
+def probe_times(until_s: float) -> list[float]:
+    """When a readiness probe asks an engine that never answers, over `until_s` (seconds after
+    its first ask), as `next_probe_interval` spaces them."""
+    asked, interval = [0.0], FIRST_INTERVAL_S
+    while asked[-1] + interval <= until_s:
+        asked.append(asked[-1] + interval)
+        interval = next_probe_interval(interval, asked[-1])
+    return asked
+
+
+def test_an_engine_starting_is_asked_at_least_every_second_for_its_first_30_s_then_every_3_s() -> None:
+    asked = probe_times(120.0)
+    gaps = [(at, later - at) for at, later in itertools.pairwise(asked)]
+    assert gaps[0] == (0.0, FIRST_INTERVAL_S)
+    assert max(gap for at, gap in gaps if at < 29.0) == pytest.approx(1.0)
+    assert [gap for at, gap in gaps if at > 35.0] == pytest.approx(
+        [3.0] * len([a for a, _ in gaps if a > 35.0])
+    )
+    # an engine answering 8 s into its start is seen within a second, not up to 3 s later
+    assert min(at for at in asked if at >= 8.0) <= 9.0
