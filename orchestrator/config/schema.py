@@ -94,7 +94,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Checker]]] = {
         "drain_grace_s": (1800, number(0)),
         "restart_tunnel_on_stall": (False, boolean),
         "tunnel_restart_interval_s": (3600, number(10)),
-        "health_check_interval_s": (60, number(0.5)),
+        "health_check_interval_s": (120, number(0.5)),
         "tunnel_probe": (TUNNEL_PROBE.defaults(), TUNNEL_PROBE),
     },
     "api": {
@@ -177,7 +177,7 @@ class Config:
     vpn_api_password: str | None = None
     # static forwards (providers where Gluetun negotiates none): VPN container name -> port
     vpn_forwarded_ports: Mapping[str, int] = field(default_factory=dict)
-    vpn_poll_interval_s: float = 60.0
+    vpn_poll_interval_s: float = 120.0
     engine_check_interval_s: float = 60.0
     stream_ttl_s: float = 21600.0
     max_streams_per_engine: int = 20

@@ -4,9 +4,11 @@ A control server's answers (public IP, forwarded port, tunnel status) change onl
 reconnect, and a reconnect is announced by other signals: the tunnel probe's verdict, Docker's
 health and container events, each a change of the VPN's state. So every VPN is read at once when
 its container or state changes (a VPN that just turned healthy has its forwarded port read before
-engines are placed), and otherwise only every `vpn.health_check_interval_s` (60 s by default): the
-ceiling on how late a reconnect no other signal saw (a new exit within one probe interval) is
-noticed. A reading that changes nothing wakes nobody (`StateStore.apply_vpn`). A reading or a
+engines are placed), and again `FOLLOW_UPS_S` (3, 10 and 30 s) after each such change, while its
+values settle (Gluetun negotiates the forwarded port at the end of tunnel-up: the first read
+after `healthy` often says 0). Otherwise only every `vpn.health_check_interval_s` (120 s by
+default): the ceiling on how late a reconnect no other signal saw (a new exit within one probe
+interval) is noticed. A reading that changes nothing wakes nobody (`StateStore.apply_vpn`). A reading or a
 failure becomes a sighting of the VPN state machine (`reconcilers.vpn`); an error is logged once
 per distinct message. A static forwarded port (`vpn.forwarded_ports`) wins over what the control
 server says.
@@ -31,6 +33,8 @@ from reconcilers.vpn import ControlFailed, ControlRead
 
 log = structlog.get_logger()
 
+FOLLOW_UPS_S = (3.0, 10.0, 30.0)
+
 
 class ControlPoller:
     """Polls every configured VPN's control server, all at once, every `interval()` seconds."""
@@ -48,28 +52,42 @@ class ControlPoller:
         return f"http://{vpn_host(self._store, name, config.address)}:{config.vpn_api_port}"
 
     async def run(self) -> None:
-        """Poll on the interval, and at once when a VPN's container or state changes (so a VPN
-        that just turned healthy has its forwarded port read before engines are placed)."""
+        """Poll on the interval, at once when a VPN's container or state changes (so a VPN that
+        just turned healthy has its forwarded port read before engines are placed), and again
+        `FOLLOW_UPS_S` after that change."""
         changed = self._store.watch()
         seen: dict[str, tuple[str | None, str]] = {}
+        follow_ups: dict[str, list[float]] = {}  # by VPN: when to read it again after a change
         due = 0.0
+        loop = asyncio.get_running_loop()
         while True:
             # cleared before the VPNs are looked at, never after the polls: a VPN that changes
             # while another's control server is being read must wake the next round at once
             changed.clear()
-            now = asyncio.get_running_loop().time()
+            now = loop.time()
             current: dict[str, tuple[str | None, str]] = {
                 n: (v.container_id, v.state) for n, v in self._store.vpns.items()
             }
             config = self._config()
-            names = [n for n in config.desired.vpn.containers if now >= due or current.get(n) != seen.get(n)]
+            names = []
+            follow_ups = {n: follow_ups.get(n, []) for n in config.desired.vpn.containers}
+            for name, times in follow_ups.items():
+                if current.get(name) != seen.get(name):
+                    pending = [now + after for after in FOLLOW_UPS_S]
+                elif now >= due or (times and times[0] <= now):
+                    pending = times
+                else:
+                    continue
+                follow_ups[name] = [at for at in pending if at > now]
+                names.append(name)
             seen = current
             if now >= due:
                 due = now + config.vpn_poll_interval_s
             await asyncio.gather(*(self.poll(name) for name in names))
             self.restart_stalling_tunnels(time.time())
+            wake = min([due, *(times[0] for times in follow_ups.values() if times)])
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(0.0, due - asyncio.get_running_loop().time())):
+                async with asyncio.timeout(max(0.0, wake - loop.time())):
                     await changed.wait()
 
     async def poll(self, name: str) -> None:

@@ -21,6 +21,7 @@ from orchestrator.docker.containers import ContainerInfo, vpn_container
 from orchestrator.errors import ControlApiAuthError, ControlApiUnreachable
 from orchestrator.state.store import StateStore
 from orchestrator.vpn import control
+from orchestrator.vpn import poller as poller_module
 from orchestrator.vpn.control import Credentials, GluetunControl
 from orchestrator.vpn.poller import ControlPoller
 from reconcilers.model import Plan, Problem
@@ -230,8 +231,10 @@ class StandIn:
     port: int = 51820
     put_code: int = 200
     puts: list[str] = dataclasses.field(default_factory=list)
+    reads: int = 0  # of GET /v1/vpn/status: one a poll
 
     async def status(self, request: web.Request) -> web.StreamResponse:
+        self.reads += 1
         return web.json_response({"status": self.tunnel}, status=self.code)
 
     async def forwarded(self, request: web.Request) -> web.StreamResponse:
@@ -427,3 +430,36 @@ async def test_a_vpn_that_changes_while_another_is_read_is_read_again_at_once() 
                 await task
     finally:
         await runner.cleanup()
+
+
+async def test_a_vpn_is_read_again_while_its_values_settle_after_a_change_then_at_the_ceiling(
+    aiohttp_server: MakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Gluetun negotiates the forwarded port at the end of tunnel-up: the first read after a
+    change often says 0. The follow-up reads find the port with no other signal, long before the
+    ceiling (120 s by default); then the poller reads nothing until the ceiling."""
+    monkeypatch.setattr(poller_module, "FOLLOW_UPS_S", (0.3, 0.6, 0.9))
+    async with polling(aiohttp_server) as (stand, poller, store):
+        stand.port = 0
+        task = asyncio.create_task(poller.run())
+        try:
+            changed = store.watch()
+            async with asyncio.timeout(2):  # the first reading applied
+                while not store.vpns["gluetun"].port_known:
+                    changed.clear()
+                    await changed.wait()
+            assert store.vpns["gluetun"].forwarded_port in (0, None)
+            stand.port = 51820
+            async with asyncio.timeout(2):
+                while store.vpns["gluetun"].forwarded_port != 51820:
+                    changed.clear()
+                    await changed.wait()
+            await asyncio.sleep(1.0)  # the follow-ups are over
+            reads = stand.reads
+            assert reads == 1 + len(poller_module.FOLLOW_UPS_S)
+            await asyncio.sleep(1.0)
+            assert stand.reads == reads  # nothing until the ceiling
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

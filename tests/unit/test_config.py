@@ -35,7 +35,7 @@ def test_empty_text_gives_all_defaults() -> None:
         address="name",
         vpn_api_port=8000,
         vpn_api_key=None,
-        vpn_poll_interval_s=60.0,
+        vpn_poll_interval_s=120.0,
         api=ApiConfig(host="127.0.0.1", port=8000, api_key=None),
         log_level="INFO",
     )
