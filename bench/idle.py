@@ -9,7 +9,7 @@ over its threads (voluntary ones are the wake-ups: each is a thread going back t
 CPU time (the scheduler's nanosecond count, with the 10 ms ticks of /proc/<pid>/stat beside it).
 The tunnel probe is off (its own cost is bench/probe_cost.py's). Run:
 `.venv/bin/python bench/idle.py --seconds 60 --sizes 10 50` (add `--settle 15` to see the first
-minutes, while the engines are new). Writes bench/results/idle.json.
+minutes, while the engines are new). Writes bench/results/idle.json (`--name`: another file).
 """
 
 from __future__ import annotations
@@ -131,13 +131,14 @@ def main() -> None:
     )
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 50])
     parser.add_argument("--before", default="0dfd87a")
+    parser.add_argument("--name", default="idle", help="the result's file: bench/results/NAME.json")
     args = parser.parse_args()
     old = source_of(args.before)
     vpns = ["bench-idle-g1", "bench-idle-g2"]
     report: dict[str, Any] = {}
     try:
         for name in vpns:
-            run_gluetun(name)
+            run_gluetun(name, patient=True)  # a slow exec on a loaded machine must not flip it
         for size in args.sizes:
             report[f"{size}_engines_2_vpns"] = {
                 "before": measure(size, vpns, old, args.seconds, args.settle),
@@ -147,7 +148,7 @@ def main() -> None:
     finally:
         remove_test_containers()
     write_result(
-        "idle",
+        args.name,
         {
             "what": "the idle daemon's process: voluntary context switches a second (wake-ups) and "
             "CPU, engines behind 2 Gluetun stand-ins, tunnel probe off, measured from "
@@ -155,7 +156,7 @@ def main() -> None:
             f"{args.before}, now = this tree, in the same run",
             "command": f".venv/bin/python bench/idle.py --seconds {args.seconds:g} --sizes "
             + " ".join(map(str, args.sizes))
-            + f" --before {args.before} --settle {args.settle:g}",
+            + f" --before {args.before} --settle {args.settle:g} --name {args.name}",
             "machine": machine(),
             **report,
         },

@@ -19,6 +19,7 @@ from testkit.harness import (
     host_port_band,
     inspect,
     started_at,
+    stream_started,
     wait_for,
 )
 
@@ -245,3 +246,34 @@ def test_host_port_in_use_elsewhere_is_skipped(make_daemon: MakeDaemon) -> None:
             str(lo) in e["message"] or "allocated" in e["message"] or "in use" in e["message"] for e in errors
         ), errors
         assert len(daemon.managed()) == 2  # the container that could not start was removed
+
+
+def test_an_engine_picked_while_it_leaves_the_pool_keeps_its_viewer(make_daemon: MakeDaemon) -> None:
+    """The pool shrinks by one; the engine leaving it is hidden first and removed only after
+    the retire grace. A proxy that picked it from a listing taken just before (acexy keeps one
+    for 2 s) reports its stream inside the grace: that engine stays, its container untouched, and
+    the other one leaves instead."""
+    daemon = make_daemon(engines={"min_replicas": 2, "min_free": 0})
+    listed = {e["container_id"]: e for e in daemon.wait_engines(2)}
+    started = {cid: started_at(cid) for cid in listed}
+    daemon.write_config(engines={"min_replicas": 1})
+    shown = wait_for(
+        "one engine hidden", lambda: s if len(s := daemon.engines()) == 1 else None, timeout=15, interval=0.05
+    )
+    (retired_id,) = set(listed) - {shown[0]["container_id"]}
+    retired = listed[retired_id]
+    code, body = stream_started(daemon, retired["host"], retired["port"], "picked-late")
+    assert code == 200, body
+    wait_for(
+        "the removal called off",
+        lambda: any(
+            e["outcome"].startswith("cancelled") and e["engine"] == retired["container_name"]
+            for e in daemon.get("/history")[1]["entries"]
+        ),
+        timeout=15,
+    )
+    wait_for("the idle engine retired instead", lambda: set(daemon.managed()) == {retired_id}, timeout=30)
+    assert started_at(retired_id) == started[retired_id]  # never restarted
+    assert [e["container_id"] for e in daemon.engines()] == [retired_id]
+    (stream,) = daemon.get("/streams?status=started")[1]
+    assert stream["container_id"] == retired_id
