@@ -37,6 +37,7 @@ FIRST_INTERVAL_S = 0.1
 QUICK_PROBING_S = 30.0
 QUICK_MAX_INTERVAL_S = 1.0
 MAX_INTERVAL_S = 3.0
+NOT_READY_WARN_S = 90.0  # a healthy engine answers well within this, a slow host's too
 REQUEST_TIMEOUT_S = 2.0
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
 LIVENESS_FAILURES = 3
@@ -167,7 +168,7 @@ class ReadinessProber:
 
     async def _probe(self, container_id: str, started_at: float | None) -> None:
         loop = asyncio.get_running_loop()
-        interval, attempts, began = FIRST_INTERVAL_S, 0, loop.time()
+        interval, warned, began = FIRST_INTERVAL_S, False, loop.time()
         try:
             while self._same_run(container_id, started_at):
                 engine = self._store.engines[container_id]
@@ -175,8 +176,8 @@ class ReadinessProber:
                 if await answers_version(self._session, host, port):
                     self._store.mark_ready(container_id, started_at)
                     return
-                attempts += 1
-                if attempts == 40:
+                if not warned and loop.time() - began >= NOT_READY_WARN_S:
+                    warned = True
                     log.warning(
                         "engine_not_ready_yet",
                         container=engine.name,

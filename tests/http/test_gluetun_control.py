@@ -245,6 +245,19 @@ class StandIn:
         return web.json_response({"outcome": "ok"} if self.put_code == 200 else None, status=self.put_code)
 
 
+def healthy_gluetun(container_id: str, *, started_at: float) -> ContainerSeen:
+    """The container `gluetun`, running and healthy, its control server on loopback."""
+    info = ContainerInfo(
+        id=container_id,
+        name="gluetun",
+        status="running",
+        health="healthy",
+        started_at=started_at,
+        created_at=started_at - 1,
+    )
+    return ContainerSeen(container=vpn_container(dataclasses.replace(info, ip="127.0.0.1")))
+
+
 @contextlib.asynccontextmanager
 async def polling(aiohttp_server: MakeServer) -> AsyncIterator[tuple[StandIn, ControlPoller, StateStore]]:
     """A poller of one VPN, `gluetun`, healthy, whose control server is a `StandIn` on loopback."""
@@ -264,17 +277,7 @@ async def polling(aiohttp_server: MakeServer) -> AsyncIterator[tuple[StandIn, Co
     )
     store = StateStore()
     now = time.time()
-    gluetun = ContainerInfo(
-        id="g" * 64,
-        name="gluetun",
-        status="running",
-        health="healthy",
-        started_at=now - 60,
-        created_at=now - 61,
-    )
-    store.apply_vpn(
-        "gluetun", ContainerSeen(container=vpn_container(dataclasses.replace(gluetun, ip="127.0.0.1"))), now
-    )
+    store.apply_vpn("gluetun", healthy_gluetun("g" * 64, started_at=now - 60), now)
     async with aiohttp.ClientSession() as session:
         yield (
             stand,
@@ -424,7 +427,7 @@ async def test_a_vpn_that_changes_while_another_is_read_is_read_again_at_once() 
             await asyncio.sleep(0.1)  # g1's reading applied; g2's still awaited
             store.apply_vpn("g1", seen("g1", "127.0.0.1", time.time(), "starting"), time.time())
             release.set()
-            await asyncio.wait_for(g1_again.wait(), 2)  # not the 60 s interval
+            await asyncio.wait_for(g1_again.wait(), 2)  # not the 120 s ceiling
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -459,6 +462,22 @@ async def test_a_vpn_is_read_again_while_its_values_settle_after_a_change_then_a
             assert reads == 1 + len(poller_module.FOLLOW_UPS_S)
             await asyncio.sleep(1.0)
             assert stand.reads == reads  # nothing until the ceiling
+            # a later change (Gluetun recreated) is followed up the same way
+            stand.port = 0
+            now = time.time()
+            store.apply_vpn("gluetun", healthy_gluetun("h" * 64, started_at=now), now)
+            async with asyncio.timeout(2):  # its immediate read
+                while stand.reads == reads:
+                    changed.clear()
+                    await changed.wait()
+            await asyncio.sleep(0.1)
+            stand.port = 51821  # negotiated after the change was read
+            async with asyncio.timeout(2):
+                while store.vpns["gluetun"].forwarded_port != 51821:
+                    changed.clear()
+                    await changed.wait()
+            await asyncio.sleep(1.0)
+            assert stand.reads == reads + 1 + len(poller_module.FOLLOW_UPS_S)
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -17,6 +17,7 @@ from structlog.testing import capture_logs
 
 from orchestrator.config import Config, parse_config
 from orchestrator.state.store import StateStore
+from orchestrator.workers import readiness
 from orchestrator.workers.readiness import (
     FIRST_INTERVAL_S,
     ReadinessProber,
@@ -205,3 +206,28 @@ def test_an_engine_starting_is_asked_at_least_every_second_for_its_first_30_s_th
     )
     # an engine answering 8 s into its start is seen within a second, not up to 3 s later
     assert min(at for at in asked if at >= 8.0) <= 9.0
+
+
+async def test_an_engine_that_never_answers_is_warned_about_once_after_a_while(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(readiness, "NOT_READY_WARN_S", 0.5)
+    async with engines(1) as [engine], aiohttp.ClientSession() as session:
+        engine.silent = True
+        store = StateStore()
+        seen = engine_info("e0")
+        obs = dataclasses.replace(seen.obs, ports=dataclasses.replace(seen.obs.ports, http=engine.port))
+        store.upsert_engine(dataclasses.replace(seen, obs=obs, ip="127.0.0.1"))
+        prober = ReadinessProber(store, session, lambda: config(1.0))
+        with capture_logs() as logs:
+            task = asyncio.create_task(prober.run())
+            try:
+                store.changed()
+                await asyncio.sleep(0.3)
+                assert logged(logs, "engine_not_ready_yet") == []  # not before its time
+                await asyncio.sleep(1.7)
+            finally:
+                task.cancel()
+    (warning,) = logged(logs, "engine_not_ready_yet")
+    assert (warning["log_level"], warning["container"]) == ("warning", obs.name)
+    assert engine.asked >= 4 and not store.engines["e0"].ready
