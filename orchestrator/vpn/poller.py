@@ -8,10 +8,10 @@ engines are placed), and again `FOLLOW_UPS_S` (3, 10 and 30 s) after each such c
 values settle (Gluetun negotiates the forwarded port at the end of tunnel-up: the first read
 after `healthy` often says 0). Otherwise only every `vpn.health_check_interval_s` (120 s by
 default): the ceiling on how late a reconnect no other signal saw (a new exit within one probe
-interval) is noticed. A reading that changes nothing wakes nobody (`StateStore.apply_vpn`). A reading or a
-failure becomes a sighting of the VPN state machine (`reconcilers.vpn`); an error is logged once
-per distinct message. A static forwarded port (`vpn.forwarded_ports`) wins over what the control
-server says.
+interval) is noticed. A reading that changes nothing wakes nobody (`StateStore.apply_vpn`). A
+reading or a failure becomes a sighting of the VPN state machine (`reconcilers.vpn`); an error is
+logged once per distinct message. A static forwarded port (`vpn.forwarded_ports`) wins over what
+the control server says.
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ FOLLOW_UPS_S = (3.0, 10.0, 30.0)
 
 
 class ControlPoller:
-    """Polls every configured VPN's control server, all at once, every `interval()` seconds."""
+    """Reads every configured VPN's control server: on a change of the VPN, its follow-ups, and
+    all of them at once at the ceiling (`vpn.health_check_interval_s`)."""
 
     def __init__(self, control: GluetunControl, store: StateStore, config: Callable[[], Config]) -> None:
         self._control = control
